@@ -1,0 +1,65 @@
+// Package cli is Coffer's command line: `coffer serve` runs the server, every other command
+// is a client of the server's APIs. Each part's commands live in a file of their own.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time with -ldflags "-X github.com/cofferhq/coffer/internal/cli.Version=…".
+var Version = "dev"
+
+// Execute runs the command line and returns the process exit code.
+func Execute() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := NewRoot()
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// NewRoot builds the whole command tree (tests drive it directly).
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coffer",
+		Short: "Coffer: a self-hosted container registry that keeps images sealed",
+		Long: `Coffer is an OCI registry, a key vault that speaks the Azure Key Vault keys API,
+encryption at rest under a platform- or customer-managed key, content trust and a
+Kubernetes KMS v2 plugin, in one binary.
+
+Start a server with 'coffer serve', then 'coffer login' to use the management commands.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringP("output", "o", "table", "output format: table or json")
+	root.PersistentFlags().String("server", "", "server URL (default: from 'coffer login', or $COFFER_SERVER)")
+	root.PersistentFlags().String("ca-file", "", "CA certificate to trust for the server (default: from 'coffer login', or $COFFER_CA_FILE)")
+	for _, add := range commandGroups {
+		add(root)
+	}
+	return root
+}
+
+// commandGroups add each part's commands to the root. Each file appends its own in init,
+// which keeps the parts' command files independent of each other.
+var commandGroups []func(root *cobra.Command)
+
+func register(add func(root *cobra.Command)) { commandGroups = append(commandGroups, add) }

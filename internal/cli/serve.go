@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/server"
+)
+
+func init() {
+	register(func(root *cobra.Command) {
+		cfg := config.Defaults()
+		cmd := &cobra.Command{
+			Use:   "serve",
+			Short: "Run the Coffer server",
+			Long: `Run the Coffer server: registry, vault, token service and management API on one
+HTTPS listener.
+
+With no flags it keeps all state in ./coffer-data, listens on 127.0.0.1:5000 and serves
+HTTPS with a certificate from a local CA it creates on first start
+(coffer-data/tls/ca.pem). On first start it creates the user 'admin', prints its
+password once and writes it to coffer-data/initial-admin-password (mode 0600).
+
+Every flag can also be set as an environment variable COFFER_<FLAG> (for example
+COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
+'data-dir: /var/lib/coffer'). Flags win over the environment, which wins over the file.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				if err := config.Apply(cmd.Flags(), os.Getenv); err != nil {
+					return err
+				}
+				log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+				if err != nil {
+					return err
+				}
+				srv, err := server.New(cmd.Context(), cfg, log, cmd.OutOrStdout())
+				if err != nil {
+					return err
+				}
+				if err := srv.Listen(); err != nil {
+					srv.Close()
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Coffer is serving on %s (data in %s)\n", srv.URL(), cfg.DataDir)
+				return srv.Serve(cmd.Context())
+			},
+		}
+		cfg.BindFlags(cmd.Flags())
+		root.AddCommand(cmd)
+	})
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: use text or json", format)
+	}
+}

@@ -1,0 +1,199 @@
+// Package config holds the server's configuration and the rule that fills it.
+//
+// Every setting is a flag of `coffer serve`. The same setting can come from the environment
+// as COFFER_<FLAG NAME> (upper case, dashes as underscores) or from the YAML file named by
+// --config (top-level key = flag name). Precedence: flag, then environment, then file, then
+// the default. Because the rule is generic over the flag set, a part that adds a flag to
+// `serve` gets the environment variable and the YAML key for free.
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Server is the configuration of `coffer serve`.
+type Server struct {
+	ConfigFile string
+
+	DataDir   string
+	Listen    string
+	Hostnames []string
+	TLSCert   string
+	TLSKey    string
+	PlainHTTP bool
+	LogFormat string
+	LogLevel  string
+
+	// ShutdownTimeout bounds how long in-flight requests may run after SIGTERM.
+	ShutdownTimeout time.Duration
+
+	// TokenTTL is the lifetime of access tokens issued by the token service.
+	TokenTTL time.Duration
+	// LoginFailureLimit is how many failed logins per name or address within a minute are
+	// answered before further attempts are slowed down with 429.
+	LoginFailureLimit int
+
+	Vault      Vault
+	Registry   Registry
+	Encryption Encryption
+}
+
+// Vault settings.
+type Vault struct {
+	// RootKeyFile holds the vault root key that encrypts every private key at rest.
+	// Default: <data-dir>/keys/vault-root.key. COFFER_VAULT_ROOT_KEY (base64) overrides the file.
+	RootKeyFile string
+	// Domain is the parent domain of vault host names: vault NAME is served at NAME.<domain>.
+	Domain string
+	// RateLimit is data-plane requests per second per vault before 429 (0: unlimited).
+	RateLimit float64
+}
+
+// Registry settings.
+type Registry struct {
+	AnonymousPull   bool
+	UploadExpiry    time.Duration
+	GCInterval      time.Duration
+	MaxManifestSize int64
+}
+
+// Encryption at rest settings.
+type Encryption struct {
+	KeyID                    string
+	Identity                 string
+	KeyRotationCheckInterval time.Duration
+	KeyAccessCheckInterval   time.Duration
+}
+
+// Defaults returns the embedded default configuration.
+func Defaults() Server {
+	return Server{
+		DataDir:           "coffer-data",
+		Listen:            "127.0.0.1:5000",
+		LogFormat:         "text",
+		LogLevel:          "info",
+		ShutdownTimeout:   30 * time.Second,
+		TokenTTL:          10 * time.Minute,
+		LoginFailureLimit: 10,
+		Vault:             Vault{Domain: "vault.localhost", RateLimit: 2000},
+		Registry: Registry{
+			UploadExpiry:    24 * time.Hour,
+			GCInterval:      24 * time.Hour,
+			MaxManifestSize: 4 << 20,
+		},
+		Encryption: Encryption{
+			KeyRotationCheckInterval: time.Hour,
+			KeyAccessCheckInterval:   60 * time.Second,
+		},
+	}
+}
+
+// BindFlags registers every setting of s as a flag on fs, with s's values as defaults.
+func (s *Server) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&s.ConfigFile, "config", s.ConfigFile, "YAML configuration file (keys are flag names)")
+	fs.StringVar(&s.DataDir, "data-dir", s.DataDir, "directory for all state: metadata, blobs, keys, TLS")
+	fs.StringVar(&s.Listen, "listen", s.Listen, "address to listen on (host:port)")
+	fs.StringSliceVar(&s.Hostnames, "hostname", s.Hostnames, "extra host names for the generated TLS certificate and public URLs")
+	fs.StringVar(&s.TLSCert, "tls-cert", s.TLSCert, "operator's TLS certificate (PEM); default: one issued by the local CA")
+	fs.StringVar(&s.TLSKey, "tls-key", s.TLSKey, "private key for --tls-cert (PEM)")
+	fs.BoolVar(&s.PlainHTTP, "plain-http", s.PlainHTTP, "serve plain HTTP (refused unless --listen is a loopback address)")
+	fs.StringVar(&s.LogFormat, "log-format", s.LogFormat, "log format: text or json")
+	fs.StringVar(&s.LogLevel, "log-level", s.LogLevel, "log level: debug, info, warn, error")
+	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long in-flight requests may finish after SIGTERM")
+	fs.DurationVar(&s.TokenTTL, "token-ttl", s.TokenTTL, "lifetime of issued access tokens")
+	fs.IntVar(&s.LoginFailureLimit, "login-failure-limit", s.LoginFailureLimit, "failed logins per name or address per minute before 429")
+
+	fs.StringVar(&s.Vault.RootKeyFile, "vault-root-key-file", s.Vault.RootKeyFile, "file holding the vault root key (default <data-dir>/keys/vault-root.key)")
+	fs.StringVar(&s.Vault.Domain, "vault-domain", s.Vault.Domain, "parent domain of vault host names (vault NAME answers at NAME.<domain>)")
+	fs.Float64Var(&s.Vault.RateLimit, "vault-rate-limit", s.Vault.RateLimit, "data-plane requests per second per vault before 429 (0: no limit)")
+
+	fs.BoolVar(&s.Registry.AnonymousPull, "anonymous-pull", s.Registry.AnonymousPull, "allow pulls without credentials")
+	fs.DurationVar(&s.Registry.UploadExpiry, "upload-expiry", s.Registry.UploadExpiry, "how long an idle upload session lives")
+	fs.DurationVar(&s.Registry.GCInterval, "gc-interval", s.Registry.GCInterval, "how often the online garbage collector runs (0: never)")
+	fs.Int64Var(&s.Registry.MaxManifestSize, "max-manifest-size", s.Registry.MaxManifestSize, "largest manifest accepted, in bytes")
+
+	fs.StringVar(&s.Encryption.KeyID, "encryption-key-id", s.Encryption.KeyID, "customer-managed key (vault key URL) for a fresh registry; default: platform-managed key")
+	fs.StringVar(&s.Encryption.Identity, "encryption-identity", s.Encryption.Identity, "identity used to reach the customer-managed key: a managed identity's client id, or [system]")
+	fs.DurationVar(&s.Encryption.KeyRotationCheckInterval, "key-rotation-check-interval", s.Encryption.KeyRotationCheckInterval, "how often a versionless key is checked for a newer version")
+	fs.DurationVar(&s.Encryption.KeyAccessCheckInterval, "key-access-check-interval", s.Encryption.KeyAccessCheckInterval, "how often access to the encryption key is re-validated (at most 60s)")
+}
+
+// EnvName is the environment variable that sets the flag name.
+func EnvName(flag string) string {
+	return "COFFER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Apply fills every flag of fs that was not given on the command line from the
+// environment, then from the YAML file named by the "config" flag (if any).
+func Apply(fs *pflag.FlagSet, getenv func(string) string) error {
+	file := map[string]any{}
+	cfgFlag := fs.Lookup("config")
+	if cfgFlag != nil && !cfgFlag.Changed {
+		if v := getenv(EnvName("config")); v != "" {
+			if err := fs.Set("config", v); err != nil {
+				return err
+			}
+		}
+	}
+	if cfgFlag != nil && cfgFlag.Value.String() != "" {
+		raw, err := os.ReadFile(cfgFlag.Value.String())
+		if err != nil {
+			return fmt.Errorf("read configuration file: %w", err)
+		}
+		if err := yaml.Unmarshal(raw, &file); err != nil {
+			return fmt.Errorf("parse configuration file %s: %w", cfgFlag.Value.String(), err)
+		}
+		var unknown []string
+		for k := range file {
+			if fs.Lookup(k) == nil {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return fmt.Errorf("configuration file %s: unknown keys %s (keys are the flag names of `coffer serve`)",
+				cfgFlag.Value.String(), strings.Join(unknown, ", "))
+		}
+	}
+	var firstErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if firstErr != nil || f.Changed || f.Name == "config" {
+			return
+		}
+		if v, ok := lookupEnv(getenv, EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				firstErr = fmt.Errorf("%s: %w", EnvName(f.Name), err)
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := setFromYAML(fs, f, v); err != nil {
+				firstErr = fmt.Errorf("configuration file key %s: %w", f.Name, err)
+			}
+		}
+	})
+	return firstErr
+}
+
+func lookupEnv(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func setFromYAML(fs *pflag.FlagSet, f *pflag.Flag, v any) error {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return fs.Set(f.Name, strings.Join(parts, ","))
+	}
+	return fs.Set(f.Name, fmt.Sprint(v))
+}

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "coffer.yaml")
+	if err := os.WriteFile(file, []byte("listen: 0.0.0.0:6000\ndata-dir: /from/file\nlog-level: warn\nhostname: [a.example, b.example]\ntoken-ttl: 5m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(Server) bool
+	}{
+		{"default when nothing set", nil, nil, func(s Server) bool { return s.Listen == "127.0.0.1:5000" && s.DataDir == "coffer-data" }},
+		{"file over default", []string{"--config", file}, nil, func(s Server) bool {
+			return s.Listen == "0.0.0.0:6000" && s.LogLevel == "warn" && len(s.Hostnames) == 2 && s.TokenTTL == 5*time.Minute
+		}},
+		{"env over file", []string{"--config", file}, map[string]string{"COFFER_LISTEN": "127.0.0.1:7000"}, func(s Server) bool {
+			return s.Listen == "127.0.0.1:7000" && s.DataDir == "/from/file"
+		}},
+		{"flag over env", []string{"--config", file, "--listen", "127.0.0.1:8000"}, map[string]string{"COFFER_LISTEN": "127.0.0.1:7000"}, func(s Server) bool {
+			return s.Listen == "127.0.0.1:8000"
+		}},
+		{"config file from env", nil, map[string]string{"COFFER_CONFIG": file}, func(s Server) bool { return s.DataDir == "/from/file" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Defaults()
+			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			s.BindFlags(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := Apply(fs, func(k string) string { return tc.env[k] }); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(s) {
+				t.Fatalf("unexpected configuration: %+v", s)
+			}
+		})
+	}
+}
+
+func TestUnknownFileKeyIsAnError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("lisen: x\n"), 0o600)
+	s := Defaults()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	s.BindFlags(fs)
+	fs.Parse([]string{"--config", file})
+	if err := Apply(fs, func(string) string { return "" }); err == nil {
+		t.Fatal("a misspelt key must be reported, not ignored")
+	}
+}

@@ -1,0 +1,98 @@
+// Package mgmt is the plumbing of Coffer's management API (/coffer/v1/...), the JSON API
+// that the CLI calls: bearer authentication with a management token, authorization through
+// the access part, and one error shape, {"error":{"code","message"}}. Each part mounts its
+// own management routes with Protect.
+package mgmt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/token"
+)
+
+// Prefix is the path prefix of the management API.
+const Prefix = "/coffer/v1"
+
+// Error codes of the management API.
+const (
+	CodeBadParameter = "BadParameter"
+	CodeUnauthorized = "Unauthorized"
+	CodeForbidden    = "Forbidden"
+	CodeNotFound     = "NotFound"
+	CodeConflict     = "Conflict"
+	CodeInternal     = "InternalError"
+)
+
+// WriteJSON writes v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	if v != nil {
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+// WriteError writes {"error":{"code","message"}}.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	WriteJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
+
+// Protect authenticates a management bearer token, then runs h with the caller in the
+// request context. Missing or bad tokens get 401 with a Bearer challenge.
+func Protect(v authn.Verifier, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || raw == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_request"`)
+			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: run 'coffer login'")
+			return
+		}
+		claims, err := v.Verify(r.Context(), raw, token.AudienceManagement)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
+			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid token: "+err.Error())
+			return
+		}
+		ctx := authn.WithCaller(r.Context(), authn.Caller{Principal: claims.Principal(), Claims: claims})
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Authorize checks that the request's caller may do action at scope. On refusal it writes
+// 403 and returns false.
+func Authorize(w http.ResponseWriter, r *http.Request, az access.Authorizer, action access.Action, scope access.Scope) bool {
+	c, ok := authn.CallerFrom(r.Context())
+	if !ok {
+		WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "not authenticated")
+		return false
+	}
+	if err := az.Authorize(r.Context(), access.Request{Principal: c.Principal, Action: action, Scope: scope}); err != nil {
+		if errors.Is(err, access.ErrDenied) {
+			WriteError(w, http.StatusForbidden, CodeForbidden, err.Error())
+		} else {
+			WriteError(w, http.StatusInternalServerError, CodeInternal, "authorization failed")
+		}
+		return false
+	}
+	return true
+}
+
+// DecodeJSON decodes the request body into v (at most 1 MiB), writing 400 on failure.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, CodeBadParameter, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// Caller returns the authenticated caller of a protected request.
+func Caller(ctx context.Context) (authn.Caller, bool) { return authn.CallerFrom(ctx) }

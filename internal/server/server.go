@@ -1,0 +1,353 @@
+// Package server assembles Coffer's parts into one HTTPS process: it opens the metadata
+// store, sets up TLS (the local CA by default), mounts each part's routes, runs background
+// jobs and shuts down gracefully. It holds no feature logic: each part is wired in its own
+// file (identity.go, access.go, vault.go, registry.go, ...).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/tlsca"
+)
+
+// Server is one running Coffer process.
+type Server struct {
+	cfg     config.Server
+	log     *slog.Logger
+	out     io.Writer // where one-time notices (the initial admin password) are printed
+	db      *store.DB
+	metrics *prometheus.Registry
+	mux     *http.ServeMux
+	// hostRouters pick a handler by the request's host (vaults are addressed by host name
+	// or by a port of their own); nil means "not mine".
+	hostRouters []func(r *http.Request) http.Handler
+	// extraListeners are opened in Run beside the main one (for example per-vault ports).
+	extraListeners []extraListener
+	background     []func(ctx context.Context)
+	closers        []func() error
+	ready          atomic.Bool
+	tlsConfig      *tls.Config
+	listener       net.Listener
+	httpReqs       *prometheus.CounterVec
+	httpDur        *prometheus.HistogramVec
+
+	identity identityPart
+	access   accessPart
+	vault    vaultPart
+	registry registryPart
+}
+
+type extraListener struct {
+	addr    string
+	handler http.Handler
+}
+
+// New builds a server from cfg. Nothing listens until Run.
+func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer) (*Server, error) {
+	if out == nil {
+		out = io.Discard
+	}
+	s := &Server{cfg: cfg, log: log, out: out, mux: http.NewServeMux(), metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.httpReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coffer_http_requests_total", Help: "HTTP requests by API and status code.",
+	}, []string{"api", "code"})
+	s.httpDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "coffer_http_request_duration_seconds", Help: "HTTP request latency by API.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"api"})
+	s.metrics.MustRegister(s.httpReqs, s.httpDur)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	if cfg.PlainHTTP && !isLoopback(cfg.Listen) {
+		return nil, fmt.Errorf("--plain-http is refused on %s: plain HTTP is only allowed on a loopback address", cfg.Listen)
+	}
+	db, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	s.closers = append(s.closers, db.Close)
+
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	s.mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+
+	mounts := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"identity", s.mountIdentity},
+		{"access", s.mountAccess},
+		{"vault", s.mountVault},
+		{"registry", s.mountRegistry},
+	}
+	for _, m := range mounts {
+		if err := m.fn(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("start %s: %w", m.name, err)
+		}
+	}
+	if !cfg.PlainHTTP {
+		if err := s.setupTLS(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) setupTLS() error {
+	var cert tls.Certificate
+	var err error
+	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
+		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+		}
+	} else {
+		cert, err = tlsca.Ensure(filepath.Join(s.cfg.DataDir, "tls"), s.certNames(), time.Now())
+		if err != nil {
+			return fmt.Errorf("local CA: %w", err)
+		}
+	}
+	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	return nil
+}
+
+// certNames are the names the generated server certificate covers.
+func (s *Server) certNames() []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		names = append(names, h)
+	}
+	if host, _, err := net.SplitHostPort(s.cfg.Listen); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		names = append(names, host)
+	}
+	names = append(names, s.cfg.Hostnames...)
+	if s.cfg.Vault.Domain != "" {
+		names = append(names, s.cfg.Vault.Domain, "*."+s.cfg.Vault.Domain)
+	}
+	return names
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"status":"starting"}`)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"status":"metadata store unavailable"}`)
+		return
+	}
+	io.WriteString(w, `{"status":"ready"}`)
+}
+
+// ServeHTTP routes by host first (vaults), then by path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, route := range s.hostRouters {
+		if h := route(r); h != nil {
+			s.instrument("vault", h).ServeHTTP(w, r)
+			return
+		}
+	}
+	s.instrument(apiOf(r.URL.Path), s.mux).ServeHTTP(w, r)
+}
+
+func apiOf(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/v2"):
+		return "registry"
+	case strings.HasPrefix(path, "/coffer/"):
+		return "management"
+	case path == "/healthz" || path == "/readyz" || path == "/metrics":
+		return "health"
+	default:
+		return "token"
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *Server) instrument(api string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		s.httpReqs.WithLabelValues(api, fmt.Sprint(rec.code)).Inc()
+		s.httpDur.WithLabelValues(api).Observe(time.Since(start).Seconds())
+	})
+}
+
+// Listen opens the main listener (and extra ones). Separate from Serve so callers learn the
+// address (tests use port 0) before serving starts.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.listener = ln
+	return nil
+}
+
+// Addr is the address the main listener is bound to.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// URL is the base URL of the main listener.
+func (s *Server) URL() string {
+	scheme := "https"
+	if s.cfg.PlainHTTP {
+		scheme = "http"
+	}
+	return scheme + "://" + s.Addr()
+}
+
+// Serve serves until ctx is cancelled, then shuts down gracefully: the listeners close,
+// in-flight requests get up to ShutdownTimeout to finish, background jobs stop, and the
+// stores close.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.listener == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	for _, job := range s.background {
+		bg.Add(1)
+		go func() { defer bg.Done(); job(bgCtx) }()
+	}
+	servers := []*http.Server{s.newHTTPServer(s)}
+	listeners := []net.Listener{s.listener}
+	for _, x := range s.extraListeners {
+		ln, err := net.Listen("tcp", x.addr)
+		if err != nil {
+			stopBG()
+			return fmt.Errorf("listen on %s: %w", x.addr, err)
+		}
+		servers = append(servers, s.newHTTPServer(s.instrument("vault", x.handler)))
+		listeners = append(listeners, ln)
+	}
+	errc := make(chan error, len(servers))
+	for i := range servers {
+		go func() {
+			var err error
+			if s.tlsConfig != nil {
+				err = servers[i].ServeTLS(listeners[i], "", "")
+			} else {
+				err = servers[i].Serve(listeners[i])
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	s.ready.Store(true)
+	s.log.Info("coffer serving", "url", s.URL(), "data_dir", s.cfg.DataDir)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			s.log.Warn("shutdown did not finish in time", "err", err)
+		}
+	}
+	stopBG()
+	bg.Wait()
+	if err := s.Close(); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	return serveErr
+}
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         s.tlsConfig,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Close releases the server's resources in reverse order of acquisition.
+func (s *Server) Close() error {
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
