@@ -13,6 +13,14 @@ import (
 // AudienceManagement is the audience of tokens for Coffer's management API (the CLI).
 const AudienceManagement = "coffer-management"
 
+// RegistryService is the registry's "service" in the Docker token flow, and the audience of
+// registry (and trust) tokens.
+const RegistryService = "coffer-registry"
+
+// VaultResource is the resource (audience) of vault tokens for a vault domain: a vault at
+// NAME.<domain> asks for tokens for https://<domain>, like Azure's https://vault.azure.net.
+func VaultResource(domain string) string { return "https://" + domain }
+
 // Access is one Docker registry token grant ("access" claim).
 type Access struct {
 	Type    string   `json:"type"`
