@@ -1,0 +1,348 @@
+// Package filesystem is the default blobstore.Driver: objects are files under one root
+// directory.
+//
+// Layout under the root:
+//
+//	data/<path>      committed objects, exactly the bytes written
+//	partial/<path>   objects being written (uncommitted); kept across Close for ResumeWriter
+//
+// Durability: Commit fsyncs the partial file, renames it into data/ and fsyncs the
+// destination directory (and every directory it had to create), so a committed object
+// survives a crash of the process or the machine. Move renames within data/ and fsyncs both
+// directories. Nothing under partial/ is ever visible to Reader, Stat or Walk, so a crash in
+// the middle of a write leaves no half-written object visible.
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/blobstore"
+	"github.com/cofferhq/coffer/internal/durable"
+)
+
+// Driver stores objects as files under a root directory.
+type Driver struct {
+	root string
+}
+
+// New returns a driver rooted at dir, creating it (mode 0700) if needed.
+func New(dir string) (*Driver, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "data"), filepath.Join(dir, "partial")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create blob directory %s: %w", d, err)
+		}
+	}
+	return &Driver{root: dir}, nil
+}
+
+var _ blobstore.Driver = (*Driver)(nil)
+
+// clean validates an object path: slash-separated, relative, no empty, "." or ".." parts.
+func clean(p string) (string, error) {
+	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return "", fmt.Errorf("blobstore: invalid object path %q", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, 0) || strings.ContainsRune(part, '\\') {
+			return "", fmt.Errorf("blobstore: invalid object path %q", p)
+		}
+	}
+	return p, nil
+}
+
+func (d *Driver) dataPath(p string) string    { return filepath.Join(d.root, "data", filepath.FromSlash(p)) }
+func (d *Driver) partialPath(p string) string { return filepath.Join(d.root, "partial", filepath.FromSlash(p)) }
+
+// mkdirAll creates dir and its missing parents, fsyncing each parent whose entries changed,
+// so a later rename into dir survives a crash.
+func mkdirAll(dir string) error {
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return durable.SyncDir(parent)
+}
+
+// Writer starts a new object at p, discarding any uncommitted bytes there.
+func (d *Driver) Writer(ctx context.Context, p string) (blobstore.Writer, error) {
+	p, err := clean(p)
+	if err != nil {
+		return nil, err
+	}
+	pp := d.partialPath(p)
+	if err := os.MkdirAll(filepath.Dir(pp), 0o700); err != nil {
+		return nil, fmt.Errorf("blobstore: create %s: %w", p, err)
+	}
+	f, err := os.OpenFile(pp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: create %s: %w", p, err)
+	}
+	return &writer{d: d, path: p, f: f}, nil
+}
+
+// ResumeWriter reopens the uncommitted object at p, positioned at its end.
+func (d *Driver) ResumeWriter(ctx context.Context, p string) (blobstore.Writer, error) {
+	p, err := clean(p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(d.partialPath(p), os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("resume %s: %w", p, blobstore.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: resume %s: %w", p, err)
+	}
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blobstore: resume %s: %w", p, err)
+	}
+	return &writer{d: d, path: p, f: f, size: size}, nil
+}
+
+// Reader opens the committed object at p from offset.
+func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	p, err := clean(p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(d.dataPath(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", p, blobstore.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: read %s: %w", p, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blobstore: read %s: %w", p, err)
+	}
+	if offset < 0 || offset > fi.Size() {
+		f.Close()
+		return nil, fmt.Errorf("blobstore: read %s: offset %d outside object of %d bytes", p, offset, fi.Size())
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("blobstore: read %s: %w", p, err)
+		}
+	}
+	return f, nil
+}
+
+// Stat describes the committed object at p.
+func (d *Driver) Stat(ctx context.Context, p string) (blobstore.Info, error) {
+	p, err := clean(p)
+	if err != nil {
+		return blobstore.Info{}, err
+	}
+	fi, err := os.Stat(d.dataPath(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return blobstore.Info{}, fmt.Errorf("stat %s: %w", p, blobstore.ErrNotFound)
+	}
+	if err != nil {
+		return blobstore.Info{}, fmt.Errorf("blobstore: stat %s: %w", p, err)
+	}
+	if fi.IsDir() {
+		return blobstore.Info{}, fmt.Errorf("stat %s: %w", p, blobstore.ErrNotFound)
+	}
+	return blobstore.Info{Path: p, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Move renames the committed object at src to dst and makes the rename durable.
+func (d *Driver) Move(ctx context.Context, src, dst string) error {
+	src, err := clean(src)
+	if err != nil {
+		return err
+	}
+	dst, err = clean(dst)
+	if err != nil {
+		return err
+	}
+	sp, dp := d.dataPath(src), d.dataPath(dst)
+	if fi, err := os.Stat(sp); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.IsDir()) {
+		return fmt.Errorf("move %s: %w", src, blobstore.ErrNotFound)
+	}
+	if err := mkdirAll(filepath.Dir(dp)); err != nil {
+		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
+	}
+	if err := os.Rename(sp, dp); err != nil {
+		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
+	}
+	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
+		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
+	}
+	if filepath.Dir(sp) != filepath.Dir(dp) {
+		if err := durable.SyncDir(filepath.Dir(sp)); err != nil {
+			return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
+		}
+	}
+	return nil
+}
+
+// Delete removes the object at p, committed or not.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	p, err := clean(p)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, f := range []string{d.dataPath(p), d.partialPath(p)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if fi, serr := os.Stat(f); serr == nil && fi.IsDir() {
+				continue // a directory is not an object
+			}
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("blobstore: delete %s: %w", p, errors.Join(errs...))
+	}
+	d.pruneEmpty(filepath.Dir(d.dataPath(p)), filepath.Join(d.root, "data"))
+	d.pruneEmpty(filepath.Dir(d.partialPath(p)), filepath.Join(d.root, "partial"))
+	return nil
+}
+
+// pruneEmpty removes empty directories from dir up to (not including) stop. Failures are
+// harmless (a concurrent writer may just have created an entry).
+func (d *Driver) pruneEmpty(dir, stop string) {
+	for dir != stop && strings.HasPrefix(dir, stop) {
+		if err := os.Remove(dir); err != nil {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// Walk calls fn for every committed object whose path starts with prefix, in lexical order.
+func (d *Driver) Walk(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
+	base := filepath.Join(d.root, "data")
+	start := base
+	if dir := path.Dir(prefix); prefix != "" && dir != "." {
+		if _, err := clean(dir); err != nil {
+			return err
+		}
+		start = filepath.Join(base, filepath.FromSlash(dir))
+	}
+	err := filepath.WalkDir(start, func(fp string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, rerr := filepath.Rel(base, fp)
+		if rerr != nil {
+			return rerr
+		}
+		rel = filepath.ToSlash(rel)
+		if de.IsDir() {
+			if rel != "." && !strings.HasPrefix(rel+"/", prefix) && !strings.HasPrefix(prefix, rel+"/") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasPrefix(rel, prefix) {
+			return nil
+		}
+		fi, ierr := de.Info()
+		if ierr != nil {
+			if errors.Is(ierr, fs.ErrNotExist) {
+				return nil // deleted while walking
+			}
+			return ierr
+		}
+		return fn(blobstore.Info{Path: rel, Size: fi.Size(), ModTime: fi.ModTime()})
+	})
+	if err != nil {
+		return fmt.Errorf("blobstore: walk %q: %w", prefix, err)
+	}
+	return nil
+}
+
+type writer struct {
+	d      *Driver
+	path   string
+	f      *os.File
+	size   int64
+	closed bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, fmt.Errorf("blobstore: write %s: writer closed", w.path)
+	}
+	n, err := w.f.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+func (w *writer) Size() int64 { return w.size }
+
+func (w *writer) Commit(ctx context.Context) error {
+	if w.closed {
+		return fmt.Errorf("blobstore: commit %s: writer closed", w.path)
+	}
+	w.closed = true
+	pp := w.f.Name()
+	if err := w.f.Sync(); err != nil {
+		w.f.Close()
+		return fmt.Errorf("blobstore: commit %s: flush: %w", w.path, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
+	}
+	dp := w.d.dataPath(w.path)
+	if err := mkdirAll(filepath.Dir(dp)); err != nil {
+		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
+	}
+	if err := os.Rename(pp, dp); err != nil {
+		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
+	}
+	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
+		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
+	}
+	w.d.pruneEmpty(filepath.Dir(pp), filepath.Join(w.d.root, "partial"))
+	return nil
+}
+
+func (w *writer) Cancel(ctx context.Context) error {
+	if !w.closed {
+		w.closed = true
+		w.f.Close()
+	}
+	if err := os.Remove(w.d.partialPath(w.path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("blobstore: cancel %s: %w", w.path, err)
+	}
+	w.d.pruneEmpty(filepath.Dir(w.d.partialPath(w.path)), filepath.Join(w.d.root, "partial"))
+	return nil
+}
+
+func (w *writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.f.Close()
+}
