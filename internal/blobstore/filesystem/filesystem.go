@@ -58,8 +58,12 @@ func clean(p string) (string, error) {
 	return p, nil
 }
 
-func (d *Driver) dataPath(p string) string    { return filepath.Join(d.root, "data", filepath.FromSlash(p)) }
-func (d *Driver) partialPath(p string) string { return filepath.Join(d.root, "partial", filepath.FromSlash(p)) }
+func (d *Driver) dataPath(p string) string {
+	return filepath.Join(d.root, "data", filepath.FromSlash(p))
+}
+func (d *Driver) partialPath(p string) string {
+	return filepath.Join(d.root, "partial", filepath.FromSlash(p))
+}
 
 // mkdirAll creates dir and its missing parents, fsyncing each parent whose entries changed,
 // so a later rename into dir survives a crash.
