@@ -1,0 +1,361 @@
+package seal_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/blobstore"
+	"github.com/cofferhq/coffer/internal/blobstore/drivertest"
+	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
+	"github.com/cofferhq/coffer/internal/seal"
+)
+
+// keys is a KeySource for tests: fixed root keys, and an error to simulate revocation.
+type keys struct {
+	mu      sync.Mutex
+	current uint32
+	roots   map[uint32][]byte
+	err     error
+}
+
+func newKeys() *keys {
+	k := make([]byte, seal.KeySize)
+	rand.Read(k)
+	return &keys{current: 1, roots: map[uint32][]byte{1: k}}
+}
+
+func (k *keys) CurrentKey(ctx context.Context) (uint32, []byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return 0, nil, k.err
+	}
+	return k.current, k.roots[k.current], nil
+}
+
+func (k *keys) Key(ctx context.Context, gen uint32) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return nil, k.err
+	}
+	r, ok := k.roots[gen]
+	if !ok {
+		return nil, fmt.Errorf("no root key of generation %d", gen)
+	}
+	return r, nil
+}
+
+func (k *keys) revoke(err error) { k.mu.Lock(); k.err = err; k.mu.Unlock() }
+
+func newFS(t *testing.T) (blobstore.Driver, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := filesystem.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, dir
+}
+
+func TestDriverContract(t *testing.T) {
+	for _, seg := range []int{seal.DefaultSegmentSize, 1000} {
+		t.Run(fmt.Sprintf("segment%d", seg), func(t *testing.T) {
+			drivertest.Run(t, func(t *testing.T) blobstore.Driver {
+				inner, _ := newFS(t)
+				return seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(seg))
+			})
+		})
+	}
+}
+
+// grepTree fails the test if any file under dir contains marker.
+func grepTree(t *testing.T, dir string, marker []byte) int {
+	t.Helper()
+	files := 0
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, marker) {
+			t.Errorf("plaintext marker found in %s", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestNoPlaintextReachesInner writes a marker through committed objects, uploads closed
+// mid-segment (resume state), and objects moved into place, then greps every stored file.
+func TestNoPlaintextReachesInner(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := newFS(t)
+	d := seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(4096))
+	marker := []byte("COFFER-PLAINTEXT-MARKER-7f3a")
+	data := bytes.Repeat(marker, 1000)
+
+	put := func(path string, b []byte) {
+		w, err := d.Writer(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("committed/a", data)
+	put("committed/small", marker)
+	put("uploads/moved", data)
+	if err := d.Move(ctx, "uploads/moved", "blobs/moved"); err != nil {
+		t.Fatal(err)
+	}
+	// An upload left open: one full segment plus a partial one, in the tail object.
+	w, err := d.Writer(ctx, "uploads/open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[:4096+100])
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An upload holding less than one segment.
+	w, _ = d.Writer(ctx, "uploads/tiny")
+	w.Write(marker)
+	w.Close()
+
+	if n := grepTree(t, dir, marker); n < 5 {
+		t.Fatalf("only %d files stored; the test looked at too little", n)
+	}
+	// The sealed objects still read back.
+	r, err := d.Reader(ctx, "blobs/moved", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatal("moved object does not read back")
+	}
+}
+
+func TestResumeAcrossManyCloses(t *testing.T) {
+	ctx := context.Background()
+	inner, _ := newFS(t)
+	d := seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(1000))
+	data := make([]byte, 12_345)
+	rand.Read(data)
+	w, err := d.Writer(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunk sizes that end mid-segment, exactly on a boundary, and write nothing at all.
+	chunks := []int{10, 990, 0, 1000, 1, 2999, 0, 7345}
+	off := 0
+	for i, n := range chunks {
+		if i > 0 {
+			if w, err = d.ResumeWriter(ctx, "u"); err != nil {
+				t.Fatalf("resume %d: %v", i, err)
+			}
+			if w.Size() != int64(off) {
+				t.Fatalf("resume %d: Size %d, want %d", i, w.Size(), off)
+			}
+		}
+		w.Write(data[off : off+n])
+		off += n
+		if i < len(chunks)-1 {
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []int64{0, 999, 1000, 5000, 12_344, 12_345} {
+		r, err := d.Reader(ctx, "u", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, data[at:]) {
+			t.Fatalf("read at %d: %d bytes, %v", at, len(got), err)
+		}
+	}
+	// No resume state is left behind, and it never shows in Walk.
+	var paths []string
+	inner.Walk(ctx, "", func(i blobstore.Info) error { paths = append(paths, i.Path); return nil })
+	if fmt.Sprint(paths) != "[u]" {
+		t.Fatalf("inner objects after commit: %v", paths)
+	}
+}
+
+func TestResumeStateTampered(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := newFS(t)
+	d := seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(1000))
+	w, _ := d.Writer(ctx, "u")
+	w.Write(make([]byte, 1500))
+	w.Close()
+	tail := filepath.Join(dir, "data", "u"+seal.TailSuffix)
+	b, err := os.ReadFile(tail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-20] ^= 1
+	os.WriteFile(tail, b, 0o600)
+	if _, err := d.ResumeWriter(ctx, "u"); !errors.Is(err, seal.ErrAuth) {
+		t.Fatalf("resume with a tampered tail: %v, want ErrAuth", err)
+	}
+	os.Remove(tail)
+	if _, err := d.ResumeWriter(ctx, "u"); err == nil || !strings.Contains(err.Error(), "restart the upload") {
+		t.Fatalf("resume without its tail: %v", err)
+	}
+}
+
+func TestReservedPaths(t *testing.T) {
+	inner, _ := newFS(t)
+	d := seal.NewDriver(inner, newKeys())
+	if _, err := d.Writer(context.Background(), "x"+seal.TailSuffix); err == nil {
+		t.Fatal("a reserved path was accepted")
+	}
+}
+
+// TestStoredTampering changes stored bytes under the driver: reads fail, they never return
+// altered plaintext.
+func TestStoredTampering(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := newFS(t)
+	k := newKeys()
+	d := seal.NewDriver(inner, k, seal.WithSegmentSize(1000))
+	data := make([]byte, 5500)
+	rand.Read(data)
+	for _, p := range []string{"a", "b"} {
+		w, _ := d.Writer(ctx, p)
+		w.Write(data)
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(p string) string { return filepath.Join(dir, "data", p) }
+	orig, _ := os.ReadFile(file("a"))
+	other, _ := os.ReadFile(file("b"))
+	slot := 1000 + seal.Overhead
+	seg := func(b []byte, i int) []byte { s := seal.HeaderSize + i*slot; return b[s:min(s+slot, len(b))] }
+	cases := map[string][]byte{
+		"bit flip":  func() []byte { b := bytes.Clone(orig); b[seal.HeaderSize+2*slot+50] ^= 4; return b }(),
+		"truncated": orig[:seal.HeaderSize+5*slot],
+		"reordered": bytes.Join([][]byte{orig[:seal.HeaderSize], seg(orig, 0), seg(orig, 2), seg(orig, 1), orig[seal.HeaderSize+3*slot:]}, nil),
+		"spliced":   bytes.Join([][]byte{orig[:seal.HeaderSize+slot], seg(other, 1), orig[seal.HeaderSize+2*slot:]}, nil),
+	}
+	for name, stored := range cases {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(file("a"), stored, 0o600)
+			for _, at := range []int64{0, 1500} {
+				r, err := d.Reader(ctx, "a", at)
+				if err != nil {
+					continue // refused up front: fine
+				}
+				_, err = io.ReadAll(r)
+				r.Close()
+				if !errors.Is(err, seal.ErrAuth) {
+					t.Fatalf("read at %d: err = %v, want ErrAuth", at, err)
+				}
+			}
+		})
+	}
+	// A Range read only touches its own segments: damage in segment 1 does not stop a read
+	// of segment 4 onwards.
+	b := bytes.Clone(orig)
+	b[seal.HeaderSize+slot+60] ^= 1
+	os.WriteFile(file("a"), b, 0o600)
+	r, err := d.Reader(ctx, "a", 4000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data[4000:]) {
+		t.Fatalf("range read past damage: %v", err)
+	}
+}
+
+func TestWrongKey(t *testing.T) {
+	ctx := context.Background()
+	inner, _ := newFS(t)
+	d := seal.NewDriver(inner, newKeys())
+	w, _ := d.Writer(ctx, "x")
+	w.Write([]byte("secret"))
+	w.Commit(ctx)
+	other := seal.NewDriver(inner, newKeys()) // same generation number, another root key
+	r, err := other.Reader(ctx, "x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := io.ReadAll(r); !errors.Is(err, seal.ErrAuth) {
+		t.Fatalf("read under the wrong key: %v, want ErrAuth", err)
+	}
+}
+
+// TestKeySourceRefusal: when the key source refuses (revoked KEK), reads, writes, commits and
+// resumes fail with its error, and work again once it answers.
+func TestKeySourceRefusal(t *testing.T) {
+	ctx := context.Background()
+	inner, _ := newFS(t)
+	k := newKeys()
+	d := seal.NewDriver(inner, k)
+	w, _ := d.Writer(ctx, "old")
+	w.Write([]byte("before"))
+	w.Commit(ctx)
+	open, _ := d.Writer(ctx, "open")
+	open.Write([]byte("pending"))
+
+	revoked := errors.New("key vault denied unwrapKey")
+	k.revoke(revoked)
+	if _, err := d.Reader(ctx, "old", 0); !errors.Is(err, revoked) {
+		t.Errorf("Reader: %v", err)
+	}
+	if _, err := d.Writer(ctx, "new"); !errors.Is(err, revoked) {
+		t.Errorf("Writer: %v", err)
+	}
+	if _, err := open.Write([]byte("more")); !errors.Is(err, revoked) {
+		t.Errorf("Write: %v", err)
+	}
+	if err := open.Commit(ctx); !errors.Is(err, revoked) {
+		t.Errorf("Commit: %v", err)
+	}
+	open.Close()
+
+	k.revoke(nil)
+	r, err := d.Reader(ctx, "old", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if string(got) != "before" {
+		t.Fatalf("after restore: %q", got)
+	}
+}
