@@ -133,7 +133,13 @@ func TestParseHeaderRejects(t *testing.T) {
 }
 
 func FuzzOpen(f *testing.F) {
-	key := testKey(9)
+	// The root key of the test vectors, so the seed corpus (vectors and their damaged
+	// copies, testdata/fuzz/FuzzOpen) reaches the decryption paths.
+	key := make([]byte, KeySize)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	anyGen := func(uint32) ([]byte, error) { return key, nil }
 	for _, n := range []int{0, 5, 16, 40} {
 		pt := bytes.Repeat([]byte("coffer"), n)[:n]
 		s, err := Seal(bytes.NewReader(bytes.Repeat([]byte{0x5a}, 1<<10)), key, 1, 16, pt)
@@ -143,7 +149,7 @@ func FuzzOpen(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pt, err := Open(data, keyOf(key))
+		pt, err := Open(data, anyGen)
 		if err != nil {
 			if pt != nil {
 				t.Fatal("Open returned plaintext with an error")
