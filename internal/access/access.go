@@ -54,6 +54,10 @@ const (
 	RegistrySign   Action = "registry/sign"   // write trust data (content trust signer)
 	RegistryList   Action = "registry/list"   // catalog
 	RegistryManage Action = "registry/manage" // gc, encryption settings
+	// RegistryMetadataWrite changes a repository's attributes (the metadata/write
+	// permission of repository-token scope maps). Reserved: no registry operation asks for
+	// it yet.
+	RegistryMetadataWrite Action = "registry/metadata/write"
 )
 
 // Vault data-plane actions: one per access-policy key permission, named like it.
