@@ -36,6 +36,9 @@ type Server struct {
 
 	// TokenTTL is the lifetime of access tokens issued by the token service.
 	TokenTTL time.Duration
+	// TokenKeyRotation is the age after which the token signing key is replaced by a new
+	// one (old public keys stay published until their tokens have expired).
+	TokenKeyRotation time.Duration
 	// LoginFailureLimit is how many failed logins per name or address within a minute are
 	// answered before further attempts are slowed down with 429.
 	LoginFailureLimit int
@@ -81,6 +84,7 @@ func Defaults() Server {
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,
 		TokenTTL:          10 * time.Minute,
+		TokenKeyRotation:  30 * 24 * time.Hour,
 		LoginFailureLimit: 10,
 		Vault:             Vault{Domain: "vault.localhost", RateLimit: 2000},
 		Registry: Registry{
@@ -108,6 +112,7 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.LogLevel, "log-level", s.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&s.TokenTTL, "token-ttl", s.TokenTTL, "lifetime of issued access tokens")
+	fs.DurationVar(&s.TokenKeyRotation, "token-key-rotation", s.TokenKeyRotation, "age after which the token signing key is rotated (old keys verify until their tokens expire)")
 	fs.IntVar(&s.LoginFailureLimit, "login-failure-limit", s.LoginFailureLimit, "failed logins per name or address per minute before 429")
 
 	fs.StringVar(&s.Vault.RootKeyFile, "vault-root-key-file", s.Vault.RootKeyFile, "file holding the vault root key (default <data-dir>/keys/vault-root.key)")

@@ -1,0 +1,74 @@
+package identity
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// RefreshTokenLifetime is how long a refresh token (kept by `coffer login` and by docker
+// as its identity token) stays valid.
+const RefreshTokenLifetime = 90 * 24 * time.Hour
+
+const refreshPrefix = "cfr1."
+
+// IssueRefreshToken creates a refresh token for p: an opaque string "cfr1.<id>.<secret>"
+// whose secret is stored hashed. Changing a user's password, resetting a service
+// principal's credentials without --append, or deleting the principal revokes it.
+func (s *Service) IssueRefreshToken(ctx context.Context, p Principal) (string, error) {
+	secret, err := newSecret()
+	if err != nil {
+		return "", err
+	}
+	id := uuid.NewString()
+	now := s.now()
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO identity_refresh_tokens (id, principal_id, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+		id, p.ID, hashSecret(secret), now.Unix(), now.Add(RefreshTokenLifetime).Unix()); err != nil {
+		return "", fmt.Errorf("store refresh token: %w", err)
+	}
+	return refreshPrefix + id + "." + secret, nil
+}
+
+// RedeemRefreshToken returns the principal a valid refresh token was issued to. Every
+// failure is ErrInvalidCredentials.
+func (s *Service) RedeemRefreshToken(ctx context.Context, raw string) (Principal, error) {
+	rest, ok := strings.CutPrefix(raw, refreshPrefix)
+	if !ok {
+		return Principal{}, ErrInvalidCredentials
+	}
+	id, secret, ok := strings.Cut(rest, ".")
+	if !ok || id == "" || secret == "" || len(id) > 64 {
+		return Principal{}, ErrInvalidCredentials
+	}
+	var principalID, hash string
+	var expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT principal_id, hash, expires_at FROM identity_refresh_tokens WHERE id = ?`, id).
+		Scan(&principalID, &hash, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		checkSecret(hashSecret(""), secret)
+		return Principal{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("refresh token: %w", err)
+	}
+	if !checkSecret(hash, secret) || s.now().Unix() >= expires {
+		return Principal{}, ErrInvalidCredentials
+	}
+	p, err := s.Get(ctx, principalID)
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, ErrInvalidCredentials
+	}
+	return p, err
+}
+
+// RevokeRefreshTokens revokes every refresh token of a principal (`coffer logout` of all
+// sessions, compromised credentials).
+func (s *Service) RevokeRefreshTokens(ctx context.Context, principalID string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM identity_refresh_tokens WHERE principal_id = ?`, principalID)
+	return err
+}

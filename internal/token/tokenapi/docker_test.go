@@ -1,0 +1,205 @@
+package tokenapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/servertest"
+	"github.com/cofferhq/coffer/internal/token"
+)
+
+type tokenAnswer struct {
+	Token        string `json:"token"`
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int    `json:"expires_in"`
+	IssuedAt     string `json:"issued_at"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Errors       []struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+func getToken(t *testing.T, inst *servertest.Instance, user, pass string, query url.Values) (*http.Response, tokenAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, inst.URL+"/oauth2/token?"+query.Encode(), nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	return do(t, inst, req)
+}
+
+func postForm(t *testing.T, inst *servertest.Instance, path string, form url.Values) (*http.Response, tokenAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, inst.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return do(t, inst, req)
+}
+
+func do(t *testing.T, inst *servertest.Instance, req *http.Request) (*http.Response, tokenAnswer) {
+	t.Helper()
+	resp, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var ans tokenAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		t.Fatalf("%s %s: %d, body is not JSON: %q", req.Method, req.URL.Path, resp.StatusCode, body)
+	}
+	return resp, ans
+}
+
+func verify(t *testing.T, inst *servertest.Instance, raw, aud string) *token.Claims {
+	t.Helper()
+	c, err := inst.Server.TokenVerifier().Verify(context.Background(), raw, aud)
+	if err != nil {
+		t.Fatalf("token does not verify for %s: %v", aud, err)
+	}
+	return c
+}
+
+func TestDockerTokenForAdminAndWrongPassword(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	if inst.AdminPassword == "" {
+		t.Fatal("no initial admin password file")
+	}
+	q := url.Values{"service": {token.RegistryService}, "scope": {"repository:team/app:pull,push", "registry:catalog:*"}}
+	resp, ans := getToken(t, inst, "admin", inst.AdminPassword, q)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin token: %d %+v", resp.StatusCode, ans)
+	}
+	if ans.Token == "" || ans.Token != ans.AccessToken || ans.ExpiresIn <= 0 || ans.IssuedAt == "" {
+		t.Fatalf("answer lacks token fields: %+v", ans)
+	}
+	if _, err := time.Parse(time.RFC3339, ans.IssuedAt); err != nil {
+		t.Fatalf("issued_at %q: %v", ans.IssuedAt, err)
+	}
+	c := verify(t, inst, ans.Token, token.RegistryService)
+	if c.Name != "admin" || c.Kind != "user" || c.ObjectID == "" {
+		t.Fatalf("claims name the wrong principal: %+v", c)
+	}
+	got := map[string]string{}
+	for _, a := range c.Access {
+		got[a.Type+":"+a.Name] = strings.Join(a.Actions, ",")
+	}
+	if got["repository:team/app"] != "pull,push" || got["registry:catalog"] != "*" {
+		t.Fatalf("admin's grant = %v, want pull,push on team/app and * on catalog", got)
+	}
+	// The token is for the registry only.
+	if _, err := inst.Server.TokenVerifier().Verify(context.Background(), ans.Token, token.AudienceManagement); err == nil {
+		t.Fatal("a registry token verified for the management audience")
+	}
+
+	resp, ans = getToken(t, inst, "admin", "wrong-password", q)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d, want 401", resp.StatusCode)
+	}
+	if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") || len(ans.Errors) != 1 || ans.Errors[0].Code != "UNAUTHORIZED" {
+		t.Fatalf("wrong password answer: challenge %q body %+v", resp.Header.Get("WWW-Authenticate"), ans)
+	}
+	resp, _ = getToken(t, inst, "", "", q)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("no credentials: %d, want 401 with a challenge", resp.StatusCode)
+	}
+	resp, _ = getToken(t, inst, "admin", inst.AdminPassword, url.Values{"service": {"somebody-else"}})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unknown service: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestAnonymousPull(t *testing.T) {
+	inst := servertest.Start(t, func(c *config.Server) { c.Registry.AnonymousPull = true })
+	resp, ans := getToken(t, inst, "", "", url.Values{"service": {token.RegistryService}, "scope": {"repository:app:pull,push,delete"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("anonymous pull: %d %+v", resp.StatusCode, ans)
+	}
+	c := verify(t, inst, ans.Token, token.RegistryService)
+	if len(c.Access) != 1 || strings.Join(c.Access[0].Actions, ",") != "pull" {
+		t.Fatalf("anonymous grant %+v, want pull only", c.Access)
+	}
+	if ans.RefreshToken != "" {
+		t.Fatal("anonymous caller got a refresh token")
+	}
+}
+
+func TestRefreshFlowAndRevocation(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	resp, ans := postForm(t, inst, "/oauth2/token", url.Values{
+		"grant_type": {"password"}, "username": {"admin"}, "password": {inst.AdminPassword},
+		"service": {token.RegistryService}, "scope": {"repository:app:pull"}, "client_id": {"docker"}, "access_type": {"offline"},
+	})
+	if resp.StatusCode != http.StatusOK || ans.RefreshToken == "" {
+		t.Fatalf("password grant: %d %+v", resp.StatusCode, ans)
+	}
+	verify(t, inst, ans.AccessToken, token.RegistryService)
+	refresh := ans.RefreshToken
+
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {token.AudienceManagement}, "client_id": {"coffer-cli"},
+	})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh grant: %d %+v", resp.StatusCode, ans)
+	}
+	mgmtToken := ans.AccessToken
+	verify(t, inst, mgmtToken, token.AudienceManagement)
+
+	// A tampered refresh token is refused.
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh + "x"}, "service": {token.RegistryService}})
+	if resp.StatusCode != http.StatusUnauthorized || ans.Error != "invalid_grant" {
+		t.Fatalf("tampered refresh token: %d %+v", resp.StatusCode, ans)
+	}
+
+	// Changing the password revokes the refresh token.
+	req, _ := http.NewRequest(http.MethodPut, inst.URL+"/coffer/v1/users/admin/password", strings.NewReader(`{"password":"a-brand-new-password"}`))
+	req.Header.Set("Authorization", "Bearer "+mgmtToken)
+	req.Header.Set("Content-Type", "application/json")
+	r2, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusNoContent {
+		t.Fatalf("passwd: %d", r2.StatusCode)
+	}
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {token.RegistryService}})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("refresh after passwd: %d, want 401 (revoked)", resp.StatusCode)
+	}
+	resp, _ = getToken(t, inst, "admin", "a-brand-new-password", url.Values{"service": {token.RegistryService}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("login with the new password: %d", resp.StatusCode)
+	}
+}
+
+func TestRepeatedFailuresAreThrottled(t *testing.T) {
+	inst := servertest.Start(t, func(c *config.Server) { c.LoginFailureLimit = 3 })
+	q := url.Values{"service": {token.RegistryService}}
+	for i := 0; i < 3; i++ {
+		resp, _ := getToken(t, inst, "admin", "nope-"+string(rune('a'+i)), q)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	resp, ans := getToken(t, inst, "admin", inst.AdminPassword, q)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after 3 failures: %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if len(ans.Errors) != 1 || ans.Errors[0].Code != "TOOMANYREQUESTS" {
+		t.Fatalf("429 body %+v", ans)
+	}
+	// Another name from the same address is throttled too (per-address limit).
+	resp, _ = getToken(t, inst, "someone-else", "x", q)
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("same address, other name: %d, want 429", resp.StatusCode)
+	}
+}

@@ -1,0 +1,502 @@
+package tokenapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/token"
+)
+
+// API is the token endpoints.
+type API struct {
+	cfg     Config
+	granter *Granter
+}
+
+// New returns the token endpoints for cfg.
+func New(cfg Config) *API {
+	return &API{cfg: cfg, granter: &Granter{cfg: cfg}}
+}
+
+// Granter returns the grant logic (audiences, registry access).
+func (a *API) Granter() *Granter { return a.granter }
+
+// Register mounts the endpoints on mux. The Entra-shaped routes name the tenant literally
+// (no path wildcard), so they never overlap other parts' routes.
+func (a *API) Register(mux *http.ServeMux) {
+	tenant := a.cfg.Tokens.TenantID()
+	mux.HandleFunc("GET /oauth2/token", a.dockerToken)
+	mux.HandleFunc("POST /oauth2/token", a.postToken)
+	mux.HandleFunc("GET /oauth2/keys", a.jwks)
+	mux.HandleFunc("GET /.well-known/openid-configuration", a.discovery)
+	mux.HandleFunc("GET /"+tenant+"/v2.0/.well-known/openid-configuration", a.discovery)
+	mux.HandleFunc("GET /"+tenant+"/.well-known/openid-configuration", a.discovery)
+	mux.HandleFunc("POST /"+tenant+"/oauth2/v2.0/token", a.entraToken)
+	mux.HandleFunc("POST /"+tenant+"/oauth2/token", a.entraToken)
+	mux.HandleFunc("GET /"+tenant+"/discovery/v2.0/keys", a.jwks)
+	mux.HandleFunc("GET /msi/token", a.managedIdentityToken)
+}
+
+// tokenResponse is the answer of every token endpoint: the Docker fields (token,
+// issued_at) and the OAuth2 ones (access_token, token_type, expires_in) together.
+type tokenResponse struct {
+	Token        string `json:"token,omitempty"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	ExtExpiresIn int64  `json:"ext_expires_in,omitempty"`
+	IssuedAt     string `json:"issued_at,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func newTokenResponse(iss token.Issued, docker bool) tokenResponse {
+	r := tokenResponse{
+		AccessToken: iss.Raw,
+		TokenType:   "Bearer",
+		ExpiresIn:   int64(math.Round(iss.ExpiresAt.Sub(iss.IssuedAt).Seconds())),
+	}
+	if docker {
+		r.Token = iss.Raw
+		r.IssuedAt = iss.IssuedAt.UTC().Format(time.RFC3339)
+	} else {
+		r.ExtExpiresIn = r.ExpiresIn
+	}
+	return r
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// dockerError answers in the registry's error shape, with the Basic challenge on 401.
+func dockerError(w http.ResponseWriter, status int, code, msg string) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="coffer"`)
+	}
+	writeJSON(w, status, map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
+}
+
+// oauthError answers in the OAuth2 error shape (RFC 6749 section 5.2).
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="coffer", error="`+code+`"`)
+	}
+	writeJSON(w, status, map[string]any{"error": code, "error_description": desc})
+}
+
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+}
+
+// clientAddr is the caller's address (the key of per-address throttling).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return "addr:" + r.RemoteAddr
+	}
+	return "addr:" + host
+}
+
+// authenticate checks username/secret with throttling per name and per address. It returns
+// the wait before another attempt when throttled.
+func (a *API) authenticate(ctx context.Context, r *http.Request, username, secret string) (identity.Principal, time.Duration, error) {
+	keys := []string{"name:" + strings.ToLower(username), clientAddr(r)}
+	if wait := a.cfg.Limiter.Check(keys...); wait > 0 {
+		return identity.Principal{}, wait, errThrottled
+	}
+	p, err := a.cfg.Identity.Authenticate(ctx, username, secret)
+	if errors.Is(err, identity.ErrInvalidCredentials) {
+		a.cfg.Limiter.Fail(keys...)
+		a.logFailure(ctx, r, username)
+	}
+	return p, 0, err
+}
+
+func (a *API) authenticateClient(ctx context.Context, r *http.Request, clientID, secret string) (identity.Principal, time.Duration, error) {
+	keys := []string{"name:" + strings.ToLower(clientID), clientAddr(r)}
+	if wait := a.cfg.Limiter.Check(keys...); wait > 0 {
+		return identity.Principal{}, wait, errThrottled
+	}
+	p, err := a.cfg.Identity.AuthenticateClient(ctx, clientID, secret)
+	if errors.Is(err, identity.ErrInvalidCredentials) {
+		a.cfg.Limiter.Fail(keys...)
+		a.logFailure(ctx, r, clientID)
+	}
+	return p, 0, err
+}
+
+func (a *API) logFailure(ctx context.Context, r *http.Request, name string) {
+	if a.cfg.Log != nil {
+		a.cfg.Log.InfoContext(ctx, "login failed", "name", clip(name), "addr", clientAddr(r))
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+var errThrottled = errors.New("too many failed logins")
+
+const throttledMessage = "too many failed logins: wait before trying again"
+
+// dockerToken is GET /oauth2/token: the Docker registry token flow.
+func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	service := q.Get("service")
+	if service == "" {
+		service = token.RegistryService
+	}
+	aud, err := a.granter.Audience(service)
+	if err != nil {
+		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
+		return
+	}
+	scopes, err := token.ParseScopes(q["scope"])
+	if err != nil {
+		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid scope: "+err.Error())
+		return
+	}
+	var p identity.Principal
+	username, secret, hasBasic := r.BasicAuth()
+	switch {
+	case hasBasic:
+		var wait time.Duration
+		p, wait, err = a.authenticate(r.Context(), r, username, secret)
+		switch {
+		case errors.Is(err, errThrottled):
+			tooMany(w, wait)
+			dockerError(w, http.StatusTooManyRequests, "TOOMANYREQUESTS", throttledMessage)
+			return
+		case errors.Is(err, identity.ErrInvalidCredentials):
+			dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid username or password")
+			return
+		case err != nil:
+			a.internal(w, r, err, true)
+			return
+		}
+	case a.cfg.AnonymousPull && aud == token.RegistryService:
+		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
+	default:
+		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: send a username and password (HTTP Basic)")
+		return
+	}
+	a.issue(w, r, p, aud, scopes, q.Get("offline_token") == "true" && p.Kind != identity.KindAnonymous, true)
+}
+
+// issue signs a token for p (with registry grants for scopes when the audience is the
+// registry) and writes the answer, with a refresh token when offline is set.
+func (a *API) issue(w http.ResponseWriter, r *http.Request, p identity.Principal, aud string, scopes []token.Scope, offline, docker bool) {
+	g := token.Grant{Principal: p, Audience: aud}
+	if aud == token.RegistryService {
+		g.Access = a.granter.RegistryAccess(r.Context(), p, scopes)
+	}
+	iss, err := a.cfg.Tokens.Issue(r.Context(), g)
+	if err != nil {
+		a.internal(w, r, err, docker)
+		return
+	}
+	resp := newTokenResponse(iss, docker)
+	if offline {
+		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p); err != nil {
+			a.internal(w, r, err, docker)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) internal(w http.ResponseWriter, r *http.Request, err error, docker bool) {
+	if a.cfg.Log != nil {
+		a.cfg.Log.ErrorContext(r.Context(), "token endpoint failed", "err", err)
+	}
+	if docker {
+		dockerError(w, http.StatusInternalServerError, "UNKNOWN", "the token service failed; see the server log")
+		return
+	}
+	oauthError(w, http.StatusInternalServerError, "server_error", "the token service failed; see the server log")
+}
+
+// postToken is POST /oauth2/token: the OAuth2 form docker and containerd use
+// (grant_type=password|refresh_token) and client credentials.
+func (a *API) postToken(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	f := r.PostForm
+	grant := f.Get("grant_type")
+	switch grant {
+	case "password", "refresh_token":
+		a.passwordOrRefresh(w, r, grant)
+	case "client_credentials":
+		a.clientCredentials(w, r, false)
+	case "":
+		oauthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required: password, refresh_token or client_credentials")
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported: use password, refresh_token or client_credentials", clip(grant)))
+	}
+}
+
+func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant string) {
+	f := r.PostForm
+	service := f.Get("service")
+	if service == "" {
+		service = token.RegistryService
+	}
+	aud, err := a.granter.Audience(service)
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
+		return
+	}
+	scopes, err := token.ParseScopes(f["scope"])
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
+		return
+	}
+	var p identity.Principal
+	offline := false
+	if grant == "password" {
+		var wait time.Duration
+		p, wait, err = a.authenticate(r.Context(), r, f.Get("username"), f.Get("password"))
+		offline = f.Get("access_type") == "offline"
+		if errors.Is(err, errThrottled) {
+			tooMany(w, wait)
+			oauthError(w, http.StatusTooManyRequests, "slow_down", throttledMessage)
+			return
+		}
+	} else {
+		keys := []string{clientAddr(r)}
+		if wait := a.cfg.Limiter.Check(keys...); wait > 0 {
+			tooMany(w, wait)
+			oauthError(w, http.StatusTooManyRequests, "slow_down", throttledMessage)
+			return
+		}
+		p, err = a.cfg.Identity.RedeemRefreshToken(r.Context(), f.Get("refresh_token"))
+		if errors.Is(err, identity.ErrInvalidCredentials) {
+			a.cfg.Limiter.Fail(keys...)
+			oauthError(w, http.StatusUnauthorized, "invalid_grant", "the refresh token is invalid, expired or revoked: log in again")
+			return
+		}
+	}
+	switch {
+	case errors.Is(err, identity.ErrInvalidCredentials):
+		oauthError(w, http.StatusUnauthorized, "invalid_grant", "invalid username or password")
+		return
+	case err != nil:
+		a.internal(w, r, err, false)
+		return
+	}
+	g := token.Grant{Principal: p, Audience: aud}
+	if aud == token.RegistryService {
+		g.Access = a.granter.RegistryAccess(r.Context(), p, scopes)
+	}
+	iss, err := a.cfg.Tokens.Issue(r.Context(), g)
+	if err != nil {
+		a.internal(w, r, err, false)
+		return
+	}
+	resp := newTokenResponse(iss, true)
+	switch {
+	case offline:
+		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p); err != nil {
+			a.internal(w, r, err, false)
+			return
+		}
+	case grant == "refresh_token":
+		resp.RefreshToken = f.Get("refresh_token")
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// clientCredentials is the OAuth2 client-credentials grant: client_id and client_secret in
+// the form (or HTTP Basic), scope=<resource>/.default (or service=, resource=).
+func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bool) {
+	f := r.PostForm
+	clientID, secret := f.Get("client_id"), f.Get("client_secret")
+	if u, pw, ok := r.BasicAuth(); ok && clientID == "" {
+		clientID, secret = u, pw
+	}
+	if clientID == "" || secret == "" {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client_id and client_secret are required")
+		return
+	}
+	ref := f.Get("scope")
+	if ref == "" {
+		ref = f.Get("resource")
+	}
+	if ref == "" {
+		ref = f.Get("service")
+	}
+	if fields := strings.Fields(ref); len(fields) == 1 {
+		ref = fields[0]
+	} else {
+		// Several resources in one request: like Entra, one resource per token.
+		oauthError(w, http.StatusUnauthorized, "invalid_scope", "ask for exactly one scope of the form <resource>/.default")
+		return
+	}
+	aud, err := a.granter.Audience(ref)
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
+		return
+	}
+	p, wait, err := a.authenticateClient(r.Context(), r, clientID, secret)
+	switch {
+	case errors.Is(err, errThrottled):
+		tooMany(w, wait)
+		oauthError(w, http.StatusTooManyRequests, "slow_down", throttledMessage)
+		return
+	case errors.Is(err, identity.ErrInvalidCredentials):
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "invalid client id or client secret (secrets expire: reset with 'coffer sp credential reset')")
+		return
+	case err != nil:
+		a.internal(w, r, err, false)
+		return
+	}
+	scopes, _ := token.ParseScopes(f["registry_scope"])
+	g := token.Grant{Principal: p, Audience: aud}
+	if aud == token.RegistryService {
+		g.Access = a.granter.RegistryAccess(r.Context(), p, scopes)
+	}
+	iss, err := a.cfg.Tokens.Issue(r.Context(), g)
+	if err != nil {
+		a.internal(w, r, err, false)
+		return
+	}
+	writeJSON(w, http.StatusOK, newTokenResponse(iss, !entra))
+}
+
+// entraToken is POST /{tenant}/oauth2/v2.0/token, the token endpoint MSAL calls.
+func (a *API) entraToken(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported here: use client_credentials", clip(g)))
+		return
+	}
+	a.clientCredentials(w, r, true)
+}
+
+// jwks is GET /oauth2/keys.
+func (a *API) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "max-age=300")
+	json.NewEncoder(w).Encode(a.cfg.Tokens.Keys().Public())
+}
+
+// baseURL is the scheme and host the client used to reach this server.
+func baseURL(r *http.Request) string {
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host
+}
+
+// discovery is the OpenID Connect discovery document, in the shape of Entra ID's v2.0
+// endpoint. The "issuer" names the authority URL the client used (MSAL requires its host
+// to match the authority); tokens carry token.Issuer(tenant), see docs/identity.md.
+func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
+	base := baseURL(r)
+	tenant := a.cfg.Tokens.TenantID()
+	auth := base + "/" + tenant
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                auth + "/v2.0",
+		"token_endpoint":                        auth + "/oauth2/v2.0/token",
+		"authorization_endpoint":                auth + "/oauth2/v2.0/authorize",
+		"jwks_uri":                              base + "/oauth2/keys",
+		"response_types_supported":              []string{"token"},
+		"grant_types_supported":                 []string{"client_credentials", "password", "refresh_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"ES256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
+		"scopes_supported":                      []string{token.AudienceManagement + "/.default", token.RegistryService + "/.default", a.cfg.VaultResource + "/.default"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "oid", "tid", "appid", "kind", "name", "access"},
+		"tenant_region_scope":                   "NA",
+		"cloud_instance_name":                   r.Host,
+		"coffer_token_issuer":                   token.Issuer(tenant),
+	})
+}
+
+// managedIdentityToken is GET /msi/token in the App Service managed-identity protocol
+// (api-version 2019-08-01): the secret header proves the caller runs on this machine.
+func (a *API) managedIdentityToken(w http.ResponseWriter, r *http.Request) {
+	if !isLoopback(r.RemoteAddr) {
+		oauthError(w, http.StatusForbidden, "invalid_request", "the managed identity endpoint answers only processes on the same machine")
+		return
+	}
+	hdr := r.Header.Get("X-IDENTITY-HEADER")
+	if hdr == "" || subtle.ConstantTimeCompare([]byte(hdr), []byte(a.cfg.IdentityHeader)) != 1 {
+		oauthError(w, http.StatusUnauthorized, "invalid_request", "missing or wrong X-IDENTITY-HEADER (the value of IDENTITY_HEADER)")
+		return
+	}
+	q := r.URL.Query()
+	if q.Get("mi_res_id") != "" || q.Get("msi_res_id") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "identities by resource id are not supported: use client_id or principal_id")
+		return
+	}
+	aud, err := a.granter.Audience(q.Get("resource"))
+	if err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_resource", err.Error())
+		return
+	}
+	objectID := q.Get("principal_id")
+	if objectID == "" {
+		objectID = q.Get("object_id")
+	}
+	p, err := a.cfg.Identity.ManagedIdentity(r.Context(), q.Get("client_id"), objectID)
+	if errors.Is(err, identity.ErrNotFound) {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "no managed identity with that client_id or principal_id: create one with 'coffer identity create'")
+		return
+	}
+	if err != nil {
+		a.internal(w, r, err, false)
+		return
+	}
+	iss, err := a.cfg.Tokens.Issue(r.Context(), token.Grant{Principal: p, Audience: aud})
+	if err != nil {
+		a.internal(w, r, err, false)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token": iss.Raw,
+		"expires_on":   strconv.FormatInt(iss.ExpiresAt.Unix(), 10),
+		"resource":     q.Get("resource"),
+		"token_type":   "Bearer",
+		"client_id":    p.ClientID,
+	})
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
