@@ -346,4 +346,3 @@ func (a *API) showMI(w http.ResponseWriter, r *http.Request) {
 	}
 	mgmt.WriteJSON(w, http.StatusOK, a.mi(info))
 }
-
