@@ -96,6 +96,7 @@ var migrations = []string{
 		actions TEXT NOT NULL,
 		PRIMARY KEY (token_name, repository)
 	)`,
+	`CREATE TABLE access_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 }
 
 // New opens the access part on db, creating its tables. dir may be nil: assignees are then
@@ -111,6 +112,44 @@ func New(ctx context.Context, db *store.DB, dir Directory, opts Options) (*Servi
 		opts.Now = time.Now
 	}
 	return &Service{db: db, dir: dir, roles: newRoleTable(), ttl: opts.CacheTTL, now: opts.Now}, nil
+}
+
+// EnsureBootstrapOwner makes the administrator Owner at "/" once in the life of a data
+// directory: admin is the administrator the identity part created on this start (nil when
+// it was not created now). When admin is nil and the grant was never recorded (the process
+// stopped between creating the administrator and granting the role, or the data directory
+// predates the access part), the administrator is looked up by name. Once recorded, it is
+// never granted again, so an operator may later remove it.
+func (s *Service) EnsureBootstrapOwner(ctx context.Context, admin *identity.Principal) error {
+	var done string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM access_meta WHERE key = 'bootstrap_owner'`).Scan(&done)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read bootstrap state: %w", err)
+	}
+	if done != "" {
+		return nil
+	}
+	if admin == nil {
+		if s.dir == nil {
+			return nil
+		}
+		p, err := s.dir.Resolve(ctx, identity.AdminName)
+		if errors.Is(err, identity.ErrNotFound) {
+			return nil // no administrator yet: nothing to grant
+		}
+		if err != nil {
+			return fmt.Errorf("find the administrator: %w", err)
+		}
+		admin = &p
+	}
+	if _, _, err := s.AssignRole(ctx, RoleOwner, *admin, ScopeRoot); err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO access_meta (key, value) VALUES ('bootstrap_owner', ?)
+		ON CONFLICT (key) DO NOTHING`, admin.ID); err != nil {
+		return fmt.Errorf("record bootstrap state: %w", err)
+	}
+	return nil
 }
 
 // RoleDefinitions lists the built-in roles.

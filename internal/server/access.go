@@ -2,17 +2,46 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/access/accessapi"
+	"github.com/cofferhq/coffer/internal/authn"
 )
 
 // accessPart holds what the server keeps of the access part.
 type accessPart struct {
 	// authz is the one decision function every API asks.
 	authz access.Authorizer
+	// svc is the access service (roles, assignments, access policies, repository tokens).
+	// The vault part uses it to show and remove access policies.
+	svc *access.Service
+	// vaultExists is set by the vault part: it answers an error wrapping
+	// access.ErrNotFound (or store.ErrNotFound) for a vault that does not exist, so that an
+	// access policy cannot be set on a missing vault. Read at request time.
+	vaultExists func(ctx context.Context, vault string) error
 }
 
 // mountAccess wires roles, assignments, policies, repository tokens and their routes.
 func (s *Server) mountAccess(ctx context.Context) error {
+	var dir access.Directory
+	if s.identity.svc != nil {
+		dir = s.identity.svc
+	}
+	svc, err := access.New(ctx, s.db, dir, access.Options{})
+	if err != nil {
+		return err
+	}
+	s.access.svc = svc
+	s.access.authz = svc
+	if err := svc.EnsureBootstrapOwner(ctx, s.identity.bootstrapAdmin); err != nil {
+		return fmt.Errorf("make the administrator Owner: %w", err)
+	}
+	accessapi.New(accessapi.Config{
+		Service:     svc,
+		Verifier:    func() authn.Verifier { return s.identity.verifier },
+		VaultExists: func() func(context.Context, string) error { return s.access.vaultExists },
+		Log:         s.log,
+	}).Register(s.mux)
 	return nil
 }

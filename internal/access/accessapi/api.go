@@ -1,0 +1,379 @@
+// Package accessapi is the access part of the management API (/coffer/v1): role
+// definitions, role assignments, repository tokens and vault access policies. Handlers
+// parse, authorize through the access part's own decision function and call
+// access.Service.
+package accessapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/token"
+)
+
+// Config wires the endpoints.
+type Config struct {
+	Service *access.Service
+	// Verifier returns the bearer-token verifier at request time.
+	Verifier func() authn.Verifier
+	// VaultExists, when it returns a non-nil function, is asked before an access policy
+	// is set: the function answers an error wrapping access.ErrNotFound for a vault that
+	// does not exist. Read at request time (the vault part is mounted later).
+	VaultExists func() func(ctx context.Context, vault string) error
+	Log         *slog.Logger
+}
+
+// API is the access management endpoints.
+type API struct {
+	svc   *access.Service
+	cfg   Config
+	log   *slog.Logger
+	verif authn.Verifier
+}
+
+// New returns the endpoints.
+func New(cfg Config) *API {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &API{svc: cfg.Service, cfg: cfg, log: log, verif: lateVerifier{cfg.Verifier}}
+}
+
+// lateVerifier asks the verifier as it is at request time.
+type lateVerifier struct{ get func() authn.Verifier }
+
+func (l lateVerifier) Verify(ctx context.Context, raw, audience string) (*token.Claims, error) {
+	if l.get == nil {
+		return nil, errors.New("token verification is not available")
+	}
+	v := l.get()
+	if v == nil {
+		return nil, errors.New("token verification is not available")
+	}
+	return v.Verify(ctx, raw, audience)
+}
+
+// Register mounts the routes on mux.
+func (a *API) Register(mux *http.ServeMux) {
+	p := mgmt.Prefix
+	h := func(pattern string, fn http.HandlerFunc) { mux.Handle(pattern, mgmt.Protect(a.verif, fn)) }
+	h("GET "+p+"/role-definitions", a.listRoleDefinitions)
+	h("GET "+p+"/role-assignments", a.listAssignments)
+	h("POST "+p+"/role-assignments", a.createAssignment)
+	h("GET "+p+"/role-assignments/{id}", a.getAssignment)
+	h("DELETE "+p+"/role-assignments/{id}", a.deleteAssignment)
+	h("GET "+p+"/tokens", a.listTokens)
+	h("POST "+p+"/tokens", a.createToken)
+	h("GET "+p+"/tokens/{name}", a.getToken)
+	h("DELETE "+p+"/tokens/{name}", a.deleteToken)
+	h("GET "+p+"/vaults/{vault}/access-policies", a.listPolicies)
+	h("PUT "+p+"/vaults/{vault}/access-policies/{objectId}", a.setPolicy)
+	h("DELETE "+p+"/vaults/{vault}/access-policies/{objectId}", a.deletePolicy)
+}
+
+// fail maps a service error to the management API's error shape.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, access.ErrInvalid):
+		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
+	case errors.Is(err, access.ErrNotFound):
+		mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, err.Error())
+	case errors.Is(err, access.ErrConflict):
+		mgmt.WriteError(w, http.StatusConflict, mgmt.CodeConflict, err.Error())
+	default:
+		a.log.Error("access management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the access service failed; see the server log")
+	}
+}
+
+func callerID(r *http.Request) string {
+	c, _ := authn.CallerFrom(r.Context())
+	return c.Principal.ID
+}
+
+// List is the envelope of every list answer: {"value":[...]}.
+type List[T any] struct {
+	Value []T `json:"value"`
+}
+
+func (a *API) listRoleDefinitions(w http.ResponseWriter, r *http.Request) {
+	// Role definitions are public to every authenticated caller.
+	defs := a.svc.RoleDefinitions()
+	out := make([]RoleDefinition, len(defs))
+	for i, d := range defs {
+		out[i] = RoleDefinition{RoleDefinition: d, EffectiveActions: d.EffectiveActions()}
+	}
+	mgmt.WriteJSON(w, http.StatusOK, List[RoleDefinition]{Value: out})
+}
+
+// RoleDefinition is a role as GET /coffer/v1/role-definitions shows it: its patterns and
+// the actions they come to in this version.
+type RoleDefinition struct {
+	access.RoleDefinition
+	EffectiveActions []access.Action `json:"effectiveActions"`
+}
+
+// CreateAssignmentRequest is the body of POST /coffer/v1/role-assignments.
+type CreateAssignmentRequest struct {
+	Role string `json:"role"`
+	// Assignee is an object id, client id or name.
+	Assignee string `json:"assignee"`
+	// Scope in canonical (/vaults/v) or short (vault/v) form.
+	Scope string `json:"scope"`
+}
+
+func (a *API) createAssignment(w http.ResponseWriter, r *http.Request) {
+	var req CreateAssignmentRequest
+	if !mgmt.DecodeJSON(w, r, &req) {
+		return
+	}
+	scope, err := access.ParseScope(req.Scope)
+	if err != nil {
+		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
+		return
+	}
+	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, scope) {
+		return
+	}
+	asg, created, err := a.svc.CreateAssignment(r.Context(), access.AssignmentSpec{
+		Role: req.Role, Assignee: req.Assignee, Scope: string(scope), CreatedBy: callerID(r),
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		a.log.Info("role assigned", "id", asg.ID, "role", asg.Role, "principal", asg.PrincipalID, "scope", asg.Scope, "by", callerID(r))
+	}
+	mgmt.WriteJSON(w, status, asg)
+}
+
+func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f access.AssignmentFilter
+	f.Role = q.Get("role")
+	if s := q.Get("scope"); s != "" {
+		scope, err := access.ParseScope(s)
+		if err != nil {
+			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
+			return
+		}
+		if !mgmt.Authorize(w, r, a.svc, access.AccessRead, scope) {
+			return
+		}
+		f.Scope = scope
+	}
+	if ref := q.Get("assignee"); ref != "" {
+		p, err := a.svc.ResolveAssignee(r.Context(), ref)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		f.PrincipalID = p.ID
+	}
+	list, err := a.svc.ListAssignments(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	// Show only the assignments whose scope the caller may read (its own, at least).
+	c, _ := authn.CallerFrom(r.Context())
+	out := []access.Assignment{}
+	for _, asg := range list {
+		if asg.PrincipalID == c.Principal.ID || a.svc.Authorize(r.Context(), access.Request{Principal: c.Principal, Action: access.AccessRead, Scope: asg.Scope}) == nil {
+			out = append(out, asg)
+		}
+	}
+	mgmt.WriteJSON(w, http.StatusOK, List[access.Assignment]{Value: out})
+}
+
+func (a *API) getAssignment(w http.ResponseWriter, r *http.Request) {
+	asg, err := a.svc.GetAssignment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	c, _ := authn.CallerFrom(r.Context())
+	if asg.PrincipalID != c.Principal.ID && !mgmt.Authorize(w, r, a.svc, access.AccessRead, asg.Scope) {
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, asg)
+}
+
+func (a *API) deleteAssignment(w http.ResponseWriter, r *http.Request) {
+	asg, err := a.svc.GetAssignment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, asg.Scope) {
+		return
+	}
+	if err := a.svc.DeleteAssignment(r.Context(), asg.ID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("role assignment deleted", "id", asg.ID, "role", asg.Role, "principal", asg.PrincipalID, "scope", asg.Scope, "by", callerID(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// CreateTokenRequest is the body of POST /coffer/v1/tokens.
+type CreateTokenRequest struct {
+	Name     string                 `json:"name"`
+	ScopeMap []access.ScopeMapEntry `json:"scopeMap"`
+}
+
+// CreateTokenResponse is the answer of POST /coffer/v1/tokens: the password is shown once.
+type CreateTokenResponse struct {
+	access.RepositoryToken
+	Password string `json:"password"`
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, access.ScopeRegistry) {
+		return
+	}
+	var req CreateTokenRequest
+	if !mgmt.DecodeJSON(w, r, &req) {
+		return
+	}
+	tok, pw, err := a.svc.CreateRepositoryToken(r.Context(), req.Name, req.ScopeMap, callerID(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("repository token created", "name", tok.Name, "object_id", tok.ObjectID, "by", callerID(r))
+	w.Header().Set("Cache-Control", "no-store")
+	mgmt.WriteJSON(w, http.StatusCreated, CreateTokenResponse{RepositoryToken: tok, Password: pw})
+}
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, a.svc, access.AccessRead, access.ScopeRegistry) {
+		return
+	}
+	list, err := a.svc.ListRepositoryTokens(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, List[access.RepositoryToken]{Value: list})
+}
+
+func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, a.svc, access.AccessRead, access.ScopeRegistry) {
+		return
+	}
+	tok, err := a.svc.GetRepositoryToken(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, tok)
+}
+
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, access.ScopeRegistry) {
+		return
+	}
+	name := r.PathValue("name")
+	if err := a.svc.DeleteRepositoryToken(r.Context(), name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("repository token deleted", "name", name, "by", callerID(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// SetPolicyRequest is the body of PUT /coffer/v1/vaults/{vault}/access-policies/{objectId}.
+type SetPolicyRequest struct {
+	KeyPermissions []string `json:"keyPermissions"`
+}
+
+// vaultScope validates the {vault} path value.
+func vaultScope(w http.ResponseWriter, r *http.Request) (string, access.Scope, bool) {
+	vault := r.PathValue("vault")
+	scope, err := access.ParseScope("/vaults/" + vault)
+	if err != nil || strings.Contains(vault, "/") {
+		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "invalid vault name "+quote(vault))
+		return "", "", false
+	}
+	return strings.ToLower(vault), scope, true
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
+	vault, scope, ok := vaultScope(w, r)
+	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultRead, scope) {
+		return
+	}
+	list, err := a.svc.ListPolicies(r.Context(), vault)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, List[access.AccessPolicy]{Value: list})
+}
+
+func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
+	vault, scope, ok := vaultScope(w, r)
+	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
+		return
+	}
+	var req SetPolicyRequest
+	if !mgmt.DecodeJSON(w, r, &req) {
+		return
+	}
+	if a.cfg.VaultExists != nil {
+		if exists := a.cfg.VaultExists(); exists != nil {
+			if err := exists(r.Context(), vault); err != nil {
+				a.fail(w, r, err)
+				return
+			}
+		}
+	}
+	// The object id may be given as a name or client id too; policies name object ids.
+	p, err := a.svc.ResolveAssignee(r.Context(), r.PathValue("objectId"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	pol, err := a.svc.SetPolicy(r.Context(), vault, p.ID, req.KeyPermissions)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("vault access policy set", "vault", vault, "object_id", p.ID, "key_permissions", strings.Join(pol.KeyPermissions, ","), "by", callerID(r))
+	mgmt.WriteJSON(w, http.StatusOK, pol)
+}
+
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	vault, scope, ok := vaultScope(w, r)
+	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
+		return
+	}
+	objectID := r.PathValue("objectId")
+	err := a.svc.DeletePolicy(r.Context(), vault, objectID)
+	if errors.Is(err, access.ErrNotFound) {
+		// Perhaps a name was given: resolve it and try again.
+		if p, rerr := a.svc.ResolveAssignee(r.Context(), objectID); rerr == nil && p.ID != objectID {
+			objectID = p.ID
+			err = a.svc.DeletePolicy(r.Context(), vault, objectID)
+		}
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("vault access policy deleted", "vault", vault, "object_id", objectID, "by", callerID(r))
+	w.WriteHeader(http.StatusNoContent)
+}
