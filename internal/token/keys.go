@@ -118,25 +118,54 @@ func (ks *KeySet) sort() {
 func (ks *KeySet) signer() (*signingKey, error) {
 	now := ks.now()
 	ks.mu.RLock()
-	var cur *signingKey
-	if len(ks.keys) > 0 && ks.keys[0].Retired == 0 {
-		cur = ks.keys[0]
-	}
-	due := cur == nil || (ks.rotateAfter > 0 && now.Sub(time.Unix(cur.Created, 0)) >= ks.rotateAfter)
+	cur, due := ks.stateLocked(now)
 	ks.mu.RUnlock()
 	if !due {
 		return cur, nil
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	// Re-check under the write lock.
-	if len(ks.keys) > 0 && ks.keys[0].Retired == 0 {
-		cur = ks.keys[0]
-		if ks.rotateAfter <= 0 || now.Sub(time.Unix(cur.Created, 0)) < ks.rotateAfter {
-			return cur, nil
-		}
+	if err := ks.pruneLocked(now); err != nil {
+		return nil, err
+	}
+	cur, _ = ks.stateLocked(now)
+	if cur != nil && (ks.rotateAfter <= 0 || now.Sub(time.Unix(cur.Created, 0)) < ks.rotateAfter) {
+		return cur, nil
 	}
 	return ks.rotateLocked(now)
+}
+
+// stateLocked returns the signing key and whether a rotation or a prune is due.
+func (ks *KeySet) stateLocked(now time.Time) (*signingKey, bool) {
+	var cur *signingKey
+	if len(ks.keys) > 0 && ks.keys[0].Retired == 0 {
+		cur = ks.keys[0]
+	}
+	due := cur == nil || (ks.rotateAfter > 0 && now.Sub(time.Unix(cur.Created, 0)) >= ks.rotateAfter)
+	for _, k := range ks.keys {
+		due = due || ks.expired(k, now)
+	}
+	return cur, due
+}
+
+func (ks *KeySet) expired(k *signingKey, now time.Time) bool {
+	return k.Retired != 0 && now.Sub(time.Unix(k.Retired, 0)) > ks.keepAfterRetire
+}
+
+// pruneLocked drops retired keys whose tokens have all expired.
+func (ks *KeySet) pruneLocked(now time.Time) error {
+	kept := ks.keys[:0]
+	for _, k := range ks.keys {
+		if ks.expired(k, now) {
+			if err := os.Remove(filepath.Join(ks.dir, k.KID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove expired signing key: %w", err)
+			}
+			continue
+		}
+		kept = append(kept, k)
+	}
+	ks.keys = kept
+	return nil
 }
 
 // Rotate makes a new signing key now (the old one keeps verifying until its tokens expire).
@@ -170,19 +199,7 @@ func (ks *KeySet) rotateLocked(now time.Time) (*signingKey, error) {
 		}
 	}
 	ks.keys = append([]*signingKey{k}, ks.keys...)
-	// Drop retired keys whose tokens have all expired.
-	kept := ks.keys[:0]
-	for _, old := range ks.keys {
-		if old.Retired != 0 && now.Sub(time.Unix(old.Retired, 0)) > ks.keepAfterRetire {
-			if err := os.Remove(filepath.Join(ks.dir, old.KID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("remove expired signing key: %w", err)
-			}
-			continue
-		}
-		kept = append(kept, old)
-	}
-	ks.keys = kept
-	return k, nil
+	return k, ks.pruneLocked(now)
 }
 
 func (ks *KeySet) write(k *signingKey) error {
@@ -203,7 +220,7 @@ func (ks *KeySet) publicKey(kid string) (*ecdsa.PublicKey, bool) {
 	now := ks.now()
 	for _, k := range ks.keys {
 		if k.KID == kid {
-			if k.Retired != 0 && now.Sub(time.Unix(k.Retired, 0)) > ks.keepAfterRetire {
+			if ks.expired(k, now) {
 				return nil, false
 			}
 			return &k.priv.PublicKey, true
@@ -237,7 +254,7 @@ func (ks *KeySet) Public() JWKS {
 	now := ks.now()
 	out := JWKS{Keys: []JWK{}}
 	for _, k := range ks.keys {
-		if k.Retired != 0 && now.Sub(time.Unix(k.Retired, 0)) > ks.keepAfterRetire {
+		if ks.expired(k, now) {
 			continue
 		}
 		pub := &k.priv.PublicKey
