@@ -14,6 +14,11 @@ import (
 	"github.com/cofferhq/coffer/internal/blobstore"
 )
 
+// ErrKeyUnavailable is wrapped by KeySource errors when the key-encryption key cannot be
+// used (access revoked, key disabled or deleted, vault unreachable): the registry maps it to
+// an error telling the client that content is temporarily unavailable, not missing.
+var ErrKeyUnavailable = errors.New("the registry's encryption key is not accessible")
+
 // KeySource hands out registry root keys. Implementations (the keyring) refuse while the
 // key-encryption key is not accessible, so a revoked key stops reads and writes.
 type KeySource interface {
@@ -61,6 +66,9 @@ func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) blobstore
 	}
 	return d
 }
+
+// Inner is the driver that holds the sealed bytes.
+func (d *Driver) Inner() blobstore.Driver { return d.inner }
 
 func checkPath(path string) error {
 	if strings.HasSuffix(path, TailSuffix) {
