@@ -1,0 +1,94 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
+	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/api"
+	"github.com/cofferhq/coffer/internal/registry/conformance"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/token"
+)
+
+// testVerifier issues opaque tokens for scopes and verifies them: it stands in for the
+// token service in handler tests.
+type testVerifier struct {
+	mu     sync.Mutex
+	tokens map[string]*token.Claims
+}
+
+func (v *testVerifier) issue(scopes ...string) string {
+	c := &token.Claims{ObjectID: "test-user", Kind: "user", Name: "tester"}
+	for _, sc := range scopes {
+		parts := strings.Split(sc, ":")
+		if len(parts) < 3 {
+			continue
+		}
+		name := strings.Join(parts[1:len(parts)-1], ":")
+		c.Access = append(c.Access, token.Access{Type: parts[0], Name: name, Actions: strings.Split(parts[len(parts)-1], ",")})
+	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	raw := hex.EncodeToString(b)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.tokens == nil {
+		v.tokens = map[string]*token.Claims{}
+	}
+	v.tokens[raw] = c
+	return raw
+}
+
+func (v *testVerifier) Verify(ctx context.Context, raw, audience string) (*token.Claims, error) {
+	if audience != token.RegistryService {
+		return nil, errors.New("wrong audience")
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.tokens[raw]
+	if !ok {
+		return nil, errors.New("unknown token")
+	}
+	return c, nil
+}
+
+func newService(t *testing.T) *registry.Service {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.OpenSQLite(ctx, dir+"/metadata.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	meta, err := registry.NewSQLMetadata(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := filesystem.New(dir + "/blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.New(drv, meta, registry.Options{})
+}
+
+func TestConformance(t *testing.T) {
+	v := &testVerifier{}
+	h := api.New(api.Config{Service: newService(t), Verifier: func() authn.Verifier { return v }})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	conformance.Run(t, conformance.Target{
+		URL:    srv.URL,
+		Client: srv.Client(),
+		Token:  func(t *testing.T, scopes ...string) string { return v.issue(scopes...) },
+	})
+}

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/registry"
+)
+
+// Management serves the registry's management API under /coffer/v1/registry:
+//
+//	GET    /coffer/v1/registry/repositories[?last=&n=]  list (registry/list at /registry)
+//	GET    /coffer/v1/registry/repositories/{name...}   show (registry/pull at the repository)
+//	DELETE /coffer/v1/registry/repositories/{name...}   delete (registry/delete at the repository)
+//	GET    /coffer/v1/registry/tags?repository=NAME     tags (registry/pull at the repository)
+//	DELETE /coffer/v1/registry/tags?repository=NAME&tag=T  (registry/delete at the repository)
+//	POST   /coffer/v1/registry/gc[?dryRun=true]         collect garbage (registry/manage at /registry);
+//	       with Accept: application/x-ndjson it streams progress lines, then the report.
+type Management struct {
+	svc   *registry.Service
+	authz access.Authorizer
+}
+
+// MountManagement registers the management routes on mux.
+func MountManagement(mux *http.ServeMux, svc *registry.Service, v authn.Verifier, authz access.Authorizer) {
+	m := &Management{svc: svc, authz: authz}
+	p := mgmt.Prefix + "/registry"
+	mux.Handle("GET "+p+"/repositories", mgmt.Protect(v, http.HandlerFunc(m.listRepos)))
+	mux.Handle("GET "+p+"/repositories/{name...}", mgmt.Protect(v, http.HandlerFunc(m.showRepo)))
+	mux.Handle("DELETE "+p+"/repositories/{name...}", mgmt.Protect(v, http.HandlerFunc(m.deleteRepo)))
+	mux.Handle("GET "+p+"/tags", mgmt.Protect(v, http.HandlerFunc(m.listTags)))
+	mux.Handle("DELETE "+p+"/tags", mgmt.Protect(v, http.HandlerFunc(m.deleteTag)))
+	mux.Handle("POST "+p+"/gc", mgmt.Protect(v, http.HandlerFunc(m.gc)))
+}
+
+func (m *Management) fail(w http.ResponseWriter, err error) {
+	var e *registry.Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case registry.CodeNameUnknown, registry.CodeManifestUnknown, registry.CodeBlobUnknown:
+			mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, e.Message)
+		case registry.CodeTooManyRequests:
+			mgmt.WriteError(w, http.StatusTooManyRequests, "TooManyRequests", e.Message)
+		default:
+			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, e.Message)
+		}
+		return
+	}
+	mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+}
+
+func (m *Management) repoParam(w http.ResponseWriter, name string) bool {
+	if !registry.ValidName(name) {
+		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "invalid repository name "+strconv.Quote(name))
+		return false
+	}
+	return true
+}
+
+// RepositoryList is the answer of the repository listing.
+type RepositoryList struct {
+	Repositories []registry.RepositoryInfo `json:"repositories"`
+	// Next is the "last" value for the next page, if any.
+	Next string `json:"next,omitempty"`
+}
+
+func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, m.authz, access.RegistryList, access.ScopeRegistry) {
+		return
+	}
+	n := -1
+	if s := r.URL.Query().Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "n must be a non-negative integer")
+			return
+		}
+		n = v
+	}
+	names, more, err := m.svc.Catalog(r.Context(), r.URL.Query().Get("last"), n)
+	if err != nil {
+		m.fail(w, err)
+		return
+	}
+	out := RepositoryList{Repositories: []registry.RepositoryInfo{}}
+	for _, name := range names {
+		info, err := m.svc.Repository(r.Context(), name)
+		if registry.ErrorCode(err) == registry.CodeNameUnknown {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			m.fail(w, err)
+			return
+		}
+		out.Repositories = append(out.Repositories, info)
+	}
+	if more && len(names) > 0 {
+		out.Next = names[len(names)-1]
+	}
+	mgmt.WriteJSON(w, http.StatusOK, out)
+}
+
+func (m *Management) showRepo(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !m.repoParam(w, name) || !mgmt.Authorize(w, r, m.authz, access.RegistryPull, access.RepositoryScope(name)) {
+		return
+	}
+	info, err := m.svc.Repository(r.Context(), name)
+	if err != nil {
+		m.fail(w, err)
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, info)
+}
+
+func (m *Management) deleteRepo(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !m.repoParam(w, name) || !mgmt.Authorize(w, r, m.authz, access.RegistryDelete, access.RepositoryScope(name)) {
+		return
+	}
+	if err := m.svc.DeleteRepository(r.Context(), name); err != nil {
+		m.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// TagList is the answer of the tag listing.
+type TagList struct {
+	Repository string             `json:"repository"`
+	Tags       []registry.TagInfo `json:"tags"`
+}
+
+func (m *Management) listTags(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("repository")
+	if !m.repoParam(w, name) || !mgmt.Authorize(w, r, m.authz, access.RegistryPull, access.RepositoryScope(name)) {
+		return
+	}
+	tags, err := m.svc.TagDetails(r.Context(), name)
+	if err != nil {
+		m.fail(w, err)
+		return
+	}
+	if tags == nil {
+		tags = []registry.TagInfo{}
+	}
+	mgmt.WriteJSON(w, http.StatusOK, TagList{Repository: name, Tags: tags})
+}
+
+func (m *Management) deleteTag(w http.ResponseWriter, r *http.Request) {
+	name, tag := r.URL.Query().Get("repository"), r.URL.Query().Get("tag")
+	if !m.repoParam(w, name) || !mgmt.Authorize(w, r, m.authz, access.RegistryDelete, access.RepositoryScope(name)) {
+		return
+	}
+	if tag == "" || registry.IsDigestRef(tag) {
+		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "give the tag to delete with ?tag=")
+		return
+	}
+	if err := m.svc.DeleteManifest(r.Context(), name, tag); err != nil {
+		m.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// GCEvent is one line of a streamed collection: progress, then the report (or an error).
+type GCEvent struct {
+	Phase  string             `json:"phase,omitempty"`
+	Done   int                `json:"done,omitempty"`
+	Total  int                `json:"total,omitempty"`
+	Report *registry.GCReport `json:"report,omitempty"`
+	Error  string             `json:"error,omitempty"`
+}
+
+func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
+	if !mgmt.Authorize(w, r, m.authz, access.RegistryManage, access.ScopeRegistry) {
+		return
+	}
+	dry, _ := strconv.ParseBool(r.URL.Query().Get("dryRun"))
+	if r.Header.Get("Accept") != "application/x-ndjson" {
+		rep, err := m.svc.GC(r.Context(), dry, nil)
+		if err != nil {
+			m.fail(w, err)
+			return
+		}
+		mgmt.WriteJSON(w, http.StatusOK, rep)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	last := ""
+	rep, err := m.svc.GC(r.Context(), dry, func(p registry.GCProgress) {
+		// One line per phase and per 1% of a sweep keeps the stream short.
+		key := p.Phase
+		if p.Total > 0 {
+			key += strconv.Itoa(p.Done * 100 / p.Total)
+		}
+		if key == last {
+			return
+		}
+		last = key
+		enc.Encode(GCEvent{Phase: p.Phase, Done: p.Done, Total: p.Total})
+		rc.Flush()
+	})
+	if err != nil {
+		enc.Encode(GCEvent{Error: err.Error()})
+		return
+	}
+	enc.Encode(GCEvent{Phase: "done", Report: &rep})
+}
