@@ -53,6 +53,11 @@ func (g *Granter) Audience(ref string) (string, error) {
 		return res, nil
 	case g.cfg.VaultResource != "" && strings.EqualFold(res, g.cfg.VaultResource):
 		return g.cfg.VaultResource, nil
+	case g.cfg.VaultResource != "" && vaultResourceWithPort(res, g.cfg.VaultResource):
+		// A vault served on a port other than 443 challenges with resource
+		// https://<domain>:<port> (the Azure SDK requires the resource's host:port to be a
+		// parent of the vault's); the token's audience stays the vault resource.
+		return g.cfg.VaultResource, nil
 	}
 	return "", fmt.Errorf("%w %q: this server issues tokens for %s, %s and %s", ErrUnknownAudience, ref,
 		token.RegistryService, token.AudienceManagement, g.cfg.VaultResource)
@@ -145,4 +150,23 @@ func mergeAccess(list []token.Access, a token.Access) []token.Access {
 		}
 	}
 	return append(list, a)
+}
+
+// vaultResourceWithPort reports whether res is the vault resource with an explicit port
+// (https://vault.localhost:5000 for https://vault.localhost).
+func vaultResourceWithPort(res, vaultResource string) bool {
+	i := strings.LastIndexByte(res, ':')
+	if i < len("https://") {
+		return false
+	}
+	port := res[i+1:]
+	if port == "" || len(port) > 5 {
+		return false
+	}
+	for _, c := range port {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return strings.EqualFold(res[:i], vaultResource)
 }

@@ -350,7 +350,7 @@ func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bo
 	if ref == "" {
 		ref = f.Get("service")
 	}
-	if fields := strings.Fields(ref); len(fields) == 1 {
+	if fields := resourceScopes(ref); len(fields) == 1 {
 		ref = fields[0]
 	} else {
 		// Several resources in one request: like Entra, one resource per token.
@@ -386,6 +386,20 @@ func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bo
 		return
 	}
 	writeJSON(w, http.StatusOK, newTokenResponse(iss, !entra))
+}
+
+// resourceScopes drops the OpenID Connect scopes MSAL adds to every request (openid,
+// profile, offline_access, email): they ask for no resource.
+func resourceScopes(scope string) []string {
+	var out []string
+	for _, f := range strings.Fields(scope) {
+		switch f {
+		case "openid", "profile", "offline_access", "email":
+		default:
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // entraToken is POST /{tenant}/oauth2/v2.0/token, the token endpoint MSAL calls.
