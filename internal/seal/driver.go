@@ -32,6 +32,13 @@ type KeySource interface {
 // segment between Close and ResumeWriter. Paths ending in it are reserved.
 const TailSuffix = ".sealtail"
 
+// batchSegments is how many sealed segments the writer gathers before one write to the
+// inner driver (fewer, larger writes: 1 MiB with the default segment size).
+const batchSegments = 16
+
+// readAheadSegments is how many stored segments a reader asks the inner driver for at once.
+const readAheadSegments = 4
+
 // maxTailRecord bounds how much of a tail object is read.
 const maxTailRecord = HeaderSize + 8 + Overhead + MaxSegmentSize
 
@@ -115,7 +122,7 @@ func (d *Driver) newWriter(ctx context.Context, path string, iw blobstore.Writer
 	buf = append(buf, tail...)
 	return &writer{
 		d: d, ctx: ctx, path: path, inner: iw, h: h, c: c, index: index, buf: buf,
-		out:   make([]byte, 0, int(h.SegmentSize)+Overhead),
+		out:   make([]byte, 0, batchSegments*(int(h.SegmentSize)+Overhead)),
 		nonce: make([]byte, NonceSize),
 	}
 }
@@ -258,7 +265,7 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		}
 	}
 	return &reader{
-		path: path, closer: src, src: bufio.NewReaderSize(src, 32<<10), c: c, h: h,
+		path: path, closer: src, src: bufio.NewReaderSize(src, readAheadSegments*int(h.slot())), c: c, h: h,
 		index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
 		buf: make([]byte, h.slot()),
 	}, nil
@@ -346,10 +353,13 @@ type writer struct {
 	c     *objectCipher
 	index uint64 // segments written to inner
 	buf   []byte // pending plaintext, < SegmentSize bytes between calls
-	out   []byte // scratch for one sealed segment
-	nonce []byte
-	done  bool
-	err   error
+	out   []byte // sealed segments not yet handed to inner
+	spare []byte // the buffer of the batch being written in the background
+	// pending receives the result of the background write in flight, if any.
+	pending chan error
+	nonce   []byte
+	done    bool
+	err     error
 }
 
 func (w *writer) Size() int64 { return int64(w.index)*int64(w.h.SegmentSize) + int64(len(w.buf)) }
@@ -389,18 +399,71 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// emit seals one segment into the output batch. A full batch is handed to the inner
+// writer in the background while the next one is sealed (encryption overlaps storage I/O).
 func (w *writer) emit(plain []byte, kind byte) error {
 	if _, err := io.ReadFull(w.d.rand, w.nonce); err != nil {
 		w.err = fmt.Errorf("seal %s: nonce: %w", w.path, err)
 		return w.err
 	}
-	w.out = w.c.sealSegment(w.out[:0], w.index, kind, w.nonce, plain)
+	if cap(w.out)-len(w.out) < len(plain)+Overhead {
+		if err := w.flushAsync(); err != nil {
+			return err
+		}
+	}
+	w.out = w.c.sealSegment(w.out, w.index, kind, w.nonce, plain)
+	w.index++
+	return nil
+}
+
+// wait waits for the background write, if one is in flight, and returns the sticky error.
+func (w *writer) wait() error {
+	if w.pending != nil {
+		if err := <-w.pending; err != nil && w.err == nil {
+			// The inner object now ends in an unknown state; it cannot be continued.
+			w.err = fmt.Errorf("seal %s: %w", w.path, err)
+		}
+		w.pending = nil
+	}
+	return w.err
+}
+
+// flushAsync starts writing the current batch in the background; the previous batch's
+// buffer becomes the next batch's.
+func (w *writer) flushAsync() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if len(w.out) == 0 {
+		return nil
+	}
+	batch := w.out
+	done := make(chan error, 1)
+	w.pending = done
+	go func() {
+		_, err := w.inner.Write(batch)
+		done <- err
+	}()
+	if w.spare == nil {
+		w.spare = make([]byte, 0, cap(batch))
+	}
+	w.out, w.spare = w.spare[:0], batch
+	return nil
+}
+
+// flush writes everything sealed so far and waits for it.
+func (w *writer) flush() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if len(w.out) == 0 {
+		return nil
+	}
 	if _, err := w.inner.Write(w.out); err != nil {
-		// The inner object now ends in an unknown state; it cannot be continued.
 		w.err = fmt.Errorf("seal %s: %w", w.path, err)
 		return w.err
 	}
-	w.index++
+	w.out = w.out[:0]
 	return nil
 }
 
@@ -418,6 +481,9 @@ func (w *writer) Commit(ctx context.Context) error {
 		return err
 	}
 	w.buf = w.buf[:0]
+	if err := w.flush(); err != nil {
+		return err
+	}
 	if err := w.inner.Commit(ctx); err != nil {
 		return err
 	}
@@ -429,6 +495,7 @@ func (w *writer) Commit(ctx context.Context) error {
 }
 
 func (w *writer) Cancel(ctx context.Context) error {
+	w.wait()
 	w.done = true
 	err := w.inner.Cancel(ctx)
 	return errors.Join(err, w.d.inner.Delete(ctx, w.path+TailSuffix))
@@ -441,6 +508,7 @@ func (w *writer) Close() error {
 		return nil
 	}
 	w.done = true
+	w.flush()
 	if w.err != nil {
 		return errors.Join(w.err, w.inner.Close())
 	}
