@@ -72,3 +72,29 @@ func (s *Service) RevokeRefreshTokens(ctx context.Context, principalID string) e
 	_, err := s.db.ExecContext(ctx, `DELETE FROM identity_refresh_tokens WHERE principal_id = ?`, principalID)
 	return err
 }
+
+// RevokeRefreshToken revokes one refresh token (RFC 7009: revoking an unknown or invalid
+// token is not an error).
+func (s *Service) RevokeRefreshToken(ctx context.Context, raw string) error {
+	rest, ok := strings.CutPrefix(raw, refreshPrefix)
+	if !ok {
+		return nil
+	}
+	id, secret, ok := strings.Cut(rest, ".")
+	if !ok || len(id) > 64 {
+		return nil
+	}
+	var hash string
+	err := s.db.QueryRowContext(ctx, `SELECT hash FROM identity_refresh_tokens WHERE id = ?`, id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("revoke refresh token: %w", err)
+	}
+	if !checkSecret(hash, secret) {
+		return nil
+	}
+	_, err = s.db.ExecContext(ctx, `DELETE FROM identity_refresh_tokens WHERE id = ?`, id)
+	return err
+}

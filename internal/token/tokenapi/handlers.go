@@ -37,6 +37,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	tenant := a.cfg.Tokens.TenantID()
 	mux.HandleFunc("GET /oauth2/token", a.dockerToken)
 	mux.HandleFunc("POST /oauth2/token", a.postToken)
+	mux.HandleFunc("POST /oauth2/revoke", a.revoke)
 	mux.HandleFunc("GET /oauth2/keys", a.jwks)
 	mux.HandleFunc("GET /.well-known/openid-configuration", a.discovery)
 	mux.HandleFunc("GET /"+tenant+"/v2.0/.well-known/openid-configuration", a.discovery)
@@ -414,6 +415,21 @@ func (a *API) entraToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.clientCredentials(w, r, true)
+}
+
+// revoke is POST /oauth2/revoke (RFC 7009) for refresh tokens: the refresh token itself
+// is the credential, so whoever holds it may revoke it.
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "give the refresh token to revoke as token=")
+		return
+	}
+	if err := a.cfg.Identity.RevokeRefreshToken(r.Context(), r.PostForm.Get("token")); err != nil {
+		a.internal(w, r, err, false)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // jwks is GET /oauth2/keys.

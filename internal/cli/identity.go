@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(func(root *cobra.Command) {
+		id := &cobra.Command{
+			Use:   "identity",
+			Short: "Manage managed identities (for the registry and services beside Coffer)",
+			Long: `A user-assigned managed identity has a principal (object) id and a client id and no
+secret: a process on the Coffer machine gets its tokens from the managed-identity
+endpoint (App Service protocol), for example with the Azure SDK's
+ManagedIdentityCredential and
+
+  IDENTITY_ENDPOINT=https://localhost:5000/msi/token
+  IDENTITY_HEADER=$(cat coffer-data/keys/identity-header)
+
+The registry's own system-assigned identity, named "registry", is listed too; it is
+created on first start and cannot be deleted.`,
+		}
+		id.AddCommand(identityCreateCommand(), identityListCommand(), identityShowCommand(), identityDeleteCommand())
+		root.AddCommand(id)
+	})
+}
+
+func identityTable(list []principalInfo) Table {
+	t := Table{Header: []string{"NAME", "KIND", "CLIENT ID", "PRINCIPAL ID", "CREATED"}}
+	for _, p := range list {
+		t.Rows = append(t.Rows, []string{p.Name, p.Kind, p.ClientID, p.ID, ts(p.CreatedAt)})
+	}
+	return t
+}
+
+func identityCreateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a user-assigned managed identity",
+		Example: `  coffer identity create kms-plugin
+  coffer role assignment create --role "Key Vault Crypto Service Encryption User" --assignee kms-plugin --scope /vaults/prod`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out principalInfo
+			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/managedIdentities", map[string]string{"name": args[0]}, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table { return identityTable([]principalInfo{out}) })
+		},
+	}
+}
+
+func identityListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List managed identities (user-assigned and the registry's system-assigned one)",
+		Example: `  coffer identity list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out principalList
+			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/managedIdentities", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out.Value, func() Table { return identityTable(out.Value) })
+		},
+	}
+}
+
+func identityShowCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "show IDENTITY",
+		Short:   "Show a managed identity (by name, principal id or client id)",
+		Example: `  coffer identity show kms-plugin`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out principalInfo
+			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/managedIdentities/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table { return identityTable([]principalInfo{out}) })
+		},
+	}
+}
+
+func identityDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete IDENTITY",
+		Short: "Delete a user-assigned managed identity",
+		Long: `Delete a user-assigned managed identity. The server refuses while the identity is in
+use, for example by the registry's customer-managed-key encryption.`,
+		Example: `  coffer identity delete kms-plugin`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return deletePrincipal(cmd, "/coffer/v1/managedIdentities/", args[0])
+		},
+	}
+}

@@ -1,0 +1,209 @@
+package cli
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(func(root *cobra.Command) {
+		user := &cobra.Command{
+			Use:   "user",
+			Short: "Manage users (name + password)",
+			Long: `Users log in with a name and password: 'coffer login', 'docker login', or HTTP Basic
+at the token endpoint. Passwords are stored as argon2id hashes. What a user may do is
+decided by role assignments ('coffer role assignment create').`,
+		}
+		user.AddCommand(userCreateCommand(), userPasswdCommand(), userListCommand(), userDeleteCommand())
+		root.AddCommand(user)
+	})
+}
+
+// principalInfo is a principal as the management API returns it.
+type principalInfo struct {
+	ID          string           `json:"id"`
+	Kind        string           `json:"kind"`
+	Name        string           `json:"name"`
+	ClientID    string           `json:"clientId,omitempty"`
+	PrincipalID string           `json:"principalId,omitempty"`
+	TenantID    string           `json:"tenantId,omitempty"`
+	CreatedAt   time.Time        `json:"createdAt"`
+	Credentials []credentialInfo `json:"credentials,omitempty"`
+}
+
+type credentialInfo struct {
+	ID        string    `json:"id"`
+	Hint      string    `json:"hint"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type principalList struct {
+	Value []principalInfo `json:"value"`
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func addPasswordFlags(cmd *cobra.Command) {
+	cmd.Flags().StringP("password", "p", "", "the password (prefer --password-stdin: a flag is visible to other processes)")
+	cmd.Flags().Bool("password-stdin", false, "read the password from standard input")
+}
+
+func userCreateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a user",
+		Long: `Create a user. Give the password with --password-stdin (or -p); without either, a
+random password is generated and shown once.`,
+		Example: `  echo 'correct horse battery staple' | coffer user create alice --password-stdin
+  coffer user create bob            # prints a generated password once
+  coffer role assignment create --role AcrPull --assignee alice --scope /registry`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw, generated, err := passwordOrGenerate(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out principalInfo
+			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/users", map[string]string{"name": args[0], "password": pw}, &out); err != nil {
+				return err
+			}
+			res := struct {
+				principalInfo
+				Password string `json:"password,omitempty"`
+			}{principalInfo: out}
+			if generated {
+				res.Password = pw
+			}
+			err = printResult(cmd, res, func() Table {
+				t := Table{Header: []string{"NAME", "ID", "CREATED"}, Rows: [][]string{{out.Name, out.ID, ts(out.CreatedAt)}}}
+				if generated {
+					t.Header = append(t.Header, "PASSWORD")
+					t.Rows[0] = append(t.Rows[0], pw)
+				}
+				return t
+			})
+			if err == nil && generated {
+				fmt.Fprintln(cmd.ErrOrStderr(), "The generated password is shown only this once.")
+			}
+			return err
+		},
+	}
+	addPasswordFlags(cmd)
+	return cmd
+}
+
+// passwordOrGenerate reads a password from the flags or standard input, or generates one.
+func passwordOrGenerate(cmd *cobra.Command) (string, bool, error) {
+	pw, _ := cmd.Flags().GetString("password")
+	fromStdin, _ := cmd.Flags().GetBool("password-stdin")
+	if pw != "" || fromStdin {
+		pw, err := readPassword(cmd, bufio.NewReader(cmd.InOrStdin()), "Password: ")
+		return pw, false, err
+	}
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", false, err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), true, nil
+}
+
+func userPasswdCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "passwd NAME",
+		Short: "Change a user's password (revokes the user's refresh tokens)",
+		Long: `Change a user's password. Any user may change their own; changing another user's
+password needs the identity/manage permission (Owner). The user's refresh tokens
+(saved by 'coffer login' and 'docker login') stop working.`,
+		Example: `  coffer user passwd admin --password-stdin < new-password.txt
+  coffer user passwd alice          # asks for the new password`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw, err := readPassword(cmd, bufio.NewReader(cmd.InOrStdin()), "New password: ")
+			if err != nil {
+				return err
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodPut, "/coffer/v1/users/"+url.PathEscape(args[0])+"/password", map[string]string{"password": pw}, nil); err != nil {
+				return err
+			}
+			res := map[string]any{"name": args[0], "passwordChanged": true}
+			return printResult(cmd, res, func() Table {
+				return Table{Header: []string{"NAME", "RESULT"}, Rows: [][]string{{args[0], "password changed"}}}
+			})
+		},
+	}
+	addPasswordFlags(cmd)
+	return cmd
+}
+
+func userListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List users",
+		Example: `  coffer user list -o json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out principalList
+			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/users", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out.Value, func() Table {
+				t := Table{Header: []string{"NAME", "ID", "CREATED"}}
+				for _, u := range out.Value {
+					t.Rows = append(t.Rows, []string{u.Name, u.ID, ts(u.CreatedAt)})
+				}
+				return t
+			})
+		},
+	}
+}
+
+func userDeleteCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Short:   "Delete a user (and revoke its refresh tokens)",
+		Example: `  coffer user delete alice`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return deletePrincipal(cmd, "/coffer/v1/users/", args[0])
+		},
+	}
+}
+
+func deletePrincipal(cmd *cobra.Command, prefix, ref string) error {
+	c, err := newAPIClient(cmd)
+	if err != nil {
+		return err
+	}
+	if err := c.do(cmd.Context(), http.MethodDelete, prefix+url.PathEscape(ref), nil, nil); err != nil {
+		return err
+	}
+	res := map[string]any{"deleted": ref}
+	return printResult(cmd, res, func() Table {
+		return Table{Header: []string{"DELETED"}, Rows: [][]string{{ref}}}
+	})
+}
