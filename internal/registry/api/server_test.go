@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -156,4 +158,9 @@ func TestServerConformance(t *testing.T) {
 		Client: e.inst.Client,
 		Token:  func(t *testing.T, scopes ...string) string { return e.adminToken(t, scopes...) },
 	})
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
