@@ -1,0 +1,418 @@
+// Package audit keeps Coffer's audit trail: an append-only list of records, each chained
+// to the one before by a SHA-256 hash, so that an edited, inserted, reordered or removed
+// record breaks the chain and Verify finds it. Any part may record; the vault records every
+// key operation and every change to a vault, key, policy or network rule.
+//
+// Records are written by one goroutine in batches (group commit): Record queues a record
+// and returns, RecordSync waits until the batch that holds it has committed. Close writes
+// what is queued.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+// Results.
+const (
+	ResultSuccess = "success"
+	ResultDenied  = "denied"
+	ResultFailure = "failure"
+)
+
+// Record is one audited event.
+type Record struct {
+	Seq           int64     `json:"seq"`
+	Time          time.Time `json:"time"`
+	Component     string    `json:"component"`
+	PrincipalID   string    `json:"principalId,omitempty"`
+	PrincipalName string    `json:"principalName,omitempty"`
+	PrincipalKind string    `json:"principalKind,omitempty"`
+	ClientAddr    string    `json:"clientAddress,omitempty"`
+	UserAgent     string    `json:"userAgent,omitempty"`
+	Operation     string    `json:"operation"`
+	// Target is what the operation applied to: a key id with its version, a vault name...
+	Target    string `json:"target,omitempty"`
+	Algorithm string `json:"algorithm,omitempty"`
+	// Result is success, denied or failure; Detail says why for the last two.
+	Result   string        `json:"result"`
+	Detail   string        `json:"detail,omitempty"`
+	Duration time.Duration `json:"durationMicros"`
+	PrevHash string        `json:"prevHash"`
+	Hash     string        `json:"hash"`
+}
+
+// MarshalJSON writes the duration in microseconds.
+func (r Record) MarshalJSON() ([]byte, error) {
+	type plain Record
+	return json.Marshal(struct {
+		plain
+		Duration int64 `json:"durationMicros"`
+	}{plain(r), r.Duration.Microseconds()})
+}
+
+// UnmarshalJSON reads the duration in microseconds.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	type plain Record
+	var v struct {
+		plain
+		Duration int64 `json:"durationMicros"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Record(v.plain)
+	r.Duration = time.Duration(v.Duration) * time.Microsecond
+	return nil
+}
+
+// digest is the hash of a record: SHA-256 over the previous hash and the record's fields in
+// a fixed order, each length-prefixed so no two field lists encode the same.
+func digest(r Record) string {
+	h := sha256.New()
+	fields := []string{
+		"coffer-audit-v1", r.PrevHash, fmt.Sprint(r.Seq), fmt.Sprint(r.Time.UnixNano()), r.Component,
+		r.PrincipalID, r.PrincipalName, r.PrincipalKind, r.ClientAddr, r.UserAgent, r.Operation,
+		r.Target, r.Algorithm, r.Result, r.Detail, fmt.Sprint(r.Duration.Microseconds()),
+	}
+	for _, f := range fields {
+		fmt.Fprintf(h, "%d:%s;", len(f), f)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type queued struct {
+	rec  Record
+	done chan error
+}
+
+// Log is the audit trail.
+type Log struct {
+	db    *store.DB
+	log   *slog.Logger
+	queue chan queued
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+}
+
+var migrations = []string{`
+CREATE TABLE audit_records (
+	seq INTEGER PRIMARY KEY,
+	time_ns INTEGER NOT NULL,
+	component TEXT NOT NULL,
+	principal_id TEXT NOT NULL,
+	principal_name TEXT NOT NULL,
+	principal_kind TEXT NOT NULL,
+	client_addr TEXT NOT NULL,
+	user_agent TEXT NOT NULL,
+	operation TEXT NOT NULL,
+	target TEXT NOT NULL,
+	algorithm TEXT NOT NULL,
+	result TEXT NOT NULL,
+	detail TEXT NOT NULL,
+	duration_us INTEGER NOT NULL,
+	prev_hash TEXT NOT NULL,
+	hash TEXT NOT NULL
+);
+CREATE INDEX audit_records_time ON audit_records (time_ns);
+CREATE INDEX audit_records_target ON audit_records (target)`,
+}
+
+// Open prepares the audit tables and starts the writer. Close stops it.
+func Open(ctx context.Context, db *store.DB, log *slog.Logger) (*Log, error) {
+	if err := db.Migrate(ctx, "audit", migrations); err != nil {
+		return nil, err
+	}
+	l := &Log{db: db, log: log, queue: make(chan queued, 4096), stop: make(chan struct{})}
+	l.wg.Add(1)
+	go l.writer()
+	return l, nil
+}
+
+// Record queues r; it is written within milliseconds. Time defaults to now.
+func (l *Log) Record(r Record) {
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	select {
+	case <-l.stop:
+		l.log.Error("audit record after close: dropped", "operation", r.Operation, "target", r.Target)
+	case l.queue <- queued{rec: r}:
+	}
+}
+
+// RecordSync writes r and waits until it is committed.
+func (l *Log) RecordSync(ctx context.Context, r Record) error {
+	if r.Time.IsZero() {
+		r.Time = time.Now()
+	}
+	q := queued{rec: r, done: make(chan error, 1)}
+	select {
+	case <-l.stop:
+		return errors.New("audit log is closed")
+	case l.queue <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-q.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush waits until every record queued before it is committed.
+func (l *Log) Flush(ctx context.Context) error {
+	return l.RecordSyncMarker(ctx)
+}
+
+// RecordSyncMarker waits for the queue to drain without writing a record.
+func (l *Log) RecordSyncMarker(ctx context.Context) error {
+	q := queued{done: make(chan error, 1)}
+	select {
+	case <-l.stop:
+		return nil
+	case l.queue <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-q.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close writes what is queued and stops the writer.
+func (l *Log) Close() error {
+	l.once.Do(func() { close(l.stop) })
+	l.wg.Wait()
+	return nil
+}
+
+func (l *Log) writer() {
+	defer l.wg.Done()
+	var lastHash string
+	var lastSeq int64
+	loaded := false
+	for {
+		var batch []queued
+		select {
+		case q := <-l.queue:
+			batch = append(batch, q)
+		case <-l.stop:
+			// Drain what is left.
+			for {
+				select {
+				case q := <-l.queue:
+					batch = append(batch, q)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				l.commit(batch, &lastHash, &lastSeq, &loaded)
+			}
+			return
+		}
+	more:
+		for len(batch) < 512 {
+			select {
+			case q := <-l.queue:
+				batch = append(batch, q)
+			default:
+				break more
+			}
+		}
+		l.commit(batch, &lastHash, &lastSeq, &loaded)
+	}
+}
+
+func (l *Log) commit(batch []queued, lastHash *string, lastSeq *int64, loaded *bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := l.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Read the chain's head inside the write transaction: the writer is the only
+		// appender in this process, and the transaction excludes other processes.
+		var seq sql.NullInt64
+		var hash sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		prevSeq, prevHash := seq.Int64, hash.String
+		for i := range batch {
+			if batch[i].done != nil && batch[i].rec.Operation == "" {
+				continue // a flush marker
+			}
+			r := &batch[i].rec
+			r.Seq = prevSeq + 1
+			r.Time = r.Time.UTC()
+			r.PrevHash = prevHash
+			r.Hash = digest(*r)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_records (seq, time_ns, component, principal_id,
+				principal_name, principal_kind, client_addr, user_agent, operation, target, algorithm, result,
+				detail, duration_us, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+				r.Seq, r.Time.UnixNano(), r.Component, r.PrincipalID, r.PrincipalName, r.PrincipalKind,
+				r.ClientAddr, r.UserAgent, r.Operation, r.Target, r.Algorithm, r.Result, r.Detail,
+				r.Duration.Microseconds(), r.PrevHash, r.Hash); err != nil {
+				return err
+			}
+			prevSeq, prevHash = r.Seq, r.Hash
+		}
+		*lastSeq, *lastHash, *loaded = prevSeq, prevHash, true
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("write audit records: %w", err)
+		l.log.Error("audit write failed", "err", err, "records", len(batch))
+	}
+	for _, q := range batch {
+		if q.done != nil {
+			q.done <- err
+		}
+	}
+}
+
+// Filter selects records. Zero fields match everything.
+type Filter struct {
+	Component string
+	// Target matches records whose target contains it (a key name, a key id, a vault).
+	Target    string
+	Principal string // principal id or name
+	Operation string
+	Result    string
+	Since     time.Time
+	Until     time.Time
+	AfterSeq  int64
+	Limit     int
+}
+
+// List returns records matching f in sequence order.
+func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
+	var where []string
+	var args []any
+	if f.Component != "" {
+		where, args = append(where, "component = ?"), append(args, f.Component)
+	}
+	if f.Target != "" {
+		where, args = append(where, "instr(target, ?) > 0"), append(args, f.Target)
+	}
+	if f.Principal != "" {
+		where, args = append(where, "(principal_id = ? OR principal_name = ?)"), append(args, f.Principal, f.Principal)
+	}
+	if f.Operation != "" {
+		where, args = append(where, "operation = ?"), append(args, f.Operation)
+	}
+	if f.Result != "" {
+		where, args = append(where, "result = ?"), append(args, f.Result)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "time_ns >= ?"), append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "time_ns < ?"), append(args, f.Until.UnixNano())
+	}
+	if f.AfterSeq > 0 {
+		where, args = append(where, "seq > ?"), append(args, f.AfterSeq)
+	}
+	q := `SELECT seq, time_ns, component, principal_id, principal_name, principal_kind, client_addr, user_agent,
+		operation, target, algorithm, result, detail, duration_us, prev_hash, hash FROM audit_records`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq"
+	limit := f.Limit
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	q += fmt.Sprintf(" LIMIT %d", limit)
+	rows, err := l.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit records: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func scan(rows *sql.Rows) (Record, error) {
+	var r Record
+	var ns, us int64
+	if err := rows.Scan(&r.Seq, &ns, &r.Component, &r.PrincipalID, &r.PrincipalName, &r.PrincipalKind,
+		&r.ClientAddr, &r.UserAgent, &r.Operation, &r.Target, &r.Algorithm, &r.Result, &r.Detail, &us,
+		&r.PrevHash, &r.Hash); err != nil {
+		return r, fmt.Errorf("read audit record: %w", err)
+	}
+	r.Time = time.Unix(0, ns).UTC()
+	r.Duration = time.Duration(us) * time.Microsecond
+	return r, nil
+}
+
+// VerifyResult is the outcome of Verify.
+type VerifyResult struct {
+	OK       bool   `json:"ok"`
+	Records  int64  `json:"records"`
+	HeadSeq  int64  `json:"headSeq"`
+	HeadHash string `json:"headHash"`
+	// BrokenAt is the first record whose chain does not hold, and Problem says how.
+	BrokenAt int64  `json:"brokenAt,omitempty"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// Verify walks the whole chain and reports the first record that was edited, inserted,
+// removed or reordered. Removing records at the end cannot be seen from inside the chain:
+// keep HeadHash elsewhere and compare.
+func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT seq, time_ns, component, principal_id, principal_name, principal_kind,
+		client_addr, user_agent, operation, target, algorithm, result, detail, duration_us, prev_hash, hash
+		FROM audit_records ORDER BY seq`)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verify audit records: %w", err)
+	}
+	defer rows.Close()
+	res := VerifyResult{OK: true}
+	prev := ""
+	var expect int64 = 1
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return res, err
+		}
+		res.Records++
+		if res.OK {
+			switch {
+			case r.Seq != expect:
+				res.OK, res.BrokenAt, res.Problem = false, r.Seq, fmt.Sprintf("sequence jumps from %d to %d: records were removed", expect-1, r.Seq)
+			case r.PrevHash != prev:
+				res.OK, res.BrokenAt, res.Problem = false, r.Seq, "previous-hash link does not match the record before"
+			case digest(r) != r.Hash:
+				res.OK, res.BrokenAt, res.Problem = false, r.Seq, "record content does not match its hash: it was edited"
+			}
+		}
+		prev, expect = r.Hash, r.Seq+1
+		res.HeadSeq, res.HeadHash = r.Seq, r.Hash
+	}
+	return res, rows.Err()
+}

@@ -1,0 +1,572 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/vault/keys"
+)
+
+const maxTags = 15
+
+func validateTags(tags map[string]string) error {
+	if len(tags) > maxTags {
+		return fmt.Errorf("%w: at most %d tags", ErrInvalid, maxTags)
+	}
+	for k, v := range tags {
+		if k == "" || len(k) > 512 || len(v) > 512 {
+			return fmt.Errorf("%w: tag names must be 1-512 characters and values at most 512", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func unixOrZero(t *time.Time) int64 {
+	if t == nil || t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// newVersion seals material and inserts a version of vault/name (creating the key row when
+// needed). create=true refuses a name that exists (live or deleted).
+func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ops []string, enabled bool, nbf, exp int64, tags map[string]string, create bool) (versionRow, error) {
+	version := newVersionID()
+	plain := jsonMarshal(full)
+	sealed := seal(s.sealer.material, plain, materialAAD(vault, name, version))
+	clear(plain)
+	now := s.now().Unix()
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	row := versionRow{Vault: vault, Name: name, Version: version, Kty: full.Kty, KeyOps: ops, Public: full.Public(),
+		Sealed: sealed, Enabled: enabled, NBF: nbf, Exp: exp, Created: now, Updated: now, Tags: tags}
+	row.Public.Kid, row.Public.KeyOps = "", nil
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		k, err := getKeyRow(ctx, tx, vault, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			k = keyRow{Vault: vault, Name: name, NextSeq: 1}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO vault_keys (vault, name, next_seq) VALUES (?, ?, 1)`, vault, name); err != nil {
+				return fmt.Errorf("store key: %w", err)
+			}
+		case err != nil:
+			return err
+		case k.Deleted != 0:
+			return fmt.Errorf("%w: key %q is in a deleted but recoverable state: recover or purge it first", ErrConflict, name)
+		}
+		row.Seq = k.NextSeq
+		if _, err := tx.ExecContext(ctx, `UPDATE vault_keys SET next_seq = ? WHERE vault = ? AND name = ?`, k.NextSeq+1, vault, name); err != nil {
+			return fmt.Errorf("store key: %w", err)
+		}
+		return insertVersion(ctx, tx, row)
+	})
+	s.forgetKey(vault, name)
+	return row, err
+}
+
+// CreateKey creates a key (or a new version of an existing key, as Key Vault does).
+func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vault, name string, p CreateKeyParams) (_ Key, err error) {
+	e := auditEntry{op: "KeyCreate", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := ValidKeyName(name); err != nil {
+		return Key{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyCreate, access.VaultScope(vault), true); err != nil {
+		return Key{}, err
+	}
+	if err := validateTags(p.Tags); err != nil {
+		return Key{}, err
+	}
+	ops := p.KeyOps
+	if len(ops) == 0 {
+		ops = keys.DefaultOps(p.Kty)
+	}
+	if err := keys.ValidateOps(p.Kty, ops); err != nil {
+		return Key{}, err
+	}
+	full, err := keys.Generate(keys.CreateSpec{Kty: p.Kty, Size: p.Size, Curve: p.Curve, PublicExponent: p.PublicExponent})
+	if err != nil {
+		return Key{}, err
+	}
+	enabled := p.Enabled == nil || *p.Enabled
+	row, err := s.newVersion(ctx, vault, name, full, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, false)
+	if err != nil {
+		return Key{}, err
+	}
+	k := s.toKey(ctx, v, row)
+	e.target = k.ID
+	return k, nil
+}
+
+// ImportKey imports key material given as a JWK (a new version when the key exists).
+func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vault, name string, p ImportKeyParams) (_ Key, err error) {
+	e := auditEntry{op: "KeyImport", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := ValidKeyName(name); err != nil {
+		return Key{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyImport, access.VaultScope(vault), true); err != nil {
+		return Key{}, err
+	}
+	if err := validateTags(p.Tags); err != nil {
+		return Key{}, err
+	}
+	j := p.JWK
+	if keys.BaseKty(j.Kty) == "" {
+		return Key{}, fmt.Errorf("%w: key type %q is not supported", ErrInvalid, j.Kty)
+	}
+	if p.HSM {
+		switch keys.BaseKty(j.Kty) {
+		case keys.KtyRSA:
+			j.Kty = keys.KtyRSAHSM
+		case keys.KtyEC:
+			j.Kty = keys.KtyECHSM
+		case keys.KtyOct:
+			j.Kty = keys.KtyOctHSM
+		}
+	}
+	m, err := keys.Parse(j)
+	if err != nil {
+		return Key{}, err
+	}
+	if !m.Private() {
+		return Key{}, fmt.Errorf("%w: the imported key has no private part (d, or k for oct)", ErrInvalid)
+	}
+	ops := j.KeyOps
+	if len(ops) == 0 {
+		ops = keys.DefaultOps(j.Kty)
+	}
+	if err := keys.ValidateOps(j.Kty, ops); err != nil {
+		return Key{}, err
+	}
+	j.Kid, j.KeyOps = "", nil
+	enabled := p.Enabled == nil || *p.Enabled
+	row, err := s.newVersion(ctx, vault, name, j, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, false)
+	if err != nil {
+		return Key{}, err
+	}
+	k := s.toKey(ctx, v, row)
+	e.target = k.ID
+	return k, nil
+}
+
+// GetKey returns a key version (version "" = the newest) with public material only.
+func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, name, version string) (_ Key, err error) {
+	e := auditEntry{op: "KeyGet", target: vault + "/keys/" + name + "/" + version, start: s.now()}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyGet, access.KeyScope(vault, name), true); err != nil {
+		return Key{}, err
+	}
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return Key{}, err
+	}
+	r, err := pick(c, version, false)
+	if err != nil {
+		return Key{}, err
+	}
+	k := s.toKey(ctx, v, r)
+	e.target = k.ID
+	return k, nil
+}
+
+// UpdateKey changes a version's attributes, key_ops and tags (version "" = the newest).
+func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vault, name, version string, p UpdateKeyParams) (_ Key, err error) {
+	e := auditEntry{op: "KeyUpdate", target: vault + "/keys/" + name + "/" + version, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyUpdate, access.KeyScope(vault, name), true); err != nil {
+		return Key{}, err
+	}
+	s.forgetKey(vault, name)
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return Key{}, err
+	}
+	r, err := pick(c, version, false)
+	if err != nil {
+		return Key{}, err
+	}
+	if p.KeyOps != nil {
+		if err := keys.ValidateOps(r.Kty, p.KeyOps); err != nil {
+			return Key{}, err
+		}
+		r.KeyOps = slices.Clone(p.KeyOps)
+	}
+	if p.Enabled != nil {
+		r.Enabled = *p.Enabled
+	}
+	if p.NotBefore != nil {
+		r.NBF = unixOrZero(p.NotBefore)
+	}
+	if p.Expires != nil {
+		r.Exp = unixOrZero(p.Expires)
+	}
+	if p.Tags != nil {
+		if err := validateTags(*p.Tags); err != nil {
+			return Key{}, err
+		}
+		r.Tags = maps.Clone(*p.Tags)
+	}
+	r.Updated = s.now().Unix()
+	if err := updateVersionRow(ctx, s.db, r); err != nil {
+		return Key{}, err
+	}
+	s.forgetKey(vault, name)
+	k := s.toKey(ctx, v, r)
+	e.target = k.ID
+	return k, nil
+}
+
+// PageSize is the largest page a listing returns.
+const PageSize = 25
+
+func pageBounds(maxResults int, skip string) (int, string, error) {
+	if maxResults <= 0 || maxResults > PageSize {
+		maxResults = PageSize
+	}
+	after := ""
+	if skip != "" {
+		b, err := base64.RawURLEncoding.DecodeString(skip)
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: bad $skiptoken", ErrInvalid)
+		}
+		after = string(b)
+	}
+	return maxResults, after, nil
+}
+
+func skipToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func (s *Service) listKeyNames(ctx context.Context, vault string, deleted bool, after string, limit int) ([]string, bool, error) {
+	cond := "deleted = 0"
+	if deleted {
+		cond = "deleted <> 0"
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM vault_keys WHERE vault = ? AND `+cond+` AND name > ? ORDER BY name LIMIT ?`, vault, after, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list keys: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, false, err
+		}
+		names = append(names, n)
+	}
+	more := len(names) > limit
+	if more {
+		names = names[:limit]
+	}
+	return names, more, rows.Err()
+}
+
+// ListKeys lists the vault's keys (each as its newest version), a page at a time.
+func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[Key], err error) {
+	e := auditEntry{op: "KeyList", target: vault, start: s.now()}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyList, access.VaultScope(vault), true); err != nil {
+		return Page[Key]{}, err
+	}
+	limit, after, err := pageBounds(maxResults, skip)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	names, more, err := s.listKeyNames(ctx, vault, false, after, limit)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	page := Page[Key]{Items: []Key{}}
+	for _, n := range names {
+		c, err := s.liveKey(ctx, vault, n)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Page[Key]{}, err
+		}
+		r, _ := pick(c, "", false)
+		page.Items = append(page.Items, s.toKey(ctx, v, r))
+	}
+	if more && len(names) > 0 {
+		page.Next = skipToken(names[len(names)-1])
+	}
+	return page, nil
+}
+
+// ListKeyVersions lists a key's versions, oldest first, a page at a time.
+func (s *Service) ListKeyVersions(ctx context.Context, caller identity.Principal, vault, name string, maxResults int, skip string) (_ Page[Key], err error) {
+	e := auditEntry{op: "KeyListVersions", target: vault + "/keys/" + name, start: s.now()}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyList, access.KeyScope(vault, name), true); err != nil {
+		return Page[Key]{}, err
+	}
+	limit, after, err := pageBounds(maxResults, skip)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return Page[Key]{}, err
+	}
+	var afterSeq int64
+	if after != "" {
+		afterSeq, err = strconv.ParseInt(after, 10, 64)
+		if err != nil {
+			return Page[Key]{}, fmt.Errorf("%w: bad $skiptoken", ErrInvalid)
+		}
+	}
+	page := Page[Key]{Items: []Key{}}
+	for _, r := range c.versions {
+		if r.Seq <= afterSeq {
+			continue
+		}
+		if len(page.Items) == limit {
+			page.Next = skipToken(strconv.FormatInt(page.Items[len(page.Items)-1].seq(c), 10))
+			break
+		}
+		page.Items = append(page.Items, s.toKey(ctx, v, r))
+	}
+	return page, nil
+}
+
+// seq finds the sequence number of k's version in c.
+func (k Key) seq(c *cachedKey) int64 {
+	for _, r := range c.versions {
+		if r.Version == k.Version {
+			return r.Seq
+		}
+	}
+	return 0
+}
+
+// RotateKey creates a new version with the newest version's type, size, key_ops and tags;
+// its expiry follows the rotation policy's expiryTime.
+func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
+	e := auditEntry{op: "KeyRotate", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Key{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyRotate, access.KeyScope(vault, name), true); err != nil {
+		return Key{}, err
+	}
+	k, err := s.rotate(ctx, v, name)
+	if err == nil {
+		e.target = k.ID
+	}
+	return k, err
+}
+
+func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error) {
+	s.forgetKey(v.Name, name)
+	c, err := s.liveKey(ctx, v.Name, name)
+	if err != nil {
+		return Key{}, err
+	}
+	cur, _ := pick(c, "", false)
+	m, err := keys.Parse(cur.Public)
+	if err != nil {
+		return Key{}, err
+	}
+	spec := keys.CreateSpec{Kty: cur.Kty}
+	switch keys.BaseKty(cur.Kty) {
+	case keys.KtyRSA:
+		spec.Size = m.Size()
+	case keys.KtyEC:
+		spec.Curve = cur.Public.Crv
+	case keys.KtyOct:
+		spec.Size = m.Size()
+		if spec.Size == 0 { // oct public part is empty: use the sealed material
+			full, err := s.material(cur)
+			if err != nil {
+				return Key{}, err
+			}
+			spec.Size = full.Size()
+		}
+	}
+	full, err := keys.Generate(spec)
+	if err != nil {
+		return Key{}, err
+	}
+	var exp int64
+	if pol, err := decodePolicy(c.row.Policy); err == nil && pol.Attributes.ExpiryTime != "" {
+		if d, err := parseISODuration(pol.Attributes.ExpiryTime); err == nil {
+			exp = s.now().Add(d).Unix()
+		}
+	}
+	row, err := s.newVersion(ctx, v.Name, name, full, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags), false)
+	if err != nil {
+		return Key{}, err
+	}
+	return s.toKey(ctx, v, row), nil
+}
+
+func decodePolicy(raw string) (RotationPolicy, error) {
+	var p RotationPolicy
+	if raw == "" {
+		return p, ErrNotFound
+	}
+	err := jsonUnmarshal([]byte(raw), &p)
+	return p, err
+}
+
+// GetRotationPolicy returns the key's rotation policy (the default one, Notify 30 days
+// before expiry, when none was set).
+func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string) (_ RotationPolicy, err error) {
+	e := auditEntry{op: "KeyGetRotationPolicy", target: vault + "/keys/" + name, start: s.now()}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return RotationPolicy{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeyGetRotationPolicy, access.KeyScope(vault, name), true); err != nil {
+		return RotationPolicy{}, err
+	}
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return RotationPolicy{}, err
+	}
+	p, err := decodePolicy(c.row.Policy)
+	if err != nil {
+		p = RotationPolicy{}
+		la := LifetimeAction{}
+		la.Trigger.TimeBeforeExpiry = "P30D"
+		la.Action.Type = "Notify"
+		p.LifetimeActions = []LifetimeAction{la}
+	}
+	p.ID = v.URL + "/keys/" + name + "/rotationpolicy"
+	if b := s.baseURL(ctx, v); b != "" {
+		p.ID = b + "/keys/" + name + "/rotationpolicy"
+	}
+	return p, nil
+}
+
+// SetRotationPolicy validates and stores a rotation policy.
+func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string, p RotationPolicy) (_ RotationPolicy, err error) {
+	e := auditEntry{op: "KeySetRotationPolicy", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return RotationPolicy{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.KeySetRotationPolicy, access.KeyScope(vault, name), true); err != nil {
+		return RotationPolicy{}, err
+	}
+	if len(p.LifetimeActions) > 2 {
+		return RotationPolicy{}, fmt.Errorf("%w: at most one Rotate and one Notify lifetime action", ErrInvalid)
+	}
+	seen := map[string]bool{}
+	for i, la := range p.LifetimeActions {
+		t := la.Action.Type
+		switch {
+		case equalFold(t, "rotate"):
+			t = "Rotate"
+		case equalFold(t, "notify"):
+			t = "Notify"
+		default:
+			return RotationPolicy{}, fmt.Errorf("%w: lifetime action type %q must be Rotate or Notify", ErrInvalid, la.Action.Type)
+		}
+		if seen[t] {
+			return RotationPolicy{}, fmt.Errorf("%w: more than one %s action", ErrInvalid, t)
+		}
+		seen[t] = true
+		p.LifetimeActions[i].Action.Type = t
+		a, b := la.Trigger.TimeAfterCreate, la.Trigger.TimeBeforeExpiry
+		if (a == "") == (b == "") {
+			return RotationPolicy{}, fmt.Errorf("%w: a trigger needs exactly one of timeAfterCreate and timeBeforeExpiry", ErrInvalid)
+		}
+		for _, d := range []string{a, b} {
+			if d != "" {
+				if _, err := parseISODuration(d); err != nil {
+					return RotationPolicy{}, err
+				}
+			}
+		}
+		if t == "Notify" && a != "" {
+			return RotationPolicy{}, fmt.Errorf("%w: a Notify action takes timeBeforeExpiry", ErrInvalid)
+		}
+	}
+	if p.Attributes.ExpiryTime != "" {
+		if _, err := parseISODuration(p.Attributes.ExpiryTime); err != nil {
+			return RotationPolicy{}, err
+		}
+	}
+	s.forgetKey(vault, name)
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return RotationPolicy{}, err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	if old, err := decodePolicy(c.row.Policy); err == nil {
+		p.Attributes.Created = old.Attributes.Created
+	} else {
+		p.Attributes.Created = now
+	}
+	p.Attributes.Updated = now
+	p.ID = ""
+	if p.LifetimeActions == nil {
+		p.LifetimeActions = []LifetimeAction{}
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET policy = ? WHERE vault = ? AND name = ?`, string(jsonMarshal(p)), vault, name); err != nil {
+		return RotationPolicy{}, fmt.Errorf("store rotation policy: %w", err)
+	}
+	s.forgetKey(vault, name)
+	p.ID = s.baseURL(ctx, v) + "/keys/" + name + "/rotationpolicy"
+	return p, nil
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

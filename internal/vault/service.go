@@ -1,0 +1,425 @@
+// Package vault is Coffer's key vault: named vaults holding versioned keys, the
+// cryptographic operations on them, soft delete and purge protection, rotation policies,
+// backups and network rules. Service is the one entry point: the REST API (package
+// vault/api) and in-process callers (the registry's key-encryption key, the KMS plugin)
+// call the same methods, and every method authorizes its caller, applies the vault's
+// network rules and writes an audit record.
+//
+// Key material is stored sealed (AES-256-GCM) under a key derived from the vault root key,
+// which lives outside the metadata store (see LoadRootKey and docs/vault.md).
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/vault/keys"
+)
+
+// Options configure a Service.
+type Options struct {
+	DB    *store.DB
+	Log   *slog.Logger
+	Audit *audit.Log
+	// Authorizer returns the authorizer at call time (the access part may be wired after
+	// the vault). A nil authorizer refuses everything.
+	Authorizer func() access.Authorizer
+	RootKey    []byte
+	// VaultURL gives a vault's URL (the base of its key ids).
+	VaultURL func(v Vault) string
+	// OnVaultChange is called after a vault is created, updated or deleted (the server
+	// opens or closes per-vault ports).
+	OnVaultChange func(v Vault, deleted bool)
+	// CacheTTL bounds how long key metadata read from the store is trusted (other replicas
+	// may change it). Default 2s.
+	CacheTTL time.Duration
+	Now      func() time.Time
+}
+
+// Service is the key vault.
+type Service struct {
+	db       *store.DB
+	log      *slog.Logger
+	audit    *audit.Log
+	authz    func() access.Authorizer
+	sealer   *sealer
+	vaultURL func(Vault) string
+	onChange func(Vault, bool)
+	ttl      time.Duration
+	now      func() time.Time
+
+	mu        sync.Mutex
+	vaults    map[string]cachedVault
+	keyCache  map[string]*cachedKey
+	materials map[string]*keys.Material
+}
+
+type cachedVault struct {
+	v      Vault
+	loaded time.Time
+}
+
+type cachedKey struct {
+	row      keyRow
+	versions []versionRow
+	loaded   time.Time
+}
+
+// New prepares the vault's tables and returns the service.
+func New(ctx context.Context, o Options) (*Service, error) {
+	if len(o.RootKey) != 32 {
+		return nil, errors.New("vault root key must be 32 bytes")
+	}
+	if err := o.DB.Migrate(ctx, "vault", migrations); err != nil {
+		return nil, err
+	}
+	sl, err := newSealer(o.RootKey)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{db: o.DB, log: o.Log, audit: o.Audit, authz: o.Authorizer, sealer: sl, vaultURL: o.VaultURL,
+		onChange: o.OnVaultChange, ttl: o.CacheTTL, now: o.Now,
+		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKey{}, materials: map[string]*keys.Material{}}
+	if s.ttl == 0 {
+		s.ttl = 2 * time.Second
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.vaultURL == nil {
+		s.vaultURL = func(v Vault) string { return "https://" + v.Name + ".vault.localhost" }
+	}
+	return s, nil
+}
+
+// Client describes where a call comes from. The REST API sets it on the context; an
+// in-process call carries none and counts as one of Coffer's own services.
+type Client struct {
+	Addr      netip.Addr
+	UserAgent string
+	// BaseURL is the vault URL the client used (scheme and host); key ids in answers use it.
+	BaseURL string
+}
+
+type clientKey struct{}
+type serverKey struct{}
+
+// WithClient marks ctx as a call from a remote client.
+func WithClient(ctx context.Context, c Client) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+// AsServer marks ctx as Coffer acting on its own behalf (bootstrap: creating the platform
+// vault and key). Authorization is skipped; the audit trail names "coffer-server". Only
+// in-process code can set it.
+func AsServer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serverKey{}, true)
+}
+
+func clientOf(ctx context.Context) (Client, bool) {
+	c, ok := ctx.Value(clientKey{}).(Client)
+	return c, ok
+}
+
+// ---- authorization, network rules, audit ----
+
+func (s *Service) checkNetwork(ctx context.Context, v Vault) error {
+	r := v.NetworkRules
+	if r.DefaultAction != ActionDeny {
+		return nil
+	}
+	c, remote := clientOf(ctx)
+	if !remote {
+		if r.Bypass == BypassCofferServices {
+			return nil
+		}
+		return fmt.Errorf("%w: vault %q network rules deny by default and do not let Coffer's services bypass them (bypass=None)", ErrNetworkDenied, v.Name)
+	}
+	addr := c.Addr.Unmap()
+	for _, rule := range r.IPRules {
+		p, err := parsePrefix(rule)
+		if err == nil && p.Contains(addr) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: client address %s is not allowed by vault %q network rules (defaultAction=Deny, no ipRules entry matches)", ErrNetworkDenied, addr, v.Name)
+}
+
+func (s *Service) authorize(ctx context.Context, caller identity.Principal, v Vault, action access.Action, scope access.Scope, dataPlane bool) error {
+	if dataPlane {
+		if err := s.checkNetwork(ctx, v); err != nil {
+			return err
+		}
+	}
+	if ctx.Value(serverKey{}) != nil {
+		return nil
+	}
+	var az access.Authorizer
+	if s.authz != nil {
+		az = s.authz()
+	}
+	if az == nil {
+		return forbidden(fmt.Errorf("%w: access control is not available", access.ErrDenied))
+	}
+	req := access.Request{Principal: caller, Action: action, Scope: scope, VaultUsesPolicies: dataPlane && !v.EnableRbacAuthorization}
+	if err := az.Authorize(ctx, req); err != nil {
+		if errors.Is(err, access.ErrDenied) {
+			return forbidden(err)
+		}
+		return fmt.Errorf("authorize %s: %w", action, err)
+	}
+	return nil
+}
+
+type auditEntry struct {
+	op, target, alg string
+	start           time.Time
+	sync            bool
+}
+
+func (s *Service) record(ctx context.Context, caller identity.Principal, e auditEntry, err error) {
+	if s.audit == nil {
+		return
+	}
+	r := audit.Record{Time: e.start, Component: "vault", Operation: e.op, Target: e.target, Algorithm: e.alg,
+		PrincipalID: caller.ID, PrincipalName: caller.Name, PrincipalKind: string(caller.Kind),
+		Duration: s.now().Sub(e.start), Result: audit.ResultSuccess}
+	if ctx.Value(serverKey{}) != nil && caller.ID == "" {
+		r.PrincipalName = "coffer-server"
+	}
+	if c, ok := clientOf(ctx); ok {
+		if c.Addr.IsValid() {
+			r.ClientAddr = c.Addr.String()
+		}
+		r.UserAgent = c.UserAgent
+	} else {
+		r.ClientAddr = "in-process"
+	}
+	if err != nil {
+		r.Result = audit.ResultFailure
+		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNetworkDenied) {
+			r.Result = audit.ResultDenied
+		}
+		r.Detail = err.Error()
+	}
+	if e.sync {
+		if werr := s.audit.RecordSync(context.WithoutCancel(ctx), r); werr != nil {
+			s.log.Error("audit record not written", "operation", e.op, "err", werr)
+		}
+		return
+	}
+	s.audit.Record(r)
+}
+
+// ---- caches ----
+
+func (s *Service) vault(ctx context.Context, name string) (Vault, error) {
+	s.mu.Lock()
+	c, ok := s.vaults[name]
+	s.mu.Unlock()
+	if ok && s.now().Sub(c.loaded) < s.ttl {
+		return c.v, nil
+	}
+	v, err := getVaultRow(ctx, s.db, name)
+	if err != nil {
+		return v, err
+	}
+	v.URL = s.vaultURL(v)
+	s.mu.Lock()
+	if len(s.vaults) > 10000 {
+		clear(s.vaults)
+	}
+	s.vaults[name] = cachedVault{v: v, loaded: s.now()}
+	s.mu.Unlock()
+	return v, nil
+}
+
+func (s *Service) forgetVault(name string) {
+	s.mu.Lock()
+	delete(s.vaults, name)
+	s.mu.Unlock()
+}
+
+func ck(vault, name string) string { return vault + "\x00" + name }
+
+// loadKey returns the key row and its versions (oldest first), live or deleted.
+func (s *Service) loadKey(ctx context.Context, vault, name string) (*cachedKey, error) {
+	s.mu.Lock()
+	c, ok := s.keyCache[ck(vault, name)]
+	s.mu.Unlock()
+	if ok && s.now().Sub(c.loaded) < s.ttl {
+		return c, nil
+	}
+	row, err := getKeyRow(ctx, s.db, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	versions, err := listVersionRows(ctx, s.db, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	c = &cachedKey{row: row, versions: versions, loaded: s.now()}
+	s.mu.Lock()
+	if len(s.keyCache) > 10000 {
+		clear(s.keyCache)
+	}
+	s.keyCache[ck(vault, name)] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *Service) forgetKey(vault, name string) {
+	s.mu.Lock()
+	delete(s.keyCache, ck(vault, name))
+	s.mu.Unlock()
+}
+
+func (s *Service) forgetMaterial(vault, name string, versions []versionRow) {
+	s.mu.Lock()
+	for _, v := range versions {
+		delete(s.materials, ck(vault, name)+"\x00"+v.Version)
+	}
+	s.mu.Unlock()
+}
+
+// liveKey returns a key that is not deleted.
+func (s *Service) liveKey(ctx context.Context, vault, name string) (*cachedKey, error) {
+	c, err := s.loadKey(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if c.row.Deleted != 0 || len(c.versions) == 0 {
+		return nil, fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
+	}
+	return c, nil
+}
+
+// pick returns the named version, or the newest one (enabledOnly: the newest enabled one).
+func pick(c *cachedKey, version string, enabledOnly bool) (versionRow, error) {
+	if version == "" {
+		for i := len(c.versions) - 1; i >= 0; i-- {
+			if !enabledOnly || c.versions[i].Enabled {
+				return c.versions[i], nil
+			}
+		}
+		if enabledOnly && len(c.versions) > 0 {
+			return c.versions[len(c.versions)-1], nil // reported as disabled by the caller
+		}
+		return versionRow{}, fmt.Errorf("%w: key %q has no versions", ErrNotFound, c.row.Name)
+	}
+	for _, v := range c.versions {
+		if v.Version == version {
+			return v, nil
+		}
+	}
+	return versionRow{}, fmt.Errorf("%w: key %q has no version %q", ErrNotFound, c.row.Name, version)
+}
+
+func (s *Service) material(r versionRow) (*keys.Material, error) {
+	id := ck(r.Vault, r.Name) + "\x00" + r.Version
+	s.mu.Lock()
+	m, ok := s.materials[id]
+	s.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	plain, err := open(s.sealer.material, r.Sealed, materialAAD(r.Vault, r.Name, r.Version))
+	if err != nil {
+		return nil, fmt.Errorf("unseal key %s/%s: wrong vault root key or damaged record: %w", r.Name, r.Version, err)
+	}
+	var j keys.JWK
+	if err := jsonUnmarshal(plain, &j); err != nil {
+		return nil, fmt.Errorf("unseal key %s/%s: %w", r.Name, r.Version, err)
+	}
+	clear(plain)
+	m, err = keys.Parse(j)
+	if err != nil {
+		return nil, fmt.Errorf("unseal key %s/%s: %w", r.Name, r.Version, err)
+	}
+	s.mu.Lock()
+	if len(s.materials) > 4096 {
+		clear(s.materials)
+	}
+	s.materials[id] = m
+	s.mu.Unlock()
+	return m, nil
+}
+
+func newVersionID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ---- conversions ----
+
+func (s *Service) baseURL(ctx context.Context, v Vault) string {
+	if c, ok := clientOf(ctx); ok && c.BaseURL != "" {
+		return c.BaseURL
+	}
+	return v.URL
+}
+
+// KeyID is the full key id of a version: BASE/keys/NAME/VERSION.
+func KeyID(base, name, version string) string { return base + "/keys/" + name + "/" + version }
+
+func recoveryLevel(v Vault) string {
+	if v.EnablePurgeProtection {
+		return "Recoverable"
+	}
+	return "Recoverable+Purgeable"
+}
+
+func (s *Service) toKey(ctx context.Context, v Vault, r versionRow) Key {
+	kid := KeyID(s.baseURL(ctx, v), r.Name, r.Version)
+	j := r.Public
+	j.Kid = kid
+	j.Kty = r.Kty
+	j.KeyOps = append([]string{}, r.KeyOps...)
+	k := Key{ID: kid, Vault: v.Name, Name: r.Name, Version: r.Version, JWK: j, Tags: r.Tags,
+		Attributes: Attributes{Enabled: r.Enabled, Created: time.Unix(r.Created, 0).UTC(), Updated: time.Unix(r.Updated, 0).UTC(),
+			RecoveryLevel: recoveryLevel(v), RecoverableDays: v.SoftDeleteRetentionDays}}
+	if k.Tags == nil {
+		k.Tags = map[string]string{}
+	}
+	if r.NBF != 0 {
+		t := time.Unix(r.NBF, 0).UTC()
+		k.Attributes.NotBefore = &t
+	}
+	if r.Exp != 0 {
+		t := time.Unix(r.Exp, 0).UTC()
+		k.Attributes.Expires = &t
+	}
+	if m, err := keys.Parse(r.Public); err == nil {
+		k.Size = m.Size()
+	}
+	return k
+}
+
+// checkUsable refuses disabled, not-yet-valid and expired versions.
+func (s *Service) checkUsable(r versionRow, op string) error {
+	now := s.now().Unix()
+	switch {
+	case !r.Enabled:
+		return fmt.Errorf("%w: operation %s is not allowed on a disabled key (version %s)", ErrDisabled, op, r.Version)
+	case r.NBF != 0 && now < r.NBF:
+		return fmt.Errorf("%w: operation %s is not allowed before the key's nbf %s", ErrNotYetValid, op, time.Unix(r.NBF, 0).UTC().Format(time.RFC3339))
+	case r.Exp != 0 && now >= r.Exp:
+		return fmt.Errorf("%w: operation %s is not allowed on a key that expired at %s", ErrExpired, op, time.Unix(r.Exp, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}

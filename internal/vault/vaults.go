@@ -1,0 +1,211 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/identity"
+)
+
+func validateVaultProps(v *Vault) error {
+	if v.SoftDeleteRetentionDays == 0 {
+		v.SoftDeleteRetentionDays = 90
+	}
+	if v.SoftDeleteRetentionDays < 7 || v.SoftDeleteRetentionDays > 90 {
+		return fmt.Errorf("%w: soft-delete retention must be 7 to 90 days, not %d", ErrInvalid, v.SoftDeleteRetentionDays)
+	}
+	if v.Port < 0 || v.Port > 65535 {
+		return fmt.Errorf("%w: port %d is out of range", ErrInvalid, v.Port)
+	}
+	return v.NetworkRules.normalize()
+}
+
+// CreateVault creates a vault. Zero properties take the defaults (access policies,
+// 90-day retention, no purge protection, network open).
+func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v Vault) (_ Vault, err error) {
+	e := auditEntry{op: "VaultCreate", target: v.Name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	if err := ValidVaultName(v.Name); err != nil {
+		return Vault{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.VaultManage, access.VaultScope(v.Name), false); err != nil {
+		return Vault{}, err
+	}
+	if err := validateVaultProps(&v); err != nil {
+		return Vault{}, err
+	}
+	v.Created = s.now().UTC().Truncate(1e9)
+	v.Updated = v.Created
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := getVaultRow(ctx, tx, v.Name); err == nil {
+			return fmt.Errorf("%w: vault %q already exists", ErrConflict, v.Name)
+		}
+		if v.Port != 0 {
+			if err := portTaken(ctx, tx, v.Name, v.Port); err != nil {
+				return err
+			}
+		}
+		return putVaultRow(ctx, tx, v, true)
+	})
+	if err != nil {
+		return Vault{}, err
+	}
+	s.forgetVault(v.Name)
+	v.URL = s.vaultURL(v)
+	if s.onChange != nil {
+		s.onChange(v, false)
+	}
+	return v, nil
+}
+
+func portTaken(ctx context.Context, q queryer, name string, port int) error {
+	all, err := listVaultRows(ctx, q)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Name != name && o.Port == port {
+			return fmt.Errorf("%w: port %d is already used by vault %q", ErrConflict, port, o.Name)
+		}
+	}
+	return nil
+}
+
+// GetVault returns a vault's properties.
+func (s *Service) GetVault(ctx context.Context, caller identity.Principal, name string) (Vault, error) {
+	v, err := s.vault(ctx, name)
+	if err != nil {
+		return Vault{}, err
+	}
+	if err := s.authorize(ctx, caller, v, access.VaultRead, access.VaultScope(name), false); err != nil {
+		return Vault{}, err
+	}
+	return v, nil
+}
+
+// ListVaults returns the vaults the caller may read.
+func (s *Service) ListVaults(ctx context.Context, caller identity.Principal) ([]Vault, error) {
+	all, err := listVaultRows(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	out := []Vault{}
+	for _, v := range all {
+		v.URL = s.vaultURL(v)
+		if s.authorize(ctx, caller, v, access.VaultRead, access.VaultScope(v.Name), false) == nil {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// AllVaults lists every vault without authorization, for the server's own wiring
+// (per-vault ports, host routing).
+func (s *Service) AllVaults(ctx context.Context) ([]Vault, error) {
+	all, err := listVaultRows(ctx, s.db)
+	for i := range all {
+		all[i].URL = s.vaultURL(all[i])
+	}
+	return all, err
+}
+
+// LookupVault returns a vault without authorization (for routing).
+func (s *Service) LookupVault(ctx context.Context, name string) (Vault, error) {
+	return s.vault(ctx, name)
+}
+
+// UpdateVault changes vault properties. Purge protection cannot be turned off.
+func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, name string, u VaultUpdate) (_ Vault, err error) {
+	e := auditEntry{op: "VaultUpdate", target: name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	cur, err := s.vault(ctx, name)
+	if err != nil {
+		return Vault{}, err
+	}
+	if err := s.authorize(ctx, caller, cur, access.VaultManage, access.VaultScope(name), false); err != nil {
+		return Vault{}, err
+	}
+	var out Vault
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		v, err := getVaultRow(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if u.EnableRbacAuthorization != nil {
+			v.EnableRbacAuthorization = *u.EnableRbacAuthorization
+		}
+		if u.SoftDeleteRetentionDays != nil {
+			v.SoftDeleteRetentionDays = *u.SoftDeleteRetentionDays
+			if v.SoftDeleteRetentionDays == 0 {
+				return fmt.Errorf("%w: soft-delete retention must be 7 to 90 days", ErrInvalid)
+			}
+		}
+		if u.EnablePurgeProtection != nil {
+			if v.EnablePurgeProtection && !*u.EnablePurgeProtection {
+				return fmt.Errorf("%w: purge protection cannot be turned off once it is on", ErrConflict)
+			}
+			v.EnablePurgeProtection = *u.EnablePurgeProtection
+		}
+		if u.NetworkRules != nil {
+			v.NetworkRules = *u.NetworkRules
+		}
+		if u.Port != nil {
+			v.Port = *u.Port
+			if v.Port != 0 {
+				if err := portTaken(ctx, tx, name, v.Port); err != nil {
+					return err
+				}
+			}
+		}
+		if err := validateVaultProps(&v); err != nil {
+			return err
+		}
+		v.Updated = s.now().UTC()
+		out = v
+		return putVaultRow(ctx, tx, v, false)
+	})
+	if err != nil {
+		return Vault{}, err
+	}
+	s.forgetVault(name)
+	out.URL = s.vaultURL(out)
+	if s.onChange != nil {
+		s.onChange(out, false)
+	}
+	return out, nil
+}
+
+// DeleteVault deletes an empty vault. A vault that still holds keys, deleted ones
+// included, is refused: delete and purge them first.
+func (s *Service) DeleteVault(ctx context.Context, caller identity.Principal, name string) (err error) {
+	e := auditEntry{op: "VaultDelete", target: name, start: s.now(), sync: true}
+	defer func() { s.record(ctx, caller, e, err) }()
+	cur, err := s.vault(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, caller, cur, access.VaultManage, access.VaultScope(name), false); err != nil {
+		return err
+	}
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM vault_keys WHERE vault = ?`, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: vault %q still holds %d keys (deleted keys included): delete and purge them first", ErrConflict, name, n)
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM vault_vaults WHERE name = ?`, name)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.forgetVault(name)
+	if s.onChange != nil {
+		s.onChange(cur, true)
+	}
+	return nil
+}
