@@ -1,0 +1,204 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// TestAuthorizationTable checks, for each role and a repository-scoped token, every
+// registry endpoint (and the registry's management endpoints) allowed or denied as
+// documented in docs/registry.md. Principals get their roles through the management API;
+// registry tokens come from the real Docker token flow, which grants the intersection of
+// the requested scope and the principal's roles.
+func TestAuthorizationTable(t *testing.T) {
+	e := startEnv(t, nil)
+	const repo = "authz/app"
+	adminMgmt, err := e.managementToken(t, "admin", e.inst.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoScope := "/registry/repositories/" + repo
+	type principal struct {
+		name, role, scope string
+		repoToken         bool
+	}
+	principals := []principal{
+		{name: "puller", role: "AcrPull", scope: repoScope},
+		{name: "pusher", role: "AcrPush", scope: repoScope},
+		{name: "deleter", role: "AcrDelete", scope: repoScope},
+		{name: "owner", role: "Owner", scope: repoScope},
+		{name: "reader", role: "Reader", scope: repoScope},
+		{name: "registrypuller", role: "AcrPull", scope: "/registry"},
+		{name: "nobody"},
+		{name: "citoken", repoToken: true},
+	}
+	passwords := map[string]string{}
+	for _, p := range principals {
+		if p.repoToken {
+			var out struct {
+				Password string `json:"password"`
+			}
+			st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/tokens", map[string]any{"name": p.name,
+				"scopeMap": []map[string]any{{"repository": repo, "actions": []string{"content/read", "content/write"}}}}, &out)
+			if st != http.StatusCreated {
+				t.Fatalf("create repository token: %d", st)
+			}
+			passwords[p.name] = out.Password
+			continue
+		}
+		pw := "Pw-" + p.name + "-0123456789"
+		if st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/users", map[string]string{"name": p.name, "password": pw}, nil); st >= 300 {
+			t.Fatalf("create user %s: %d", p.name, st)
+		}
+		passwords[p.name] = pw
+		if p.role != "" {
+			if st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/role-assignments",
+				map[string]string{"role": p.role, "assignee": p.name, "scope": p.scope}, nil); st >= 300 {
+				t.Fatalf("assign %s to %s: %d", p.role, p.name, st)
+			}
+		}
+	}
+
+	// Content the table reads and deletes, pushed by the administrator.
+	admin := e.adminToken(t, "repository:"+repo+":pull,push,delete")
+	do := func(tok, method, path string, body []byte, hdr map[string]string) (int, []byte) {
+		req, _ := http.NewRequest(method, e.inst.URL+path, bytes.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := e.inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	pushBlob := func(tok string, content []byte) int {
+		st, _ := do(tok, "POST", "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(content).String(), content, nil)
+		return st
+	}
+	cfg := []byte(`{"authz":true}`)
+	pushBlob(admin, cfg)
+	manifest := func(tag string) []byte {
+		m, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+			"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest.FromBytes(cfg), "size": len(cfg)},
+			"layers": []any{}, "annotations": map[string]string{"tag": tag}})
+		return m
+	}
+	putManifest := func(tok, tag string) int {
+		st, _ := do(tok, "PUT", "/v2/"+repo+"/manifests/"+tag, manifest(tag), map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+		return st
+	}
+	if st := putManifest(admin, "base"); st != 201 {
+		t.Fatalf("admin push: %d", st)
+	}
+
+	type endpoint struct {
+		name string
+		// call returns the status; setup (as admin) runs first when set.
+		call func(tok, who string) int
+		ok   int
+	}
+	endpoints := []endpoint{
+		{"GET manifest", func(tok, _ string) int { st, _ := do(tok, "GET", "/v2/"+repo+"/manifests/base", nil, nil); return st }, 200},
+		{"HEAD blob", func(tok, _ string) int {
+			st, _ := do(tok, "HEAD", "/v2/"+repo+"/blobs/"+digest.FromBytes(cfg).String(), nil, nil)
+			return st
+		}, 200},
+		{"GET tags", func(tok, _ string) int { st, _ := do(tok, "GET", "/v2/"+repo+"/tags/list", nil, nil); return st }, 200},
+		{"GET referrers", func(tok, _ string) int {
+			st, _ := do(tok, "GET", "/v2/"+repo+"/referrers/"+digest.FromBytes(manifest("base")).String(), nil, nil)
+			return st
+		}, 200},
+		{"POST blob", func(tok, who string) int { return pushBlob(tok, []byte("blob of "+who)) }, 201},
+		{"PUT manifest", func(tok, who string) int { return putManifest(tok, "by-"+who) }, 201},
+		{"DELETE tag", func(tok, who string) int {
+			putManifest(admin, "del-"+who)
+			st, _ := do(tok, "DELETE", "/v2/"+repo+"/manifests/del-"+who, nil, nil)
+			return st
+		}, 202},
+		{"GET catalog", func(tok, _ string) int { st, _ := do(tok, "GET", "/v2/_catalog", nil, nil); return st }, 200},
+	}
+	// Expected: Y allowed, N denied, per endpoint in the order above.
+	table := map[string]string{
+		"puller":         "YYYYNNNN",
+		"pusher":         "YYYYYYNN",
+		"deleter":        "NNNNNNYN",
+		"owner":          "YYYYYYYN",
+		"reader":         "YYYYNNNN",
+		"registrypuller": "YYYYNNNY",
+		"nobody":         "NNNNNNNN",
+		"citoken":        "YYYYYYNN",
+	}
+	for _, p := range principals {
+		tok, err := e.registryToken(t, p.name, passwords[p.name], "repository:"+repo+":pull,push,delete", "registry:catalog:*")
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		var got strings.Builder
+		for i, ep := range endpoints {
+			st := ep.call(tok, p.name)
+			want := table[p.name][i] == 'Y'
+			switch {
+			case st == ep.ok:
+				got.WriteByte('Y')
+			case st == http.StatusUnauthorized || st == http.StatusForbidden:
+				got.WriteByte('N')
+			default:
+				t.Errorf("%s %s: unexpected status %d", p.name, ep.name, st)
+				got.WriteByte('?')
+			}
+			if (st == ep.ok) != want {
+				t.Errorf("%s: %s answered %d, want allowed=%v", p.name, ep.name, st, want)
+			}
+		}
+		t.Logf("%-15s %s", p.name, got.String())
+	}
+
+	// Management endpoints: show (pull), delete tag (delete), gc (registry/manage at /registry).
+	mgmtTable := map[string]string{
+		"puller": "YNN", "pusher": "YNN", "deleter": "NYN", "owner": "YYN", "reader": "YNN",
+		"registrypuller": "YNN", "nobody": "NNN",
+	}
+	for _, p := range principals {
+		if p.repoToken {
+			continue // repository tokens are for the registry API only
+		}
+		tok, err := e.managementToken(t, p.name, passwords[p.name])
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		putManifest(admin, "mdel-"+p.name)
+		calls := []func() int{
+			func() int { return e.mgmtCall(t, tok, "GET", "/coffer/v1/registry/repositories/"+repo, nil, nil) },
+			func() int {
+				return e.mgmtCall(t, tok, "DELETE", "/coffer/v1/registry/tags?repository="+repo+"&tag=mdel-"+p.name, nil, nil)
+			},
+			func() int { return e.mgmtCall(t, tok, "POST", "/coffer/v1/registry/gc?dryRun=true", nil, nil) },
+		}
+		for i, call := range calls {
+			st := call()
+			want := mgmtTable[p.name][i] == 'Y'
+			if (st < 300) != want {
+				t.Errorf("%s: management call %d answered %d, want allowed=%v", p.name, i, st, want)
+			}
+			if st >= 300 && st != http.StatusForbidden {
+				t.Errorf("%s: management call %d: refusal %d, want 403", p.name, i, st)
+			}
+		}
+	}
+	// The administrator (Owner at /) may collect garbage.
+	if st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/registry/gc?dryRun=true", nil, nil); st != 200 {
+		t.Fatalf("admin gc: %d", st)
+	}
+}
