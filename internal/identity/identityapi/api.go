@@ -6,6 +6,7 @@ package identityapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -35,12 +36,8 @@ func (l lateAuthorizer) Authorize(ctx context.Context, req access.Request) error
 	if az := l.get(); az != nil {
 		return az.Authorize(ctx, req)
 	}
-	// TEMPORARY fallback until the access part sets s.access.authz: only the bootstrap
-	// administrator may do anything. Remove once access is always wired.
-	if req.Principal.Kind == identity.KindUser && req.Principal.Name == identity.AdminName {
-		return nil
-	}
-	return access.ErrDenied
+	// No decision function wired: deny.
+	return fmt.Errorf("%w: no authorizer is configured", access.ErrDenied)
 }
 
 // Register mounts the routes on mux.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +203,101 @@ func TestRepeatedFailuresAreThrottled(t *testing.T) {
 	resp, _ = getToken(t, inst, "someone-else", "x", q)
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("same address, other name: %d, want 429", resp.StatusCode)
+	}
+}
+
+// adminToken gets a management token for admin.
+func adminToken(t *testing.T, inst *servertest.Instance) string {
+	t.Helper()
+	resp, ans := postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"password"}, "username": {"admin"},
+		"password": {inst.AdminPassword}, "service": {token.AudienceManagement}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin management token: %d %+v", resp.StatusCode, ans)
+	}
+	return ans.AccessToken
+}
+
+func TestGrantIsExactlyWhatAccessAllows(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	ctx := context.Background()
+	ids := inst.Server.Identities()
+	if _, err := ids.CreateUser(ctx, "dev", "dev-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"role":"AcrPull","assignee":"dev","scope":"/registry/repositories/app"}`
+	req, _ := http.NewRequest(http.MethodPost, inst.URL+"/coffer/v1/role-assignments", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminToken(t, inst))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := inst.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("assign AcrPull: %d", resp.StatusCode)
+	}
+	q := url.Values{"service": {token.RegistryService}, "scope": {"repository:app:pull,push,delete", "repository:other:pull", "registry:catalog:*"}}
+	resp, ans := getToken(t, inst, "dev", "dev-password-1", q)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dev token: %d %+v", resp.StatusCode, ans)
+	}
+	c := verify(t, inst, ans.Token, token.RegistryService)
+	if len(c.Access) != 1 || c.Access[0].Name != "app" || strings.Join(c.Access[0].Actions, ",") != "pull" {
+		t.Fatalf("dev's grant %+v, want exactly pull on app", c.Access)
+	}
+
+	// A repository token authenticates with HTTP Basic; with no scope map it gets nothing.
+	_, pw, err := ids.CreateRepositoryToken(ctx, "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, ans = getToken(t, inst, "ci", pw, q)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("repository token login: %d %+v", resp.StatusCode, ans)
+	}
+	if c := verify(t, inst, ans.Token, token.RegistryService); c.Kind != "repositoryToken" || len(c.Access) != 0 {
+		t.Fatalf("repository token claims %+v", c)
+	}
+	resp, _ = getToken(t, inst, "ci", pw+"x", q)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("repository token with a wrong password: %d", resp.StatusCode)
+	}
+}
+
+func TestRestartKeepsStateAndAdmin(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	ctx := context.Background()
+	tenant := inst.Server.Identities().TenantID()
+	system := inst.Server.Identities().SystemIdentity()
+	_, ans := getToken(t, inst, "admin", inst.AdminPassword, url.Values{"service": {token.RegistryService}})
+	info, err := os.Stat(filepath.Join(inst.DataDir, "initial-admin-password"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("initial-admin-password: %v mode %v", err, info.Mode())
+	}
+	cfg := inst.Config
+	inst.Stop()
+
+	again, err := servertest.StartConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Stop()
+	ids := again.Server.Identities()
+	if ids.TenantID() != tenant || ids.SystemIdentity() != system {
+		t.Fatal("restart changed the tenant or the system identity")
+	}
+	if again.AdminPassword != inst.AdminPassword {
+		t.Fatal("restart rewrote the initial admin password")
+	}
+	users, err := ids.List(ctx, "user")
+	if err != nil || len(users) != 1 {
+		t.Fatalf("users after restart: %+v %v", users, err)
+	}
+	if _, err := ids.Authenticate(ctx, "admin", inst.AdminPassword); err != nil {
+		t.Fatalf("admin password after restart: %v", err)
+	}
+	// Tokens signed before the restart still verify (the signing key is kept).
+	if _, err := again.Server.TokenVerifier().Verify(ctx, ans.Token, token.RegistryService); err != nil {
+		t.Fatalf("pre-restart token: %v", err)
 	}
 }

@@ -67,9 +67,8 @@ func (g *Granter) Audience(ref string) (string, error) {
 func (g *Granter) allowed(ctx context.Context, p identity.Principal, action access.Action, scope access.Scope) bool {
 	az := g.cfg.Authz()
 	if az == nil {
-		// TEMPORARY fallback until the access part sets s.access.authz: deny everything
-		// except the bootstrap administrator. Remove once access is always wired.
-		return p.Kind == identity.KindUser && p.Name == identity.AdminName
+		// No decision function wired: grant nothing.
+		return false
 	}
 	err := az.Authorize(ctx, access.Request{Principal: p, Action: action, Scope: scope})
 	if err != nil && !errors.Is(err, access.ErrDenied) && g.cfg.Log != nil {
