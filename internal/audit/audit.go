@@ -176,11 +176,6 @@ func (l *Log) RecordSync(ctx context.Context, r Record) error {
 
 // Flush waits until every record queued before it is committed.
 func (l *Log) Flush(ctx context.Context) error {
-	return l.RecordSyncMarker(ctx)
-}
-
-// RecordSyncMarker waits for the queue to drain without writing a record.
-func (l *Log) RecordSyncMarker(ctx context.Context) error {
 	q := queued{done: make(chan error, 1)}
 	select {
 	case <-l.stop:
@@ -206,9 +201,6 @@ func (l *Log) Close() error {
 
 func (l *Log) writer() {
 	defer l.wg.Done()
-	var lastHash string
-	var lastSeq int64
-	loaded := false
 	for {
 		var batch []queued
 		select {
@@ -226,7 +218,7 @@ func (l *Log) writer() {
 				break
 			}
 			if len(batch) > 0 {
-				l.commit(batch, &lastHash, &lastSeq, &loaded)
+				l.commit(batch)
 			}
 			return
 		}
@@ -239,16 +231,16 @@ func (l *Log) writer() {
 				break more
 			}
 		}
-		l.commit(batch, &lastHash, &lastSeq, &loaded)
+		l.commit(batch)
 	}
 }
 
-func (l *Log) commit(batch []queued, lastHash *string, lastSeq *int64, loaded *bool) {
+func (l *Log) commit(batch []queued) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := l.db.InTx(ctx, func(tx *sql.Tx) error {
-		// Read the chain's head inside the write transaction: the writer is the only
-		// appender in this process, and the transaction excludes other processes.
+		// Read the chain's head inside the write transaction, which excludes every other
+		// writer (other processes sharing the database included).
 		var seq sql.NullInt64
 		var hash sql.NullString
 		if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash); err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -274,7 +266,6 @@ func (l *Log) commit(batch []queued, lastHash *string, lastSeq *int64, loaded *b
 			}
 			prevSeq, prevHash = r.Seq, r.Hash
 		}
-		*lastSeq, *lastHash, *loaded = prevSeq, prevHash, true
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,137 @@
+package audit_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/store"
+)
+
+func open(t *testing.T) (*audit.Log, *store.DB) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, db
+}
+
+func fill(t *testing.T, l *audit.Log, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		res := audit.ResultSuccess
+		if i%3 == 0 {
+			res = audit.ResultDenied
+		}
+		l.Record(audit.Record{Component: "vault", PrincipalID: fmt.Sprintf("p%d", i%2), PrincipalName: "app", ClientAddr: "127.0.0.1",
+			UserAgent: "test", Operation: "KeyWrapKey", Target: fmt.Sprintf("https://v/keys/k%d/abc", i%4), Algorithm: "RSA-OAEP",
+			Result: res, Duration: time.Millisecond})
+	}
+	if err := l.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChainDetectsTampering(t *testing.T) {
+	cases := []struct {
+		name  string
+		sql   string
+		at    int64
+		fixOK bool
+	}{
+		{"edited result", `UPDATE audit_records SET result = 'success' WHERE seq = 4`, 4, false},
+		{"edited principal", `UPDATE audit_records SET principal_id = 'someone' WHERE seq = 7`, 7, false},
+		{"edited time", `UPDATE audit_records SET time_ns = time_ns + 1 WHERE seq = 2`, 2, false},
+		{"removed record", `DELETE FROM audit_records WHERE seq = 5`, 6, false},
+		{"rehashed record", `UPDATE audit_records SET detail = 'x', hash = 'ffff' WHERE seq = 3`, 3, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			l, db := open(t)
+			fill(t, l, 10)
+			ctx := context.Background()
+			res, err := l.Verify(ctx)
+			if err != nil || !res.OK || res.Records != 10 || res.HeadSeq != 10 {
+				t.Fatalf("fresh chain: %+v %v", res, err)
+			}
+			if _, err := db.ExecContext(ctx, c.sql); err != nil {
+				t.Fatal(err)
+			}
+			res, err = l.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.OK || res.BrokenAt != c.at || res.Problem == "" {
+				t.Fatalf("after tampering: %+v, want broken at %d", res, c.at)
+			}
+		})
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	l, _ := open(t)
+	fill(t, l, 12)
+	ctx := context.Background()
+	cases := []struct {
+		f    audit.Filter
+		want int
+	}{
+		{audit.Filter{}, 12},
+		{audit.Filter{Result: audit.ResultDenied}, 4},
+		{audit.Filter{Principal: "p1"}, 6},
+		{audit.Filter{Principal: "app"}, 12},
+		{audit.Filter{Target: "/keys/k1/"}, 3},
+		{audit.Filter{Since: time.Now().Add(time.Hour)}, 0},
+		{audit.Filter{Until: time.Now().Add(time.Hour), Limit: 5}, 5},
+		{audit.Filter{AfterSeq: 10}, 2},
+	}
+	for i, c := range cases {
+		got, err := l.List(ctx, c.f)
+		if err != nil || len(got) != c.want {
+			t.Errorf("case %d: %d records (%v), want %d", i, len(got), err, c.want)
+		}
+	}
+	recs, _ := l.List(ctx, audit.Filter{Limit: 2})
+	if recs[1].PrevHash != recs[0].Hash || recs[0].Seq != 1 {
+		t.Fatalf("records are not chained: %+v", recs)
+	}
+}
+
+func TestRecordSyncAndReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "m.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for round := 0; round < 2; round++ {
+		l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.RecordSync(ctx, audit.Record{Component: "vault", Operation: "VaultCreate", Result: audit.ResultSuccess}); err != nil {
+			t.Fatal(err)
+		}
+		l.Record(audit.Record{Component: "vault", Operation: "KeyGet", Result: audit.ResultSuccess})
+		l.Close() // writes what is queued
+	}
+	l, _ := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+	defer l.Close()
+	res, err := l.Verify(ctx)
+	if err != nil || !res.OK || res.Records != 4 {
+		t.Fatalf("chain across restarts: %+v %v", res, err)
+	}
+}
