@@ -301,3 +301,85 @@ func TestRestartKeepsStateAndAdmin(t *testing.T) {
 		t.Fatalf("pre-restart token: %v", err)
 	}
 }
+
+func TestOAuth2FormsAndErrors(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	ctx := context.Background()
+	sp, secret, err := inst.Server.Identities().CreateServicePrincipal(ctx, "app", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// docker login: GET with offline_token=true returns a refresh token.
+	resp, ans := getToken(t, inst, "admin", inst.AdminPassword, url.Values{"service": {token.RegistryService}, "offline_token": {"true"}, "client_id": {"docker"}})
+	if resp.StatusCode != http.StatusOK || ans.RefreshToken == "" {
+		t.Fatalf("offline_token: %d %+v", resp.StatusCode, ans)
+	}
+
+	// Client credentials in the form and with HTTP Basic.
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.ClientID},
+		"client_secret": {secret.Value}, "scope": {token.AudienceManagement + "/.default"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("client credentials: %d %+v", resp.StatusCode, ans)
+	}
+	if c := verify(t, inst, ans.AccessToken, token.AudienceManagement); c.AppID != sp.ClientID || c.Kind != "servicePrincipal" {
+		t.Fatalf("claims %+v", c)
+	}
+	req, _ := http.NewRequest(http.MethodPost, inst.URL+"/oauth2/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"},
+		"scope": {token.VaultResource(inst.Config.Vault.Domain) + "/.default"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(sp.ClientID, secret.Value)
+	if resp, ans = do(t, inst, req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("client_secret_basic: %d %+v", resp.StatusCode, ans)
+	}
+
+	cases := []struct {
+		name   string
+		form   url.Values
+		status int
+		code   string
+	}{
+		{"wrong secret", url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.ClientID}, "client_secret": {"nope"}, "scope": {"coffer-management/.default"}}, 401, "invalid_client"},
+		{"unknown resource", url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.ClientID}, "client_secret": {secret.Value}, "scope": {"https://elsewhere/.default"}}, 401, "invalid_scope"},
+		{"two resources", url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.ClientID}, "client_secret": {secret.Value}, "scope": {"coffer-management/.default coffer-registry/.default"}}, 401, "invalid_scope"},
+		{"unsupported grant", url.Values{"grant_type": {"authorization_code"}}, 400, "unsupported_grant_type"},
+		{"no grant", url.Values{}, 400, "invalid_request"},
+		{"wrong password", url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {"nope"}, "service": {token.RegistryService}}, 401, "invalid_grant"},
+		{"bad scope", url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {inst.AdminPassword}, "scope": {"repository::pull"}}, 401, "invalid_scope"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, ans := postForm(t, inst, "/oauth2/token", tc.form)
+			if resp.StatusCode != tc.status || ans.Error != tc.code {
+				t.Fatalf("%d %q, want %d %q", resp.StatusCode, ans.Error, tc.status, tc.code)
+			}
+			if tc.status == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Fatal("401 without a challenge")
+			}
+		})
+	}
+
+	// JWKS and discovery.
+	r2, err := inst.Client.Get(inst.URL + "/" + inst.Server.Identities().TenantID() + "/v2.0/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disc map[string]any
+	json.NewDecoder(r2.Body).Decode(&disc)
+	r2.Body.Close()
+	if disc["jwks_uri"] != inst.URL+"/oauth2/keys" || !strings.HasSuffix(disc["token_endpoint"].(string), "/oauth2/v2.0/token") {
+		t.Fatalf("discovery %v", disc)
+	}
+	r3, err := inst.Client.Get(inst.URL + "/oauth2/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks struct {
+		Keys []struct{ KID, Kty, Crv string } `json:"keys"`
+	}
+	json.NewDecoder(r3.Body).Decode(&jwks)
+	r3.Body.Close()
+	if len(jwks.Keys) != 1 || jwks.Keys[0].Kty != "EC" || jwks.Keys[0].KID == "" {
+		t.Fatalf("jwks %+v", jwks)
+	}
+}
