@@ -22,6 +22,10 @@ ManagedIdentityCredential and
 
 The registry's own system-assigned identity, named "registry", is listed too; it is
 created on first start and cannot be deleted.`,
+			Example: `  coffer identity create kms-plugin
+  coffer identity list
+  coffer identity show kms-plugin -o json
+  coffer identity delete kms-plugin`,
 		}
 		id.AddCommand(identityCreateCommand(), identityListCommand(), identityShowCommand(), identityDeleteCommand())
 		root.AddCommand(id)

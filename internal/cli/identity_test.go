@@ -171,7 +171,7 @@ func TestLoginAndIdentityCommands(t *testing.T) {
 }
 
 func TestLoginHelpHasExample(t *testing.T) {
-	for _, args := range [][]string{{"login"}, {"user", "create"}, {"sp", "credential", "reset"}, {"identity", "create"}} {
+	for _, args := range [][]string{{"login"}, {"logout"}, {"user"}, {"user", "create"}, {"user", "passwd"}, {"user", "list"}, {"user", "delete"}, {"sp"}, {"sp", "create"}, {"sp", "credential"}, {"sp", "credential", "reset"}, {"sp", "list"}, {"sp", "delete"}, {"identity"}, {"identity", "create"}, {"identity", "list"}, {"identity", "show"}, {"identity", "delete"}} {
 		out := mustCoffer(t, "", append(args, "--help")...)
 		if !strings.Contains(out, "Examples:") {
 			t.Fatalf("coffer %s --help has no example:\n%s", strings.Join(args, " "), out)

@@ -19,8 +19,13 @@ secrets, each with an expiry. Programs get tokens with the OAuth2 client-credent
 grant, for example with the Azure SDK's ClientSecretCredential pointed at this server
 (AZURE_AUTHORITY_HOST=https://HOST:PORT, AZURE_TENANT_ID, AZURE_CLIENT_ID,
 AZURE_CLIENT_SECRET). Secrets are shown once and stored hashed.`,
+			Example: `  coffer sp create ci-deployer
+  coffer sp list
+  coffer sp credential reset ci-deployer --append
+  coffer sp delete ci-deployer`,
 		}
-		cred := &cobra.Command{Use: "credential", Short: "Manage a service principal's client secrets"}
+		cred := &cobra.Command{Use: "credential", Short: "Manage a service principal's client secrets",
+			Example: `  coffer sp credential reset ci-deployer --years 2`}
 		cred.AddCommand(spCredentialResetCommand())
 		sp.AddCommand(spCreateCommand(), cred, spListCommand(), spDeleteCommand())
 		root.AddCommand(sp)

@@ -20,6 +20,10 @@ func init() {
 			Long: `Users log in with a name and password: 'coffer login', 'docker login', or HTTP Basic
 at the token endpoint. Passwords are stored as argon2id hashes. What a user may do is
 decided by role assignments ('coffer role assignment create').`,
+			Example: `  coffer user create alice --password-stdin < alice-password.txt
+  coffer user list
+  coffer user passwd alice
+  coffer user delete alice`,
 		}
 		user.AddCommand(userCreateCommand(), userPasswdCommand(), userListCommand(), userDeleteCommand())
 		root.AddCommand(user)

@@ -132,6 +132,16 @@ func TestAnonymousPull(t *testing.T) {
 	if ans.RefreshToken != "" {
 		t.Fatal("anonymous caller got a refresh token")
 	}
+	// A signed-in user without any role may pull too (what anonymous callers may), but
+	// not push.
+	if _, err := inst.Server.Identities().CreateUser(context.Background(), "norole", "norole-password"); err != nil {
+		t.Fatal(err)
+	}
+	_, ans = getToken(t, inst, "norole", "norole-password", url.Values{"service": {token.RegistryService}, "scope": {"repository:app:pull,push"}})
+	c = verify(t, inst, ans.Token, token.RegistryService)
+	if len(c.Access) != 1 || strings.Join(c.Access[0].Actions, ",") != "pull" {
+		t.Fatalf("signed-in user without a role under anonymous pull: %+v, want pull only", c.Access)
+	}
 }
 
 func TestRefreshFlowAndRevocation(t *testing.T) {

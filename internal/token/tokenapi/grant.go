@@ -98,10 +98,12 @@ func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scop
 				if !ok {
 					continue
 				}
+				// With anonymous pulls on, every caller may pull what anonymous callers may.
+				if a == "pull" && g.cfg.AnonymousPull {
+					granted = append(granted, a)
+					continue
+				}
 				if p.Kind == identity.KindAnonymous {
-					if a == "pull" && g.cfg.AnonymousPull {
-						granted = append(granted, a)
-					}
 					continue
 				}
 				all := true
