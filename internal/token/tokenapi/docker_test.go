@@ -272,6 +272,12 @@ func TestGrantIsExactlyWhatAccessAllows(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("repository token with a wrong password: %d", resp.StatusCode)
 	}
+	// It is a registry credential only: no management or vault tokens.
+	for _, svc := range []string{token.AudienceManagement, token.VaultResource(inst.Config.Vault.Domain)} {
+		if resp, _ = getToken(t, inst, "ci", pw, url.Values{"service": {svc}}); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("repository token asked for %s: %d, want 401", svc, resp.StatusCode)
+		}
+	}
 }
 
 func TestRestartKeepsStateAndAdmin(t *testing.T) {

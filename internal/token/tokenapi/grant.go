@@ -63,6 +63,18 @@ func (g *Granter) Audience(ref string) (string, error) {
 		token.RegistryService, token.AudienceManagement, g.cfg.VaultResource)
 }
 
+// ErrRegistryOnly refuses a non-registry token to a repository-scoped token.
+var ErrRegistryOnly = errors.New("a repository token is a registry credential: it gets tokens for " + token.RegistryService + " only")
+
+// CheckAudience refuses audiences a principal can never use: repository tokens are
+// registry credentials only.
+func (g *Granter) CheckAudience(p identity.Principal, aud string) error {
+	if p.Kind == identity.KindRepositoryToken && aud != token.RegistryService {
+		return ErrRegistryOnly
+	}
+	return nil
+}
+
 // allowed asks the access part whether p may do action at scope.
 func (g *Granter) allowed(ctx context.Context, p identity.Principal, action access.Action, scope access.Scope) bool {
 	az := g.cfg.Authz()

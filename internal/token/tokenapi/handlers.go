@@ -203,6 +203,10 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: send a username and password (HTTP Basic)")
 		return
 	}
+	if err := a.granter.CheckAudience(p, aud); err != nil {
+		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
+		return
+	}
 	a.issue(w, r, p, aud, scopes, q.Get("offline_token") == "true" && p.Kind != identity.KindAnonymous, true)
 }
 
@@ -308,6 +312,10 @@ func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant st
 		return
 	case err != nil:
 		a.internal(w, r, err, false)
+		return
+	}
+	if err := a.granter.CheckAudience(p, aud); err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
 	}
 	g := token.Grant{Principal: p, Audience: aud}
