@@ -349,6 +349,16 @@ func TestOAuth2FormsAndErrors(t *testing.T) {
 		t.Fatalf("client_secret_basic: %d %+v", resp.StatusCode, ans)
 	}
 
+	// Docker style: service= and registry scopes.
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {sp.ClientID},
+		"client_secret": {secret.Value}, "service": {token.RegistryService}, "scope": {"repository:app:pull"}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("client credentials for the registry: %d %+v", resp.StatusCode, ans)
+	}
+	if c := verify(t, inst, ans.AccessToken, token.RegistryService); len(c.Access) != 0 {
+		t.Fatalf("a service principal without a role was granted %+v", c.Access)
+	}
+
 	cases := []struct {
 		name   string
 		form   url.Values

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -352,21 +353,7 @@ func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bo
 		oauthError(w, http.StatusUnauthorized, "invalid_client", "client_id and client_secret are required")
 		return
 	}
-	ref := f.Get("scope")
-	if ref == "" {
-		ref = f.Get("resource")
-	}
-	if ref == "" {
-		ref = f.Get("service")
-	}
-	if fields := resourceScopes(ref); len(fields) == 1 {
-		ref = fields[0]
-	} else {
-		// Several resources in one request: like Entra, one resource per token.
-		oauthError(w, http.StatusUnauthorized, "invalid_scope", "ask for exactly one scope of the form <resource>/.default")
-		return
-	}
-	aud, err := a.granter.Audience(ref)
+	aud, scopes, err := a.clientAudience(f)
 	if err != nil {
 		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
@@ -384,7 +371,6 @@ func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bo
 		a.internal(w, r, err, false)
 		return
 	}
-	scopes, _ := token.ParseScopes(f["registry_scope"])
 	g := token.Grant{Principal: p, Audience: aud}
 	if aud == token.RegistryService {
 		g.Access = a.granter.RegistryAccess(r.Context(), p, scopes)
@@ -395,6 +381,35 @@ func (a *API) clientCredentials(w http.ResponseWriter, r *http.Request, entra bo
 		return
 	}
 	writeJSON(w, http.StatusOK, newTokenResponse(iss, !entra))
+}
+
+// clientAudience finds the audience of a client-credentials request. Docker style:
+// service=<audience> with registry scopes in scope=. OAuth2 style: scope=<resource>/.default
+// (or resource=<resource>), exactly one resource per token, like Entra ID.
+func (a *API) clientAudience(f url.Values) (string, []token.Scope, error) {
+	if service := f.Get("service"); service != "" {
+		aud, err := a.granter.Audience(service)
+		if err != nil {
+			return "", nil, err
+		}
+		var scopes []token.Scope
+		if aud == token.RegistryService {
+			if scopes, err = token.ParseScopes(f["scope"]); err != nil {
+				return "", nil, err
+			}
+		}
+		return aud, scopes, nil
+	}
+	ref := f.Get("scope")
+	if ref == "" {
+		ref = f.Get("resource")
+	}
+	fields := resourceScopes(ref)
+	if len(fields) != 1 {
+		return "", nil, errors.New("ask for exactly one scope of the form <resource>/.default")
+	}
+	aud, err := a.granter.Audience(fields[0])
+	return aud, nil, err
 }
 
 // resourceScopes drops the OpenID Connect scopes MSAL adds to every request (openid,
