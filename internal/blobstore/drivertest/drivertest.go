@@ -45,6 +45,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) blobstore.Driver) {
 		{"WalkSkipsUncommitted", testWalkSkipsUncommitted},
 		{"InvalidPaths", testInvalidPaths},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"ConcurrentWriteMoveDelete", testConcurrentWriteMoveDelete},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
@@ -482,5 +483,50 @@ func testConcurrentWriters(t *testing.T, d blobstore.Driver) {
 		if len(got) != 10_000+i || got[0] != byte(i) {
 			t.Fatalf("object %d wrong after concurrent writes", i)
 		}
+	}
+}
+
+// testConcurrentWriteMoveDelete: writers, moves and deletes in the same directories at
+// once all succeed (a driver that prunes empty directories must not break a neighbour).
+func testConcurrentWriteMoveDelete(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				up := fmt.Sprintf("up/%d-%d", g, i)
+				dst := fmt.Sprintf("blobs/%02d/%d-%d", i%3, g, i)
+				w, err := d.Writer(ctx, up)
+				if err != nil {
+					errs <- fmt.Errorf("Writer: %w", err)
+					return
+				}
+				w.Write([]byte(dst))
+				if err := w.Commit(ctx); err != nil {
+					errs <- fmt.Errorf("Commit: %w", err)
+					return
+				}
+				if err := d.Move(ctx, up, dst); err != nil {
+					errs <- fmt.Errorf("Move: %w", err)
+					return
+				}
+				if got := read(t, d, dst, 0); string(got) != dst {
+					errs <- fmt.Errorf("read %s = %q", dst, got)
+					return
+				}
+				if err := d.Delete(ctx, dst); err != nil {
+					errs <- fmt.Errorf("Delete: %w", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

@@ -65,6 +65,27 @@ func (d *Driver) partialPath(p string) string {
 	return filepath.Join(d.root, "partial", filepath.FromSlash(p))
 }
 
+// retryMissingDir runs fn again when it fails because a directory vanished: Delete prunes
+// empty directories, which may race with a writer creating an entry in one.
+func retryMissingDir(fn func() error) error {
+	var err error
+	for range 10 {
+		if err = fn(); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return err
+}
+
+// syncDirIfPresent fsyncs dir, tolerating its removal by a concurrent prune (an empty
+// directory that is gone needs no flushing of its entries).
+func syncDirIfPresent(dir string) error {
+	if err := durable.SyncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // mkdirAll creates dir and its missing parents, fsyncing each parent whose entries changed,
 // so a later rename into dir survives a crash.
 func mkdirAll(dir string) error {
@@ -90,10 +111,15 @@ func (d *Driver) Writer(ctx context.Context, p string) (blobstore.Writer, error)
 		return nil, err
 	}
 	pp := d.partialPath(p)
-	if err := os.MkdirAll(filepath.Dir(pp), 0o700); err != nil {
-		return nil, fmt.Errorf("blobstore: create %s: %w", p, err)
-	}
-	f, err := os.OpenFile(pp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	var f *os.File
+	err = retryMissingDir(func() error {
+		if err := os.MkdirAll(filepath.Dir(pp), 0o700); err != nil {
+			return err
+		}
+		var err error
+		f, err = os.OpenFile(pp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("blobstore: create %s: %w", p, err)
 	}
@@ -185,17 +211,29 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if fi, err := os.Stat(sp); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.IsDir()) {
 		return fmt.Errorf("move %s: %w", src, blobstore.ErrNotFound)
 	}
-	if err := mkdirAll(filepath.Dir(dp)); err != nil {
-		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
+	err = retryMissingDir(func() error {
+		if err := mkdirAll(filepath.Dir(dp)); err != nil {
+			return err
+		}
+		if err := os.Rename(sp, dp); err != nil {
+			if _, serr := os.Stat(sp); errors.Is(serr, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %w", blobstore.ErrNotFound, serr)
+			}
+			return err
+		}
+		return nil
+	})
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return fmt.Errorf("move %s: %w", src, blobstore.ErrNotFound)
 	}
-	if err := os.Rename(sp, dp); err != nil {
+	if err != nil {
 		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 	}
 	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
 		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 	}
 	if filepath.Dir(sp) != filepath.Dir(dp) {
-		if err := durable.SyncDir(filepath.Dir(sp)); err != nil {
+		if err := syncDirIfPresent(filepath.Dir(sp)); err != nil {
 			return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 		}
 	}
@@ -318,10 +356,19 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
 	}
 	dp := w.d.dataPath(w.path)
-	if err := mkdirAll(filepath.Dir(dp)); err != nil {
-		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
-	}
-	if err := os.Rename(pp, dp); err != nil {
+	err := retryMissingDir(func() error {
+		if err := mkdirAll(filepath.Dir(dp)); err != nil {
+			return err
+		}
+		if err := os.Rename(pp, dp); err != nil {
+			if _, serr := os.Stat(pp); errors.Is(serr, fs.ErrNotExist) {
+				return fmt.Errorf("partial object vanished: %v", serr) // not retried
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
 	}
 	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
