@@ -43,7 +43,10 @@ type Record struct {
 	UserAgent     string    `json:"userAgent,omitempty"`
 	Operation     string    `json:"operation"`
 	// Target is what the operation applied to: a key id with its version, a vault name...
-	Target    string `json:"target,omitempty"`
+	Target string `json:"target,omitempty"`
+	// Resource is the target's path in Coffer's resource tree (vaults/V/keys/K); filters
+	// match on it.
+	Resource  string `json:"resource,omitempty"`
 	Algorithm string `json:"algorithm,omitempty"`
 	// Result is success, denied or failure; Detail says why for the last two.
 	Result   string        `json:"result"`
@@ -84,7 +87,7 @@ func digest(r Record) string {
 	fields := []string{
 		"coffer-audit-v1", r.PrevHash, fmt.Sprint(r.Seq), fmt.Sprint(r.Time.UnixNano()), r.Component,
 		r.PrincipalID, r.PrincipalName, r.PrincipalKind, r.ClientAddr, r.UserAgent, r.Operation,
-		r.Target, r.Algorithm, r.Result, r.Detail, fmt.Sprint(r.Duration.Microseconds()),
+		r.Target, r.Resource, r.Algorithm, r.Result, r.Detail, fmt.Sprint(r.Duration.Microseconds()),
 	}
 	for _, f := range fields {
 		fmt.Fprintf(h, "%d:%s;", len(f), f)
@@ -119,6 +122,7 @@ CREATE TABLE audit_records (
 	user_agent TEXT NOT NULL,
 	operation TEXT NOT NULL,
 	target TEXT NOT NULL,
+	resource TEXT NOT NULL,
 	algorithm TEXT NOT NULL,
 	result TEXT NOT NULL,
 	detail TEXT NOT NULL,
@@ -127,7 +131,7 @@ CREATE TABLE audit_records (
 	hash TEXT NOT NULL
 );
 CREATE INDEX audit_records_time ON audit_records (time_ns);
-CREATE INDEX audit_records_target ON audit_records (target)`,
+CREATE INDEX audit_records_resource ON audit_records (resource)`,
 }
 
 // Open prepares the audit tables and starts the writer. Close stops it.
@@ -257,10 +261,10 @@ func (l *Log) commit(batch []queued) {
 			r.PrevHash = prevHash
 			r.Hash = digest(*r)
 			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_records (seq, time_ns, component, principal_id,
-				principal_name, principal_kind, client_addr, user_agent, operation, target, algorithm, result,
-				detail, duration_us, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+				principal_name, principal_kind, client_addr, user_agent, operation, target, resource, algorithm, result,
+				detail, duration_us, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 				r.Seq, r.Time.UnixNano(), r.Component, r.PrincipalID, r.PrincipalName, r.PrincipalKind,
-				r.ClientAddr, r.UserAgent, r.Operation, r.Target, r.Algorithm, r.Result, r.Detail,
+				r.ClientAddr, r.UserAgent, r.Operation, r.Target, r.Resource, r.Algorithm, r.Result, r.Detail,
 				r.Duration.Microseconds(), r.PrevHash, r.Hash); err != nil {
 				return err
 			}
@@ -282,8 +286,11 @@ func (l *Log) commit(batch []queued) {
 // Filter selects records. Zero fields match everything.
 type Filter struct {
 	Component string
-	// Target matches records whose target contains it (a key name, a key id, a vault).
-	Target    string
+	// Target matches records whose target contains it (a key id, part of one).
+	Target string
+	// Resource matches records whose resource is it or below it (vaults/team1 matches
+	// the vault and its keys).
+	Resource  string
 	Principal string // principal id or name
 	Operation string
 	Result    string
@@ -302,6 +309,9 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 	}
 	if f.Target != "" {
 		where, args = append(where, "instr(target, ?) > 0"), append(args, f.Target)
+	}
+	if f.Resource != "" {
+		where, args = append(where, "(resource = ? OR substr(resource, 1, ?) = ?)"), append(args, f.Resource, len(f.Resource)+1, f.Resource+"/")
 	}
 	if f.Principal != "" {
 		where, args = append(where, "(principal_id = ? OR principal_name = ?)"), append(args, f.Principal, f.Principal)
@@ -322,7 +332,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		where, args = append(where, "seq > ?"), append(args, f.AfterSeq)
 	}
 	q := `SELECT seq, time_ns, component, principal_id, principal_name, principal_kind, client_addr, user_agent,
-		operation, target, algorithm, result, detail, duration_us, prev_hash, hash FROM audit_records`
+		operation, target, resource, algorithm, result, detail, duration_us, prev_hash, hash FROM audit_records`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -352,7 +362,7 @@ func scan(rows *sql.Rows) (Record, error) {
 	var r Record
 	var ns, us int64
 	if err := rows.Scan(&r.Seq, &ns, &r.Component, &r.PrincipalID, &r.PrincipalName, &r.PrincipalKind,
-		&r.ClientAddr, &r.UserAgent, &r.Operation, &r.Target, &r.Algorithm, &r.Result, &r.Detail, &us,
+		&r.ClientAddr, &r.UserAgent, &r.Operation, &r.Target, &r.Resource, &r.Algorithm, &r.Result, &r.Detail, &us,
 		&r.PrevHash, &r.Hash); err != nil {
 		return r, fmt.Errorf("read audit record: %w", err)
 	}
@@ -377,7 +387,7 @@ type VerifyResult struct {
 // keep HeadHash elsewhere and compare.
 func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 	rows, err := l.db.QueryContext(ctx, `SELECT seq, time_ns, component, principal_id, principal_name, principal_kind,
-		client_addr, user_agent, operation, target, algorithm, result, detail, duration_us, prev_hash, hash
+		client_addr, user_agent, operation, target, resource, algorithm, result, detail, duration_us, prev_hash, hash
 		FROM audit_records ORDER BY seq`)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("verify audit records: %w", err)

@@ -36,7 +36,7 @@ func fill(t *testing.T, l *audit.Log, n int) {
 			res = audit.ResultDenied
 		}
 		l.Record(audit.Record{Component: "vault", PrincipalID: fmt.Sprintf("p%d", i%2), PrincipalName: "app", ClientAddr: "127.0.0.1",
-			UserAgent: "test", Operation: "KeyWrapKey", Target: fmt.Sprintf("https://v/keys/k%d/abc", i%4), Algorithm: "RSA-OAEP",
+			UserAgent: "test", Operation: "KeyWrapKey", Target: fmt.Sprintf("https://v/keys/k%d/abc", i%4), Resource: fmt.Sprintf("vaults/v/keys/k%d", i%4), Algorithm: "RSA-OAEP",
 			Result: res, Duration: time.Millisecond})
 	}
 	if err := l.Flush(context.Background()); err != nil {
@@ -93,6 +93,9 @@ func TestListFilters(t *testing.T) {
 		{audit.Filter{Principal: "p1"}, 6},
 		{audit.Filter{Principal: "app"}, 12},
 		{audit.Filter{Target: "/keys/k1/"}, 3},
+		{audit.Filter{Resource: "vaults/v"}, 12},
+		{audit.Filter{Resource: "vaults/v/keys/k2"}, 3},
+		{audit.Filter{Resource: "vaults/v/keys/k"}, 0},
 		{audit.Filter{Since: time.Now().Add(time.Hour)}, 0},
 		{audit.Filter{Until: time.Now().Add(time.Hour), Limit: 5}, 5},
 		{audit.Filter{AfterSeq: 10}, 2},

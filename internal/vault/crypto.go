@@ -51,7 +51,7 @@ func classify(err error) error {
 // Crypt runs encrypt, decrypt, wrapKey or unwrapKey (op) with the named version, or the
 // newest enabled one when version is "". It returns the kid of the version used.
 func (s *Service) Crypt(ctx context.Context, caller identity.Principal, vault, name, version, op string, p keys.CipherParams) (kid string, res keys.CipherResult, err error) {
-	e := auditEntry{op: "Key" + upperFirst(op), target: vault + "/keys/" + name + "/" + version, alg: p.Alg, start: s.now()}
+	e := auditEntry{op: "Key" + upperFirst(op), target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: p.Alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	if op != OpWrap && op != OpUnwrap && op != OpEncrypt && op != OpDecrypt {
 		return "", res, fmt.Errorf("%w: unknown operation %q", ErrInvalid, op)
@@ -106,7 +106,7 @@ func (s *Service) UnwrapKey(ctx context.Context, caller identity.Principal, vaul
 
 // Sign signs a digest.
 func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, name, version, alg string, digest []byte) (kid string, sig []byte, err error) {
-	e := auditEntry{op: "KeySign", target: vault + "/keys/" + name + "/" + version, alg: alg, start: s.now()}
+	e := auditEntry{op: "KeySign", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpSign, alg)
 	if r.Version != "" {
@@ -126,7 +126,7 @@ func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, na
 
 // Verify checks a signature over a digest.
 func (s *Service) Verify(ctx context.Context, caller identity.Principal, vault, name, version, alg string, digest, sig []byte) (kid string, ok bool, err error) {
-	e := auditEntry{op: "KeyVerify", target: vault + "/keys/" + name + "/" + version, alg: alg, start: s.now()}
+	e := auditEntry{op: "KeyVerify", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpVerify, alg)
 	if r.Version != "" {

@@ -76,7 +76,7 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 
 // CreateKey creates a key (or a new version of an existing key, as Key Vault does).
 func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vault, name string, p CreateKeyParams) (_ Key, err error) {
-	e := auditEntry{op: "KeyCreate", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyCreate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -114,7 +114,7 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 
 // ImportKey imports key material given as a JWK (a new version when the key exists).
 func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vault, name string, p ImportKeyParams) (_ Key, err error) {
-	e := auditEntry{op: "KeyImport", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyImport", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -170,7 +170,7 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 
 // GetKey returns a key version (version "" = the newest) with public material only.
 func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, name, version string) (_ Key, err error) {
-	e := auditEntry{op: "KeyGet", target: vault + "/keys/" + name + "/" + version, start: s.now()}
+	e := auditEntry{op: "KeyGet", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -194,7 +194,7 @@ func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, 
 
 // UpdateKey changes a version's attributes, key_ops and tags (version "" = the newest).
 func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vault, name, version string, p UpdateKeyParams) (_ Key, err error) {
-	e := auditEntry{op: "KeyUpdate", target: vault + "/keys/" + name + "/" + version, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyUpdate", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -290,7 +290,7 @@ func (s *Service) listKeyNames(ctx context.Context, vault string, deleted bool, 
 
 // ListKeys lists the vault's keys (each as its newest version), a page at a time.
 func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[Key], err error) {
-	e := auditEntry{op: "KeyList", target: vault, start: s.now()}
+	e := auditEntry{op: "KeyList", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -327,7 +327,7 @@ func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault
 
 // ListKeyVersions lists a key's versions, oldest first, a page at a time.
 func (s *Service) ListKeyVersions(ctx context.Context, caller identity.Principal, vault, name string, maxResults int, skip string) (_ Page[Key], err error) {
-	e := auditEntry{op: "KeyListVersions", target: vault + "/keys/" + name, start: s.now()}
+	e := auditEntry{op: "KeyListVersions", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -378,7 +378,7 @@ func (k Key) seq(c *cachedKey) int64 {
 // RotateKey creates a new version with the newest version's type, size, key_ops and tags;
 // its expiry follows the rotation policy's expiryTime.
 func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
-	e := auditEntry{op: "KeyRotate", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyRotate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -450,7 +450,7 @@ func decodePolicy(raw string) (RotationPolicy, error) {
 // GetRotationPolicy returns the key's rotation policy (the default one, Notify 30 days
 // before expiry, when none was set).
 func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string) (_ RotationPolicy, err error) {
-	e := auditEntry{op: "KeyGetRotationPolicy", target: vault + "/keys/" + name, start: s.now()}
+	e := auditEntry{op: "KeyGetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -480,7 +480,7 @@ func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Princip
 
 // SetRotationPolicy validates and stores a rotation policy.
 func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string, p RotationPolicy) (_ RotationPolicy, err error) {
-	e := auditEntry{op: "KeySetRotationPolicy", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeySetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {

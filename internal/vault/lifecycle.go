@@ -26,7 +26,7 @@ func (s *Service) toDeleted(ctx context.Context, v Vault, c *cachedKey) DeletedK
 // DeleteKey soft-deletes a key with all its versions. It can be recovered until its
 // scheduled purge date (the vault's retention).
 func (s *Service) DeleteKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
-	e := auditEntry{op: "KeyDelete", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyDelete", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -66,7 +66,7 @@ func (s *Service) deletedKey(ctx context.Context, vault, name string) (*cachedKe
 
 // GetDeletedKey returns a soft-deleted key.
 func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
-	e := auditEntry{op: "KeyGetDeleted", target: vault + "/keys/" + name, start: s.now()}
+	e := auditEntry{op: "KeyGetDeleted", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -85,7 +85,7 @@ func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, 
 
 // ListDeletedKeys lists soft-deleted keys.
 func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[DeletedKey], err error) {
-	e := auditEntry{op: "KeyListDeleted", target: vault, start: s.now()}
+	e := auditEntry{op: "KeyListDeleted", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -122,7 +122,7 @@ func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal
 
 // RecoverDeletedKey brings a soft-deleted key back with all its versions.
 func (s *Service) RecoverDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
-	e := auditEntry{op: "KeyRecover", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyRecover", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -150,7 +150,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, caller identity.Princip
 // PurgeDeletedKey destroys a soft-deleted key for good. Refused while the vault's purge
 // protection holds it (until its scheduled purge date).
 func (s *Service) PurgeDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (err error) {
-	e := auditEntry{op: "KeyPurge", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyPurge", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -213,7 +213,7 @@ type backupBody struct {
 // authenticated under a key derived from the vault root key: only a Coffer vault with the
 // same root key can restore it.
 func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vault, name string) (_ []byte, err error) {
-	e := auditEntry{op: "KeyBackup", target: vault + "/keys/" + name, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyBackup", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -249,7 +249,7 @@ func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vaul
 // RestoreKey restores a backup into vault, under its original name and versions. The name
 // must be free (not live, not soft-deleted).
 func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vault string, blob []byte) (_ Key, err error) {
-	e := auditEntry{op: "KeyRestore", target: vault, start: s.now(), sync: true}
+	e := auditEntry{op: "KeyRestore", target: vault, res: resource(vault, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
 	if err != nil {
@@ -342,7 +342,7 @@ func (s *Service) RunLifecycle(ctx context.Context) error {
 		}
 		start := s.now()
 		err = s.purge(ctx, x.vault, x.name, c)
-		s.record(ctx, system, auditEntry{op: "KeyPurgeScheduled", target: x.vault + "/keys/" + x.name, start: start, sync: true}, err)
+		s.record(ctx, system, auditEntry{op: "KeyPurgeScheduled", target: x.vault + "/keys/" + x.name, res: resource(x.vault, x.name), start: start, sync: true}, err)
 	}
 	// Rotation policies.
 	rows, err = s.db.QueryContext(ctx, `SELECT vault, name FROM vault_keys WHERE deleted = 0 AND policy <> ''`)
@@ -399,7 +399,7 @@ func (s *Service) applyPolicy(ctx context.Context, system identity.Principal, va
 			if err == nil {
 				target = k.ID
 			}
-			s.record(ctx, system, auditEntry{op: "KeyRotateByPolicy", target: target, start: start, sync: true}, err)
+			s.record(ctx, system, auditEntry{op: "KeyRotateByPolicy", target: target, res: resource(vault, name), start: start, sync: true}, err)
 			if err != nil {
 				return err
 			}
@@ -413,7 +413,7 @@ func (s *Service) applyPolicy(ctx context.Context, system identity.Principal, va
 			}
 			s.forgetKey(vault, name)
 			s.log.Info("key near expiry", "vault", vault, "key", name, "version", newest.Version)
-			s.record(ctx, system, auditEntry{op: "KeyNearExpiryNotify", target: KeyID(v.URL, name, newest.Version), start: start, sync: true}, nil)
+			s.record(ctx, system, auditEntry{op: "KeyNearExpiryNotify", target: KeyID(v.URL, name, newest.Version), res: resource(vault, name), start: start, sync: true}, nil)
 		}
 	}
 	return nil

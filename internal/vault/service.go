@@ -187,15 +187,17 @@ func (s *Service) authorize(ctx context.Context, caller identity.Principal, v Va
 
 type auditEntry struct {
 	op, target, alg string
-	start           time.Time
-	sync            bool
+	// res is the audited resource's path (vaults/V/keys/K), what audit filters match.
+	res   string
+	start time.Time
+	sync  bool
 }
 
 func (s *Service) record(ctx context.Context, caller identity.Principal, e auditEntry, err error) {
 	if s.audit == nil {
 		return
 	}
-	r := audit.Record{Time: e.start, Component: "vault", Operation: e.op, Target: e.target, Algorithm: e.alg,
+	r := audit.Record{Time: e.start, Component: "vault", Operation: e.op, Target: e.target, Resource: e.res, Algorithm: e.alg,
 		PrincipalID: caller.ID, PrincipalName: caller.Name, PrincipalKind: string(caller.Kind),
 		Duration: s.now().Sub(e.start), Result: audit.ResultSuccess}
 	if ctx.Value(serverKey{}) != nil && caller.ID == "" {
@@ -223,6 +225,14 @@ func (s *Service) record(ctx context.Context, caller identity.Principal, e audit
 		return
 	}
 	s.audit.Record(r)
+}
+
+// resource is the audit resource path of a vault or a key.
+func resource(vault, key string) string {
+	if key == "" {
+		return "vaults/" + vault
+	}
+	return "vaults/" + vault + "/keys/" + key
 }
 
 // ---- caches ----

@@ -25,7 +25,7 @@ func validateVaultProps(v *Vault) error {
 // CreateVault creates a vault. Zero properties take the defaults (access policies,
 // 90-day retention, no purge protection, network open).
 func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v Vault) (_ Vault, err error) {
-	e := auditEntry{op: "VaultCreate", target: v.Name, start: s.now(), sync: true}
+	e := auditEntry{op: "VaultCreate", target: v.Name, res: resource(v.Name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	if err := ValidVaultName(v.Name); err != nil {
 		return Vault{}, err
@@ -118,7 +118,7 @@ func (s *Service) LookupVault(ctx context.Context, name string) (Vault, error) {
 
 // UpdateVault changes vault properties. Purge protection cannot be turned off.
 func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, name string, u VaultUpdate) (_ Vault, err error) {
-	e := auditEntry{op: "VaultUpdate", target: name, start: s.now(), sync: true}
+	e := auditEntry{op: "VaultUpdate", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)
 	if err != nil {
@@ -180,7 +180,7 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 // DeleteVault deletes an empty vault. A vault that still holds keys, deleted ones
 // included, is refused: delete and purge them first.
 func (s *Service) DeleteVault(ctx context.Context, caller identity.Principal, name string) (err error) {
-	e := auditEntry{op: "VaultDelete", target: name, start: s.now(), sync: true}
+	e := auditEntry{op: "VaultDelete", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)
 	if err != nil {

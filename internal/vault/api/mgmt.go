@@ -396,13 +396,12 @@ func (m *Management) auditList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.Filter{Principal: q.Get("identity"), Operation: q.Get("operation"), Result: q.Get("result")}
 	if v := q.Get("vault"); v != "" {
-		f.Component = "vault"
-		f.Target = v
+		f.Resource = "vaults/" + v
 		if k := q.Get("key"); k != "" {
-			f.Target = v + "/keys/" + k
+			f.Resource += "/keys/" + k
 		}
 	} else if k := q.Get("key"); k != "" {
-		f.Target = "/keys/" + k
+		f.Target = "/keys/" + k + "/"
 	}
 	var err error
 	if f.Since, err = parseTime(q.Get("since")); err != nil {

@@ -1,0 +1,282 @@
+package cli
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+func init() {
+	register(func(root *cobra.Command) {
+		cmd := &cobra.Command{
+			Use:   "vault",
+			Short: "Manage key vaults, their keys, access policies and audit trail",
+			Long: `A vault holds keys and answers the Azure Key Vault keys REST API at its own URL
+(https://NAME.<vault-domain>:PORT, or https://HOST:PORT for a vault with --port).`,
+		}
+		cmd.AddCommand(vaultCreateCmd(), vaultListCmd(), vaultShowCmd(), vaultUpdateCmd(), vaultDeleteCmd(),
+			vaultPolicyCmd(), vaultAuditCmd(), vaultKeyCmd())
+		root.AddCommand(cmd)
+	})
+}
+
+func vaultTable(vs ...vault.Vault) func() Table {
+	return func() Table {
+		t := Table{Header: []string{"NAME", "URL", "ACCESS MODEL", "RETENTION", "PURGE PROTECTION", "NETWORK"}}
+		for _, v := range vs {
+			model := "access policies"
+			if v.EnableRbacAuthorization {
+				model = "RBAC"
+			}
+			net := v.NetworkRules.DefaultAction
+			if len(v.NetworkRules.IPRules) > 0 {
+				net += " except " + strings.Join(v.NetworkRules.IPRules, ",")
+			}
+			t.Rows = append(t.Rows, []string{v.Name, v.URL, model, strconv.Itoa(v.SoftDeleteRetentionDays) + "d",
+				strconv.FormatBool(v.EnablePurgeProtection), net + " (bypass " + v.NetworkRules.Bypass + ")"})
+		}
+		return t
+	}
+}
+
+// vaultPropertyFlags are shared by create and update.
+func vaultPropertyFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.Bool("rbac", false, "authorize with role assignments (enableRbacAuthorization) instead of access policies")
+	f.Int("retention-days", 90, "soft-delete retention, 7 to 90 days")
+	f.Bool("purge-protection", false, "refuse purging deleted keys before their retention ends (cannot be turned off)")
+	f.Int("port", 0, "also answer on this port of its own (reachable with no DNS name; 0: none)")
+	f.String("default-action", "Allow", "network rule default action: Allow or Deny")
+	f.StringSlice("ip-rule", nil, "address or CIDR range allowed when the default action is Deny (repeatable)")
+	f.String("bypass", "CofferServices", "let Coffer's own services (registry, KMS plugin) bypass network rules: CofferServices or None")
+}
+
+func vaultUpdateFromFlags(cmd *cobra.Command, all bool) vault.VaultUpdate {
+	var u vault.VaultUpdate
+	f := cmd.Flags()
+	if all || f.Changed("rbac") {
+		v, _ := f.GetBool("rbac")
+		u.EnableRbacAuthorization = &v
+	}
+	if all || f.Changed("retention-days") {
+		v, _ := f.GetInt("retention-days")
+		u.SoftDeleteRetentionDays = &v
+	}
+	if all || f.Changed("purge-protection") {
+		v, _ := f.GetBool("purge-protection")
+		u.EnablePurgeProtection = &v
+	}
+	if all || f.Changed("port") {
+		v, _ := f.GetInt("port")
+		u.Port = &v
+	}
+	if all || f.Changed("default-action") || f.Changed("ip-rule") || f.Changed("bypass") {
+		a, _ := f.GetString("default-action")
+		ips, _ := f.GetStringSlice("ip-rule")
+		b, _ := f.GetString("bypass")
+		u.NetworkRules = &vault.NetworkRules{DefaultAction: a, IPRules: ips, Bypass: b}
+	}
+	return u
+}
+
+func vaultCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a vault",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			u := vaultUpdateFromFlags(cmd, true)
+			v := vault.Vault{Name: args[0], EnableRbacAuthorization: *u.EnableRbacAuthorization, SoftDeleteRetentionDays: *u.SoftDeleteRetentionDays,
+				EnablePurgeProtection: *u.EnablePurgeProtection, Port: *u.Port, NetworkRules: *u.NetworkRules}
+			var out vault.Vault
+			if err := c.do(cmd.Context(), "POST", "/coffer/v1/vaults", v, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, vaultTable(out))
+		},
+	}
+	vaultPropertyFlags(cmd)
+	return cmd
+}
+
+func vaultListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the vaults you may read",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Value []vault.Vault `json:"value"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out.Value, vaultTable(out.Value...))
+		},
+	}
+}
+
+func vaultShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a vault's properties and the URL to give the Azure SDK",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out vault.Vault
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0]), nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table {
+				t := vaultTable(out)()
+				t.Rows = append(t.Rows, []string{})
+				if out.Port != 0 {
+					t.Rows = append(t.Rows, []string{"note:", "by address no challenge resource can match the vault host: set azkeys.ClientOptions.DisableChallengeResourceVerification"})
+				}
+				return t
+			})
+		},
+	}
+}
+
+func vaultUpdateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change a vault's properties (only the flags given)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out vault.Vault
+			if err := c.do(cmd.Context(), "PATCH", "/coffer/v1/vaults/"+url.PathEscape(args[0]), vaultUpdateFromFlags(cmd, false), &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, vaultTable(out))
+		},
+	}
+	vaultPropertyFlags(cmd)
+	return cmd
+}
+
+func vaultDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete an empty vault (delete and purge its keys first)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/vaults/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted vault %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+type accessPolicy struct {
+	Vault          string   `json:"vault"`
+	ObjectID       string   `json:"objectId"`
+	KeyPermissions []string `json:"keyPermissions"`
+}
+
+func policyTable(ps ...accessPolicy) func() Table {
+	return func() Table {
+		t := Table{Header: []string{"VAULT", "OBJECT ID", "KEY PERMISSIONS"}}
+		for _, p := range ps {
+			t.Rows = append(t.Rows, []string{p.Vault, p.ObjectID, strings.Join(p.KeyPermissions, ",")})
+		}
+		return t
+	}
+}
+
+func vaultPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Manage a vault's access policies (used when the vault does not use RBAC)"}
+	set := &cobra.Command{
+		Use:   "set VAULT --object-id ID --key-permissions get,wrapKey,unwrapKey",
+		Short: "Set (replace) an identity's key permissions in a vault",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("object-id")
+			perms, _ := cmd.Flags().GetStringSlice("key-permissions")
+			if id == "" || len(perms) == 0 {
+				return fmt.Errorf("give --object-id and --key-permissions (get, list, create, update, import, delete, recover, backup, restore, purge, wrapKey, unwrapKey, encrypt, decrypt, sign, verify, rotate, getrotationpolicy, setrotationpolicy, or all)")
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out accessPolicy
+			path := "/coffer/v1/vaults/" + url.PathEscape(args[0]) + "/access-policies/" + url.PathEscape(id)
+			if err := c.do(cmd.Context(), "PUT", path, map[string]any{"keyPermissions": perms}, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, policyTable(out))
+		},
+	}
+	set.Flags().String("object-id", "", "object id of the identity (a name or client id is resolved)")
+	set.Flags().StringSlice("key-permissions", nil, "key permissions, comma-separated")
+	del := &cobra.Command{
+		Use:   "delete VAULT --object-id ID",
+		Short: "Remove an identity's access policy from a vault",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, _ := cmd.Flags().GetString("object-id")
+			if id == "" {
+				return fmt.Errorf("give --object-id")
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			path := "/coffer/v1/vaults/" + url.PathEscape(args[0]) + "/access-policies/" + url.PathEscape(id)
+			if err := c.do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed the access policy of %s from vault %s\n", id, args[0])
+			return nil
+		},
+	}
+	del.Flags().String("object-id", "", "object id of the identity")
+	list := &cobra.Command{
+		Use:   "list VAULT",
+		Short: "List a vault's access policies",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Value []accessPolicy `json:"value"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/access-policies", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out.Value, policyTable(out.Value...))
+		},
+	}
+	cmd.AddCommand(set, del, list)
+	return cmd
+}
