@@ -135,6 +135,9 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Service, error) {
 	if errors.Is(err, ErrNotFound) {
 		sys = Principal{ID: uuid.NewString(), Kind: KindSystemIdentity, Name: SystemIdentityName, ClientID: uuid.NewString()}
 		err = s.insert(ctx, sys, "")
+		if errors.Is(err, ErrConflict) { // another replica created it first
+			sys, err = s.lookupOne(ctx, `kind = ? AND name = ?`, string(KindSystemIdentity), SystemIdentityName)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("system-assigned identity: %w", err)
