@@ -13,10 +13,10 @@ var ErrNotFound = errors.New("not found")
 
 // BlobInfo describes a blob as a repository sees it.
 type BlobInfo struct {
-	Digest digest.Digest
-	Size   int64
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
 	// Touched is when the blob was last linked to a repository (upload, mount, check).
-	Touched time.Time
+	Touched time.Time `json:"touched"`
 }
 
 // ManifestRecord is a stored manifest's metadata (its bytes live in the blob store).

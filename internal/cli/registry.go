@@ -1,0 +1,294 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Registry management commands: repositories, tags and garbage collection, over the
+// management API (/coffer/v1/registry/...). The `registry` parent is shared with the
+// encryption commands (findOrAddCommand).
+func init() {
+	register(func(root *cobra.Command) {
+		reg := findOrAddCommand(root, &cobra.Command{Use: "registry", Short: "Manage the registry"})
+		reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand())
+	})
+}
+
+// registryRepository mirrors the server's repository summary.
+type registryRepository struct {
+	Name          string    `json:"name"`
+	Created       time.Time `json:"created"`
+	ManifestCount int       `json:"manifestCount"`
+	TagCount      int       `json:"tagCount"`
+	BlobCount     int       `json:"blobCount"`
+	Size          int64     `json:"size"`
+}
+
+func repoRows(list []registryRepository) Table {
+	t := Table{Header: []string{"NAME", "MANIFESTS", "TAGS", "BLOBS", "SIZE", "CREATED"}}
+	for _, r := range list {
+		t.Rows = append(t.Rows, []string{r.Name, strconv.Itoa(r.ManifestCount), strconv.Itoa(r.TagCount),
+			strconv.Itoa(r.BlobCount), humanBytes(r.Size), r.Created.Local().Format(time.DateTime)})
+	}
+	return t
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func registryRepoCommand() *cobra.Command {
+	repo := &cobra.Command{Use: "repo", Aliases: []string{"repository"}, Short: "List, show and delete repositories"}
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List repositories with their manifest, tag and blob counts",
+		Example: "  coffer registry repo list\n  coffer registry repo list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var all []registryRepository
+			last := ""
+			for {
+				var page struct {
+					Repositories []registryRepository `json:"repositories"`
+					Next         string               `json:"next"`
+				}
+				q := url.Values{"n": {"500"}}
+				if last != "" {
+					q.Set("last", last)
+				}
+				if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/repositories?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				all = append(all, page.Repositories...)
+				if page.Next == "" {
+					break
+				}
+				last = page.Next
+			}
+			if all == nil {
+				all = []registryRepository{}
+			}
+			return printResult(cmd, all, func() Table { return repoRows(all) })
+		},
+	}
+	show := &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Show one repository",
+		Example: "  coffer registry repo show team/app",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var r registryRepository
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/repositories/"+args[0], nil, &r); err != nil {
+				return err
+			}
+			return printResult(cmd, r, func() Table { return repoRows([]registryRepository{r}) })
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a repository: its manifests, tags and uploads (blobs go at the next garbage collection)",
+		Long: `Delete a repository: its manifests, tags, blob links and uploads in progress. The
+blobs themselves are removed by the next garbage collection if no other repository
+needs them ('coffer registry gc').`,
+		Example: "  coffer registry repo delete team/old-app --yes",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if yes, _ := cmd.Flags().GetBool("yes"); !yes {
+				return fmt.Errorf("deleting repository %s removes all its images: add --yes to confirm", args[0])
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/registry/repositories/"+args[0], nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted repository %s.\n", args[0])
+			return nil
+		},
+	}
+	del.Flags().Bool("yes", false, "confirm the deletion")
+	repo.AddCommand(list, show, del)
+	return repo
+}
+
+type registryTag struct {
+	Name    string    `json:"name"`
+	Digest  string    `json:"digest"`
+	Updated time.Time `json:"updated"`
+}
+
+func registryTagCommand() *cobra.Command {
+	tag := &cobra.Command{Use: "tag", Short: "List and delete tags"}
+	list := &cobra.Command{
+		Use:     "list REPOSITORY",
+		Short:   "List a repository's tags with their digests",
+		Example: "  coffer registry tag list team/app",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Repository string        `json:"repository"`
+				Tags       []registryTag `json:"tags"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/tags?"+url.Values{"repository": {args[0]}}.Encode(), nil, &out); err != nil {
+				return err
+			}
+			if out.Tags == nil {
+				out.Tags = []registryTag{}
+			}
+			return printResult(cmd, out.Tags, func() Table {
+				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED"}}
+				for _, tg := range out.Tags {
+					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime)})
+				}
+				return t
+			})
+		},
+	}
+	del := &cobra.Command{
+		Use:     "delete REPOSITORY TAG",
+		Short:   "Delete a tag (the manifest stays, reachable by digest)",
+		Example: "  coffer registry tag delete team/app v1.0",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"repository": {args[0]}, "tag": {args[1]}}
+			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/registry/tags?"+q.Encode(), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deleted tag %s:%s.\n", args[0], args[1])
+			return nil
+		},
+	}
+	tag.AddCommand(list, del)
+	return tag
+}
+
+// gcReport mirrors the server's garbage collection report.
+type gcReport struct {
+	DryRun bool      `json:"dryRun"`
+	Cutoff time.Time `json:"cutoff"`
+	Blobs  []struct {
+		Digest string `json:"digest"`
+		Size   int64  `json:"size"`
+	} `json:"blobs"`
+	StaleLinks     int   `json:"staleLinks"`
+	BytesFreed     int64 `json:"bytesFreed"`
+	OrphanFiles    int   `json:"orphanFiles"`
+	ExpiredUploads int   `json:"expiredUploads"`
+}
+
+func registryGCCommand() *cobra.Command {
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Collect garbage: remove blobs no manifest needs (online, safe beside pushes)",
+		Long: `Remove blobs that no manifest references and that no repository linked within the
+grace period (1h), blob files left without metadata by a crash, and upload sessions
+idle past --upload-expiry. The registry stays online: pushes and pulls go on while it
+runs, and content a push is about to reference is never removed. With --dry-run it
+only reports what it would remove. Progress is printed to stderr.`,
+		Example: "  coffer registry gc --dry-run\n  coffer registry gc -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			dry, _ := cmd.Flags().GetBool("dry-run")
+			req, err := http.NewRequestWithContext(cmd.Context(), "POST", c.base+"/coffer/v1/registry/gc?dryRun="+strconv.FormatBool(dry), nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+c.token)
+			req.Header.Set("Accept", "application/x-ndjson")
+			resp, err := c.http.Do(req)
+			if err != nil {
+				return fmt.Errorf("reach %s: %w", c.base, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				return decodeAPIError(resp)
+			}
+			var rep *gcReport
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 64<<20)
+			errOut := cmd.ErrOrStderr()
+			for sc.Scan() {
+				var ev struct {
+					Phase  string    `json:"phase"`
+					Done   int       `json:"done"`
+					Total  int       `json:"total"`
+					Report *gcReport `json:"report"`
+					Error  string    `json:"error"`
+				}
+				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+					return fmt.Errorf("garbage collection progress: %w", err)
+				}
+				switch {
+				case ev.Error != "":
+					return fmt.Errorf("garbage collection failed: %s", ev.Error)
+				case ev.Report != nil:
+					rep = ev.Report
+				case ev.Total > 0:
+					fmt.Fprintf(errOut, "gc: %s %d/%d\n", ev.Phase, ev.Done, ev.Total)
+				case ev.Phase != "":
+					fmt.Fprintf(errOut, "gc: %s\n", ev.Phase)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("garbage collection: %w", err)
+			}
+			if rep == nil {
+				return fmt.Errorf("garbage collection: the server ended the stream without a report")
+			}
+			return printResult(cmd, rep, func() Table {
+				verb := "Removed"
+				if rep.DryRun {
+					verb = "Would remove"
+				}
+				t := Table{Header: []string{"WHAT", "COUNT"}}
+				t.Rows = append(t.Rows,
+					[]string{verb + " blobs", strconv.Itoa(len(rep.Blobs))},
+					[]string{verb + " bytes", humanBytes(rep.BytesFreed)},
+					[]string{verb + " stale blob links", strconv.Itoa(rep.StaleLinks)},
+					[]string{verb + " orphan files", strconv.Itoa(rep.OrphanFiles)},
+					[]string{"Expired uploads", strconv.Itoa(rep.ExpiredUploads)})
+				return t
+			})
+		},
+	}
+	gc.Flags().Bool("dry-run", false, "report what would be removed without removing it")
+	return gc
+}
