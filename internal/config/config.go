@@ -73,6 +73,9 @@ type Encryption struct {
 	Identity                 string
 	KeyRotationCheckInterval time.Duration
 	KeyAccessCheckInterval   time.Duration
+	// VaultCAFile is extra CA certificates (PEM) trusted when the key lives in a vault of
+	// another server (Coffer with a private CA).
+	VaultCAFile string
 }
 
 // Defaults returns the embedded default configuration.
@@ -127,6 +130,7 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Encryption.KeyID, "encryption-key-id", s.Encryption.KeyID, "customer-managed key (vault key URL) for a fresh registry; default: platform-managed key")
 	fs.StringVar(&s.Encryption.Identity, "encryption-identity", s.Encryption.Identity, "identity used to reach the customer-managed key: a managed identity's client id, or [system]")
 	fs.DurationVar(&s.Encryption.KeyRotationCheckInterval, "key-rotation-check-interval", s.Encryption.KeyRotationCheckInterval, "how often a versionless key is checked for a newer version")
+	fs.StringVar(&s.Encryption.VaultCAFile, "encryption-vault-ca-file", s.Encryption.VaultCAFile, "extra CA certificates (PEM) to trust when the encryption key is in another server's vault")
 	fs.DurationVar(&s.Encryption.KeyAccessCheckInterval, "key-access-check-interval", s.Encryption.KeyAccessCheckInterval, "how often access to the encryption key is re-validated (at most 60s)")
 }
 

@@ -59,7 +59,17 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	if err != nil {
 		return kek.KeyInfo{}, mapError("get", keyID, err)
 	}
-	return kek.KeyInfo{KID: k.ID, Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps}, nil
+	return kek.KeyInfo{KID: sameForm(id, k.ID), Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps}, nil
+}
+
+// sameForm writes the vault's kid with the vault URL the caller used (a vault has several:
+// by host name, by port), so a stored kid keeps resolving the way its key id did.
+func sameForm(asked kek.KeyID, kid string) string {
+	got, err := kek.ParseKeyID(kid)
+	if err != nil || got.Version == "" {
+		return kid
+	}
+	return kek.KeyID{Vault: asked.Vault, Name: asked.Name, Version: got.Version}.String()
 }
 
 // WrapKey wraps with RSA-OAEP-256.
@@ -72,7 +82,7 @@ func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (stri
 	if err != nil {
 		return "", nil, mapError("wrapKey", keyID, err)
 	}
-	return kid, out, nil
+	return sameForm(id, kid), out, nil
 }
 
 // UnwrapKey unwraps with RSA-OAEP-256.

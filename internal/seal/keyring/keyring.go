@@ -572,7 +572,7 @@ func (k *Keyring) CheckRotation(ctx context.Context) (bool, error) {
 // Run re-validates access every interval and checks a versionless key for new versions
 // every rotation interval, until ctx ends.
 func (k *Keyring) Run(ctx context.Context) {
-	tick := k.o.AccessCheckInterval / 2
+	tick := min(k.o.AccessCheckInterval, k.o.RotationCheckInterval) / 2
 	if tick < 50*time.Millisecond {
 		tick = 50 * time.Millisecond
 	}
@@ -586,7 +586,7 @@ func (k *Keyring) Run(ctx context.Context) {
 		}
 		k.mu.Lock()
 		initialized := k.settings != nil
-		accessDue := k.o.Now().Sub(k.lastCheck) >= k.o.AccessCheckInterval-tick/2
+		accessDue := k.o.Now().Sub(k.lastCheck) >= k.o.AccessCheckInterval-min(tick, k.o.AccessCheckInterval/2)/2
 		rotDue := k.o.Now().Sub(k.lastRotCk) >= k.o.RotationCheckInterval
 		k.mu.Unlock()
 		if !initialized {

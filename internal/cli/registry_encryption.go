@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// The encryption commands live under `coffer registry`, which the registry's command file
+// may also define: whichever runs first creates it, the other finds it.
+func init() {
+	register(func(root *cobra.Command) {
+		reg := findOrAddCommand(root, &cobra.Command{Use: "registry", Short: "Manage the registry"})
+		enc := &cobra.Command{
+			Use:   "encryption",
+			Short: "Show and manage the registry's encryption at rest",
+			Long: `Everything the registry stores is encrypted at rest. By default the key is a
+platform-managed key that Coffer created in its own vault (coffer-platform); a
+customer-managed key is an RSA or RSA-HSM key in any vault that speaks the Key Vault
+keys API (this server's vaults, another Coffer server, or Azure Key Vault), reached as
+a managed identity or as the registry's system identity ([system]).
+
+A key id with a version pins that version until 'rotate-key'; a key id without a
+version turns on automatic rotation to the key's newest version.`,
+		}
+		enc.AddCommand(encryptionShowCommand(), encryptionEnableCommand(), encryptionRotateCommand(), encryptionDisableCommand())
+		reg.AddCommand(enc)
+	})
+}
+
+// findOrAddCommand returns parent's subcommand named like cmd, adding cmd if there is none.
+func findOrAddCommand(parent, cmd *cobra.Command) *cobra.Command {
+	for _, c := range parent.Commands() {
+		if c.Name() == cmd.Name() {
+			return c
+		}
+	}
+	parent.AddCommand(cmd)
+	return cmd
+}
+
+const encryptionPath = "/coffer/v1/registry/encryption"
+
+func encryptionShowCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Print the encryption settings as JSON, and whether the key is accessible now",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out map[string]any
+			if err := c.do(cmd.Context(), "GET", encryptionPath, nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, nil)
+		},
+	}
+}
+
+func encryptionChangeCommand(use, short, example, path string, identityDefault string) *cobra.Command {
+	var keyID, ident string
+	cmd := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out map[string]any
+			body := map[string]string{"keyEncryptionKey": keyID}
+			if ident != "" {
+				body["identity"] = ident
+			}
+			if err := c.do(cmd.Context(), "POST", encryptionPath+path, body, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, nil)
+		},
+	}
+	cmd.Flags().StringVar(&keyID, "key-encryption-key", "", "key id: https://VAULT-HOST/keys/NAME (automatic rotation) or .../NAME/VERSION (pinned)")
+	cmd.Flags().StringVar(&ident, "identity", identityDefault, "managed identity (client id or principal id) that reaches the key, or [system]")
+	cmd.MarkFlagRequired("key-encryption-key")
+	return cmd
+}
+
+func encryptionEnableCommand() *cobra.Command {
+	return encryptionChangeCommand("enable", "Encrypt the registry under a customer-managed key (cannot be undone)",
+		`  coffer registry encryption enable --key-encryption-key https://team.vault.localhost:5000/keys/registry-cmk --identity 6f1c...`,
+		"/enable", "[system]")
+}
+
+func encryptionRotateCommand() *cobra.Command {
+	return encryptionChangeCommand("rotate-key", "Re-wrap the registry's root key under another key, key version or identity",
+		`  coffer registry encryption rotate-key --key-encryption-key https://team.vault.localhost:5000/keys/registry-cmk/0123abcd
+  coffer registry encryption rotate-key --key-encryption-key https://team.vault.localhost:5000/keys/registry-cmk --identity [system]`,
+		"/rotate-key", "")
+}
+
+func encryptionDisableCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "disable",
+		Short: "Refused: customer-managed key encryption cannot be disabled once enabled",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			return c.do(cmd.Context(), "POST", encryptionPath+"/disable", nil, nil)
+		},
+	}
+}
