@@ -165,7 +165,7 @@ type AssignmentFilter struct {
 	Role string
 }
 
-// ListAssignments lists role assignments, oldest first.
+// ListAssignments lists role assignments ordered by scope, role and principal name.
 func (s *Service) ListAssignments(ctx context.Context, f AssignmentFilter) ([]Assignment, error) {
 	q := selectAssignments + ` WHERE 1 = 1`
 	var args []any
@@ -181,7 +181,7 @@ func (s *Service) ListAssignments(ctx context.Context, f AssignmentFilter) ([]As
 		q += ` AND role = ?`
 		args = append(args, r.def.Name)
 	}
-	q += ` ORDER BY created_at, id`
+	q += ` ORDER BY scope, role, principal_name, id`
 	list, err := scanAssignments(s.db.QueryContext(ctx, q, args...))
 	if err != nil {
 		return nil, fmt.Errorf("list role assignments: %w", err)

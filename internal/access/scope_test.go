@@ -121,3 +121,27 @@ func FuzzParseScope(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseScopeMapEntry checks that the scope-map parser (CLI --repository values and API
+// bodies) never panics and that what it accepts is canonical and decidable.
+func FuzzParseScopeMapEntry(f *testing.F) {
+	for _, s := range []string{"app:content/read,content/write", "team/*:metadata/read", "a:", ":x", "a:b:c", "App:content/read", "x/*/*:content/read"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		e, err := ParseScopeMapEntry(in)
+		if err != nil {
+			return
+		}
+		if len(e.Actions) == 0 {
+			t.Fatalf("accepted %q with no actions", in)
+		}
+		again, err := ParseScopeMapEntry(e.Repository + ":" + strings.Join(e.Actions, ","))
+		if err != nil || again.Repository != e.Repository || strings.Join(again.Actions, ",") != strings.Join(e.Actions, ",") {
+			t.Fatalf("ParseScopeMapEntry(%q) = %+v is not canonical: %+v, %v", in, e, again, err)
+		}
+		if _, err := newScopeMapEntry(e.Repository, e.Actions); err != nil {
+			t.Fatalf("accepted %q but cannot compile it: %v", in, err)
+		}
+	})
+}
