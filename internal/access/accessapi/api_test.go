@@ -159,7 +159,10 @@ func TestManagementAPI(t *testing.T) {
 	status, raw = dev.call("POST", "/coffer/v1/role-assignments", map[string]string{"role": "Key Vault Reader", "assignee": "dev", "scope": "/vaults/team2"}, nil)
 	expectError(t, status, raw, http.StatusForbidden, "Forbidden")
 
-	// Access policies.
+	// Access policies: refused on a vault that does not exist, then set on a new one.
+	status, raw = admin.call("PUT", "/coffer/v1/vaults/nosuch/access-policies/dev", map[string]any{"keyPermissions": []string{"get"}}, nil)
+	expectError(t, status, raw, http.StatusNotFound, "NotFound")
+	admin.must("POST", "/coffer/v1/vaults", map[string]any{"name": "team1"}, nil, http.StatusCreated)
 	var pol access.AccessPolicy
 	dev.must("PUT", "/coffer/v1/vaults/team1/access-policies/dev", map[string]any{"keyPermissions": []string{"Get", "wrapkey", "UNWRAPKEY"}}, &pol, http.StatusOK)
 	if strings.Join(pol.KeyPermissions, ",") != "get,wrapKey,unwrapKey" || pol.ObjectID != created.PrincipalID {
