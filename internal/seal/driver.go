@@ -265,6 +265,7 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		}
 	}
 	return &reader{
+		ctx: ctx, keys: d.keys,
 		path: path, closer: src, src: bufio.NewReaderSize(src, readAheadSegments*int(h.slot())), c: c, h: h,
 		index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
 		buf: make([]byte, h.slot()),
@@ -538,8 +539,15 @@ func (w *writer) writeTail() error {
 	return nil
 }
 
+// recheckSegments is how often (in segments) a long read asks the key source again, so a
+// revoked key also stops reads already under way (every 1 MiB by default).
+const recheckSegments = 16
+
 // reader decrypts segments in order from index on.
 type reader struct {
+	ctx    context.Context
+	keys   KeySource
+	read   int // segments decrypted so far
 	path   string
 	closer io.Closer
 	src    *bufio.Reader
@@ -570,6 +578,11 @@ func (r *reader) Read(p []byte) (int, error) {
 }
 
 func (r *reader) next() error {
+	if r.read++; r.read%recheckSegments == 0 {
+		if _, err := r.keys.Key(r.ctx, r.h.Generation); err != nil {
+			return fmt.Errorf("seal %s: %w", r.path, err)
+		}
+	}
 	n, err := io.ReadFull(r.src, r.buf)
 	final := false
 	switch {

@@ -348,6 +348,26 @@ func TestKeySourceRefusal(t *testing.T) {
 	}
 	open.Close()
 
+	// A read under way stops too (within a few segments).
+	k.revoke(nil)
+	big, _ := d.Writer(ctx, "big")
+	big.Write(make([]byte, 40*seal.DefaultSegmentSize))
+	if err := big.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := d.Reader(ctx, "big", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(rb, make([]byte, seal.DefaultSegmentSize)); err != nil {
+		t.Fatal(err)
+	}
+	k.revoke(revoked)
+	if _, err := io.Copy(io.Discard, rb); !errors.Is(err, revoked) {
+		t.Errorf("read under way after revocation: %v", err)
+	}
+	rb.Close()
+
 	k.revoke(nil)
 	r, err := d.Reader(ctx, "old", 0)
 	if err != nil {
