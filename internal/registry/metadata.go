@@ -85,6 +85,9 @@ type Metadata interface {
 	// LinkBlob records the blob (creating it if new) and links it to repo (creating the
 	// repository if new), refreshing both touch times.
 	LinkBlob(ctx context.Context, repo string, b BlobInfo, now time.Time) error
+	// CompleteUpload links the blob an upload produced to repo (as LinkBlob) and deletes
+	// the upload session, in one transaction.
+	CompleteUpload(ctx context.Context, uploadID, repo string, b BlobInfo, now time.Time) error
 	// UnlinkBlob removes the link of d from repo; false if there was none.
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) (bool, error)
 

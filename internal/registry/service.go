@@ -310,10 +310,12 @@ func (s *Service) AppendUpload(ctx context.Context, repo, id string, start int64
 	if err != nil {
 		return u, err
 	}
-	return s.appendLocked(ctx, u, start, r)
+	return s.appendLocked(ctx, u, start, r, true)
 }
 
-func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.Reader) (Upload, error) {
+// appendLocked appends r to the upload. With persist, progress is recorded (a chunk the
+// client may resume after); otherwise only when the body breaks off.
+func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.Reader, persist bool) (Upload, error) {
 	if start >= 0 && start != u.Offset {
 		return u, &Error{Code: CodeBlobUploadInvalid, cause: ErrRangeNotSatisfiable,
 			Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes: resume from %d", start, u.Offset, u.Offset)}
@@ -348,8 +350,10 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 	}
 	// Record progress even when the body broke off (and the request's context with it),
 	// so the client may resume.
-	if err := s.meta.UpdateUpload(context.WithoutCancel(ctx), u); err != nil {
-		return u, internal(err)
+	if persist || copyErr != nil {
+		if err := s.meta.UpdateUpload(context.WithoutCancel(ctx), u); err != nil {
+			return u, internal(err)
+		}
 	}
 	if copyErr != nil {
 		return u, fmt.Errorf("upload %s interrupted after %d bytes: %w", u.ID, u.Offset, copyErr)
@@ -393,13 +397,21 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return BlobInfo{}, err
 	}
 	if r != nil {
-		if u, err = s.appendLocked(ctx, u, start, r); err != nil {
+		if u, err = s.appendLocked(ctx, u, start, r, false); err != nil {
 			return BlobInfo{}, err
 		}
 	}
+	// From here on a failure leaves the session where the last chunk left it; record the
+	// final chunk's progress so the client may retry the PUT alone.
+	fail := func(err error) (BlobInfo, error) {
+		if r != nil {
+			s.meta.UpdateUpload(context.WithoutCancel(ctx), u)
+		}
+		return BlobInfo{}, err
+	}
 	h, err := restoreHash(u.HashAlg, u.HashState)
 	if err != nil {
-		return BlobInfo{}, newError(CodeBlobUploadInvalid, "upload %s cannot be verified: %v", id, err)
+		return fail(newError(CodeBlobUploadInvalid, "upload %s cannot be verified: %v", id, err))
 	}
 	w, err := s.driver.ResumeWriter(ctx, uploadPath(id))
 	if err != nil {
@@ -417,10 +429,10 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 	}
 	if got != "" && got != d {
 		w.Close()
-		return BlobInfo{}, newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d)
+		return fail(newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d))
 	}
 	if err := w.Commit(ctx); err != nil {
-		return BlobInfo{}, internal(fmt.Errorf("commit upload: %w", err))
+		return fail(internal(fmt.Errorf("commit upload: %w", err)))
 	}
 	if got == "" {
 		// Another algorithm than the running hash: verify by reading the bytes back.
@@ -430,11 +442,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		}
 	}
 	b := BlobInfo{Digest: d, Size: u.Offset}
-	if err := s.place(ctx, repo, uploadPath(id), b); err != nil {
+	if err := s.place(ctx, repo, uploadPath(id), b, id); err != nil {
 		return BlobInfo{}, err
-	}
-	if err := s.meta.DeleteUpload(ctx, id); err != nil {
-		s.opts.Log.Warn("delete finished upload", "upload", id, "err", err)
 	}
 	return b, nil
 }
@@ -455,9 +464,10 @@ func (s *Service) verifyStored(ctx context.Context, path string, d digest.Digest
 	return nil
 }
 
-// place moves committed bytes at src to the blob's path and links the blob to repo. If
-// the blob is already stored, src is dropped instead.
-func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo) error {
+// place moves committed bytes at src to the blob's path and links the blob to repo
+// (ending upload session uploadID, if not ""). If the blob is already stored, src is
+// dropped instead.
+func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploadID string) error {
 	unlock := s.digestLocks.lock(string(b.Digest))
 	defer unlock()
 	dst := blobPath(b.Digest)
@@ -465,16 +475,22 @@ func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo) error
 	if err != nil {
 		return internal(err)
 	}
+	record := func() error {
+		if uploadID != "" {
+			return internal(s.meta.CompleteUpload(ctx, uploadID, repo, b, s.now()))
+		}
+		return internal(s.meta.LinkBlob(ctx, repo, b, s.now()))
+	}
 	if known {
 		if _, err := s.driver.Stat(ctx, dst); err == nil {
 			s.driver.Delete(ctx, src)
-			return internal(s.meta.LinkBlob(ctx, repo, b, s.now()))
+			return record()
 		}
 	}
 	if err := s.driver.Move(ctx, src, dst); err != nil {
 		return internal(fmt.Errorf("store blob %s: %w", b.Digest, err))
 	}
-	return internal(s.meta.LinkBlob(ctx, repo, b, s.now()))
+	return record()
 }
 
 // CancelUpload abandons the session.
@@ -513,7 +529,7 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 		return BlobInfo{}, internal(fmt.Errorf("commit blob: %w", err))
 	}
 	b := BlobInfo{Digest: d, Size: n}
-	if err := s.place(ctx, repo, path, b); err != nil {
+	if err := s.place(ctx, repo, path, b, ""); err != nil {
 		s.driver.Delete(ctx, path)
 		return BlobInfo{}, err
 	}

@@ -141,16 +141,32 @@ func touchBlob(ctx context.Context, tx *sql.Tx, d digest.Digest, size int64, now
 	return err
 }
 
+func linkBlob(ctx context.Context, tx *sql.Tx, repo string, b BlobInfo, now time.Time) error {
+	if err := ensureRepo(ctx, tx, repo, now); err != nil {
+		return err
+	}
+	if err := touchBlob(ctx, tx, b.Digest, b.Size, now); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO registry_links (repo, digest, touched) VALUES (?, ?, ?)
+		ON CONFLICT (repo, digest) DO UPDATE SET touched = excluded.touched`, repo, b.Digest.String(), ns(now))
+	return err
+}
+
 func (m *SQLMetadata) LinkBlob(ctx context.Context, repo string, b BlobInfo, now time.Time) error {
+	err := m.db.InTx(ctx, func(tx *sql.Tx) error { return linkBlob(ctx, tx, repo, b, now) })
+	if err != nil {
+		return fmt.Errorf("link blob %s to %s: %w", b.Digest, repo, err)
+	}
+	return nil
+}
+
+func (m *SQLMetadata) CompleteUpload(ctx context.Context, uploadID, repo string, b BlobInfo, now time.Time) error {
 	err := m.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := ensureRepo(ctx, tx, repo, now); err != nil {
+		if err := linkBlob(ctx, tx, repo, b, now); err != nil {
 			return err
 		}
-		if err := touchBlob(ctx, tx, b.Digest, b.Size, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO registry_links (repo, digest, touched) VALUES (?, ?, ?)
-			ON CONFLICT (repo, digest) DO UPDATE SET touched = excluded.touched`, repo, b.Digest.String(), ns(now))
+		_, err := tx.ExecContext(ctx, `DELETE FROM registry_uploads WHERE id = ?`, uploadID)
 		return err
 	})
 	if err != nil {
