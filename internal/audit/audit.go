@@ -95,6 +95,10 @@ func digest(r Record) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// groupCommitWindow is how long the writer waits for more records before committing a
+// batch that nobody waits for.
+const groupCommitWindow = 5 * time.Millisecond
+
 type queued struct {
 	rec  Record
 	done chan error
@@ -226,14 +230,32 @@ func (l *Log) writer() {
 			}
 			return
 		}
+		// Group commit: gather what arrives within a few milliseconds (unless someone
+		// waits for this batch), so a busy vault writes one transaction for many records.
+		gather := time.NewTimer(groupCommitWindow)
 	more:
+		for len(batch) < 512 && batch[0].done == nil {
+			select {
+			case q := <-l.queue:
+				batch = append(batch, q)
+				if q.done != nil {
+					break more
+				}
+			case <-gather.C:
+				break more
+			case <-l.stop:
+				break more
+			}
+		}
+		gather.Stop()
 		for len(batch) < 512 {
 			select {
 			case q := <-l.queue:
 				batch = append(batch, q)
+				continue
 			default:
-				break more
 			}
+			break
 		}
 		l.commit(batch)
 	}

@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +50,18 @@ type Handler struct {
 	cfg     Config
 	mu      sync.Mutex
 	buckets map[string]*bucket
+	// tokens caches verified bearer tokens (by SHA-256 of the token) for at most
+	// tokenCacheTTL and never past their expiry: a signature check per request costs as
+	// much as the vault's own work on small operations.
+	tokens map[[32]byte]cachedToken
 }
+
+type cachedToken struct {
+	p     identity.Principal
+	until time.Time
+}
+
+const tokenCacheTTL = 30 * time.Second
 
 // New returns a Handler.
 func New(cfg Config) *Handler {
@@ -59,7 +71,7 @@ func New(cfg Config) *Handler {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, buckets: map[string]*bucket{}}
+	return &Handler{cfg: cfg, buckets: map[string]*bucket{}, tokens: map[[32]byte]cachedToken{}}
 }
 
 // Error codes the Key Vault SDKs know.
@@ -210,16 +222,12 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, name string, por
 		h.challenge(w, r, portMode, "AKV10000: Request is missing a Bearer or PoP token.")
 		return
 	}
-	var ver authn.Verifier
-	if h.cfg.Verifier != nil {
-		ver = h.cfg.Verifier()
-	}
-	if ver == nil {
-		writeError(w, http.StatusServiceUnavailable, CodeInternal, "the token service is not available", "")
-		return
-	}
-	claims, err := ver.Verify(r.Context(), raw, token.VaultResource(h.cfg.Domain))
+	p, err := h.verify(r.Context(), raw)
 	if err != nil {
+		if errors.Is(err, errNoVerifier) {
+			writeError(w, http.StatusServiceUnavailable, CodeInternal, "the token service is not available", "")
+			return
+		}
 		h.challenge(w, r, portMode, "AKV10022: invalid token: "+err.Error())
 		return
 	}
@@ -233,7 +241,44 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, name string, por
 		c.Addr = ap.Addr().Unmap()
 	}
 	ctx := vault.WithClient(r.Context(), c)
-	h.route(w, r.WithContext(ctx), name, claims.Principal())
+	h.route(w, r.WithContext(ctx), name, p)
+}
+
+var errNoVerifier = errors.New("no token verifier")
+
+// verify checks a bearer token for the vault audience, from the cache when it was checked
+// in the last tokenCacheTTL.
+func (h *Handler) verify(ctx context.Context, raw string) (identity.Principal, error) {
+	sum := sha256.Sum256([]byte(raw))
+	now := h.cfg.Now()
+	h.mu.Lock()
+	c, ok := h.tokens[sum]
+	h.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.p, nil
+	}
+	var ver authn.Verifier
+	if h.cfg.Verifier != nil {
+		ver = h.cfg.Verifier()
+	}
+	if ver == nil {
+		return identity.Principal{}, errNoVerifier
+	}
+	claims, err := ver.Verify(ctx, raw, token.VaultResource(h.cfg.Domain))
+	if err != nil {
+		return identity.Principal{}, err
+	}
+	until := now.Add(tokenCacheTTL)
+	if claims.ExpiresAt != nil && claims.ExpiresAt.Time.Before(until) {
+		until = claims.ExpiresAt.Time
+	}
+	h.mu.Lock()
+	if len(h.tokens) > 10000 {
+		clear(h.tokens)
+	}
+	h.tokens[sum] = cachedToken{p: claims.Principal(), until: until}
+	h.mu.Unlock()
+	return claims.Principal(), nil
 }
 
 // ---- rate limiting: a token bucket per vault ----
