@@ -6,6 +6,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/access/accessapi"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
 )
 
@@ -41,7 +42,9 @@ func (s *Server) mountAccess(ctx context.Context) error {
 		Service:     svc,
 		Verifier:    func() authn.Verifier { return s.identity.verifier },
 		VaultExists: func() func(context.Context, string) error { return s.access.vaultExists },
-		Log:         s.log,
+		// The audit trail is opened by the vault part (mounted later).
+		Audit: func() *audit.Log { return s.vault.audit },
+		Log:   s.log,
 	}).Register(s.mux)
 	return nil
 }

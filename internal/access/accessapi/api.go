@@ -8,10 +8,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/token"
@@ -26,7 +29,12 @@ type Config struct {
 	// is set: the function answers an error wrapping access.ErrNotFound for a vault that
 	// does not exist. Read at request time (the vault part is mounted later).
 	VaultExists func() func(ctx context.Context, vault string) error
-	Log         *slog.Logger
+	// Audit returns the audit trail at request time (nil: nothing is recorded). Every
+	// change to a role assignment or a repository token is recorded, and so is every
+	// refused attempt. (Access-policy changes are recorded by the vault part, which wraps
+	// those routes.)
+	Audit func() *audit.Log
+	Log   *slog.Logger
 }
 
 // API is the access management endpoints.
@@ -139,19 +147,23 @@ func (a *API) createAssignment(w http.ResponseWriter, r *http.Request) {
 		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
 		return
 	}
-	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, scope) {
+	c := newChange("access", OpRoleAssignmentCreate, req.Role+" for "+req.Assignee+" at "+string(scope), scope)
+	if !a.authorize(w, r, access.AccessManage, scope, c) {
 		return
 	}
 	asg, created, err := a.svc.CreateAssignment(r.Context(), access.AssignmentSpec{
 		Role: req.Role, Assignee: req.Assignee, Scope: string(scope), CreatedBy: callerID(r),
 	})
 	if err != nil {
+		a.record(r, c, err)
 		a.fail(w, r, err)
 		return
 	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+		c.target = asgTarget(asg)
+		a.record(r, c, nil)
 		a.log.Info("role assigned", "id", asg.ID, "role", asg.Role, "principal", asg.PrincipalID, "scope", asg.Scope, "by", callerID(r))
 	}
 	mgmt.WriteJSON(w, status, asg)
@@ -215,10 +227,13 @@ func (a *API) deleteAssignment(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, asg.Scope) {
+	c := newChange("access", OpRoleAssignmentDelete, asgTarget(asg), asg.Scope)
+	if !a.authorize(w, r, access.AccessManage, asg.Scope, c) {
 		return
 	}
-	if err := a.svc.DeleteAssignment(r.Context(), asg.ID); err != nil {
+	err = a.svc.DeleteAssignment(r.Context(), asg.ID)
+	a.record(r, c, err)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -239,14 +254,16 @@ type CreateTokenResponse struct {
 }
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
-	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, access.ScopeRegistry) {
-		return
-	}
 	var req CreateTokenRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
+	c := newChange("access", OpRepositoryTokenCreate, "tokens/"+req.Name, access.ScopeRegistry)
+	if !a.authorize(w, r, access.AccessManage, access.ScopeRegistry, c) {
+		return
+	}
 	tok, pw, err := a.svc.CreateRepositoryToken(r.Context(), req.Name, req.ScopeMap, callerID(r))
+	a.record(r, c, err)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -281,11 +298,14 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) {
-	if !mgmt.Authorize(w, r, a.svc, access.AccessManage, access.ScopeRegistry) {
+	name := r.PathValue("name")
+	c := newChange("access", OpRepositoryTokenDelete, "tokens/"+name, access.ScopeRegistry)
+	if !a.authorize(w, r, access.AccessManage, access.ScopeRegistry, c) {
 		return
 	}
-	name := r.PathValue("name")
-	if err := a.svc.DeleteRepositoryToken(r.Context(), name); err != nil {
+	err := a.svc.DeleteRepositoryToken(r.Context(), name)
+	a.record(r, c, err)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -326,11 +346,15 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
 	vault, scope, ok := vaultScope(w, r)
-	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
+	if !ok {
 		return
 	}
 	var req SetPolicyRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
+		return
+	}
+	// Access-policy changes are audited by the vault part (it wraps these routes).
+	if !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
 		return
 	}
 	if a.cfg.VaultExists != nil {
@@ -358,10 +382,13 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	vault, scope, ok := vaultScope(w, r)
-	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
+	if !ok {
 		return
 	}
 	objectID := r.PathValue("objectId")
+	if !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
+		return
+	}
 	err := a.svc.DeletePolicy(r.Context(), vault, objectID)
 	if errors.Is(err, access.ErrNotFound) {
 		// Perhaps a name was given: resolve it and try again.
@@ -376,4 +403,82 @@ func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("vault access policy deleted", "vault", vault, "object_id", objectID, "by", callerID(r))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Audit operations.
+const (
+	OpRoleAssignmentCreate  = "RoleAssignmentCreate"
+	OpRoleAssignmentDelete  = "RoleAssignmentDelete"
+	OpRepositoryTokenCreate = "RepositoryTokenCreate"
+	OpRepositoryTokenDelete = "RepositoryTokenDelete"
+)
+
+// change describes one audited change while it is handled.
+type change struct {
+	component string
+	op        string
+	target    string
+	resource  string // audit resource path: vaults/V, registry, registry/repositories/R
+	start     time.Time
+}
+
+func newChange(component, op, target string, scope access.Scope) *change {
+	return &change{component: component, op: op, target: target, resource: strings.TrimPrefix(string(scope), "/"), start: time.Now()}
+}
+
+// recordingAuthorizer remembers the decision, so a refusal can be audited with its reason.
+type recordingAuthorizer struct {
+	svc *access.Service
+	err *error
+}
+
+func (ra recordingAuthorizer) Authorize(ctx context.Context, req access.Request) error {
+	err := ra.svc.Authorize(ctx, req)
+	*ra.err = err
+	return err
+}
+
+// authorize is mgmt.Authorize that also audits a refusal of the change c.
+func (a *API) authorize(w http.ResponseWriter, r *http.Request, action access.Action, scope access.Scope, c *change) bool {
+	var decision error
+	if mgmt.Authorize(w, r, recordingAuthorizer{a.svc, &decision}, action, scope) {
+		return true
+	}
+	if decision != nil {
+		a.record(r, c, decision)
+	}
+	return false
+}
+
+// record writes an audit record for c with the outcome err (nil: success).
+func (a *API) record(r *http.Request, c *change, err error) {
+	if a.cfg.Audit == nil {
+		return
+	}
+	al := a.cfg.Audit()
+	if al == nil {
+		return
+	}
+	caller, _ := authn.CallerFrom(r.Context())
+	rec := audit.Record{
+		Time: c.start, Component: c.component, Operation: c.op, Target: c.target, Resource: c.resource,
+		PrincipalID: caller.Principal.ID, PrincipalName: caller.Principal.Name, PrincipalKind: string(caller.Principal.Kind),
+		UserAgent: r.UserAgent(), Duration: time.Since(c.start), Result: audit.ResultSuccess,
+	}
+	if host, _, herr := net.SplitHostPort(r.RemoteAddr); herr == nil {
+		rec.ClientAddr = host
+	}
+	switch {
+	case errors.Is(err, access.ErrDenied):
+		rec.Result, rec.Detail = audit.ResultDenied, err.Error()
+	case err != nil:
+		rec.Result, rec.Detail = audit.ResultFailure, err.Error()
+	}
+	if aerr := al.RecordSync(r.Context(), rec); aerr != nil {
+		a.log.Error("audit record not written", "operation", c.op, "target", c.target, "err", aerr)
+	}
+}
+
+func asgTarget(a access.Assignment) string {
+	return "roleAssignments/" + a.ID + " " + a.Role + " for " + a.PrincipalID + " at " + string(a.Scope)
 }

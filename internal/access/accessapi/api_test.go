@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/access/accessapi"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/token"
 )
@@ -243,6 +245,39 @@ func TestManagementAPI(t *testing.T) {
 	admin.must("DELETE", "/coffer/v1/role-assignments/"+created.ID, nil, nil, http.StatusNoContent)
 	status, raw = admin.call("DELETE", "/coffer/v1/role-assignments/"+created.ID, nil, nil)
 	expectError(t, status, raw, http.StatusNotFound, "NotFound")
+
+	// Every change, and every refused attempt, is in the audit trail.
+	al := inst.Server.Audit()
+	if err := al.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := al.List(t.Context(), audit.Filter{Component: "access"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trail []string
+	for _, r := range recs {
+		if r.Operation == accessapi.OpRoleAssignmentCreate || r.Operation == accessapi.OpRoleAssignmentDelete {
+			trail = append(trail, r.Operation+":"+r.Result+":"+r.PrincipalName+":"+r.Resource)
+		}
+	}
+	wantTrail := "RoleAssignmentCreate:success:admin:registry/repositories/app RoleAssignmentCreate:denied:dev: " +
+		"RoleAssignmentDelete:denied:dev:registry/repositories/app RoleAssignmentCreate:failure:admin: " +
+		"RoleAssignmentCreate:failure:admin: RoleAssignmentCreate:success:admin:vaults/team1 " +
+		"RoleAssignmentCreate:success:dev:vaults/team1/keys/k1 RoleAssignmentCreate:denied:dev:vaults/team2 " +
+		"RoleAssignmentDelete:success:admin:registry/repositories/app"
+	if got := strings.Join(trail, " "); got != wantTrail {
+		t.Errorf("audit trail of role assignments:\n got %s\nwant %s", got, wantTrail)
+	}
+	for _, r := range recs {
+		if r.Result == audit.ResultDenied && !strings.Contains(r.Detail, "access/manage") {
+			t.Errorf("denied record without the reason: %+v", r)
+		}
+	}
+	recs, err = al.List(t.Context(), audit.Filter{Component: "access", Operation: accessapi.OpRepositoryTokenCreate})
+	if err != nil || len(recs) != 2 || recs[0].Result != audit.ResultDenied || recs[1].Result != audit.ResultSuccess || !strings.Contains(recs[1].Target, "ci") {
+		t.Errorf("repository token audit records: %+v, %v", recs, err)
+	}
 
 	// No token: 401.
 	anon := &client{t: t, inst: inst}
