@@ -16,6 +16,7 @@ import (
 )
 
 type fixture struct {
+	n     int // principals created so far
 	db    *store.DB
 	ids   *identity.Service
 	authz *access.Service
@@ -59,17 +60,10 @@ func newFixture(t testing.TB) *fixture {
 	return &fixture{db: db, ids: ids, authz: az, clock: clock}
 }
 
-var principalSeq struct {
-	sync.Mutex
-	n int
-}
-
 func (f *fixture) principal(t testing.TB) identity.Principal {
 	t.Helper()
-	principalSeq.Lock()
-	principalSeq.n++
-	name := fmt.Sprintf("mi-%d", principalSeq.n)
-	principalSeq.Unlock()
+	f.n++
+	name := fmt.Sprintf("mi-%d", f.n)
 	p, err := f.ids.CreateManagedIdentity(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
