@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
@@ -468,5 +469,46 @@ func TestAzkeysSDKVaultPort(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("after removing the port it answers %d", resp.StatusCode)
 		}
+	}
+}
+
+// TestRBACVaultAndRestart: a vault using RBAC follows role assignments, not access
+// policies; after a restart the vault's own port is opened with the server and keys sealed
+// under the root key still work.
+func TestRBACVaultAndRestart(t *testing.T) {
+	e := vaulttest.Start(t, nil)
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	v := e.CreateVault(t, "rbac", map[string]any{"enableRbacAuthorization": true, "port": port})
+	user := e.ServicePrincipal(t, "crypto-user")
+	e.MustDo(t, "POST", "/coffer/v1/role-assignments", map[string]any{"role": "Key Vault Crypto User", "assignee": user.ObjectID, "scope": "/vaults/rbac"}, nil)
+	// An access policy is ignored by an RBAC vault.
+	e.SetPolicy(t, "rbac", user.ObjectID, "all")
+	e.MustDo(t, "POST", "/coffer/v1/vaults/rbac/keys/kek/create", map[string]any{"kty": "RSA"}, nil)
+
+	c := client(t, e, v.VaultURI, user, true)
+	dek := []byte("0123456789abcdef0123456789abcdef")
+	alg := to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256)
+	w, err := c.WrapKey(ctx, "kek", "", azkeys.KeyOperationParameters{Algorithm: alg, Value: dek}, nil)
+	if err != nil {
+		t.Fatalf("wrap with Crypto User: %v", err)
+	}
+	_, err = c.CreateKey(ctx, "other", azkeys.CreateKeyParameters{Kty: to.Ptr(azkeys.KeyTypeRSA)}, nil)
+	wantStatus(t, err, 403, "Forbidden")
+	_, err = c.DeleteKey(ctx, "kek", nil)
+	wantStatus(t, err, 403, "Forbidden")
+
+	dataDir := e.Inst.DataDir
+	e.Inst.Stop()
+	e2 := vaulttest.Start(t, func(c *config.Server) { c.DataDir = dataDir })
+	c2 := client(t, e2, v.VaultURI, user, true)
+	un, err := c2.UnwrapKey(ctx, "kek", w.KID.Version(), azkeys.KeyOperationParameters{Algorithm: alg, Value: w.Result}, nil)
+	if err != nil || string(un.Result) != string(dek) {
+		t.Fatalf("unwrap after restart on the vault's port: %v", err)
 	}
 }
