@@ -49,6 +49,7 @@ func newFixture(t *testing.T, grace time.Duration) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { meta.Close() })
 	drv, err := filesystem.New(dir + "/blobs")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -76,14 +77,45 @@ CREATE INDEX registry_uploads_updated ON registry_uploads (updated);
 // SQLMetadata is Metadata on Coffer's SQL store.
 type SQLMetadata struct {
 	db *store.DB
+	// sessions is a connection of its own for upload-session rows, with relaxed
+	// durability (SQLite synchronous=NORMAL: committed to the WAL, flushed by the next
+	// fully synchronous commit). A session is not content a client was told is stored:
+	// losing one in a machine crash makes its client start that upload again, and saves a
+	// flush per upload. Everything else (links, manifests, tags) stays fully synchronous.
+	sessions   *sql.Conn
+	sessionsMu sync.Mutex
 }
 
-// NewSQLMetadata migrates the registry's tables and returns the store.
+// NewSQLMetadata migrates the registry's tables and returns the store. Close releases
+// its connection.
 func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 	if err := db.Migrate(ctx, "registry", migrations); err != nil {
 		return nil, err
 	}
-	return &SQLMetadata{db: db}, nil
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry metadata: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("registry metadata: %w", err)
+	}
+	return &SQLMetadata{db: db, sessions: conn}, nil
+}
+
+// Close releases the store's own connection (not the database).
+func (m *SQLMetadata) Close() error {
+	m.sessionsMu.Lock()
+	defer m.sessionsMu.Unlock()
+	// Back to the default before the connection returns to the shared pool.
+	m.sessions.ExecContext(context.Background(), `PRAGMA synchronous = FULL`)
+	return m.sessions.Close()
+}
+
+func (m *SQLMetadata) execSession(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	m.sessionsMu.Lock()
+	defer m.sessionsMu.Unlock()
+	return m.sessions.ExecContext(ctx, q, args...)
 }
 
 var _ Metadata = (*SQLMetadata)(nil)
@@ -441,7 +473,7 @@ func (m *SQLMetadata) Referrers(ctx context.Context, repo string, d digest.Diges
 }
 
 func (m *SQLMetadata) CreateUpload(ctx context.Context, u Upload) error {
-	_, err := m.db.ExecContext(ctx, `INSERT INTO registry_uploads (id, repo, offset_bytes, hash_alg, hash_state, created, updated)
+	_, err := m.execSession(ctx, `INSERT INTO registry_uploads (id, repo, offset_bytes, hash_alg, hash_state, created, updated)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, u.ID, u.Repo, u.Offset, string(u.HashAlg), u.HashState, ns(u.Created), ns(u.Updated))
 	if err != nil {
 		return fmt.Errorf("record upload: %w", err)
@@ -466,7 +498,7 @@ func (m *SQLMetadata) Upload(ctx context.Context, id string) (Upload, error) {
 }
 
 func (m *SQLMetadata) UpdateUpload(ctx context.Context, u Upload) error {
-	res, err := m.db.ExecContext(ctx, `UPDATE registry_uploads SET offset_bytes = ?, hash_alg = ?, hash_state = ?, updated = ?
+	res, err := m.execSession(ctx, `UPDATE registry_uploads SET offset_bytes = ?, hash_alg = ?, hash_state = ?, updated = ?
 		WHERE id = ?`, u.Offset, string(u.HashAlg), u.HashState, ns(u.Updated), u.ID)
 	if err != nil {
 		return fmt.Errorf("record upload progress: %w", err)
@@ -478,7 +510,7 @@ func (m *SQLMetadata) UpdateUpload(ctx context.Context, u Upload) error {
 }
 
 func (m *SQLMetadata) DeleteUpload(ctx context.Context, id string) error {
-	if _, err := m.db.ExecContext(ctx, `DELETE FROM registry_uploads WHERE id = ?`, id); err != nil {
+	if _, err := m.execSession(ctx, `DELETE FROM registry_uploads WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("delete upload: %w", err)
 	}
 	return nil

@@ -43,6 +43,7 @@ func (s *Server) mountRegistry(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("registry metadata: %w", err)
 	}
+	s.closers = append(s.closers, meta.Close)
 	svc := registry.New(driver, meta, registry.Options{
 		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,

@@ -74,6 +74,7 @@ func newService(t *testing.T) *registry.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { meta.Close() })
 	drv, err := filesystem.New(dir + "/blobs")
 	if err != nil {
 		t.Fatal(err)
