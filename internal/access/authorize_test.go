@@ -405,6 +405,17 @@ func TestAuthorizeRepositoryTokens(t *testing.T) {
 	if err := f.authz.DeleteRepositoryToken(ctx, "ci"); !errors.Is(err, access.ErrNotFound) {
 		t.Errorf("deleting a missing token: %v", err)
 	}
+	// A credential without a scope map (an interrupted deletion) can still be removed.
+	if _, opw, err := f.ids.CreateRepositoryToken(ctx, "orphan"); err != nil {
+		t.Fatal(err)
+	} else {
+		if err := f.authz.DeleteRepositoryToken(ctx, "orphan"); err != nil {
+			t.Fatalf("deleting an orphaned credential: %v", err)
+		}
+		if _, err := f.ids.Authenticate(ctx, "orphan", opw); err == nil {
+			t.Error("orphaned credential still authenticates")
+		}
+	}
 }
 
 func TestScopeMapValidation(t *testing.T) {

@@ -287,6 +287,12 @@ func (s *Service) listTokens(ctx context.Context, where string, args ...any) ([]
 // the next Authorize call on, the token may do nothing.
 func (s *Service) DeleteRepositoryToken(ctx context.Context, name string) error {
 	if _, err := s.getToken(ctx, name); err != nil {
+		// A credential left behind by an earlier, interrupted deletion is still removed.
+		if errors.Is(err, ErrNotFound) && s.dir != nil && tokenNamePattern.MatchString(name) {
+			if derr := s.dir.DeleteRepositoryToken(ctx, name); derr == nil {
+				return nil
+			}
+		}
 		return err
 	}
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
