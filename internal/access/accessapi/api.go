@@ -329,11 +329,27 @@ func vaultScope(w http.ResponseWriter, r *http.Request) (string, access.Scope, b
 	return strings.ToLower(vault), scope, true
 }
 
+// vaultExists answers 404 (and false) for a vault the vault part does not know.
+func (a *API) vaultExists(w http.ResponseWriter, r *http.Request, vault string) bool {
+	if a.cfg.VaultExists == nil {
+		return true
+	}
+	exists := a.cfg.VaultExists()
+	if exists == nil {
+		return true
+	}
+	if err := exists(r.Context(), vault); err != nil {
+		a.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 	vault, scope, ok := vaultScope(w, r)
-	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultRead, scope) {
+	if !ok || !mgmt.Authorize(w, r, a.svc, access.VaultRead, scope) || !a.vaultExists(w, r, vault) {
 		return
 	}
 	list, err := a.svc.ListPolicies(r.Context(), vault)
@@ -357,13 +373,8 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
 		return
 	}
-	if a.cfg.VaultExists != nil {
-		if exists := a.cfg.VaultExists(); exists != nil {
-			if err := exists(r.Context(), vault); err != nil {
-				a.fail(w, r, err)
-				return
-			}
-		}
+	if !a.vaultExists(w, r, vault) {
+		return
 	}
 	// The object id may be given as a name or client id too; policies name object ids.
 	p, err := a.svc.ResolveAssignee(r.Context(), r.PathValue("objectId"))

@@ -165,6 +165,8 @@ func TestManagementAPI(t *testing.T) {
 	status, raw = admin.call("PUT", "/coffer/v1/vaults/nosuch/access-policies/dev", map[string]any{"keyPermissions": []string{"get"}}, nil)
 	expectError(t, status, raw, http.StatusNotFound, "NotFound")
 	admin.must("POST", "/coffer/v1/vaults", map[string]any{"name": "team1"}, nil, http.StatusCreated)
+	status, raw = admin.call("GET", "/coffer/v1/vaults/nosuch/access-policies", nil, nil)
+	expectError(t, status, raw, http.StatusNotFound, "NotFound")
 	var pol access.AccessPolicy
 	dev.must("PUT", "/coffer/v1/vaults/team1/access-policies/dev", map[string]any{"keyPermissions": []string{"Get", "wrapkey", "UNWRAPKEY"}}, &pol, http.StatusOK)
 	if strings.Join(pol.KeyPermissions, ",") != "get,wrapKey,unwrapKey" || pol.ObjectID != created.PrincipalID {
