@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 )
 
@@ -77,6 +79,10 @@ func encryptionChangeCommand(use, short, example, path string, identityDefault s
 			}
 			if err := c.do(cmd.Context(), "POST", encryptionPath+path, body, &out); err != nil {
 				return err
+			}
+			if path == "/enable" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "The registry is now encrypted under the customer-managed key. This cannot be disabled; "+
+					"change the key, version or identity with 'coffer registry encryption rotate-key'.")
 			}
 			return printResult(cmd, out, nil)
 		},

@@ -70,7 +70,8 @@ type Options struct {
 	// RotationCheckInterval: how often a versionless key is checked for a newer version
 	// (default 1h).
 	RotationCheckInterval time.Duration
-	// CheckTimeout bounds one vault check (default 30s).
+	// CheckTimeout bounds one vault check (default 10s): reads and writes that find the
+	// last check too old wait for the next one, so it must stay short.
 	CheckTimeout time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
@@ -161,7 +162,7 @@ func Open(ctx context.Context, o Options) (*Keyring, error) {
 		o.RotationCheckInterval = time.Hour
 	}
 	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = 30 * time.Second
+		o.CheckTimeout = 10 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
