@@ -356,7 +356,7 @@ func (s *Service) decidePolicy(sn *snapshot, p identity.Principal, a Action, sco
 		}
 	}
 	perm := strings.TrimPrefix(string(a), "vault/keys/")
-	return fmt.Errorf("%w: principal %s lacks %s on %s: vault %q uses access policies, so roles do not apply to key operations; add an access policy with %s for object id %s ('coffer vault policy set --vault %s --object-id %s --key-permissions %s')",
+	return fmt.Errorf("%w: principal %s lacks %s on %s: vault %q uses access policies, so roles do not apply to key operations; add an access policy with %s for object id %s ('coffer vault policy set %s --object-id %s --key-permissions %s')",
 		ErrDenied, describe(p), a, scope, vault, perm, p.ID, vault, p.ID, perm)
 }
 
