@@ -186,15 +186,16 @@ func TestGC(t *testing.T) {
 	}
 }
 
-// TestGCBesideConcurrentPushes runs the collector continuously, with no grace period,
+// TestGCBesideConcurrentPushes runs the collector continuously, with a 100 ms grace period,
 // while clients push images; every acknowledged manifest must stay whole.
 func TestGCBesideConcurrentPushes(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, 20*time.Millisecond)
+	f := newFixture(t, 100*time.Millisecond)
 	f.svc.opts.Now = time.Now
 	stop := make(chan struct{})
 	var gcWG sync.WaitGroup
 	gcWG.Add(1)
+	swept := 0
 	go func() {
 		defer gcWG.Done()
 		for {
@@ -203,10 +204,12 @@ func TestGCBesideConcurrentPushes(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := f.svc.GC(ctx, false, nil); err != nil {
+			rep, err := f.svc.GC(ctx, false, nil)
+			if err != nil {
 				t.Errorf("GC: %v", err)
 				return
 			}
+			swept += len(rep.Blobs)
 		}
 	}()
 	type pushed struct {
@@ -226,6 +229,12 @@ func TestGCBesideConcurrentPushes(t *testing.T) {
 				repo := fmt.Sprintf("c/r%d", w)
 				cfg := []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i))
 				own := []byte(fmt.Sprintf("layer %d/%d", w, i))
+				// Garbage for the collector to sweep while pushes go on.
+				junk := []byte(fmt.Sprintf("junk %d/%d", w, i))
+				if _, err := f.svc.PutBlob(ctx, repo, digest.FromBytes(junk), bytes.NewReader(junk)); err != nil {
+					t.Errorf("PutBlob: %v", err)
+					return
+				}
 				for attempt := 0; ; attempt++ {
 					cd := digest.FromBytes(cfg)
 					var err error
@@ -237,7 +246,7 @@ func TestGCBesideConcurrentPushes(t *testing.T) {
 					}
 					m := imageManifest(cd, len(cfg), own, shared)
 					res, err := f.svc.PutManifest(ctx, repo, fmt.Sprintf("t%d", i), MediaTypeOCIManifest, m)
-					if ErrorCode(err) == CodeManifestBlobUnknown && attempt < 200 {
+					if ErrorCode(err) == CodeManifestBlobUnknown && attempt < 1000 {
 						continue // collected between upload and manifest (no grace): push again
 					}
 					if err != nil {
@@ -271,6 +280,10 @@ func TestGCBesideConcurrentPushes(t *testing.T) {
 	if len(acked) != 60 {
 		t.Fatalf("%d pushes acknowledged, want 60", len(acked))
 	}
+	if swept == 0 {
+		t.Fatal("the collector swept nothing while pushes ran: the test did not exercise concurrency")
+	}
+	t.Logf("the collector swept %d blobs during the pushes", swept)
 }
 
 func TestUploadExpiry(t *testing.T) {
