@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
@@ -186,11 +188,16 @@ func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 	if ref := q.Get("assignee"); ref != "" {
 		p, err := a.svc.ResolveAssignee(r.Context(), ref)
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(err, access.ErrInvalid) && uuid.Validate(ref) == nil:
+			// An object id that no longer names a principal: its assignments may remain.
+			f.PrincipalID = strings.ToLower(ref)
+		case err != nil:
 			a.fail(w, r, err)
 			return
+		default:
+			f.PrincipalID = p.ID
 		}
-		f.PrincipalID = p.ID
 	}
 	list, err := a.svc.ListAssignments(r.Context(), f)
 	if err != nil {
