@@ -11,10 +11,12 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/conformance"
+	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
 )
@@ -62,6 +64,12 @@ func (v *testVerifier) Verify(ctx context.Context, raw, audience string) (*token
 }
 
 func newService(t *testing.T) *registry.Service {
+	return newServiceWith(t, nil)
+}
+
+// newServiceWith builds a service on a temporary directory; wrap, if set, wraps the
+// filesystem driver (as the seal part does).
+func newServiceWith(t *testing.T, wrap func(blobstore.Driver) blobstore.Driver) *registry.Service {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -75,11 +83,36 @@ func newService(t *testing.T) *registry.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { meta.Close() })
-	drv, err := filesystem.New(dir + "/blobs")
+	fsd, err := filesystem.New(dir + "/blobs")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var drv blobstore.Driver = fsd
+	if wrap != nil {
+		drv = wrap(drv)
+	}
 	return registry.New(drv, meta, registry.Options{})
+}
+
+type fixedKeys struct{ root []byte }
+
+func (k fixedKeys) CurrentKey(ctx context.Context) (uint32, []byte, error) { return 1, k.root, nil }
+func (k fixedKeys) Key(ctx context.Context, gen uint32) ([]byte, error)    { return k.root, nil }
+
+// TestConformanceSealed runs the suite with every byte going through the sealing driver,
+// as it does in a server with encryption at rest.
+func TestConformanceSealed(t *testing.T) {
+	root := make([]byte, 32)
+	rand.Read(root)
+	v := &testVerifier{}
+	svc := newServiceWith(t, func(d blobstore.Driver) blobstore.Driver { return seal.NewDriver(d, fixedKeys{root}) })
+	srv := httptest.NewServer(api.New(api.Config{Service: svc, Verifier: func() authn.Verifier { return v }}))
+	defer srv.Close()
+	conformance.Run(t, conformance.Target{
+		URL:    srv.URL,
+		Client: srv.Client(),
+		Token:  func(t *testing.T, scopes ...string) string { return v.issue(scopes...) },
+	})
 }
 
 func TestConformance(t *testing.T) {
