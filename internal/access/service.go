@@ -134,11 +134,13 @@ func (s *Service) EnsureBootstrapOwner(ctx context.Context, admin *identity.Prin
 			return nil
 		}
 		p, err := s.dir.Resolve(ctx, identity.AdminName)
-		if errors.Is(err, identity.ErrNotFound) {
-			return nil // no administrator yet: nothing to grant
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, identity.ErrNotFound), errors.Is(err, identity.ErrAmbiguous), errors.Is(err, identity.ErrInvalid):
+			return nil // no (unambiguous) administrator: nothing to grant
+		case err != nil:
 			return fmt.Errorf("find the administrator: %w", err)
+		case p.Kind != identity.KindUser:
+			return nil
 		}
 		admin = &p
 	}
