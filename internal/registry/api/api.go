@@ -511,7 +511,9 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	defer rc.Close()
 	w.WriteHeader(status)
-	if _, err := io.CopyN(w, rc, length); err != nil && r.Context().Err() == nil {
+	// Large copies in large writes (the response writer is wrapped, so no sendfile).
+	buf := make([]byte, max(1, min(length, 1<<20)))
+	if _, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf); err != nil && r.Context().Err() == nil {
 		h.cfg.Log.Warn("blob read failed mid-response", "repo", rt.name, "digest", d, "err", err)
 	}
 }
