@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/access/accessapi"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/token"
 )
@@ -302,4 +303,40 @@ func TestManagementAPI(t *testing.T) {
 func mustJSON(v any) []byte {
 	raw, _ := json.Marshal(v)
 	return raw
+}
+
+// TestRestartKeepsGrants: assignments, policies and repository tokens survive a restart,
+// and the administrator is not granted Owner again.
+func TestRestartKeepsGrants(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	admin := login(t, inst, "admin", inst.AdminPassword)
+	admin.must("POST", "/coffer/v1/managedIdentities", map[string]string{"name": "kek"}, nil, http.StatusCreated)
+	admin.must("POST", "/coffer/v1/vaults", map[string]any{"name": "team1"}, nil, http.StatusCreated)
+	admin.must("POST", "/coffer/v1/role-assignments", map[string]string{"role": "Key Vault Crypto User", "assignee": "kek", "scope": "vault/team1"}, nil, http.StatusCreated)
+	admin.must("PUT", "/coffer/v1/vaults/team1/access-policies/kek", map[string]any{"keyPermissions": []string{"get", "unwrapKey"}}, nil, http.StatusOK)
+	admin.must("POST", "/coffer/v1/tokens", map[string]any{"name": "ci", "scopeMap": []map[string]any{{"repository": "app", "actions": []string{"content/read"}}}}, nil, http.StatusCreated)
+	dataDir, password := inst.DataDir, inst.AdminPassword
+	inst.Stop()
+
+	inst = servertest.Start(t, func(c *config.Server) { c.DataDir = dataDir })
+	admin = login(t, inst, "admin", password)
+	var asgs struct{ Value []access.Assignment }
+	admin.must("GET", "/coffer/v1/role-assignments", nil, &asgs, http.StatusOK)
+	var got []string
+	for _, a := range asgs.Value {
+		got = append(got, a.Role+"@"+string(a.Scope)+"@"+a.PrincipalName)
+	}
+	if strings.Join(got, " ") != "Owner@/@admin Key Vault Crypto User@/vaults/team1@kek" {
+		t.Fatalf("assignments after restart: %v", got)
+	}
+	var pols struct{ Value []access.AccessPolicy }
+	admin.must("GET", "/coffer/v1/vaults/team1/access-policies", nil, &pols, http.StatusOK)
+	if len(pols.Value) != 1 || strings.Join(pols.Value[0].KeyPermissions, ",") != "get,unwrapKey" {
+		t.Fatalf("policies after restart: %+v", pols.Value)
+	}
+	var toks struct{ Value []access.RepositoryToken }
+	admin.must("GET", "/coffer/v1/tokens", nil, &toks, http.StatusOK)
+	if len(toks.Value) != 1 || toks.Value[0].Name != "ci" {
+		t.Fatalf("tokens after restart: %+v", toks.Value)
+	}
 }
