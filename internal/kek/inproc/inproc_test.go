@@ -97,6 +97,16 @@ func TestAgainstVaultService(t *testing.T) {
 				}
 			},
 			Restore: grant,
+			SetNetworkDenied: func(t *testing.T, denied bool) {
+				rules := vault.NetworkRules{DefaultAction: "Allow"}
+				if denied {
+					// In-process callers pass unless the rules refuse Coffer's services too.
+					rules = vault.NetworkRules{DefaultAction: "Deny", Bypass: "None"}
+				}
+				if _, err := svc.UpdateVault(admin, identity.Principal{}, "kekvault", vault.VaultUpdate{NetworkRules: &rules}); err != nil {
+					t.Fatal(err)
+				}
+			},
 			SetEnabled: func(t *testing.T, on bool) {
 				page, err := svc.ListKeyVersions(admin, identity.Principal{}, "kekvault", name, 25, "")
 				if err != nil {

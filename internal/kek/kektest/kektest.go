@@ -31,6 +31,9 @@ type Fixture struct {
 	Revoke, Restore func(t *testing.T)
 	// SetEnabled disables or enables RSAKey (every version).
 	SetEnabled func(t *testing.T, enabled bool)
+	// SetNetworkDenied, when the driver's vault has network rules, makes them deny (true)
+	// or allow (false) the driver's calls. Nil skips the network test.
+	SetNetworkDenied func(t *testing.T, denied bool)
 }
 
 // Run runs the suite; newFixture gives a fresh fixture (a new RSA key at least) per test.
@@ -46,6 +49,7 @@ func Run(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"MissingKey", testMissingKey},
 		{"RevokeAndRestore", testRevokeRestore},
 		{"DisabledKey", testDisabled},
+		{"NetworkDenied", testNetworkDenied},
 		{"Probe", testProbe},
 		{"InvalidKeyID", testInvalidKeyID},
 	}
@@ -237,5 +241,25 @@ func testInvalidKeyID(t *testing.T, f Fixture) {
 		if _, err := kek.CheckKey(context.Background(), f.KEK, id); !errors.Is(err, kek.ErrInvalidKeyID) {
 			t.Errorf("CheckKey(%q) = %v, want ErrInvalidKeyID", id, err)
 		}
+	}
+}
+
+func testNetworkDenied(t *testing.T, f Fixture) {
+	if f.SetNetworkDenied == nil {
+		t.Skip("the fixture's vault has no network rules")
+	}
+	ctx := context.Background()
+	s := secret(t)
+	kid, wrapped, err := f.KEK.WrapKey(ctx, f.RSAKey, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetNetworkDenied(t, true)
+	if _, err := f.KEK.UnwrapKey(ctx, kid, wrapped); !errors.Is(err, kek.ErrNetworkDenied) {
+		t.Errorf("unwrap with the network denied = %v, want ErrNetworkDenied", err)
+	}
+	f.SetNetworkDenied(t, false)
+	if back, err := f.KEK.UnwrapKey(ctx, kid, wrapped); err != nil || !bytes.Equal(back, s) {
+		t.Fatalf("unwrap with the network allowed again: %v", err)
 	}
 }

@@ -19,10 +19,11 @@ import (
 type Memory struct {
 	vault string
 
-	mu     sync.Mutex
-	keys   map[string]*memKey
-	denied map[string]bool // op ("get", "wrapKey", "unwrapKey") → denied for everyone
-	calls  map[string]int
+	mu        sync.Mutex
+	keys      map[string]*memKey
+	denied    map[string]bool // op ("get", "wrapKey", "unwrapKey") → denied for everyone
+	netDenied bool
+	calls     map[string]int
 }
 
 type memKey struct {
@@ -85,6 +86,13 @@ func (m *Memory) Allow(ops ...string) {
 	}
 }
 
+// SetNetworkDenied makes the vault refuse every call as its firewall would.
+func (m *Memory) SetNetworkDenied(denied bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.netDenied = denied
+}
+
 // SetEnabled enables or disables every version of key name.
 func (m *Memory) SetEnabled(name string, enabled bool) {
 	m.mu.Lock()
@@ -130,6 +138,9 @@ func (m *Memory) find(op, keyID string) (kek.KeyID, *memVersion, error) {
 	}
 	if id.Vault != m.vault {
 		return fail(kek.ErrUnavailable, "no such vault")
+	}
+	if m.netDenied {
+		return fail(kek.ErrNetworkDenied, "the vault's firewall does not allow the caller")
 	}
 	if m.denied[op] {
 		return fail(kek.ErrForbidden, "the caller does not have "+op+" permission on key "+id.Name)

@@ -72,6 +72,13 @@ func TestAgainstCofferVault(t *testing.T) {
 				}
 			},
 			Restore: grant,
+			SetNetworkDenied: func(t *testing.T, denied bool) {
+				rules := map[string]any{"defaultAction": "Allow"}
+				if denied {
+					rules = map[string]any{"defaultAction": "Deny", "ipRules": []string{"192.0.2.0/24"}}
+				}
+				e.MustDo(t, "PATCH", "/coffer/v1/vaults/kekvault", map[string]any{"networkAcls": rules}, nil)
+			},
 			SetEnabled: func(t *testing.T, on bool) {
 				pager := adminClient.NewListKeyPropertiesVersionsPager(name, nil)
 				for pager.More() {
