@@ -105,6 +105,7 @@ type Metadata interface {
 	TagDetails(ctx context.Context, repo string) ([]TagInfo, error)
 	Repositories(ctx context.Context, last string, n int) ([]string, error)
 	RepositoryInfo(ctx context.Context, repo string) (RepositoryInfo, error)
+	RepositoryExists(ctx context.Context, repo string) (bool, error)
 	// DeleteRepository removes the repository with its manifests, tags, links and upload
 	// sessions, returning the sessions' ids (their bytes are the caller's to delete).
 	DeleteRepository(ctx context.Context, repo string) (uploads []string, found bool, err error)

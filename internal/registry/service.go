@@ -137,14 +137,20 @@ func (s *Service) OpenBlob(ctx context.Context, repo string, d digest.Digest, of
 	if err != nil {
 		return nil, b, err
 	}
-	r, err := s.driver.Reader(ctx, blobPath(d), offset)
+	r, err := s.ReadBlob(ctx, b, offset)
+	return r, b, err
+}
+
+// ReadBlob opens the bytes of a blob that StatBlob has just found in a repository.
+func (s *Service) ReadBlob(ctx context.Context, b BlobInfo, offset int64) (io.ReadCloser, error) {
+	r, err := s.driver.Reader(ctx, blobPath(b.Digest), offset)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		return nil, b, newError(CodeBlobUnknown, "blob %s is recorded but its bytes are missing", d)
+		return nil, newError(CodeBlobUnknown, "blob %s is recorded but its bytes are missing", b.Digest)
 	}
 	if err != nil {
-		return nil, b, internal(fmt.Errorf("read blob %s: %w", d, err))
+		return nil, internal(fmt.Errorf("read blob %s: %w", b.Digest, err))
 	}
-	return r, b, nil
+	return r, nil
 }
 
 // DeleteBlob removes blob d from repo (the bytes go when no repository needs them).
@@ -744,7 +750,11 @@ func (s *Service) Tags(ctx context.Context, repo, last string, n int) (tags []st
 	if err := checkName(repo); err != nil {
 		return nil, false, err
 	}
-	if _, err := s.meta.RepositoryInfo(ctx, repo); errors.Is(err, ErrNotFound) {
+	exists, err := s.meta.RepositoryExists(ctx, repo)
+	if err != nil {
+		return nil, false, internal(err)
+	}
+	if !exists {
 		return nil, false, newError(CodeNameUnknown, "repository %s is not known", repo)
 	}
 	q := n

@@ -417,6 +417,18 @@ func (m *SQLMetadata) RepositoryInfo(ctx context.Context, repo string) (Reposito
 	return info, nil
 }
 
+func (m *SQLMetadata) RepositoryExists(ctx context.Context, repo string) (bool, error) {
+	var one int
+	err := m.db.QueryRowContext(ctx, `SELECT 1 FROM registry_repositories WHERE name = ?`, repo).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up repository: %w", err)
+	}
+	return true, nil
+}
+
 func (m *SQLMetadata) DeleteRepository(ctx context.Context, repo string) ([]string, bool, error) {
 	var uploads []string
 	var found bool

@@ -502,7 +502,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 		w.WriteHeader(status)
 		return
 	}
-	rc, _, err := h.svc.OpenBlob(r.Context(), rt.name, d, start)
+	rc, err := h.svc.ReadBlob(r.Context(), info, start)
 	if err != nil {
 		hd.Del("Content-Length")
 		hd.Del("Content-Range")
