@@ -104,14 +104,24 @@ type queued struct {
 	done chan error
 }
 
+// maxPending bounds the records waiting for the writer; beyond it Record waits.
+const maxPending = 100000
+
 // Log is the audit trail.
 type Log struct {
-	db    *store.DB
-	log   *slog.Logger
-	queue chan queued
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	db  *store.DB
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending []queued
+	closed  bool
+	// wake tells the writer there is work (one signal per batch, not per record).
+	wake chan struct{}
+	// room is signalled when the writer takes the pending records.
+	room chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 var migrations = []string{`
@@ -143,10 +153,40 @@ func Open(ctx context.Context, db *store.DB, log *slog.Logger) (*Log, error) {
 	if err := db.Migrate(ctx, "audit", migrations); err != nil {
 		return nil, err
 	}
-	l := &Log{db: db, log: log, queue: make(chan queued, 4096), stop: make(chan struct{})}
+	l := &Log{db: db, log: log, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), stop: make(chan struct{})}
 	l.wg.Add(1)
 	go l.writer()
 	return l, nil
+}
+
+// enqueue adds q for the writer. It reports false once the log is closed.
+func (l *Log) enqueue(ctx context.Context, q queued) bool {
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return false
+		}
+		if len(l.pending) < maxPending {
+			l.pending = append(l.pending, q)
+			first := len(l.pending) == 1
+			l.mu.Unlock()
+			if first || q.done != nil {
+				select {
+				case l.wake <- struct{}{}:
+				default:
+				}
+			}
+			return true
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.room:
+		case <-ctx.Done():
+			return false
+		case <-l.stop:
+		}
+	}
 }
 
 // Record queues r; it is written within milliseconds. Time defaults to now.
@@ -154,10 +194,8 @@ func (l *Log) Record(r Record) {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	select {
-	case <-l.stop:
+	if !l.enqueue(context.Background(), queued{rec: r}) {
 		l.log.Error("audit record after close: dropped", "operation", r.Operation, "target", r.Target)
-	case l.queue <- queued{rec: r}:
 	}
 }
 
@@ -166,31 +204,20 @@ func (l *Log) RecordSync(ctx context.Context, r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
-	q := queued{rec: r, done: make(chan error, 1)}
-	select {
-	case <-l.stop:
-		return errors.New("audit log is closed")
-	case l.queue <- q:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-q.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return l.wait(ctx, queued{rec: r, done: make(chan error, 1)})
 }
 
 // Flush waits until every record queued before it is committed.
 func (l *Log) Flush(ctx context.Context) error {
-	q := queued{done: make(chan error, 1)}
-	select {
-	case <-l.stop:
-		return nil
-	case l.queue <- q:
-	case <-ctx.Done():
-		return ctx.Err()
+	return l.wait(ctx, queued{done: make(chan error, 1)})
+}
+
+func (l *Log) wait(ctx context.Context, q queued) error {
+	if !l.enqueue(ctx, q) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errors.New("audit log is closed")
 	}
 	select {
 	case err := <-q.done:
@@ -202,62 +229,69 @@ func (l *Log) Flush(ctx context.Context) error {
 
 // Close writes what is queued and stops the writer.
 func (l *Log) Close() error {
-	l.once.Do(func() { close(l.stop) })
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		close(l.stop)
+	})
 	l.wg.Wait()
 	return nil
+}
+
+// take removes and returns the pending records.
+func (l *Log) take() ([]queued, bool) {
+	l.mu.Lock()
+	batch := l.pending
+	l.pending = nil
+	waiter := false
+	for _, q := range batch {
+		waiter = waiter || q.done != nil
+	}
+	l.mu.Unlock()
+	select {
+	case l.room <- struct{}{}:
+	default:
+	}
+	return batch, waiter
+}
+
+func (l *Log) hasWaiter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, q := range l.pending {
+		if q.done != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Log) writer() {
 	defer l.wg.Done()
 	for {
-		var batch []queued
 		select {
-		case q := <-l.queue:
-			batch = append(batch, q)
+		case <-l.wake:
 		case <-l.stop:
-			// Drain what is left.
-			for {
-				select {
-				case q := <-l.queue:
-					batch = append(batch, q)
-					continue
-				default:
-				}
-				break
-			}
-			if len(batch) > 0 {
+			if batch, _ := l.take(); len(batch) > 0 {
 				l.commit(batch)
 			}
 			return
 		}
-		// Group commit: gather what arrives within a few milliseconds (unless someone
-		// waits for this batch), so a busy vault writes one transaction for many records.
-		gather := time.NewTimer(groupCommitWindow)
-	more:
-		for len(batch) < 512 && batch[0].done == nil {
+		// Group commit: let records gather for a few milliseconds (unless someone waits
+		// for them), so a busy vault writes one transaction for many records.
+		if !l.hasWaiter() {
+			t := time.NewTimer(groupCommitWindow)
 			select {
-			case q := <-l.queue:
-				batch = append(batch, q)
-				if q.done != nil {
-					break more
-				}
-			case <-gather.C:
-				break more
+			case <-t.C:
+			case <-l.wake: // a waiter arrived
 			case <-l.stop:
-				break more
 			}
+			t.Stop()
 		}
-		gather.Stop()
-		for len(batch) < 512 {
-			select {
-			case q := <-l.queue:
-				batch = append(batch, q)
-				continue
-			default:
-			}
-			break
+		if batch, _ := l.take(); len(batch) > 0 {
+			l.commit(batch)
 		}
-		l.commit(batch)
 	}
 }
 

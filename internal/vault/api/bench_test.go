@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"errors"
 	"testing"
 	"time"
 
@@ -93,4 +94,66 @@ func BenchmarkRSA2048Wrap(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "wrap/s")
+}
+
+// BenchmarkRSA2048UnwrapParallel is BenchmarkRSA2048Unwrap with 4 callers at a time (a
+// registry serving pulls in parallel): round after round, the SDK and the raw decryption
+// each run a chunk of operations on 4 goroutines, and sdk/raw compares throughputs.
+func BenchmarkRSA2048UnwrapParallel(b *testing.B) {
+	c := benchClient(b)
+	ctx := context.Background()
+	dek := make([]byte, 32)
+	rand.Read(dek)
+	alg := to.Ptr(azkeys.EncryptionAlgorithmRSAOAEP256)
+	w, err := c.WrapKey(ctx, "kek", "", azkeys.KeyOperationParameters{Algorithm: alg, Value: dek}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	version := w.KID.Version()
+	local, _ := rsa.GenerateKey(rand.Reader, 2048)
+	localCT, _ := rsa.EncryptOAEP(sha256.New(), rand.Reader, &local.PublicKey, dek, nil)
+	const workers = 4
+	run := func(n int, op func() error) time.Duration {
+		start := time.Now()
+		errs := make(chan error, workers)
+		for g := 0; g < workers; g++ {
+			go func(g int) {
+				var err error
+				for i := g; i < n && err == nil; i += workers {
+					err = op()
+				}
+				errs <- err
+			}(g)
+		}
+		for g := 0; g < workers; g++ {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	sdkOp := func() error {
+		un, err := c.UnwrapKey(ctx, "kek", version, azkeys.KeyOperationParameters{Algorithm: alg, Value: w.Result}, nil)
+		if err == nil && !bytes.Equal(un.Result, dek) {
+			err = errors.New("unwrap gave other bytes")
+		}
+		return err
+	}
+	rawOp := func() error {
+		_, err := rsa.DecryptOAEP(sha256.New(), nil, local, localCT, nil)
+		return err
+	}
+	run(8, sdkOp) // warm up: connections, token, key cache
+	var sdk, raw time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(64, b.N-done)
+		sdk += run(n, sdkOp)
+		raw += run(n, rawOp)
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(raw.Seconds()/sdk.Seconds(), "sdk/raw")
+	b.ReportMetric(float64(b.N)/sdk.Seconds(), "sdk-unwrap/s")
+	b.ReportMetric(float64(b.N)/raw.Seconds(), "raw-decrypt/s")
 }
