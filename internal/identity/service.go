@@ -67,6 +67,10 @@ type Secret struct {
 // deletion and is returned to the user as is.
 type DeleteGuard func(ctx context.Context, p Principal) error
 
+// DeletedHook is called after a principal has been deleted, so that other parts can drop
+// what they keep for it (role assignments, access policies).
+type DeletedHook func(ctx context.Context, p Principal) error
+
 // Service owns principals and their credentials, in the "identity" tables of the metadata
 // store. It knows nothing of HTTP.
 type Service struct {
@@ -76,8 +80,9 @@ type Service struct {
 	tenantID string
 	system   Principal
 
-	mu     sync.RWMutex
-	guards []DeleteGuard
+	mu      sync.RWMutex
+	guards  []DeleteGuard
+	deleted []DeletedHook
 }
 
 // Options tune a Service; the zero value is the production default.
@@ -157,6 +162,13 @@ func (s *Service) AddDeleteGuard(g DeleteGuard) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.guards = append(s.guards, g)
+}
+
+// OnDeleted registers a hook called after any identity has been deleted.
+func (s *Service) OnDeleted(h DeletedHook) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deleted = append(s.deleted, h)
 }
 
 // NeedsBootstrap reports whether the administrator has never been created.
@@ -417,13 +429,14 @@ func (s *Service) Delete(ctx context.Context, kind Kind, ref string) error {
 	}
 	s.mu.RLock()
 	guards := append([]DeleteGuard(nil), s.guards...)
+	hooks := append([]DeletedHook(nil), s.deleted...)
 	s.mu.RUnlock()
 	for _, g := range guards {
 		if err := g(ctx, p); err != nil {
 			return refusal{err}
 		}
 	}
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []string{
 			`DELETE FROM identity_secrets WHERE principal_id = ?`,
 			`DELETE FROM identity_refresh_tokens WHERE principal_id = ?`,
@@ -435,6 +448,15 @@ func (s *Service) Delete(ctx context.Context, kind Kind, ref string) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		if err := h(ctx, p); err != nil {
+			return fmt.Errorf("%s %q was deleted, but cleaning up after it failed (remove its grants with 'coffer role assignment delete'): %w", kindNoun(kind), ref, err)
+		}
+	}
+	return nil
 }
 
 // CreateUser creates a user with a password (at least 8 characters).

@@ -8,6 +8,7 @@ import (
 	"github.com/cofferhq/coffer/internal/access/accessapi"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/identity"
 )
 
 // accessPart holds what the server keeps of the access part.
@@ -35,6 +36,13 @@ func (s *Server) mountAccess(ctx context.Context) error {
 	}
 	s.access.svc = svc
 	s.access.authz = svc
+	if s.identity.svc != nil {
+		// A deleted principal's role assignments and access policies go with it, so that a
+		// later principal can never inherit them.
+		s.identity.svc.OnDeleted(func(ctx context.Context, p identity.Principal) error {
+			return svc.DeletePrincipalGrants(ctx, p.ID)
+		})
+	}
 	if err := svc.EnsureBootstrapOwner(ctx, s.identity.bootstrapAdmin); err != nil {
 		return fmt.Errorf("make the administrator Owner: %w", err)
 	}
