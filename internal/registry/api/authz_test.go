@@ -128,17 +128,35 @@ func TestAuthorizationTable(t *testing.T) {
 			return st
 		}, 202},
 		{"GET catalog", func(tok, _ string) int { st, _ := do(tok, "GET", "/v2/_catalog", nil, nil); return st }, 200},
+		{"HEAD manifest", func(tok, _ string) int { st, _ := do(tok, "HEAD", "/v2/"+repo+"/manifests/base", nil, nil); return st }, 200},
+		{"GET blob", func(tok, _ string) int {
+			st, _ := do(tok, "GET", "/v2/"+repo+"/blobs/"+digest.FromBytes(cfg).String(), nil, nil)
+			return st
+		}, 200},
+		{"POST upload session", func(tok, _ string) int { st, _ := do(tok, "POST", "/v2/"+repo+"/blobs/uploads/", nil, nil); return st }, 202},
+		{"DELETE manifest", func(tok, who string) int {
+			m := manifest("digest-" + who)
+			do(admin, "PUT", "/v2/"+repo+"/manifests/"+digest.FromBytes(m).String(), m, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+			st, _ := do(tok, "DELETE", "/v2/"+repo+"/manifests/"+digest.FromBytes(m).String(), nil, nil)
+			return st
+		}, 202},
+		{"DELETE blob", func(tok, who string) int {
+			b := []byte("to delete " + who)
+			pushBlob(admin, b)
+			st, _ := do(tok, "DELETE", "/v2/"+repo+"/blobs/"+digest.FromBytes(b).String(), nil, nil)
+			return st
+		}, 202},
 	}
 	// Expected: Y allowed, N denied, per endpoint in the order above.
 	table := map[string]string{
-		"puller":         "YYYYNNNN",
-		"pusher":         "YYYYYYNN",
-		"deleter":        "NNNNNNYN",
-		"owner":          "YYYYYYYN",
-		"reader":         "YYYYNNNN",
-		"registrypuller": "YYYYNNNY",
-		"nobody":         "NNNNNNNN",
-		"citoken":        "YYYYYYNN",
+		"puller":         "YYYYNNNN" + "YYNNN",
+		"pusher":         "YYYYYYNN" + "YYYNN",
+		"deleter":        "NNNNNNYN" + "NNNYY",
+		"owner":          "YYYYYYYN" + "YYYYY",
+		"reader":         "YYYYNNNN" + "YYNNN",
+		"registrypuller": "YYYYNNNY" + "YYNNN",
+		"nobody":         "NNNNNNNN" + "NNNNN",
+		"citoken":        "YYYYYYNN" + "YYYNN",
 	}
 	for _, p := range principals {
 		tok, err := e.registryToken(t, p.name, passwords[p.name], "repository:"+repo+":pull,push,delete", "registry:catalog:*")
@@ -165,10 +183,11 @@ func TestAuthorizationTable(t *testing.T) {
 		t.Logf("%-15s %s", p.name, got.String())
 	}
 
-	// Management endpoints: show (pull), delete tag (delete), gc (registry/manage at /registry).
+	// Management endpoints: show (pull), delete tag (delete), gc (registry/manage at
+	// /registry), list repositories (registry/list at /registry).
 	mgmtTable := map[string]string{
-		"puller": "YNN", "pusher": "YNN", "deleter": "NYN", "owner": "YYN", "reader": "YNN",
-		"registrypuller": "YNN", "nobody": "NNN",
+		"puller": "YNNN", "pusher": "YNNN", "deleter": "NYNN", "owner": "YYNN", "reader": "YNNN",
+		"registrypuller": "YNNY", "nobody": "NNNN",
 	}
 	for _, p := range principals {
 		if p.repoToken {
@@ -185,6 +204,7 @@ func TestAuthorizationTable(t *testing.T) {
 				return e.mgmtCall(t, tok, "DELETE", "/coffer/v1/registry/tags?repository="+repo+"&tag=mdel-"+p.name, nil, nil)
 			},
 			func() int { return e.mgmtCall(t, tok, "POST", "/coffer/v1/registry/gc?dryRun=true", nil, nil) },
+			func() int { return e.mgmtCall(t, tok, "GET", "/coffer/v1/registry/repositories", nil, nil) },
 		}
 		for i, call := range calls {
 			st := call()
