@@ -122,7 +122,8 @@ func (d *Driver) newWriter(ctx context.Context, path string, iw blobstore.Writer
 	buf = append(buf, tail...)
 	return &writer{
 		d: d, ctx: ctx, path: path, inner: iw, h: h, c: c, index: index, buf: buf,
-		out:   make([]byte, 0, batchSegments*(int(h.SegmentSize)+Overhead)),
+		// The batch buffer grows with the object: small objects (manifests) stay small.
+		out:   make([]byte, 0, int(h.SegmentSize)+Overhead),
 		nonce: make([]byte, NonceSize),
 	}
 }
@@ -407,7 +408,7 @@ func (w *writer) emit(plain []byte, kind byte) error {
 		w.err = fmt.Errorf("seal %s: nonce: %w", w.path, err)
 		return w.err
 	}
-	if cap(w.out)-len(w.out) < len(plain)+Overhead {
+	if len(w.out)+len(plain)+Overhead > batchSegments*int(w.h.slot()) {
 		if err := w.flushAsync(); err != nil {
 			return err
 		}
@@ -446,7 +447,7 @@ func (w *writer) flushAsync() error {
 		done <- err
 	}()
 	if w.spare == nil {
-		w.spare = make([]byte, 0, cap(batch))
+		w.spare = make([]byte, 0, batchSegments*int(w.h.slot()))
 	}
 	w.out, w.spare = w.spare[:0], batch
 	return nil
