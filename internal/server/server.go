@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 		{"identity", s.mountIdentity},
 		{"access", s.mountAccess},
 		{"vault", s.mountVault},
+		{"encryption", s.mountEncryption}, // wraps the registry's blob driver: before the registry
 		{"registry", s.mountRegistry},
 	}
 	for _, m := range mounts {
