@@ -82,7 +82,7 @@ func (s *Server) registryDriver(ctx context.Context) (blobstore.Driver, error) {
 
 // registryJobs expires idle uploads and runs the garbage collector on schedule.
 func (s *Server) registryJobs(ctx context.Context, svc *registry.Service) {
-	expiry := time.NewTicker(min(s.cfg.Registry.UploadExpiry/2+time.Second, 10*time.Minute))
+	expiry := time.NewTicker(min(svc.Options().UploadExpiry/2+time.Second, 10*time.Minute))
 	defer expiry.Stop()
 	var gc <-chan time.Time
 	if s.cfg.Registry.GCInterval > 0 {
