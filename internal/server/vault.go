@@ -92,6 +92,23 @@ func (s *Server) vaultURL(v vault.Vault) string {
 	return u
 }
 
+// authorityURL is the server's main URL as clients reach it: the listen address, or for a
+// wildcard listen address the first --hostname (else localhost).
+func (s *Server) authorityURL() string {
+	host := s.listenHost()
+	if host == "" {
+		host = "localhost"
+		if len(s.cfg.Hostnames) > 0 {
+			host = s.cfg.Hostnames[0]
+		}
+	}
+	scheme := "https"
+	if s.cfg.PlainHTTP {
+		scheme = "http"
+	}
+	return scheme + "://" + net.JoinHostPort(host, s.mainPort())
+}
+
 // mountVault wires the vault part: its services, routes and background jobs.
 func (s *Server) mountVault(ctx context.Context) error {
 	root, where, err := vault.LoadRootKey(s.vaultRootKeyFile(), os.Getenv(vault.RootKeyEnv))
@@ -132,7 +149,7 @@ func (s *Server) mountVault(ctx context.Context) error {
 		Service:      svc,
 		Verifier:     func() authn.Verifier { return s.identity.verifier },
 		TenantID:     func() string { return s.identity.tenantID },
-		AuthorityURL: s.URL,
+		AuthorityURL: s.authorityURL,
 		Domain:       s.cfg.Vault.Domain,
 		RateLimit:    s.cfg.Vault.RateLimit,
 		Log:          s.log,

@@ -73,7 +73,9 @@ type fixture struct {
 	reg   identity.Principal
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { return setupB(t) }
+
+func setupB(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "m.db"))
