@@ -28,6 +28,10 @@ import (
 type Files struct{ Dir string }
 
 func (f Files) CACert() string     { return filepath.Join(f.Dir, "ca.pem") }
+
+// CACertForClients is the same certificate named the way docker's certs.d and
+// containers/image (skopeo, podman, buildah --cert-dir) look for a CA: *.crt.
+func (f Files) CACertForClients() string { return filepath.Join(f.Dir, "ca.crt") }
 func (f Files) CAKey() string      { return filepath.Join(f.Dir, "ca-key.pem") }
 func (f Files) ServerCert() string { return filepath.Join(f.Dir, "server.pem") }
 func (f Files) ServerKey() string  { return filepath.Join(f.Dir, "server-key.pem") }
@@ -42,6 +46,9 @@ func Ensure(dir string, names []string, now time.Time) (tls.Certificate, error) 
 	}
 	caCert, caKey, err := loadOrCreateCA(f, now)
 	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := ensureClientCopy(f); err != nil {
 		return tls.Certificate{}, err
 	}
 	names = normalize(names)
@@ -92,6 +99,17 @@ func loadOrCreateCA(f Files, now time.Time) (*x509.Certificate, crypto.Signer, e
 	}
 	cert, _ := x509.ParseCertificate(der)
 	return cert, key, nil
+}
+
+func ensureClientCopy(f Files) error {
+	want, err := os.ReadFile(f.CACert())
+	if err != nil {
+		return err
+	}
+	if have, err := os.ReadFile(f.CACertForClients()); err == nil && string(have) == string(want) {
+		return nil
+	}
+	return durable.WriteFile(f.CACertForClients(), want, 0o644)
 }
 
 func issueServer(f Files, ca *x509.Certificate, caKey crypto.Signer, names []string, now time.Time) (tls.Certificate, error) {

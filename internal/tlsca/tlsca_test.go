@@ -25,6 +25,9 @@ func TestEnsureIssuesVerifiableCertAndReissuesOnNewName(t *testing.T) {
 			t.Errorf("certificate does not verify for %s: %v", name, err)
 		}
 	}
+	if crt, _ := os.ReadFile(Files{dir}.CACertForClients()); string(crt) != string(caPEM) {
+		t.Error("ca.crt (for docker certs.d and skopeo --cert-dir) differs from ca.pem")
+	}
 	if st, _ := os.Stat(Files{dir}.CAKey()); st.Mode().Perm() != 0o600 {
 		t.Errorf("CA key mode = %v, want 0600", st.Mode().Perm())
 	}
