@@ -276,6 +276,9 @@ func (l *Log) writer() {
 			if batch, _ := l.take(); len(batch) > 0 {
 				l.commit(batch)
 			}
+			if left, _ := l.take(); len(left) > 0 {
+				l.log.Error("audit records lost at shutdown: the store refused them", "records", len(left))
+			}
 			return
 		}
 		// Group commit: let records gather for a few milliseconds (unless someone waits
@@ -330,11 +333,30 @@ func (l *Log) commit(batch []queued) {
 	})
 	if err != nil {
 		err = fmt.Errorf("write audit records: %w", err)
-		l.log.Error("audit write failed", "err", err, "records", len(batch))
+		l.log.Error("audit write failed; queued records are kept and retried", "err", err, "records", len(batch))
 	}
+	var retry []queued
 	for _, q := range batch {
-		if q.done != nil {
-			q.done <- err
+		switch {
+		case q.done != nil:
+			q.done <- err // the waiter learns of the failure
+		case err != nil && q.rec.Operation != "":
+			retry = append(retry, q)
+		}
+	}
+	if len(retry) > 0 {
+		// Put records nobody waits for back in front of the queue: an audit record is
+		// never dropped because the store failed once.
+		l.mu.Lock()
+		l.pending = append(retry, l.pending...)
+		l.mu.Unlock()
+		select {
+		case <-time.After(time.Second):
+		case <-l.stop:
+		}
+		select {
+		case l.wake <- struct{}{}:
+		default:
 		}
 	}
 }

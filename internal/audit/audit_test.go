@@ -138,3 +138,36 @@ func TestRecordSyncAndReopen(t *testing.T) {
 		t.Fatalf("chain across restarts: %+v %v", res, err)
 	}
 }
+
+// TestRetryAfterStoreFailure: records queued while the store refuses writes are kept and
+// written once it accepts them again.
+func TestRetryAfterStoreFailure(t *testing.T) {
+	l, db := open(t)
+	ctx := context.Background()
+	fill(t, l, 2)
+	if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records RENAME TO audit_records_away`); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(audit.Record{Component: "vault", Operation: "KeyUnwrapKey", Result: audit.ResultSuccess})
+	if err := l.Flush(ctx); err == nil {
+		t.Fatal("flush succeeded while the table was away")
+	}
+	if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records_away RENAME TO audit_records`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.Flush(ctx)
+		recs, _ := l.List(ctx, audit.Filter{Operation: "KeyUnwrapKey"})
+		if len(recs) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record queued during the failure was never written")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res, err := l.Verify(ctx); err != nil || !res.OK || res.Records != 3 {
+		t.Fatalf("chain: %+v %v", res, err)
+	}
+}
