@@ -163,7 +163,7 @@ func (s *Server) mountVault(ctx context.Context) error {
 			host = h
 		}
 		name, ok := strings.CutSuffix(host, suffix)
-		if !ok || name == "" || strings.Contains(name, ".") {
+		if !ok || suffix == "." || name == "" || strings.Contains(name, ".") {
 			return nil
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.vault.api.Serve(w, r, name, false) })
