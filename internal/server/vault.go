@@ -86,7 +86,7 @@ func (s *Server) vaultURL(v vault.Vault) string {
 		return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(v.Port))
 	}
 	u := scheme + "://" + v.Name + "." + s.cfg.Vault.Domain
-	if p := s.mainPort(); p != "" && p != "443" {
+	if p := s.mainPort(); p != "" && p != "443" && p != "0" { // "0": not listening yet
 		u += ":" + p
 	}
 	return u
