@@ -124,7 +124,12 @@ func (s *Service) StatBlob(ctx context.Context, repo string, d digest.Digest) (B
 		return b, internal(err)
 	}
 	if s.now().Sub(b.Touched) > s.opts.GCGrace/4 {
-		if err := s.meta.LinkBlob(ctx, repo, b, s.now()); err != nil {
+		// Under the digest's lock, like any link: the collector may be removing the blob
+		// right now, and a refreshed row must never outlive its file.
+		if err := s.link(ctx, repo, b); err != nil {
+			if ErrorCode(err) == CodeBlobUnknown {
+				return b, newError(CodeBlobUnknown, "blob %s is not in repository %s", d, repo)
+			}
 			s.opts.Log.Warn("refresh blob link", "repo", repo, "digest", d, "err", err)
 		}
 	}

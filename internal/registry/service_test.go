@@ -360,3 +360,44 @@ func TestDeleteRepository(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+// TestGCRacesBlobChecks: a HEAD that refreshes a stale link while the collector removes
+// the blob must never leave a row without its file (a manifest could then reference
+// bytes that are gone).
+func TestGCRacesBlobChecks(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, time.Hour)
+	var digests []digest.Digest
+	for i := range 40 {
+		digests = append(digests, f.blob(t, "race", []byte(fmt.Sprintf("stale %d", i))))
+	}
+	f.clock.advance(2 * time.Hour)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if _, err := f.svc.GC(ctx, false, nil); err != nil {
+			t.Errorf("GC: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for _, d := range digests {
+			f.svc.StatBlob(ctx, "race", d)
+		}
+	}()
+	wg.Wait()
+	for _, d := range digests {
+		known, err := f.svc.meta.BlobKnown(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, serr := f.driver.Stat(ctx, blobPath(d))
+		if known && serr != nil {
+			t.Fatalf("blob %s has a row but no file after a GC raced a check", d)
+		}
+		if _, err := f.svc.StatBlob(ctx, "race", d); err == nil && serr != nil {
+			t.Fatalf("blob %s answers HEAD but its file is gone", d)
+		}
+	}
+}
