@@ -29,6 +29,10 @@ password once and writes it to coffer-data/initial-admin-password (mode 0600).
 Every flag can also be set as an environment variable COFFER_<FLAG> (for example
 COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
 'data-dir: /var/lib/coffer'). Flags win over the environment, which wins over the file.`,
+			Example: `  coffer serve                                   # ./coffer-data, https://127.0.0.1:5000
+  coffer serve --data-dir /var/lib/coffer --listen 0.0.0.0:443 --hostname registry.example.com
+  coffer serve --tls-cert tls.pem --tls-key tls-key.pem   # an operator's certificate
+  COFFER_LOG_FORMAT=json coffer serve --config /etc/coffer/coffer.yaml`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				if err := config.Apply(cmd.Flags(), os.Getenv); err != nil {

@@ -11,7 +11,9 @@ func init() {
 		root.AddCommand(&cobra.Command{
 			Use:   "version",
 			Short: "Print Coffer's version",
-			Args:  cobra.NoArgs,
+			Example: `  coffer version
+  coffer version -o json`,
+			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				v := map[string]string{"version": Version, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH}
 				return printResult(cmd, v, func() Table {
