@@ -536,6 +536,63 @@ func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source stri
 	return nst, nil
 }
 
+// NewGeneration creates a new root key (generation N+1), wraps it under the current KEK
+// version and makes it the one new objects are sealed under. Objects sealed under older
+// generations stay readable (their root keys are kept, wrapped). It returns the new
+// generation.
+func (k *Keyring) NewGeneration(ctx context.Context) (uint32, error) {
+	k.checkMu.Lock()
+	defer k.checkMu.Unlock()
+	st, _, err := k.load(ctx)
+	if err != nil {
+		return 0, err
+	}
+	k.mu.Lock()
+	accessErr, roots := k.accessErr, k.roots
+	k.mu.Unlock()
+	if accessErr != nil || roots == nil {
+		return 0, fmt.Errorf("cannot add a root key while the key-encryption key is not accessible: %w", errors.Join(seal.ErrKeyUnavailable, accessErr))
+	}
+	kk, err := k.o.Resolver.KEK(ctx, st.Identity, st.KeyID)
+	if err != nil {
+		return 0, err
+	}
+	root := make([]byte, seal.KeySize)
+	if _, err := rand.Read(root); err != nil {
+		return 0, err
+	}
+	kid, wrapped, err := kek.WrapVerified(ctx, kk, st.VersionedKeyID, root)
+	if err != nil {
+		return 0, err
+	}
+	gen := st.Generation + 1
+	now := k.o.Now().UTC()
+	err = k.o.DB.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO seal_root_keys (generation, wrapped, kek_kid, created_at) VALUES (?, ?, ?, ?)`,
+			int64(gen), wrapped, kid, now.Unix()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE seal_settings SET current_generation = ? WHERE id = 1`, int64(gen))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store the new root key: %w", err)
+	}
+	k.mu.Lock()
+	next := make(map[uint32][]byte, len(k.roots)+1)
+	for g, r := range k.roots {
+		next[g] = r
+	}
+	next[gen] = root
+	k.roots = next
+	nst := st
+	nst.Generation = gen
+	k.settings = nst
+	k.mu.Unlock()
+	k.o.Log.Info("new registry root key generation", "generation", gen, "key", kid)
+	return gen, nil
+}
+
 // CheckRotation moves to the newest version of a versionless key, if there is a newer one.
 // It reports whether it rotated.
 func (k *Keyring) CheckRotation(ctx context.Context) (bool, error) {

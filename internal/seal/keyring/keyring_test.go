@@ -475,3 +475,44 @@ func TestGuardIdentityRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGenerations: a new root key generation seals new objects; objects of the older
+// generation still read, also after a restart and after a KEK rotation (which re-wraps
+// every generation).
+func TestGenerations(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	k := e.initPlatform(t)
+	d := newDriver(t, k)
+	writeObj(t, d, "blobs/old", 200_000)
+	gen, err := k.NewGeneration(ctx)
+	if err != nil || gen != 2 {
+		t.Fatalf("NewGeneration = %d, %v", gen, err)
+	}
+	writeObj(t, d, "blobs/new", 200_000)
+	if g, _, _ := k.CurrentKey(ctx); g != 2 {
+		t.Fatalf("current generation %d", g)
+	}
+	r1, _ := k.Key(ctx, 1)
+	r2, _ := k.Key(ctx, 2)
+	if bytes.Equal(r1, r2) {
+		t.Fatal("the new generation has the old root key")
+	}
+	before := e.platform.Calls("")
+	if _, err := k.Rotate(ctx, customerVault+"/keys/cmk", "uami-1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.customer.Calls("") + e.platform.Calls("") - before; n != 5 {
+		t.Fatalf("rotation with two generations made %d vault calls, want 5 (get, and wrap+unwrap per generation)", n)
+	}
+	k2 := e.open(t)
+	d2 := newDriverOn(t, d, k2)
+	for _, p := range []string{"blobs/old", "blobs/new"} {
+		if _, err := readObj(d2, p, 100_000, 1000); err != nil {
+			t.Fatalf("%s after restart: %v", p, err)
+		}
+	}
+	if g, _, _ := k2.CurrentKey(ctx); g != 2 {
+		t.Fatalf("current generation after restart %d", g)
+	}
+}
