@@ -84,6 +84,12 @@ type SQLMetadata struct {
 	// flush per upload. Everything else (links, manifests, tags) stays fully synchronous.
 	sessions   *sql.Conn
 	sessionsMu sync.Mutex
+
+	// links feeds the group committer (runLinks); stop ends it.
+	links chan linkOp
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
 }
 
 // NewSQLMetadata migrates the registry's tables and returns the store. Close releases
@@ -100,11 +106,17 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 		conn.Close()
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
-	return &SQLMetadata{db: db, sessions: conn}, nil
+	m := &SQLMetadata{db: db, sessions: conn, links: make(chan linkOp), stop: make(chan struct{})}
+	m.wg.Add(1)
+	go m.runLinks()
+	return m, nil
 }
 
-// Close releases the store's own connection (not the database).
+// Close stops the group committer and releases the store's own connection (not the
+// database).
 func (m *SQLMetadata) Close() error {
+	m.once.Do(func() { close(m.stop) })
+	m.wg.Wait()
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
 	// Back to the default before the connection returns to the shared pool.
@@ -186,25 +198,93 @@ func linkBlob(ctx context.Context, tx *sql.Tx, repo string, b BlobInfo, now time
 }
 
 func (m *SQLMetadata) LinkBlob(ctx context.Context, repo string, b BlobInfo, now time.Time) error {
-	err := m.db.InTx(ctx, func(tx *sql.Tx) error { return linkBlob(ctx, tx, repo, b, now) })
-	if err != nil {
-		return fmt.Errorf("link blob %s to %s: %w", b.Digest, repo, err)
+	return m.submitLink(linkOp{repo: repo, b: b, now: now})
+}
+
+func (m *SQLMetadata) CompleteUpload(ctx context.Context, uploadID, repo string, b BlobInfo, now time.Time) error {
+	return m.submitLink(linkOp{uploadID: uploadID, repo: repo, b: b, now: now})
+}
+
+// linkOp is one blob link to record (and upload session to end), done by the group
+// committer.
+type linkOp struct {
+	uploadID, repo string
+	b              BlobInfo
+	now            time.Time
+	done           chan error
+}
+
+func applyLink(ctx context.Context, tx *sql.Tx, op linkOp) error {
+	if err := linkBlob(ctx, tx, op.repo, op.b, op.now); err != nil {
+		return err
+	}
+	if op.uploadID != "" {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_uploads WHERE id = ?`, op.uploadID); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (m *SQLMetadata) CompleteUpload(ctx context.Context, uploadID, repo string, b BlobInfo, now time.Time) error {
-	err := m.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := linkBlob(ctx, tx, repo, b, now); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM registry_uploads WHERE id = ?`, uploadID)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("link blob %s to %s: %w", b.Digest, repo, err)
+// submitLink hands op to the group committer and waits until it is durable. Every
+// finished upload ends here; concurrent ones share one transaction (one WAL flush)
+// instead of queueing for the database's single writer one flush at a time.
+func (m *SQLMetadata) submitLink(op linkOp) error {
+	op.done = make(chan error, 1)
+	select {
+	case m.links <- op:
+	case <-m.stop:
+		return errors.New("the registry's metadata store is closed")
+	}
+	// Wait even if the request goes away: the link may be committed either way, and
+	// the caller must know which.
+	if err := <-op.done; err != nil {
+		return fmt.Errorf("link blob %s to %s: %w", op.b.Digest, op.repo, err)
 	}
 	return nil
+}
+
+// runLinks is the group committer: it takes whatever links are waiting (up to 256) and
+// records them in one transaction.
+func (m *SQLMetadata) runLinks() {
+	defer m.wg.Done()
+	for {
+		var first linkOp
+		select {
+		case first = <-m.links:
+		case <-m.stop:
+			return
+		}
+		batch := []linkOp{first}
+	drain:
+		for len(batch) < 256 {
+			select {
+			case op := <-m.links:
+				batch = append(batch, op)
+			default:
+				break drain
+			}
+		}
+		ctx := context.Background()
+		err := m.db.InTx(ctx, func(tx *sql.Tx) error {
+			for _, op := range batch {
+				if err := applyLink(ctx, tx, op); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// One bad op must not fail its neighbours: retry each alone.
+			for _, op := range batch {
+				op.done <- m.db.InTx(ctx, func(tx *sql.Tx) error { return applyLink(ctx, tx, op) })
+			}
+			continue
+		}
+		for _, op := range batch {
+			op.done <- err
+		}
+	}
 }
 
 func (m *SQLMetadata) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) (bool, error) {
