@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/cofferhq/coffer/internal/durable"
 	"math/big"
 	"net"
 	"os"
@@ -22,16 +21,19 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/durable"
 )
 
 // Files names the PEM files of the local CA under a directory.
 type Files struct{ Dir string }
 
-func (f Files) CACert() string     { return filepath.Join(f.Dir, "ca.pem") }
+func (f Files) CACert() string { return filepath.Join(f.Dir, "ca.pem") }
 
 // CACertForClients is the same certificate named the way docker's certs.d and
 // containers/image (skopeo, podman, buildah --cert-dir) look for a CA: *.crt.
 func (f Files) CACertForClients() string { return filepath.Join(f.Dir, "ca.crt") }
+
 func (f Files) CAKey() string      { return filepath.Join(f.Dir, "ca-key.pem") }
 func (f Files) ServerCert() string { return filepath.Join(f.Dir, "server.pem") }
 func (f Files) ServerKey() string  { return filepath.Join(f.Dir, "server-key.pem") }
