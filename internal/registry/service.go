@@ -92,9 +92,9 @@ func checkName(repo string) error {
 	return nil
 }
 
-// internal wraps an unexpected failure (storage, database) for the caller; busy databases
+// asRegistryError wraps an unexpected failure (storage, database) for the caller; busy databases
 // become TOOMANYREQUESTS so clients retry.
-func internal(err error) error {
+func asRegistryError(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -121,7 +121,7 @@ func (s *Service) StatBlob(ctx context.Context, repo string, d digest.Digest) (B
 		return b, newError(CodeBlobUnknown, "blob %s is not in repository %s", d, repo)
 	}
 	if err != nil {
-		return b, internal(err)
+		return b, asRegistryError(err)
 	}
 	if s.now().Sub(b.Touched) > s.opts.GCGrace/4 {
 		// Under the digest's lock, like any link: the collector may be removing the blob
@@ -153,7 +153,7 @@ func (s *Service) ReadBlob(ctx context.Context, b BlobInfo, offset int64) (io.Re
 		return nil, newError(CodeBlobUnknown, "blob %s is recorded but its bytes are missing", b.Digest)
 	}
 	if err != nil {
-		return nil, internal(fmt.Errorf("read blob %s: %w", b.Digest, err))
+		return nil, asRegistryError(fmt.Errorf("read blob %s: %w", b.Digest, err))
 	}
 	return r, nil
 }
@@ -165,7 +165,7 @@ func (s *Service) DeleteBlob(ctx context.Context, repo string, d digest.Digest) 
 	}
 	ok, err := s.meta.UnlinkBlob(ctx, repo, d)
 	if err != nil {
-		return internal(err)
+		return asRegistryError(err)
 	}
 	if !ok {
 		return newError(CodeBlobUnknown, "blob %s is not in repository %s", d, repo)
@@ -187,7 +187,7 @@ func (s *Service) Mount(ctx context.Context, repo string, d digest.Digest, from 
 		return b, newError(CodeBlobUnknown, "blob %s is not in repository %s", d, from)
 	}
 	if err != nil {
-		return b, internal(err)
+		return b, asRegistryError(err)
 	}
 	return b, s.link(ctx, repo, b)
 }
@@ -200,7 +200,7 @@ func (s *Service) MountAny(ctx context.Context, repo string, d digest.Digest, ca
 	}
 	repos, err := s.meta.ReposWithBlob(ctx, d)
 	if err != nil {
-		return BlobInfo{}, internal(err)
+		return BlobInfo{}, asRegistryError(err)
 	}
 	for _, from := range repos {
 		if from == repo || canPull(from) {
@@ -219,9 +219,9 @@ func (s *Service) link(ctx context.Context, repo string, b BlobInfo) error {
 		if errors.Is(err, blobstore.ErrNotFound) {
 			return newError(CodeBlobUnknown, "blob %s is no longer stored", b.Digest)
 		}
-		return internal(err)
+		return asRegistryError(err)
 	}
-	return internal(s.meta.LinkBlob(ctx, repo, b, s.now()))
+	return asRegistryError(s.meta.LinkBlob(ctx, repo, b, s.now()))
 }
 
 // --- uploads ---
@@ -246,14 +246,14 @@ func (s *Service) StartUpload(ctx context.Context, repo string) (Upload, error) 
 	u.HashState = st
 	w, err := s.driver.Writer(ctx, uploadPath(u.ID))
 	if err != nil {
-		return u, internal(fmt.Errorf("start upload: %w", err))
+		return u, asRegistryError(fmt.Errorf("start upload: %w", err))
 	}
 	if err := w.Close(); err != nil {
-		return u, internal(fmt.Errorf("start upload: %w", err))
+		return u, asRegistryError(fmt.Errorf("start upload: %w", err))
 	}
 	if err := s.meta.CreateUpload(ctx, u); err != nil {
 		s.driver.Delete(ctx, uploadPath(u.ID))
-		return u, internal(err)
+		return u, asRegistryError(err)
 	}
 	return u, nil
 }
@@ -287,7 +287,7 @@ func (s *Service) session(ctx context.Context, repo, id string) (Upload, error) 
 		return u, newError(CodeBlobUploadUnknown, "upload %s is unknown to repository %s", id, repo)
 	}
 	if err != nil {
-		return u, internal(err)
+		return u, asRegistryError(err)
 	}
 	if s.now().Sub(u.Updated) > s.opts.UploadExpiry {
 		s.dropUpload(ctx, u.ID)
@@ -341,7 +341,7 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 		return u, newError(CodeBlobUploadUnknown, "upload %s lost its data: start again", u.ID)
 	}
 	if err != nil {
-		return u, internal(fmt.Errorf("resume upload: %w", err))
+		return u, asRegistryError(fmt.Errorf("resume upload: %w", err))
 	}
 	defer w.Close()
 	if w.Size() != u.Offset {
@@ -363,7 +363,7 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 	// so the client may resume.
 	if persist || copyErr != nil {
 		if err := s.meta.UpdateUpload(context.WithoutCancel(ctx), u); err != nil {
-			return u, internal(err)
+			return u, asRegistryError(err)
 		}
 	}
 	if copyErr != nil {
@@ -443,7 +443,7 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return fail(newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d))
 	}
 	if err := w.Commit(ctx); err != nil {
-		return fail(internal(fmt.Errorf("commit upload: %w", err)))
+		return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
 	}
 	if got == "" {
 		// Another algorithm than the running hash: verify by reading the bytes back.
@@ -462,12 +462,12 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 func (s *Service) verifyStored(ctx context.Context, path string, d digest.Digest) error {
 	rd, err := s.driver.Reader(ctx, path, 0)
 	if err != nil {
-		return internal(fmt.Errorf("verify upload: %w", err))
+		return asRegistryError(fmt.Errorf("verify upload: %w", err))
 	}
 	defer rd.Close()
 	v := d.Verifier()
 	if _, err := io.Copy(v, rd); err != nil {
-		return internal(fmt.Errorf("verify upload: %w", err))
+		return asRegistryError(fmt.Errorf("verify upload: %w", err))
 	}
 	if !v.Verified() {
 		return newError(CodeDigestInvalid, "uploaded content does not match digest %s", d)
@@ -484,13 +484,13 @@ func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploa
 	dst := blobPath(b.Digest)
 	known, err := s.meta.BlobKnown(ctx, b.Digest)
 	if err != nil {
-		return internal(err)
+		return asRegistryError(err)
 	}
 	record := func() error {
 		if uploadID != "" {
-			return internal(s.meta.CompleteUpload(ctx, uploadID, repo, b, s.now()))
+			return asRegistryError(s.meta.CompleteUpload(ctx, uploadID, repo, b, s.now()))
 		}
-		return internal(s.meta.LinkBlob(ctx, repo, b, s.now()))
+		return asRegistryError(s.meta.LinkBlob(ctx, repo, b, s.now()))
 	}
 	if known {
 		if _, err := s.driver.Stat(ctx, dst); err == nil {
@@ -499,7 +499,7 @@ func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploa
 		}
 	}
 	if err := s.driver.Move(ctx, src, dst); err != nil {
-		return internal(fmt.Errorf("store blob %s: %w", b.Digest, err))
+		return asRegistryError(fmt.Errorf("store blob %s: %w", b.Digest, err))
 	}
 	return record()
 }
@@ -523,7 +523,7 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 	path := uploadPath(newID())
 	w, err := s.driver.Writer(ctx, path)
 	if err != nil {
-		return BlobInfo{}, internal(fmt.Errorf("store blob: %w", err))
+		return BlobInfo{}, asRegistryError(fmt.Errorf("store blob: %w", err))
 	}
 	v := d.Verifier()
 	n, err := copyHashing(w, nopHash{v}, r)
@@ -537,7 +537,7 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 	}
 	if err := w.Commit(ctx); err != nil {
 		w.Cancel(ctx)
-		return BlobInfo{}, internal(fmt.Errorf("commit blob: %w", err))
+		return BlobInfo{}, asRegistryError(fmt.Errorf("commit blob: %w", err))
 	}
 	b := BlobInfo{Digest: d, Size: n}
 	if err := s.place(ctx, repo, path, b, ""); err != nil {
@@ -633,7 +633,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 			Detail: map[string]any{"missing": list}}
 	}
 	if err != nil {
-		return res, internal(err)
+		return res, asRegistryError(err)
 	}
 	return ManifestResult{Digest: d, Subject: pm.Subject}, nil
 }
@@ -647,19 +647,19 @@ func (s *Service) storeBytes(ctx context.Context, d digest.Digest, body []byte) 
 	path := uploadPath(newID())
 	w, err := s.driver.Writer(ctx, path)
 	if err != nil {
-		return internal(fmt.Errorf("store manifest: %w", err))
+		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	if _, err := w.Write(body); err != nil {
 		w.Cancel(ctx)
-		return internal(fmt.Errorf("store manifest: %w", err))
+		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	if err := w.Commit(ctx); err != nil {
 		w.Cancel(ctx)
-		return internal(fmt.Errorf("store manifest: %w", err))
+		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	if err := s.driver.Move(ctx, path, blobPath(d)); err != nil {
 		s.driver.Delete(ctx, path)
-		return internal(fmt.Errorf("store manifest: %w", err))
+		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	return nil
 }
@@ -679,7 +679,7 @@ func (s *Service) resolve(ctx context.Context, repo, reference string) (digest.D
 	if errors.Is(err, ErrNotFound) {
 		return "", newError(CodeManifestUnknown, "tag %s is not in repository %s", reference, repo)
 	}
-	return d, internal(err)
+	return d, asRegistryError(err)
 }
 
 // StatManifest describes the manifest at reference.
@@ -692,7 +692,7 @@ func (s *Service) StatManifest(ctx context.Context, repo, reference string) (Man
 	if errors.Is(err, ErrNotFound) {
 		return rec, newError(CodeManifestUnknown, "manifest %s is not in repository %s", reference, repo)
 	}
-	return rec, internal(err)
+	return rec, asRegistryError(err)
 }
 
 // GetManifest returns the manifest at reference with its bytes.
@@ -703,12 +703,12 @@ func (s *Service) GetManifest(ctx context.Context, repo, reference string) (Mani
 	}
 	r, err := s.driver.Reader(ctx, blobPath(rec.Digest), 0)
 	if err != nil {
-		return rec, nil, internal(fmt.Errorf("read manifest %s: %w", rec.Digest, err))
+		return rec, nil, asRegistryError(fmt.Errorf("read manifest %s: %w", rec.Digest, err))
 	}
 	defer r.Close()
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(r, rec.Size+1)); err != nil {
-		return rec, nil, internal(fmt.Errorf("read manifest %s: %w", rec.Digest, err))
+		return rec, nil, asRegistryError(fmt.Errorf("read manifest %s: %w", rec.Digest, err))
 	}
 	if int64(buf.Len()) != rec.Size {
 		return rec, nil, fmt.Errorf("manifest %s: stored bytes have the wrong size", rec.Digest)
@@ -727,7 +727,7 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) er
 		}
 		ok, err := s.meta.DeleteTag(ctx, repo, reference)
 		if err != nil {
-			return internal(err)
+			return asRegistryError(err)
 		}
 		if !ok {
 			return newError(CodeManifestUnknown, "tag %s is not in repository %s", reference, repo)
@@ -740,7 +740,7 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) er
 	}
 	ok, err := s.meta.DeleteManifest(ctx, repo, d)
 	if err != nil {
-		return internal(err)
+		return asRegistryError(err)
 	}
 	if !ok {
 		return newError(CodeManifestUnknown, "manifest %s is not in repository %s", d, repo)
@@ -757,7 +757,7 @@ func (s *Service) Tags(ctx context.Context, repo, last string, n int) (tags []st
 	}
 	exists, err := s.meta.RepositoryExists(ctx, repo)
 	if err != nil {
-		return nil, false, internal(err)
+		return nil, false, asRegistryError(err)
 	}
 	if !exists {
 		return nil, false, newError(CodeNameUnknown, "repository %s is not known", repo)
@@ -768,7 +768,7 @@ func (s *Service) Tags(ctx context.Context, repo, last string, n int) (tags []st
 	}
 	tags, err = s.meta.Tags(ctx, repo, last, q)
 	if err != nil {
-		return nil, false, internal(err)
+		return nil, false, asRegistryError(err)
 	}
 	if n >= 0 && len(tags) > n {
 		return tags[:n], n > 0, nil
@@ -784,7 +784,7 @@ func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, bo
 	}
 	repos, err := s.meta.Repositories(ctx, last, q)
 	if err != nil {
-		return nil, false, internal(err)
+		return nil, false, asRegistryError(err)
 	}
 	if n >= 0 && len(repos) > n {
 		return repos[:n], n > 0, nil
@@ -808,7 +808,7 @@ func (s *Service) Referrers(ctx context.Context, repo string, d digest.Digest, a
 	}
 	recs, err := s.meta.Referrers(ctx, repo, d, artifactType)
 	if err != nil {
-		return nil, internal(err)
+		return nil, asRegistryError(err)
 	}
 	out := make([]Referrer, 0, len(recs))
 	for _, r := range recs {
@@ -828,7 +828,7 @@ func (s *Service) Repository(ctx context.Context, repo string) (RepositoryInfo, 
 	if errors.Is(err, ErrNotFound) {
 		return info, newError(CodeNameUnknown, "repository %s is not known", repo)
 	}
-	return info, internal(err)
+	return info, asRegistryError(err)
 }
 
 // TagDetails lists the tags of repo with their digests.
@@ -837,7 +837,7 @@ func (s *Service) TagDetails(ctx context.Context, repo string) ([]TagInfo, error
 		return nil, err
 	}
 	tags, err := s.meta.TagDetails(ctx, repo)
-	return tags, internal(err)
+	return tags, asRegistryError(err)
 }
 
 // DeleteRepository deletes a repository's manifests, tags, links and uploads; the blobs
@@ -848,7 +848,7 @@ func (s *Service) DeleteRepository(ctx context.Context, repo string) error {
 	}
 	uploads, found, err := s.meta.DeleteRepository(ctx, repo)
 	if err != nil {
-		return internal(err)
+		return asRegistryError(err)
 	}
 	if !found {
 		return newError(CodeNameUnknown, "repository %s is not known", repo)
