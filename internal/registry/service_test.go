@@ -401,3 +401,18 @@ func TestGCRacesBlobChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestBusyIsTooManyRequests(t *testing.T) {
+	err := asRegistryError(fmt.Errorf("link blob: %w", errors.New("database is locked (5) (SQLITE_BUSY)")))
+	if ErrorCode(err) != CodeTooManyRequests {
+		t.Fatalf("busy database: %v, want TOOMANYREQUESTS", err)
+	}
+	plain := errors.New("disk full")
+	if got := asRegistryError(plain); got != plain {
+		t.Fatalf("other failures pass through: %v", got)
+	}
+	spec := newError(CodeBlobUnknown, "x")
+	if got := asRegistryError(spec); got != error(spec) {
+		t.Fatal("registry errors pass through")
+	}
+}

@@ -2,8 +2,11 @@ package api
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/registry"
 )
 
 func TestParsePath(t *testing.T) {
@@ -123,4 +126,27 @@ func FuzzParsePath(f *testing.F) {
 			t.Fatalf("parsePath(%q) = %+v", p, rt)
 		}
 	})
+}
+
+func TestStatusOf(t *testing.T) {
+	cases := map[registry.Code]int{
+		registry.CodeBlobUnknown: 404, registry.CodeBlobUploadInvalid: 400, registry.CodeBlobUploadUnknown: 404,
+		registry.CodeDigestInvalid: 400, registry.CodeManifestBlobUnknown: 400, registry.CodeManifestInvalid: 400,
+		registry.CodeManifestUnknown: 404, registry.CodeNameInvalid: 400, registry.CodeNameUnknown: 404,
+		registry.CodeSizeInvalid: 400, registry.CodeUnauthorized: 401, registry.CodeDenied: 403,
+		registry.CodeUnsupported: 405, registry.CodeTooManyRequests: 429,
+	}
+	for code, want := range cases {
+		if got := statusOf(&registry.Error{Code: code}); got != want {
+			t.Errorf("%s → %d, want %d", code, got, want)
+		}
+	}
+	if got := statusOf(registry.TooLarge(5, 4)); got != 413 {
+		t.Errorf("too large → %d", got)
+	}
+	rec := httptest.NewRecorder()
+	(&Handler{cfg: Config{}}).fail(rec, httptest.NewRequest("GET", "/v2/", nil), &registry.Error{Code: registry.CodeTooManyRequests, Message: "busy"})
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("TOOMANYREQUESTS answer: %d %v", rec.Code, rec.Header())
+	}
 }
