@@ -45,14 +45,12 @@ func (e *MissingError) Error() string { return "manifest references unknown cont
 
 // Upload is an upload session.
 type Upload struct {
-	ID      string
-	Repo    string
-	Offset  int64
-	HashAlg digest.Algorithm
-	// HashState is the marshalled state of the running hash over the first Offset bytes.
-	HashState []byte
-	Created   time.Time
-	Updated   time.Time
+	ID     string
+	Repo   string
+	Offset int64 // bytes received
+	// No hash state is stored: it would hold plaintext (see runningHashes).
+	Created time.Time
+	Updated time.Time
 }
 
 // TagInfo is one tag.

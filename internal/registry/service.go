@@ -16,7 +16,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,6 +55,8 @@ type Service struct {
 	digestLocks keyedMutex
 	// uploadLocks serialise requests on one upload session.
 	uploadLocks keyedMutex
+	// hashes are the running digests of uploads in progress.
+	hashes runningHashes
 	// gcMu lets one collection run at a time.
 	gcMu sync.Mutex
 }
@@ -238,12 +240,7 @@ func (s *Service) StartUpload(ctx context.Context, repo string) (Upload, error) 
 		return Upload{}, err
 	}
 	now := s.now()
-	u := Upload{ID: newID(), Repo: repo, HashAlg: digest.SHA256, Created: now, Updated: now}
-	st, err := marshalHash(digest.SHA256.Hash())
-	if err != nil {
-		return u, err
-	}
-	u.HashState = st
+	u := Upload{ID: newID(), Repo: repo, Created: now, Updated: now}
 	w, err := s.driver.Writer(ctx, uploadPath(u.ID))
 	if err != nil {
 		return u, asRegistryError(fmt.Errorf("start upload: %w", err))
@@ -255,26 +252,50 @@ func (s *Service) StartUpload(ctx context.Context, repo string) (Upload, error) 
 		s.driver.Delete(ctx, uploadPath(u.ID))
 		return u, asRegistryError(err)
 	}
+	s.hashes.put(u.ID, 0, sha256.New())
 	return u, nil
 }
 
-func marshalHash(h hash.Hash) ([]byte, error) {
-	m, ok := h.(encoding.BinaryMarshaler)
-	if !ok {
-		return nil, errors.New("hash state cannot be saved")
-	}
-	return m.MarshalBinary()
+// runningHashes keeps, in memory only, the SHA-256 of each upload's bytes so far. It is
+// never written down: a hash state holds the last partial block of plaintext, and no
+// plaintext may reach the disk outside the (sealing) blob driver. An upload resumed in
+// another process (after a restart) has no running hash and is verified by reading its
+// bytes back when it is closed.
+type runningHashes struct {
+	mu sync.Mutex
+	m  map[string]runningHash
 }
 
-func restoreHash(alg digest.Algorithm, state []byte) (hash.Hash, error) {
-	if !alg.Available() {
-		return nil, fmt.Errorf("hash %s unavailable", alg)
+type runningHash struct {
+	offset int64 // bytes hashed
+	h      hash.Hash
+}
+
+func (r *runningHashes) put(id string, offset int64, h hash.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]runningHash{}
 	}
-	h := alg.Hash()
-	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
-		return nil, fmt.Errorf("restore hash state: %w", err)
+	r.m[id] = runningHash{offset, h}
+}
+
+// take returns the running hash of id if it covers exactly offset bytes.
+func (r *runningHashes) take(id string, offset int64) hash.Hash {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rh, ok := r.m[id]
+	delete(r.m, id)
+	if !ok || rh.offset != offset {
+		return nil
 	}
-	return h, nil
+	return rh.h
+}
+
+func (r *runningHashes) drop(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
 }
 
 // session loads an upload of repo that has not expired.
@@ -297,6 +318,7 @@ func (s *Service) session(ctx context.Context, repo, id string) (Upload, error) 
 }
 
 func (s *Service) dropUpload(ctx context.Context, id string) {
+	s.hashes.drop(id)
 	if err := s.driver.Delete(ctx, uploadPath(id)); err != nil {
 		s.opts.Log.Warn("delete upload bytes", "upload", id, "err", err)
 	}
@@ -331,10 +353,6 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 		return u, &Error{Code: CodeBlobUploadInvalid, cause: ErrRangeNotSatisfiable,
 			Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes: resume from %d", start, u.Offset, u.Offset)}
 	}
-	h, err := restoreHash(u.HashAlg, u.HashState)
-	if err != nil {
-		return u, newError(CodeBlobUploadInvalid, "upload %s cannot be resumed: %v", u.ID, err)
-	}
 	w, err := s.driver.ResumeWriter(ctx, uploadPath(u.ID))
 	if errors.Is(err, blobstore.ErrNotFound) {
 		s.dropUpload(ctx, u.ID)
@@ -350,11 +368,12 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 		s.dropUpload(ctx, u.ID)
 		return u, newError(CodeBlobUploadUnknown, "upload %s was interrupted inconsistently (%d stored, %d recorded): start again", u.ID, w.Size(), u.Offset)
 	}
+	h := s.hashes.take(u.ID, u.Offset) // nil: verified by reading back at the end
 	n, copyErr := copyHashing(w, h, r)
 	u.Offset += n
 	u.Updated = s.now()
-	if u.HashState, err = marshalHash(h); err != nil {
-		return u, err
+	if h != nil {
+		s.hashes.put(u.ID, u.Offset, h)
 	}
 	if cerr := w.Close(); cerr != nil && copyErr == nil {
 		copyErr = cerr
@@ -372,7 +391,7 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 	return u, nil
 }
 
-// copyHashing copies r to w, hashing exactly the bytes w accepted.
+// copyHashing copies r to w, hashing (h may be nil) exactly the bytes w accepted.
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 	if r == nil {
 		return 0, nil
@@ -383,7 +402,9 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
 		n, rerr := r.Read(buf)
 		if n > 0 {
 			wn, werr := w.Write(buf[:n])
-			h.Write(buf[:wn])
+			if h != nil {
+				h.Write(buf[:wn])
+			}
 			total += int64(wn)
 			if werr != nil {
 				return total, werr
@@ -420,10 +441,6 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		}
 		return BlobInfo{}, err
 	}
-	h, err := restoreHash(u.HashAlg, u.HashState)
-	if err != nil {
-		return fail(newError(CodeBlobUploadInvalid, "upload %s cannot be verified: %v", id, err))
-	}
 	w, err := s.driver.ResumeWriter(ctx, uploadPath(id))
 	if err != nil {
 		s.dropUpload(ctx, id)
@@ -435,8 +452,11 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return BlobInfo{}, newError(CodeBlobUploadUnknown, "upload %s was interrupted inconsistently: start again", id)
 	}
 	var got digest.Digest
-	if d.Algorithm() == u.HashAlg {
-		got = digest.NewDigest(u.HashAlg, h)
+	if h := s.hashes.take(id, u.Offset); h != nil {
+		if d.Algorithm() == digest.SHA256 {
+			got = digest.NewDigest(digest.SHA256, h)
+		}
+		s.hashes.put(id, u.Offset, h) // kept until the upload ends, for a retried PUT
 	}
 	if got != "" && got != d {
 		w.Close()
@@ -446,12 +466,14 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
 	}
 	if got == "" {
-		// Another algorithm than the running hash: verify by reading the bytes back.
+		// No running hash of this algorithm (sha512, or an upload resumed after a
+		// restart): verify by reading the bytes back.
 		if err := s.verifyStored(ctx, uploadPath(id), d); err != nil {
 			s.dropUpload(ctx, id)
 			return BlobInfo{}, err
 		}
 	}
+	s.hashes.drop(id)
 	b := BlobInfo{Digest: d, Size: u.Offset}
 	if err := s.place(ctx, repo, uploadPath(id), b, id); err != nil {
 		return BlobInfo{}, err
@@ -854,6 +876,7 @@ func (s *Service) DeleteRepository(ctx context.Context, repo string) error {
 		return newError(CodeNameUnknown, "repository %s is not known", repo)
 	}
 	for _, id := range uploads {
+		s.hashes.drop(id)
 		s.driver.Delete(ctx, uploadPath(id))
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -414,5 +416,67 @@ func TestBusyIsTooManyRequests(t *testing.T) {
 	spec := newError(CodeBlobUnknown, "x")
 	if got := asRegistryError(spec); got != error(spec) {
 		t.Fatal("registry errors pass through")
+	}
+}
+
+// TestNoPlaintextInMetadata: chunked uploads keep no plaintext in the metadata database
+// (a marshalled hash state would hold the last partial block of each chunk).
+func TestNoPlaintextInMetadata(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := store.OpenSQLite(ctx, dir+"/metadata.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	meta, err := NewSQLMetadata(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	drv, _ := filesystem.New(dir + "/blobs")
+	svc := New(drv, meta, Options{})
+	marker := []byte("PLAINTEXT-MARKER-7f3a")
+	chunk1 := append(bytes.Repeat([]byte{'a'}, 1000), marker...) // the marker ends the chunk: a partial block
+	chunk2 := append(bytes.Repeat([]byte{'b'}, 100), marker...)
+	u, err := svc.StartUpload(ctx, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AppendUpload(ctx, "secret", u.ID, 0, bytes.NewReader(chunk1)); err != nil {
+		t.Fatal(err)
+	}
+	// A second service on the same store is a restart: no running hash survives it.
+	restarted := New(drv, meta, Options{})
+	if _, err := restarted.AppendUpload(ctx, "secret", u.ID, int64(len(chunk1)), bytes.NewReader(chunk2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"metadata.db", "metadata.db-wal"} {
+		raw, _ := os.ReadFile(filepath.Join(dir, f))
+		if bytes.Contains(raw, marker) {
+			t.Fatalf("%s holds plaintext of an upload", f)
+		}
+	}
+	all := append(append([]byte{}, chunk1...), chunk2...)
+	// Closing after the restart verifies by reading back: a wrong digest is refused...
+	if _, err := restarted.FinishUpload(ctx, "secret", u.ID, -1, nil, digest.FromBytes([]byte("wrong"))); ErrorCode(err) != CodeDigestInvalid {
+		t.Fatalf("wrong digest after a restart: %v", err)
+	}
+	// ...and a right one accepted (on a fresh upload, the refused one is gone).
+	u2, _ := restarted.StartUpload(ctx, "secret")
+	restarted.AppendUpload(ctx, "secret", u2.ID, 0, bytes.NewReader(chunk1))
+	again := New(drv, meta, Options{})
+	b, err := again.FinishUpload(ctx, "secret", u2.ID, int64(len(chunk1)), bytes.NewReader(chunk2), digest.FromBytes(all))
+	if err != nil || b.Size != int64(len(all)) {
+		t.Fatalf("finish after a restart: %+v %v", b, err)
+	}
+	rc, _, err := again.OpenBlob(ctx, "secret", digest.FromBytes(all), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, all) {
+		t.Fatal("blob differs after a resumed upload")
 	}
 }

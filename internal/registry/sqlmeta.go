@@ -16,7 +16,8 @@ import (
 )
 
 // migrations are the registry's schema steps (append-only). Portable SQL: TEXT, INTEGER,
-// BLOB, ON CONFLICT upserts; times are Unix nanoseconds.
+// BLOB, ON CONFLICT upserts; times are Unix nanoseconds. registry_uploads.hash_alg and
+// hash_state are unused: a hash state holds plaintext, so running hashes stay in memory.
 var migrations = []string{`
 CREATE TABLE registry_repositories (
 	name TEXT PRIMARY KEY,
@@ -566,7 +567,7 @@ func (m *SQLMetadata) Referrers(ctx context.Context, repo string, d digest.Diges
 
 func (m *SQLMetadata) CreateUpload(ctx context.Context, u Upload) error {
 	_, err := m.execSession(ctx, `INSERT INTO registry_uploads (id, repo, offset_bytes, hash_alg, hash_state, created, updated)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, u.ID, u.Repo, u.Offset, string(u.HashAlg), u.HashState, ns(u.Created), ns(u.Updated))
+		VALUES (?, ?, ?, '', NULL, ?, ?)`, u.ID, u.Repo, u.Offset, ns(u.Created), ns(u.Updated))
 	if err != nil {
 		return fmt.Errorf("record upload: %w", err)
 	}
@@ -575,23 +576,22 @@ func (m *SQLMetadata) CreateUpload(ctx context.Context, u Upload) error {
 
 func (m *SQLMetadata) Upload(ctx context.Context, id string) (Upload, error) {
 	u := Upload{ID: id}
-	var alg string
 	var created, updated int64
-	err := m.db.QueryRowContext(ctx, `SELECT repo, offset_bytes, hash_alg, hash_state, created, updated
-		FROM registry_uploads WHERE id = ?`, id).Scan(&u.Repo, &u.Offset, &alg, &u.HashState, &created, &updated)
+	err := m.db.QueryRowContext(ctx, `SELECT repo, offset_bytes, created, updated
+		FROM registry_uploads WHERE id = ?`, id).Scan(&u.Repo, &u.Offset, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("upload %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return u, fmt.Errorf("look up upload: %w", err)
 	}
-	u.HashAlg, u.Created, u.Updated = digest.Algorithm(alg), fromNS(created), fromNS(updated)
+	u.Created, u.Updated = fromNS(created), fromNS(updated)
 	return u, nil
 }
 
 func (m *SQLMetadata) UpdateUpload(ctx context.Context, u Upload) error {
-	res, err := m.execSession(ctx, `UPDATE registry_uploads SET offset_bytes = ?, hash_alg = ?, hash_state = ?, updated = ?
-		WHERE id = ?`, u.Offset, string(u.HashAlg), u.HashState, ns(u.Updated), u.ID)
+	res, err := m.execSession(ctx, `UPDATE registry_uploads SET offset_bytes = ?, updated = ?
+		WHERE id = ?`, u.Offset, ns(u.Updated), u.ID)
 	if err != nil {
 		return fmt.Errorf("record upload progress: %w", err)
 	}
