@@ -27,7 +27,6 @@ type ManifestRecord struct {
 	Size         int64
 	ArtifactType string
 	Subject      digest.Digest // "" if none
-	Annotations  map[string]string
 	Created      time.Time
 }
 

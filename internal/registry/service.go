@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -639,7 +640,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 		return res, err
 	}
 	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: pm.MediaType, Size: int64(len(body)),
-		ArtifactType: pm.ArtifactType, Subject: pm.Subject, Annotations: pm.Annotations}
+		ArtifactType: pm.ArtifactType, Subject: pm.Subject}
 	err = s.meta.PutManifest(ctx, rec, pm.Refs, tag, s.now())
 	var missing *MissingError
 	if errors.As(err, &missing) {
@@ -834,9 +835,32 @@ func (s *Service) Referrers(ctx context.Context, repo string, d digest.Digest, a
 	}
 	out := make([]Referrer, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, Referrer{MediaType: r.MediaType, Digest: r.Digest, Size: r.Size, ArtifactType: r.ArtifactType, Annotations: r.Annotations})
+		ref := Referrer{MediaType: r.MediaType, Digest: r.Digest, Size: r.Size, ArtifactType: r.ArtifactType}
+		// Annotations are the manifest's content, kept only in the (sealed) blob store.
+		ann, err := s.manifestAnnotations(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		ref.Annotations = ann
+		out = append(out, ref)
 	}
 	return out, nil
+}
+
+// manifestAnnotations reads a stored manifest's annotations.
+func (s *Service) manifestAnnotations(ctx context.Context, rec ManifestRecord) (map[string]string, error) {
+	r, err := s.driver.Reader(ctx, blobPath(rec.Digest), 0)
+	if err != nil {
+		return nil, asRegistryError(fmt.Errorf("read manifest %s: %w", rec.Digest, err))
+	}
+	defer r.Close()
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r, rec.Size)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", rec.Digest, err)
+	}
+	return m.Annotations, nil
 }
 
 // --- repositories (management) ---

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +16,9 @@ import (
 
 // migrations are the registry's schema steps (append-only). Portable SQL: TEXT, INTEGER,
 // BLOB, ON CONFLICT upserts; times are Unix nanoseconds. registry_uploads.hash_alg and
-// hash_state are unused: a hash state holds plaintext, so running hashes stay in memory.
+// hash_state are unused: a hash state holds plaintext, so running hashes stay in memory;
+// likewise registry_manifests.annotations stays empty (annotations are manifest content,
+// read from the sealed blob store).
 var migrations = []string{`
 CREATE TABLE registry_repositories (
 	name TEXT PRIMARY KEY,
@@ -298,10 +299,6 @@ func (m *SQLMetadata) UnlinkBlob(ctx context.Context, repo string, d digest.Dige
 }
 
 func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs []Reference, tag string, now time.Time) error {
-	ann, err := json.Marshal(rec.Annotations)
-	if err != nil {
-		return err
-	}
 	return m.db.InTx(ctx, func(tx *sql.Tx) error {
 		var missing []Reference
 		for _, ref := range refs {
@@ -333,7 +330,7 @@ func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs 
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type`,
 			rec.Repo, rec.Digest.String(), rec.MediaType, rec.Size, rec.ArtifactType,
-			rec.Subject.String(), string(ann), ns(now)); err != nil {
+			rec.Subject.String(), "", ns(now)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_manifest_refs WHERE repo = ? AND manifest = ?`,
@@ -366,9 +363,6 @@ func scanManifest(sc interface{ Scan(...any) error }, repo string) (ManifestReco
 		return rec, err
 	}
 	rec.Repo, rec.Digest, rec.Subject, rec.Created = repo, digest.Digest(dg), digest.Digest(subject), fromNS(created)
-	if ann != "" && ann != "null" {
-		json.Unmarshal([]byte(ann), &rec.Annotations)
-	}
 	return rec, nil
 }
 
