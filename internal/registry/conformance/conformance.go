@@ -437,7 +437,7 @@ func (s *suite) testPushResume(t *testing.T) {
 	var resp *http.Response
 	var body []byte
 	var offset int
-	for range 50 { // the server may still be recording the broken request
+	for range 250 { // the server may still be recording the broken request
 		resp, body = s.do(t, req{method: "GET", path: loc, scopes: push(repo)})
 		expectStatus(t, "GET status after a drop", resp, body, 204)
 		rg := resp.Header.Get("Range")
