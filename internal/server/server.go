@@ -137,6 +137,7 @@ func (s *Server) setupTLS() error {
 		}
 	}
 	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.tlsConfig.GetConfigForClient = s.vaultTLSForClient // vault host names: HTTP/1.1 (see vault.go)
 	return nil
 }
 

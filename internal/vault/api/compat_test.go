@@ -215,6 +215,16 @@ func TestWireRegression(t *testing.T) {
 	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" || errCode(body) != "Unauthorized" {
 		t.Errorf("management token on the vault: %d %v", resp.StatusCode, body)
 	}
+	// Vault host names are served over HTTP/1.1 (cheaper for small calls); other names keep
+	// HTTP/2.
+	if resp, _ := raw(t, e, "GET", base+"/keys?api-version=7.4", tok, nil); resp.Proto != "HTTP/1.1" {
+		t.Errorf("vault host name negotiated %s", resp.Proto)
+	}
+	if resp, err := e.HTTP.Get(e.Inst.URL + "/healthz"); err != nil || resp.Proto != "HTTP/2.0" {
+		t.Errorf("main URL: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 	// An unknown vault host.
 	resp, body = raw(t, e, "GET", e.HostURL("nosuch")+"/keys?api-version=7.4", tok, nil)
 	if resp.StatusCode != 404 {
