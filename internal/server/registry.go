@@ -56,6 +56,7 @@ func (s *Server) mountRegistry(ctx context.Context) error {
 		Service:       svc,
 		Verifier:      verifier,
 		AnonymousPull: s.cfg.Registry.AnonymousPull,
+		Authz:         func() access.Authorizer { return s.access.authz },
 		Trust:         func() http.Handler { return s.registry.trust },
 		Log:           s.log.With("part", "registry"),
 	}))

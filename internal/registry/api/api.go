@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/registry"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	Verifier func() authn.Verifier
 	// AnonymousPull lets requests without a token pull.
 	AnonymousPull bool
+	// Authz, if it returns an authorizer, answers whether a caller's principal may pull
+	// from a repository its token does not name (the source of a mount). Called per
+	// request.
+	Authz func() access.Authorizer
 	// Trust, if it returns a handler, serves /v2/<name>/_trust/...; otherwise 404.
 	Trust func() http.Handler
 	Log   *slog.Logger
@@ -612,13 +617,13 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 			var b registry.BlobInfo
 			var merr error
 			if from := q.Get("from"); from != "" {
-				if registry.ValidName(from) && h.canPull(c, from) {
+				if registry.ValidName(from) && h.canMountFrom(r, c, from) {
 					b, merr = h.svc.Mount(r.Context(), rt.name, d, from)
 				} else {
 					merr = &registry.Error{Code: registry.CodeBlobUnknown}
 				}
 			} else {
-				b, merr = h.svc.MountAny(r.Context(), rt.name, d, func(repo string) bool { return h.canPull(c, repo) })
+				b, merr = h.svc.MountAny(r.Context(), rt.name, d, func(repo string) bool { return h.canMountFrom(r, c, repo) })
 			}
 			if merr == nil {
 				blobCreated(w, rt.name, b.Digest)

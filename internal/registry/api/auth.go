@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/token"
@@ -46,6 +47,24 @@ func (c caller) allowed(typ, name, action string) bool {
 // canPull reports whether the caller may pull from repo (anonymous pull included).
 func (h *Handler) canPull(c caller, repo string) bool {
 	return c.allowed("repository", repo, actionPull) || (c.anonymous() && h.cfg.AnonymousPull)
+}
+
+// canMountFrom reports whether the caller may read repo as the source of a mount: its
+// token grants pull there, or its principal's roles do (a client asks for a token for the
+// target repository only when it mounts without naming the source).
+func (h *Handler) canMountFrom(r *http.Request, c caller, repo string) bool {
+	if h.canPull(c, repo) {
+		return true
+	}
+	if c.anonymous() || h.cfg.Authz == nil {
+		return false
+	}
+	az := h.cfg.Authz()
+	if az == nil {
+		return false
+	}
+	err := az.Authorize(r.Context(), access.Request{Principal: c.claims.Principal(), Action: access.RegistryPull, Scope: access.RepositoryScope(repo)})
+	return err == nil
 }
 
 var errNoVerifier = errors.New("the token service is not available")

@@ -222,3 +222,66 @@ func TestAuthorizationTable(t *testing.T) {
 		t.Fatalf("admin gc: %d", st)
 	}
 }
+
+// TestMountAuthorization: a mount (named source or automatic) needs pull on the source,
+// from the token or from the principal's roles; otherwise it falls back to an upload.
+func TestMountAuthorization(t *testing.T) {
+	e := startEnv(t, nil)
+	adminMgmt, err := e.managementToken(t, "admin", e.inst.AdminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("a layer of the private repository")
+	d := digest.FromBytes(secret)
+	admin := e.adminToken(t, "repository:private/app:pull,push")
+	req, _ := http.NewRequest("POST", e.inst.URL+"/v2/private/app/blobs/uploads/?digest="+d.String(), bytes.NewReader(secret))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := e.inst.Client.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("seed blob: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	users := map[string][]string{ // user → roles as role@scope
+		"reader-too": {"AcrPush@/registry/repositories/mine/app", "AcrPull@/registry/repositories/private/app"},
+		"outsider":   {"AcrPush@/registry/repositories/mine/app"},
+	}
+	for u, roles := range users {
+		if st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/users", map[string]string{"name": u, "password": "Pw-" + u + "-0123456789"}, nil); st >= 300 {
+			t.Fatalf("create %s: %d", u, st)
+		}
+		for _, rs := range roles {
+			role, scope, _ := strings.Cut(rs, "@")
+			if st := e.mgmtCall(t, adminMgmt, "POST", "/coffer/v1/role-assignments", map[string]string{"role": role, "assignee": u, "scope": scope}, nil); st >= 300 {
+				t.Fatalf("assign %s: %d", rs, st)
+			}
+		}
+	}
+	mount := func(user, query string) int {
+		tok, err := e.registryToken(t, user, "Pw-"+user+"-0123456789", "repository:mine/app:pull,push")
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", e.inst.URL+"/v2/mine/app/blobs/uploads/?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := e.inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cases := []struct {
+		user, query string
+		want        int
+	}{
+		{"outsider", "mount=" + d.String() + "&from=private/app", 202},
+		{"outsider", "mount=" + d.String(), 202},
+		{"reader-too", "mount=" + d.String() + "&from=private/app", 201},
+		{"reader-too", "mount=" + d.String(), 201},
+	}
+	for _, c := range cases {
+		if got := mount(c.user, c.query); got != c.want {
+			t.Errorf("%s mounts with %s: %d, want %d", c.user, c.query, got, c.want)
+		}
+	}
+}
