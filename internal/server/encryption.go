@@ -430,19 +430,3 @@ func (e *encryption) writeError(w http.ResponseWriter, err error) {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the request failed; see the server log")
 	}
 }
-
-// uploadStateSealer seals the registry's saved upload hash states (they hold up to 63
-// bytes of an upload's plaintext) under the registry root key, bound to the upload id.
-type uploadStateSealer struct{ keys seal.KeySource }
-
-func uploadStateLabel(id string) string { return "coffer registry upload hash state " + id }
-
-// SealState implements registry.StateSealer.
-func (u uploadStateSealer) SealState(ctx context.Context, uploadID string, state []byte) ([]byte, error) {
-	return seal.SealRecord(ctx, u.keys, uploadStateLabel(uploadID), state)
-}
-
-// OpenState implements registry.StateSealer.
-func (u uploadStateSealer) OpenState(ctx context.Context, uploadID string, sealed []byte) ([]byte, error) {
-	return seal.OpenRecord(ctx, u.keys, uploadStateLabel(uploadID), sealed)
-}
