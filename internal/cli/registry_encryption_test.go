@@ -1,0 +1,50 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/servertest"
+)
+
+func TestRegistryEncryptionCommands(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
+	t.Setenv("COFFER_SERVER", inst.URL)
+	t.Setenv("COFFER_CA_FILE", inst.CAFile)
+	t.Setenv("COFFER_USERNAME", "admin")
+	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+
+	type show struct {
+		Status             string `json:"status"`
+		KeySource          string `json:"keySource"`
+		KeyAccessible      bool   `json:"keyAccessible"`
+		KeyVaultProperties struct {
+			Identity               string `json:"identity"`
+			KeyIdentifier          string `json:"keyIdentifier"`
+			VersionedKeyIdentifier string `json:"versionedKeyIdentifier"`
+			KeyRotationEnabled     bool   `json:"keyRotationEnabled"`
+		} `json:"keyVaultProperties"`
+	}
+	// show prints JSON even without -o json.
+	st := decode[show](t, mustCLI(t, "registry", "encryption", "show"))
+	if st.Status != "disabled" || st.KeySource != "platform" || !st.KeyAccessible || st.KeyVaultProperties.Identity != "[system]" ||
+		!strings.HasSuffix(st.KeyVaultProperties.KeyIdentifier, "/keys/registry-encryption") || !st.KeyVaultProperties.KeyRotationEnabled {
+		t.Fatalf("show = %+v", st)
+	}
+	_, err := runCLI(t, "registry", "encryption", "enable", "--key-encryption-key", "https://nowhere.vault.localhost/secrets/x")
+	if err == nil || !strings.Contains(err.Error(), "keys/NAME") {
+		t.Fatalf("enable with a bad key id: %v", err)
+	}
+	if _, err := runCLI(t, "registry", "encryption", "enable"); err == nil || !strings.Contains(err.Error(), "key-encryption-key") {
+		t.Fatalf("enable without a key: %v", err)
+	}
+	if _, err := runCLI(t, "registry", "encryption", "disable"); err == nil || !strings.Contains(err.Error(), "cannot be disabled") {
+		t.Fatalf("disable: %v", err)
+	}
+	// rotate-key to the platform key's pinned version turns automatic rotation off.
+	st = decode[show](t, mustCLI(t, "registry", "encryption", "rotate-key", "--key-encryption-key", st.KeyVaultProperties.VersionedKeyIdentifier))
+	if st.KeyVaultProperties.KeyRotationEnabled || st.KeySource != "platform" {
+		t.Fatalf("after pinning: %+v", st)
+	}
+}
