@@ -89,9 +89,9 @@ type Metadata interface {
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) (bool, error)
 
 	// PutManifest records a manifest whose bytes are durable in the blob store, its
-	// references, and optionally a tag, in one transaction. It fails with *MissingError if
+	// references and its tags (if any), in one transaction. It fails with *MissingError if
 	// a reference is absent from the repository.
-	PutManifest(ctx context.Context, m ManifestRecord, refs []Reference, tag string, now time.Time) error
+	PutManifest(ctx context.Context, m ManifestRecord, refs []Reference, tags []string, now time.Time) error
 	Manifest(ctx context.Context, repo string, d digest.Digest) (ManifestRecord, error)
 	Tag(ctx context.Context, repo, tag string) (digest.Digest, error)
 	// DeleteManifest removes the manifest, its references and every tag pointing to it.

@@ -24,6 +24,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -598,10 +599,14 @@ func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
 type ManifestResult struct {
 	Digest  digest.Digest
 	Subject digest.Digest
+	// Tags are the tags now pointing at the manifest (the reference, if a tag, and any
+	// extra tags given).
+	Tags []string
 }
 
-// PutManifest validates and stores a manifest under reference (a tag or its digest).
-func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType string, body []byte) (ManifestResult, error) {
+// PutManifest validates and stores a manifest under reference (a tag or its digest),
+// also tagging it with extraTags (the `tag` parameters of a push by digest).
+func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType string, body []byte, extraTags ...string) (ManifestResult, error) {
 	var res ManifestResult
 	if err := checkName(repo); err != nil {
 		return res, err
@@ -610,7 +615,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 		return res, &Error{Code: CodeManifestInvalid, cause: ErrTooLarge,
 			Message: fmt.Sprintf("manifest of %d bytes exceeds the limit of %d bytes", len(body), s.opts.MaxManifestSize)}
 	}
-	var tag string
+	var tags []string
 	alg := digest.SHA256
 	var want digest.Digest
 	if IsDigestRef(reference) {
@@ -622,7 +627,15 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 	} else if !ValidTag(reference) {
 		return res, newError(CodeManifestInvalid, "invalid tag %q: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", reference)
 	} else {
-		tag = reference
+		tags = append(tags, reference)
+	}
+	for _, t := range extraTags {
+		if !ValidTag(t) {
+			return res, newError(CodeManifestInvalid, "invalid tag %q: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'", t)
+		}
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
 	}
 	d := alg.FromBytes(body)
 	if want != "" && d != want {
@@ -641,7 +654,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 	}
 	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: pm.MediaType, Size: int64(len(body)),
 		ArtifactType: pm.ArtifactType, Subject: pm.Subject}
-	err = s.meta.PutManifest(ctx, rec, pm.Refs, tag, s.now())
+	err = s.meta.PutManifest(ctx, rec, pm.Refs, tags, s.now())
 	var missing *MissingError
 	if errors.As(err, &missing) {
 		var list []string
@@ -658,7 +671,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 	if err != nil {
 		return res, asRegistryError(err)
 	}
-	return ManifestResult{Digest: d, Subject: pm.Subject}, nil
+	return ManifestResult{Digest: d, Subject: pm.Subject, Tags: tags}, nil
 }
 
 // storeBytes makes small content (a manifest) durable at its digest's path. The caller

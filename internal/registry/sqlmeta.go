@@ -298,7 +298,7 @@ func (m *SQLMetadata) UnlinkBlob(ctx context.Context, repo string, d digest.Dige
 	return n > 0, nil
 }
 
-func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs []Reference, tag string, now time.Time) error {
+func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs []Reference, tags []string, now time.Time) error {
 	return m.db.InTx(ctx, func(tx *sql.Tx) error {
 		var missing []Reference
 		for _, ref := range refs {
@@ -344,7 +344,7 @@ func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs 
 				return err
 			}
 		}
-		if tag != "" {
+		for _, tag := range tags {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO registry_tags (repo, name, digest, updated)
 				VALUES (?, ?, ?, ?) ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest,
 				updated = excluded.updated`, rec.Repo, tag, rec.Digest.String(), ns(now)); err != nil {

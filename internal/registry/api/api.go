@@ -402,7 +402,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		h.fail(w, r, &registry.Error{Code: registry.CodeManifestInvalid, Message: "reading the manifest failed: " + err.Error()})
 		return
 	}
-	res, err := h.svc.PutManifest(r.Context(), rt.name, rt.ref, r.Header.Get("Content-Type"), body)
+	res, err := h.svc.PutManifest(r.Context(), rt.name, rt.ref, r.Header.Get("Content-Type"), body, r.URL.Query()["tag"]...)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -412,6 +412,11 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	hd.Set("Docker-Content-Digest", res.Digest.String())
 	if res.Subject != "" {
 		hd.Set("OCI-Subject", res.Subject.String())
+	}
+	if len(r.URL.Query()["tag"]) > 0 {
+		for _, t := range res.Tags {
+			hd.Add("OCI-Tag", t)
+		}
 	}
 	hd.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)

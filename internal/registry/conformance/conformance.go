@@ -53,6 +53,7 @@ func Run(t *testing.T, tg Target) {
 	t.Run("Mount", s.testMount)
 	t.Run("ManifestValidation", s.testManifestValidation)
 	t.Run("ManifestTypes", s.testManifestTypes)
+	t.Run("TagParams", s.testTagParams)
 	t.Run("Discovery", s.testDiscovery)
 	t.Run("Catalog", s.testCatalog)
 	t.Run("ContentManagement", s.testContentManagement)
@@ -660,6 +661,30 @@ func (s *suite) testManifestTypes(t *testing.T) {
 	resp, body = s.do(t, req{method: "PUT", path: "/v2/" + repo + "/manifests/badlist", body: idx, scopes: push(repo),
 		headers: map[string]string{"Content-Type": "application/vnd.oci.image.index.v1+json"}})
 	expectError(t, "index with an unknown child", resp, body, 400, "MANIFEST_BLOB_UNKNOWN")
+}
+
+// testTagParams: a push by digest may tag the manifest with ?tag= parameters
+// (distribution-spec after 1.1), answered with OCI-Tag headers.
+func (s *suite) testTagParams(t *testing.T) {
+	repo := s.repo("manifests/tagparams")
+	im := newImage(t, nil)
+	s.pushBlob(t, repo, im.config)
+	s.pushBlob(t, repo, im.layer)
+	d := digest.SHA512.FromBytes(im.manifest)
+	resp, body := s.do(t, req{method: "PUT", path: "/v2/" + repo + "/manifests/" + d.String() + "?tag=one&tag=two", body: im.manifest, scopes: push(repo),
+		headers: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
+	expectStatus(t, "PUT by digest with tags", resp, body, 201)
+	if got := resp.Header.Values("OCI-Tag"); !slices.Equal(got, []string{"one", "two"}) {
+		t.Fatalf("OCI-Tag = %v", got)
+	}
+	for _, tag := range []string{"one", "two"} {
+		resp, body = s.do(t, req{method: "GET", path: "/v2/" + repo + "/manifests/" + tag, scopes: pull(repo)})
+		expectStatus(t, "GET tag set by parameter", resp, body, 200)
+		expectHeader(t, "GET tag set by parameter", resp, "Docker-Content-Digest", d.String())
+	}
+	resp, body = s.do(t, req{method: "PUT", path: "/v2/" + repo + "/manifests/" + d.String() + "?tag=bad!", body: im.manifest, scopes: push(repo),
+		headers: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
+	expectError(t, "PUT with an invalid tag parameter", resp, body, 400, "MANIFEST_INVALID")
 }
 
 func (s *suite) testDiscovery(t *testing.T) {
