@@ -709,7 +709,8 @@ func (s *Service) resolve(ctx context.Context, repo, reference string) (digest.D
 		return ParseDigest(reference)
 	}
 	if !ValidTag(reference) {
-		return "", newError(CodeManifestInvalid, "invalid tag %q", reference)
+		// No manifest can be stored under an invalid tag: it is unknown, not malformed.
+		return "", newError(CodeManifestUnknown, "tag %q is not in repository %s (and is not a valid tag)", reference, repo)
 	}
 	d, err := s.meta.Tag(ctx, repo, reference)
 	if errors.Is(err, ErrNotFound) {
@@ -759,7 +760,7 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) er
 	}
 	if !IsDigestRef(reference) {
 		if !ValidTag(reference) {
-			return newError(CodeManifestInvalid, "invalid tag %q", reference)
+			return newError(CodeManifestUnknown, "tag %q is not in repository %s (and is not a valid tag)", reference, repo)
 		}
 		ok, err := s.meta.DeleteTag(ctx, repo, reference)
 		if err != nil {

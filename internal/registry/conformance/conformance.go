@@ -292,6 +292,12 @@ func (s *suite) testPull(t *testing.T) {
 	expectError(t, "GET unknown tag", resp, body, 404, "MANIFEST_UNKNOWN")
 	resp, body = s.do(t, req{method: "GET", path: "/v2/" + repo + "/manifests/" + missing.String(), scopes: pull(repo)})
 	expectError(t, "GET unknown manifest digest", resp, body, 404, "MANIFEST_UNKNOWN")
+	for _, m := range []string{"GET", "HEAD"} {
+		resp, body = s.do(t, req{method: m, path: "/v2/" + repo + "/manifests/.INVALID_MANIFEST_NAME", scopes: pull(repo)})
+		if resp.StatusCode != 404 {
+			t.Fatalf("%s a manifest under an invalid tag: %d, want 404", m, resp.StatusCode)
+		}
+	}
 	resp, body = s.do(t, req{method: "GET", path: "/v2/" + repo + "/blobs/sha256:xyz", scopes: pull(repo)})
 	expectError(t, "GET blob with an invalid digest", resp, body, 400, "DIGEST_INVALID")
 	// A blob of another repository is not visible here.
