@@ -17,7 +17,16 @@ func init() {
 			Use:   "vault",
 			Short: "Manage key vaults, their keys, access policies and audit trail",
 			Long: `A vault holds keys and answers the Azure Key Vault keys REST API at its own URL
-(https://NAME.<vault-domain>:PORT, or https://HOST:PORT for a vault with --port).`,
+(https://NAME.<vault-domain>:PORT, or https://HOST:PORT for a vault with --port).
+
+Managing vaults (create, update, delete, access policies) needs vault/manage on the vault
+(roles Owner or Contributor). Reading them (list, show, policy list, audit) needs vault/read
+(also Reader, Key Vault Administrator or Key Vault Reader). Key commands need a key
+permission: from an access policy ('coffer vault policy set'), or, in a vault created with
+--rbac, from a role such as Key Vault Crypto Officer or Key Vault Crypto User.`,
+			Example: `  coffer vault create team1
+  coffer vault policy set team1 --object-id ci-deployer --key-permissions get,wrapKey,unwrapKey
+  coffer vault key create team1 kek --kty RSA --size 3072`,
 		}
 		cmd.AddCommand(vaultCreateCmd(), vaultListCmd(), vaultShowCmd(), vaultUpdateCmd(), vaultDeleteCmd(),
 			vaultPolicyCmd(), vaultAuditCmd(), vaultKeyCmd())
@@ -88,7 +97,15 @@ func vaultCreateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a vault",
-		Args:  cobra.ExactArgs(1),
+		Long: `Create a vault and print its properties, including the URL to give the Azure SDK
+(azkeys.NewClient). By default the vault authorizes key operations with access policies
+('coffer vault policy set'); --rbac makes it use role assignments instead.
+
+Needs vault/manage on the vault (role Owner or Contributor at / or /vaults/NAME).`,
+		Example: `  coffer vault create team1
+  coffer vault create prod --rbac --retention-days 30 --purge-protection
+  coffer vault create edge --default-action Deny --ip-rule 10.0.0.0/8 --port 8443 -o json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -112,7 +129,12 @@ func vaultListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List the vaults you may read",
-		Args:  cobra.NoArgs,
+		Long: `List the vaults on which you have vault/read (roles Owner, Contributor, Reader, Key Vault
+Administrator or Key Vault Reader), with their URL, access model, soft-delete retention,
+purge protection and network rules. Vaults you may not read are left out.`,
+		Example: `  coffer vault list
+  coffer vault list -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -133,7 +155,13 @@ func vaultShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a vault's properties and the URL to give the Azure SDK",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show a vault's properties: its URL (what azkeys.NewClient takes), access model, soft-delete
+retention, purge protection and network rules.
+
+Needs vault/read on the vault.`,
+		Example: `  coffer vault show team1
+  coffer vault show team1 -o json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -159,7 +187,15 @@ func vaultUpdateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "update NAME",
 		Short: "Change a vault's properties (only the flags given)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Change a vault's properties. Only the flags given change; the network rule flags
+(--default-action, --ip-rule, --bypass) are set together, so give all you want to keep.
+Purge protection, once on, cannot be turned off. Prints the updated vault.
+
+Needs vault/manage on the vault (role Owner or Contributor).`,
+		Example: `  coffer vault update team1 --retention-days 30
+  coffer vault update team1 --default-action Deny --ip-rule 10.0.0.0/8 --ip-rule 192.168.1.7
+  coffer vault update team1 --default-action Allow`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -180,7 +216,12 @@ func vaultDeleteCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete an empty vault (delete and purge its keys first)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Delete a vault. The server refuses while the vault still holds keys, deleted keys
+included: delete and purge them first ('coffer vault key delete', 'coffer vault key purge').
+
+Needs vault/manage on the vault (role Owner or Contributor).`,
+		Example: `  coffer vault delete team1`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -189,8 +230,7 @@ func vaultDeleteCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/vaults/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted vault %s\n", args[0])
-			return nil
+			return printDone(cmd, map[string]string{"deleted": args[0]}, "deleted vault "+args[0])
 		},
 	}
 }
@@ -212,11 +252,27 @@ func policyTable(ps ...accessPolicy) func() Table {
 }
 
 func vaultPolicyCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "policy", Short: "Manage a vault's access policies (used when the vault does not use RBAC)"}
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Manage a vault's access policies (used when the vault does not use RBAC)",
+		Long: `An access policy gives one identity (user, service principal or managed identity) a set
+of key permissions in one vault. Vaults created without --rbac decide key operations by
+their access policies only; role assignments do not apply to them.`,
+	}
 	set := &cobra.Command{
 		Use:   "set VAULT --object-id ID --key-permissions get,wrapKey,unwrapKey",
 		Short: "Set (replace) an identity's key permissions in a vault",
-		Args:  cobra.ExactArgs(1),
+		Long: `Set an identity's key permissions in a vault, replacing the ones it had. --object-id takes
+the object id, or a name or client id that the server resolves. Permissions: get, list,
+create, update, import, delete, recover, backup, restore, purge, wrapKey, unwrapKey,
+encrypt, decrypt, sign, verify, rotate, getrotationpolicy, setrotationpolicy, or all.
+Prints the policy as stored (with the resolved object id). The change is audited.
+
+Needs vault/manage on the vault (role Owner or Contributor).`,
+		Example: `  # What the registry or the KMS plugin needs for a customer-managed key
+  coffer vault policy set team1 --object-id kms-plugin --key-permissions get,wrapKey,unwrapKey
+  coffer vault policy set team1 --object-id alice --key-permissions all`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("object-id")
 			perms, _ := cmd.Flags().GetStringSlice("key-permissions")
@@ -240,7 +296,12 @@ func vaultPolicyCmd() *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete VAULT --object-id ID",
 		Short: "Remove an identity's access policy from a vault",
-		Args:  cobra.ExactArgs(1),
+		Long: `Remove an identity's access policy from a vault: it loses every key permission there.
+The change is audited.
+
+Needs vault/manage on the vault (role Owner or Contributor).`,
+		Example: `  coffer vault policy delete team1 --object-id kms-plugin`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, _ := cmd.Flags().GetString("object-id")
 			if id == "" {
@@ -254,15 +315,20 @@ func vaultPolicyCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), "DELETE", path, nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed the access policy of %s from vault %s\n", id, args[0])
-			return nil
+			return printDone(cmd, map[string]string{"vault": args[0], "objectId": id, "deleted": "accessPolicy"},
+				fmt.Sprintf("removed the access policy of %s from vault %s", id, args[0]))
 		},
 	}
-	del.Flags().String("object-id", "", "object id of the identity")
+	del.Flags().String("object-id", "", "object id of the identity (a name or client id is resolved)")
 	list := &cobra.Command{
 		Use:   "list VAULT",
 		Short: "List a vault's access policies",
-		Args:  cobra.ExactArgs(1),
+		Long: `List a vault's access policies: each identity's object id and key permissions.
+
+Needs vault/read on the vault.`,
+		Example: `  coffer vault policy list team1
+  coffer vault policy list team1 -o json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -279,4 +345,14 @@ func vaultPolicyCmd() *cobra.Command {
 	}
 	cmd.AddCommand(set, del, list)
 	return cmd
+}
+
+// printDone reports a command that has no resource to print: v as JSON with -o json, the
+// sentence msg otherwise.
+func printDone(cmd *cobra.Command, v any, msg string) error {
+	if format, _ := cmd.Flags().GetString("output"); format == "table" || format == "" {
+		fmt.Fprintln(cmd.OutOrStdout(), msg)
+		return nil
+	}
+	return printResult(cmd, v, nil)
 }

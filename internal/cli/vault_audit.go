@@ -12,11 +12,26 @@ import (
 )
 
 func vaultAuditCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "audit", Short: "Read and verify the audit trail of key operations and changes"}
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read and verify the audit trail of key operations and changes",
+		Long: `Every key operation (through the CLI, the Azure Key Vault API or Coffer's own services),
+every vault change and every access-policy change is recorded in an append-only audit
+trail whose records are hash-chained, so an edited or removed record is detected.`,
+	}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List audit records (filters: --vault, --key, --identity, --since, --until, --result, --operation)",
-		Args:  cobra.NoArgs,
+		Long: `List audit records, oldest first: sequence number, time, identity, client address,
+operation, target, algorithm, result and duration. The filters combine (all must match);
+--limit caps the number of records.
+
+Needs vault/read on the vault given with --vault, or on / (the whole trail) without it
+(roles Owner, Contributor, Reader, Key Vault Administrator or Key Vault Reader).`,
+		Example: `  coffer vault audit list --vault team1 --since 1h
+  coffer vault audit list --vault team1 --key kek --operation KeyUnwrapKey -o json
+  coffer vault audit list --identity kms-plugin --result denied`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q := url.Values{}
 			for _, f := range []string{"vault", "key", "identity", "since", "until", "result", "operation"} {
@@ -62,7 +77,15 @@ func vaultAuditCmd() *cobra.Command {
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the whole hash chain; exit 1 and name the first broken record if it was edited",
-		Args:  cobra.NoArgs,
+		Long: `Recompute the audit trail's hash chain from the first record to the last. Prints whether
+the chain is intact, the number of records and the head (last sequence number and hash;
+keep it elsewhere to detect a truncated trail later). Exits 1 if a record was edited or
+removed, naming the first broken record.
+
+Needs vault/read on / (roles Owner, Contributor or Reader at the root scope).`,
+		Example: `  coffer vault audit verify
+  coffer vault audit verify -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {

@@ -104,8 +104,9 @@ func TestVaultCommands(t *testing.T) {
 		t.Fatalf("versions: %d", len(vs))
 	}
 	backup := filepath.Join(t.TempDir(), "kek.backup")
-	if _, err := vaultCLI(t, "vault", "key", "backup", "team1", "kek", "--file", backup); err != nil {
-		t.Fatal(err)
+	// Commands that print no resource still print only JSON with -o json.
+	if b := mustVaultCLI[map[string]string](t, "vault", "key", "backup", "team1", "kek", "--file", backup); b["file"] != backup || b["key"] != "kek" {
+		t.Fatalf("backup: %v", b)
 	}
 	mustVaultCLI[map[string]any](t, "vault", "key", "delete", "team1", "kek")
 	if _, err := vaultCLI(t, "vault", "key", "show", "team1", "kek"); err == nil || !strings.Contains(err.Error(), "NotFound") {
@@ -142,8 +143,20 @@ func TestVaultCommands(t *testing.T) {
 	if !res.OK || res.Records < 10 {
 		t.Fatalf("verify: %+v", res)
 	}
-	if _, err := vaultCLI(t, "vault", "policy", "delete", "team1", "--object-id", who.ID); err != nil {
-		t.Fatal(err)
+	if d := mustVaultCLI[map[string]string](t, "vault", "policy", "delete", "team1", "--object-id", who.ID); d["objectId"] != who.ID {
+		t.Fatalf("policy delete: %v", d)
+	}
+	if ps := mustVaultCLI[[]map[string]any](t, "vault", "policy", "list", "team1"); len(ps) != 0 {
+		t.Fatalf("policies after delete: %v", ps)
+	}
+	mustVaultCLI[vault.Vault](t, "vault", "create", "scratch", "--rbac", "--retention-days", "7")
+	mustVaultCLI[vault.Key](t, "vault", "key", "create", "scratch", "k")
+	mustVaultCLI[map[string]any](t, "vault", "key", "delete", "scratch", "k")
+	if p := mustVaultCLI[map[string]string](t, "vault", "key", "purge", "scratch", "k"); p["key"] != "k" || p["done"] != "purge" {
+		t.Fatalf("purge: %v", p)
+	}
+	if d := mustVaultCLI[map[string]string](t, "vault", "delete", "scratch"); d["deleted"] != "scratch" {
+		t.Fatalf("vault delete: %v", d)
 	}
 	db, err := store.OpenSQLite(context.Background(), filepath.Join(inst.DataDir, "metadata.db"))
 	if err != nil {
