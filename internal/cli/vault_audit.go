@@ -82,7 +82,7 @@ the chain is intact, the number of records and the head (last sequence number an
 keep it elsewhere to detect a truncated trail later). Exits 1 if a record was edited or
 removed, naming the first broken record.
 
-Needs vault/read on / (roles Owner, Contributor or Reader at the root scope).`,
+Needs vault/read on / (a role such as Owner, Contributor or Reader assigned at /).`,
 		Example: `  coffer vault audit verify
   coffer vault audit verify -o json`,
 		Args: cobra.NoArgs,
