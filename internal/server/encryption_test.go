@@ -589,3 +589,36 @@ func TestRemoteVaultKeyWithManagedIdentity(t *testing.T) {
 		t.Fatalf("show = %+v", st)
 	}
 }
+
+// TestRestart: content pushed before a restart reads after it (the root key is unwrapped at
+// start); a server restarted while its key is not accessible still starts, refuses pulls
+// with the cause, and serves again when access comes back, without another restart.
+func TestRestart(t *testing.T) {
+	const interval = 2 * time.Second
+	dir := t.TempDir()
+	cfg := func(c *config.Server) {
+		c.DataDir = dir
+		c.Encryption.KeyAccessCheckInterval = interval
+	}
+	e := vaulttest.Start(t, cfg)
+	if err := newRegistryClient(t, e).push("restart/app:v1", markedImage(t, "v1")); err != nil {
+		t.Fatal(err)
+	}
+	e.Inst.Stop()
+
+	e = vaulttest.Start(t, cfg)
+	if err := newRegistryClient(t, e).pull("restart/app:v1"); err != nil {
+		t.Fatalf("pull after a restart: %v", err)
+	}
+	sys := systemIdentity(t, e)
+	e.MustDo(t, "DELETE", "/coffer/v1/vaults/coffer-platform/access-policies/"+sys, nil, nil)
+	e.Inst.Stop()
+
+	e = vaulttest.Start(t, cfg)
+	c := newRegistryClient(t, e)
+	if err := c.pull("restart/app:v1"); err == nil || !strings.Contains(err.Error(), "cannot use") {
+		t.Fatalf("pull with the key revoked at start: %v", err)
+	}
+	e.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
+	eventually(t, interval+3*time.Second, "pull after access came back", func() error { return c.pull("restart/app:v1") })
+}
