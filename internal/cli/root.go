@@ -41,11 +41,16 @@ func NewRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "coffer",
 		Short: "Coffer: a self-hosted container registry that keeps images sealed",
-		Long: `Coffer is an OCI registry, a key vault that speaks the Azure Key Vault keys API,
-encryption at rest under a platform- or customer-managed key, content trust and a
-Kubernetes KMS v2 plugin, in one binary.
+		Long: `Coffer is a self-hosted OCI registry that encrypts everything it stores, under a
+platform-managed key or a customer-managed key held in a key vault, and a key vault that
+speaks the Azure Key Vault keys REST API, in one binary.
 
-Start a server with 'coffer serve', then 'coffer login' to use the management commands.`,
+Start a server with 'coffer serve', then 'coffer login' to use the management commands
+(users, service principals, managed identities, roles, repository tokens, vaults and keys,
+the registry and its encryption). Every command prints a table, or JSON with -o json.`,
+		Example: `  coffer serve
+  coffer login https://localhost:5000 -u admin --password-stdin --ca-file coffer-data/tls/ca.pem < coffer-data/initial-admin-password
+  coffer registry repo list -o json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
