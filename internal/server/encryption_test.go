@@ -622,3 +622,67 @@ func TestRestart(t *testing.T) {
 	e.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
 	eventually(t, interval+3*time.Second, "pull after access came back", func() error { return c.pull("restart/app:v1") })
 }
+
+// bigImage is an image with one layer of n bytes (cheap to build: repeated text).
+func bigImage(t *testing.T, n int) v1.Image {
+	t.Helper()
+	content := bytes.Repeat([]byte(marker+" big layer\n"), n/(len(marker)+11)+1)[:n]
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.AppendLayers(img, static.NewLayer(content, types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// TestRotationVaultCallsIndependentOfData counts, in the vault's audit trail, the calls the
+// registry's identity makes for one rotation with 10 MiB stored and with 10 times more: the
+// same, and everything stored still pulls.
+func TestRotationVaultCallsIndependentOfData(t *testing.T) {
+	e := vaulttest.Start(t, nil)
+	e.CreateVault(t, "team", nil)
+	e.SetPolicy(t, "team", adminID(t, e), "create", "get", "rotate")
+	e.MustDo(t, "POST", "/coffer/v1/vaults/team/keys/cmk/create", map[string]any{"kty": "RSA"}, nil)
+	sys := systemIdentity(t, e)
+	e.SetPolicy(t, "team", sys, "get", "wrapKey", "unwrapKey")
+	keyURL := e.HostURL("team") + "/keys/cmk"
+	e.MustDo(t, "POST", "/coffer/v1/registry/encryption/enable", map[string]any{"keyEncryptionKey": keyURL, "identity": "[system]"}, nil)
+	c := newRegistryClient(t, e)
+
+	calls := func() int {
+		var out struct {
+			Value []map[string]any `json:"value"`
+		}
+		e.MustDo(t, "GET", "/coffer/v1/audit?vault=team&identity="+sys+"&limit=10000", nil, &out)
+		return len(out.Value)
+	}
+	rotate := func() int {
+		var k struct {
+			Key struct {
+				Kid string `json:"kid"`
+			} `json:"key"`
+		}
+		e.MustDo(t, "POST", "/coffer/v1/vaults/team/keys/cmk/rotate", nil, &k)
+		before := calls()
+		e.MustDo(t, "POST", "/coffer/v1/registry/encryption/rotate-key", map[string]any{"keyEncryptionKey": k.Key.Kid}, nil)
+		return calls() - before
+	}
+	if err := c.push("rot/app:small", bigImage(t, 10<<20)); err != nil {
+		t.Fatal(err)
+	}
+	small := rotate()
+	if err := c.push("rot/app:large", bigImage(t, 100<<20)); err != nil {
+		t.Fatal(err)
+	}
+	large := rotate()
+	if small != large || small == 0 || small > 5 {
+		t.Fatalf("vault calls by the registry for one rotation: %d with 10 MiB stored, %d with 110 MiB; want equal and small", small, large)
+	}
+	t.Logf("vault calls per rotation: %d (10 MiB stored), %d (110 MiB stored)", small, large)
+	for _, tag := range []string{"small", "large"} {
+		if err := c.pull("rot/app:" + tag); err != nil {
+			t.Fatalf("pull %s after rotations: %v", tag, err)
+		}
+	}
+}
