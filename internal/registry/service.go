@@ -243,15 +243,8 @@ func (s *Service) StartUpload(ctx context.Context, repo string) (Upload, error) 
 	}
 	now := s.now()
 	u := Upload{ID: newID(), Repo: repo, Created: now, Updated: now}
-	w, err := s.driver.Writer(ctx, uploadPath(u.ID))
-	if err != nil {
-		return u, asRegistryError(fmt.Errorf("start upload: %w", err))
-	}
-	if err := w.Close(); err != nil {
-		return u, asRegistryError(fmt.Errorf("start upload: %w", err))
-	}
+	// The bytes' object is created by the first chunk (openUpload).
 	if err := s.meta.CreateUpload(ctx, u); err != nil {
-		s.driver.Delete(ctx, uploadPath(u.ID))
 		return u, asRegistryError(err)
 	}
 	s.hashes.put(u.ID, 0, sha256.New())
@@ -345,47 +338,21 @@ func (s *Service) AppendUpload(ctx context.Context, repo, id string, start int64
 	if err != nil {
 		return u, err
 	}
-	return s.appendLocked(ctx, u, start, r, true)
-}
-
-// appendLocked appends r to the upload. With persist, progress is recorded (a chunk the
-// client may resume after); otherwise only when the body breaks off.
-func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.Reader, persist bool) (Upload, error) {
-	if start >= 0 && start != u.Offset {
-		return u, &Error{Code: CodeBlobUploadInvalid, cause: ErrRangeNotSatisfiable,
-			Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes: resume from %d", start, u.Offset, u.Offset)}
+	if err := checkStart(u, start); err != nil {
+		return u, err
 	}
-	w, err := s.driver.ResumeWriter(ctx, uploadPath(u.ID))
-	if errors.Is(err, blobstore.ErrNotFound) {
-		s.dropUpload(ctx, u.ID)
-		return u, newError(CodeBlobUploadUnknown, "upload %s lost its data: start again", u.ID)
-	}
+	w, err := s.openUpload(ctx, u)
 	if err != nil {
-		return u, asRegistryError(fmt.Errorf("resume upload: %w", err))
+		return u, err
 	}
-	defer w.Close()
-	if w.Size() != u.Offset {
-		// Bytes after the last acknowledged chunk cannot be trusted (e.g. after a crash).
-		w.Close()
-		s.dropUpload(ctx, u.ID)
-		return u, newError(CodeBlobUploadUnknown, "upload %s was interrupted inconsistently (%d stored, %d recorded): start again", u.ID, w.Size(), u.Offset)
-	}
-	h := s.hashes.take(u.ID, u.Offset) // nil: verified by reading back at the end
-	n, copyErr := copyHashing(w, h, r)
-	u.Offset += n
-	u.Updated = s.now()
-	if h != nil {
-		s.hashes.put(u.ID, u.Offset, h)
-	}
+	u, copyErr := s.appendTo(w, u, r)
 	if cerr := w.Close(); cerr != nil && copyErr == nil {
 		copyErr = cerr
 	}
 	// Record progress even when the body broke off (and the request's context with it),
 	// so the client may resume.
-	if persist || copyErr != nil {
-		if err := s.meta.UpdateUpload(context.WithoutCancel(ctx), u); err != nil {
-			return u, asRegistryError(err)
-		}
+	if err := s.meta.UpdateUpload(context.WithoutCancel(ctx), u); err != nil {
+		return u, asRegistryError(err)
 	}
 	if copyErr != nil {
 		return u, fmt.Errorf("upload %s interrupted after %d bytes: %w", u.ID, u.Offset, copyErr)
@@ -393,8 +360,53 @@ func (s *Service) appendLocked(ctx context.Context, u Upload, start int64, r io.
 	return u, nil
 }
 
-// copyHashing copies r to w, hashing (h may be nil) exactly the bytes w accepted.
-func copyHashing(w io.Writer, h hash.Hash, r io.Reader) (int64, error) {
+func checkStart(u Upload, start int64) error {
+	if start >= 0 && start != u.Offset {
+		return &Error{Code: CodeBlobUploadInvalid, cause: ErrRangeNotSatisfiable,
+			Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes: resume from %d", start, u.Offset, u.Offset)}
+	}
+	return nil
+}
+
+// openUpload opens the upload's bytes for appending, creating the object on the first
+// chunk. The stored bytes must be exactly the ones recorded.
+func (s *Service) openUpload(ctx context.Context, u Upload) (blobstore.Writer, error) {
+	w, err := s.driver.ResumeWriter(ctx, uploadPath(u.ID))
+	if errors.Is(err, blobstore.ErrNotFound) && u.Offset == 0 {
+		w, err = s.driver.Writer(ctx, uploadPath(u.ID))
+	}
+	if errors.Is(err, blobstore.ErrNotFound) {
+		s.dropUpload(ctx, u.ID)
+		return nil, newError(CodeBlobUploadUnknown, "upload %s lost its data: start again", u.ID)
+	}
+	if err != nil {
+		return nil, asRegistryError(fmt.Errorf("open upload: %w", err))
+	}
+	if w.Size() != u.Offset {
+		// Bytes after the last acknowledged chunk cannot be trusted (e.g. after a crash).
+		stored := w.Size()
+		w.Close()
+		s.dropUpload(ctx, u.ID)
+		return nil, newError(CodeBlobUploadUnknown, "upload %s was interrupted inconsistently (%d stored, %d recorded): start again", u.ID, stored, u.Offset)
+	}
+	return w, nil
+}
+
+// appendTo copies r to the upload's writer, keeping the running hash in step.
+func (s *Service) appendTo(w blobstore.Writer, u Upload, r io.Reader) (Upload, error) {
+	h := s.hashes.take(u.ID, u.Offset) // nil: verified by reading back at the end
+	n, err := copyHashing(w, h, r)
+	u.Offset += n
+	u.Updated = s.now()
+	if h != nil {
+		s.hashes.put(u.ID, u.Offset, h)
+	}
+	return u, err
+}
+
+// copyHashing copies r to w, feeding h (a hash or a digest verifier; may be nil) exactly
+// the bytes w accepted.
+func copyHashing(w io.Writer, h io.Writer, r io.Reader) (int64, error) {
 	if r == nil {
 		return 0, nil
 	}
@@ -431,27 +443,28 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return BlobInfo{}, err
 	}
 	if r != nil {
-		if u, err = s.appendLocked(ctx, u, start, r, false); err != nil {
+		if err := checkStart(u, start); err != nil {
 			return BlobInfo{}, err
 		}
 	}
-	// From here on a failure leaves the session where the last chunk left it; record the
-	// final chunk's progress so the client may retry the PUT alone.
+	w, err := s.openUpload(ctx, u)
+	if err != nil {
+		return BlobInfo{}, err
+	}
+	// Until the bytes are committed, a failure keeps them for a retry: close the writer
+	// and record how far the upload got.
 	fail := func(err error) (BlobInfo, error) {
+		w.Close()
 		if r != nil {
 			s.meta.UpdateUpload(context.WithoutCancel(ctx), u)
 		}
 		return BlobInfo{}, err
 	}
-	w, err := s.driver.ResumeWriter(ctx, uploadPath(id))
-	if err != nil {
-		s.dropUpload(ctx, id)
-		return BlobInfo{}, newError(CodeBlobUploadUnknown, "upload %s lost its data: start again", id)
-	}
-	if w.Size() != u.Offset {
-		w.Close()
-		s.dropUpload(ctx, id)
-		return BlobInfo{}, newError(CodeBlobUploadUnknown, "upload %s was interrupted inconsistently: start again", id)
+	if r != nil {
+		var copyErr error
+		if u, copyErr = s.appendTo(w, u, r); copyErr != nil {
+			return fail(fmt.Errorf("upload %s interrupted after %d bytes: %w", id, u.Offset, copyErr))
+		}
 	}
 	var got digest.Digest
 	if h := s.hashes.take(id, u.Offset); h != nil {
@@ -461,7 +474,6 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		s.hashes.put(id, u.Offset, h) // kept until the upload ends, for a retried PUT
 	}
 	if got != "" && got != d {
-		w.Close()
 		return fail(newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d))
 	}
 	if err := w.Commit(ctx); err != nil {
@@ -550,7 +562,7 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 		return BlobInfo{}, asRegistryError(fmt.Errorf("store blob: %w", err))
 	}
 	v := d.Verifier()
-	n, err := copyHashing(w, nopHash{v}, r)
+	n, err := copyHashing(w, v, r)
 	if err != nil {
 		w.Cancel(ctx)
 		return BlobInfo{}, fmt.Errorf("blob upload interrupted after %d bytes: %w", n, err)
@@ -571,13 +583,6 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 	return b, nil
 }
 
-// nopHash adapts a digest.Verifier (an io.Writer) to the hash.Hash copyHashing feeds.
-type nopHash struct{ io.Writer }
-
-func (nopHash) Sum(b []byte) []byte { return b }
-func (nopHash) Reset()              {}
-func (nopHash) Size() int           { return 0 }
-func (nopHash) BlockSize() int      { return 1 }
 
 // ExpireUploads removes sessions idle for longer than the upload expiry.
 func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
