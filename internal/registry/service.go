@@ -583,7 +583,6 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 	return b, nil
 }
 
-
 // ExpireUploads removes sessions idle for longer than the upload expiry.
 func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
 	old, err := s.meta.UploadsBefore(ctx, s.now().Add(-s.opts.UploadExpiry))
