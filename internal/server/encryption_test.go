@@ -1,16 +1,23 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -315,32 +322,148 @@ func TestRevocationAndRecovery(t *testing.T) {
 	}
 }
 
+// kvProcess is a `coffer serve` child process: the remote key vault.
+type kvProcess struct {
+	url, caFile, tenant, token string
+	client                     *http.Client
+}
+
+func startKVProcess(t *testing.T) *kvProcess {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "coffer")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer").CombinedOutput(); err != nil {
+		t.Fatalf("build coffer: %v\n%s", err, out)
+	}
+	dataDir := t.TempDir()
+	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "Coffer is serving on "); ok {
+				found <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	p := &kvProcess{caFile: filepath.Join(dataDir, "tls", "ca.pem")}
+	select {
+	case p.url = <-found:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the key vault process did not report its URL")
+	}
+	pem, err := os.ReadFile(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
+	pw, err := os.ReadFile(filepath.Join(dataDir, "initial-admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {strings.TrimSpace(string(pw))}, "service": {"coffer-management"}}
+	resp, err := p.client.PostForm(p.url+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if tok.AccessToken == "" {
+		t.Fatalf("admin token from the key vault process: %d", resp.StatusCode)
+	}
+	p.token = tok.AccessToken
+	var who struct {
+		ID       string `json:"id"`
+		TenantID string `json:"tenantId"`
+	}
+	p.do(t, "GET", "/coffer/v1/whoami", nil, &who)
+	p.tenant = who.TenantID
+	return p
+}
+
+// do calls the process's management API as its administrator.
+func (p *kvProcess) do(t *testing.T, method, path string, in, out any) {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		raw, _ := json.Marshal(in)
+		body = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, p.url+path, body)
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, raw)
+	}
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestRemoteVaultKeyWithAutomaticRotation keeps the customer-managed key in a second Coffer
-// process, reached over HTTPS with a service principal's client credentials, with a
-// versionless key id: a new key version created there is picked up.
+// process (a child `coffer serve`), reached over HTTPS with a service principal's client
+// credentials, with a versionless key id: a new key version created there is picked up.
 func TestRemoteVaultKeyWithAutomaticRotation(t *testing.T) {
-	kv := vaulttest.Start(t, nil)
+	if testing.Short() {
+		t.Skip("builds and runs the coffer binary")
+	}
+	kv := startKVProcess(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	v := kv.CreateVault(t, "teamkeys", map[string]any{"port": port})
-	kv.SetPolicy(t, "teamkeys", adminID(t, kv), "create", "get", "rotate")
-	kv.MustDo(t, "POST", "/coffer/v1/vaults/teamkeys/keys/registry-cmk/create", map[string]any{"kty": "RSA", "size": 2048}, nil)
-	sp := kv.ServicePrincipal(t, "registry-kek")
-	kv.SetPolicy(t, "teamkeys", sp.ObjectID, "get", "wrapKey", "unwrapKey")
+	var v struct {
+		VaultURI string `json:"vaultUri"`
+	}
+	kv.do(t, "POST", "/coffer/v1/vaults", map[string]any{"name": "teamkeys", "port": port}, &v)
+	var who struct {
+		ID string `json:"id"`
+	}
+	kv.do(t, "GET", "/coffer/v1/whoami", nil, &who)
+	kv.do(t, "PUT", "/coffer/v1/vaults/teamkeys/access-policies/"+who.ID, map[string]any{"keyPermissions": []string{"create", "get", "rotate"}}, nil)
+	kv.do(t, "POST", "/coffer/v1/vaults/teamkeys/keys/registry-cmk/create", map[string]any{"kty": "RSA", "size": 2048}, nil)
+	var sp struct {
+		ServicePrincipal struct {
+			ID string `json:"id"`
+		} `json:"servicePrincipal"`
+		ClientID     string `json:"clientId"`
+		ClientSecret string `json:"clientSecret"`
+	}
+	kv.do(t, "POST", "/coffer/v1/servicePrincipals", map[string]any{"name": "registry-kek"}, &sp)
+	kv.do(t, "PUT", "/coffer/v1/vaults/teamkeys/access-policies/"+sp.ServicePrincipal.ID, map[string]any{"keyPermissions": []string{"get", "wrapKey", "unwrapKey"}}, nil)
 
-	t.Setenv("AZURE_TENANT_ID", kv.TenantID)
+	t.Setenv("AZURE_TENANT_ID", kv.tenant)
 	t.Setenv("AZURE_CLIENT_ID", sp.ClientID)
-	t.Setenv("AZURE_CLIENT_SECRET", sp.Secret)
-	t.Setenv("AZURE_AUTHORITY_HOST", kv.Inst.URL+"/")
+	t.Setenv("AZURE_CLIENT_SECRET", sp.ClientSecret)
+	t.Setenv("AZURE_AUTHORITY_HOST", kv.url+"/")
 	keyID := v.VaultURI + "/keys/registry-cmk"
 	reg := vaulttest.Start(t, func(c *config.Server) {
 		c.Encryption.KeyID = keyID
 		c.Encryption.Identity = sp.ClientID
-		c.Encryption.VaultCAFile = kv.Inst.CAFile
+		c.Encryption.VaultCAFile = kv.caFile
 		c.Encryption.KeyRotationCheckInterval = time.Second
 	})
 	c := newRegistryClient(t, reg)
@@ -368,21 +491,17 @@ func TestRemoteVaultKeyWithAutomaticRotation(t *testing.T) {
 		Key struct {
 			Kid string `json:"kid"`
 		} `json:"key"`
-		Kid string `json:"kid"`
 	}
-	kv.MustDo(t, "POST", "/coffer/v1/vaults/teamkeys/keys/registry-cmk/rotate", nil, &rotated)
-	newKid := rotated.Key.Kid
-	if newKid == "" {
-		newKid = rotated.Kid
+	kv.do(t, "POST", "/coffer/v1/vaults/teamkeys/keys/registry-cmk/rotate", nil, &rotated)
+	newVersion := rotated.Key.Kid[strings.LastIndex(rotated.Key.Kid, "/"):]
+	if rotated.Key.Kid == "" || strings.HasSuffix(before.KeyVaultProperties.VersionedKeyIdentifier, newVersion) {
+		t.Fatalf("rotation in the key vault process gave %q", rotated.Key.Kid)
 	}
 	eventually(t, 10*time.Second, "automatic rotation to the new version", func() error {
 		var now show
 		reg.MustDo(t, "GET", "/coffer/v1/registry/encryption", nil, &now)
-		if now.KeyVaultProperties.VersionedKeyIdentifier == before.KeyVaultProperties.VersionedKeyIdentifier {
-			return fmt.Errorf("still on %s", now.KeyVaultProperties.VersionedKeyIdentifier)
-		}
-		if newKid != "" && !strings.HasSuffix(now.KeyVaultProperties.VersionedKeyIdentifier, newKid[strings.LastIndex(newKid, "/"):]) {
-			return fmt.Errorf("moved to %s, want the version of %s", now.KeyVaultProperties.VersionedKeyIdentifier, newKid)
+		if !strings.HasSuffix(now.KeyVaultProperties.VersionedKeyIdentifier, newVersion) {
+			return fmt.Errorf("on %s, want version %s", now.KeyVaultProperties.VersionedKeyIdentifier, newVersion)
 		}
 		return nil
 	})
@@ -391,6 +510,20 @@ func TestRemoteVaultKeyWithAutomaticRotation(t *testing.T) {
 	}
 	if err := c.push("remote/app:v2", markedImage(t, "v2")); err != nil {
 		t.Fatalf("push after rotation: %v", err)
+	}
+	// The key vault process's audit trail shows the registry's wraps under its identity.
+	var audit struct {
+		Value []map[string]any `json:"value"`
+	}
+	kv.do(t, "GET", "/coffer/v1/audit?vault=teamkeys&identity="+sp.ServicePrincipal.ID+"&limit=1000", nil, &audit)
+	wraps := 0
+	for _, r := range audit.Value {
+		if strings.Contains(fmt.Sprint(r["operation"]), "rapKey") && fmt.Sprint(r["result"]) == "success" {
+			wraps++
+		}
+	}
+	if wraps < 2 {
+		t.Fatalf("the key vault's audit trail shows %d wrapKey calls by the registry's identity: %v", wraps, audit.Value)
 	}
 }
 
