@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -66,10 +67,17 @@ func main() {
 		pass2       = flag.String("password2", "", "password for --target2")
 		skipCoffer  = flag.Bool("no-coffer", false, "do not start Coffer (measure only --target/--distribution)")
 		keepDataDir = flag.Bool("keep", false, "keep the temporary data directories")
+		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of this process (the in-process Coffer and the clients) to this file")
 	)
 	flag.Parse()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
 
 	var targets []*target
 	var cleanups []func()
