@@ -666,8 +666,10 @@ func (k *Keyring) Run(ctx context.Context) {
 // Status is what `coffer registry encryption show` prints.
 type Status struct {
 	// Status is "enabled" when a customer-managed key is in use, "disabled" when the
-	// platform-managed key is (content is encrypted at rest either way).
+	// platform-managed key is (as `az acr encryption show` reports customer-managed key
+	// encryption); content is encrypted at rest either way, which EncryptedAtRest says.
 	Status             string             `json:"status"`
+	EncryptedAtRest    bool               `json:"encryptedAtRest"`
 	KeySource          string             `json:"keySource"`
 	KeyVaultProperties KeyVaultProperties `json:"keyVaultProperties"`
 	// KeyAccessible says whether the registry could use its key at the last check, and
@@ -698,7 +700,7 @@ func (k *Keyring) Status(ctx context.Context, fresh bool) (Status, error) {
 		return Status{}, ErrNotInitialized
 	}
 	st := *k.settings
-	s := Status{Status: "disabled", KeySource: st.Source, KeyVaultProperties: KeyVaultProperties{
+	s := Status{Status: "disabled", EncryptedAtRest: true, KeySource: st.Source, KeyVaultProperties: KeyVaultProperties{
 		Identity: st.Identity, KeyIdentifier: st.KeyID, VersionedKeyIdentifier: st.VersionedKeyID,
 		KeyRotationEnabled: st.RotationEnabled,
 	}}

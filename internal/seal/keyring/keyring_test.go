@@ -435,7 +435,7 @@ func TestEnableOnceAndStatus(t *testing.T) {
 	var m map[string]any
 	json.Unmarshal(raw, &m)
 	kv, _ := m["keyVaultProperties"].(map[string]any)
-	if m["status"] != "enabled" || m["keyAccessible"] != true || kv == nil {
+	if m["status"] != "enabled" || m["encryptedAtRest"] != true || m["keyAccessible"] != true || kv == nil {
 		t.Fatalf("status JSON = %s", raw)
 	}
 	for _, f := range []string{"identity", "keyIdentifier", "versionedKeyIdentifier", "keyRotationEnabled", "lastKeyRotationTimestamp"} {
