@@ -76,6 +76,19 @@ func (l *LoginLimiter) Fail(keys ...string) {
 	}
 }
 
+// Reset forgets the failures recorded for key. After a successful login the name's count
+// starts again (a few typos before it no longer count towards a lockout); the address's is
+// deliberately kept, so that one valid account does not clear throttling of guesses at
+// others from the same address.
+func (l *LoginLimiter) Reset(key string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.failures, key)
+}
+
 // prune drops failures older than the window; the caller holds mu.
 func (l *LoginLimiter) prune(k string, now time.Time) []time.Time {
 	f := l.failures[k]

@@ -294,4 +294,17 @@ func TestLoginLimiter(t *testing.T) {
 	if NewLoginLimiter(0, time.Minute, nil).Check("x") != 0 {
 		t.Fatal("limit 0 must disable throttling")
 	}
+
+	// A success resets the name's count, not the address's.
+	l = NewLoginLimiter(3, time.Minute, clk.now)
+	l.Fail("name:c", "addr:3")
+	l.Fail("name:c", "addr:3")
+	l.Reset("name:c")
+	l.Fail("name:c", "addr:3")
+	if l.Check("name:c") != 0 {
+		t.Fatal("failures before a successful login still count towards the name's lockout")
+	}
+	if l.Check("addr:3") == 0 {
+		t.Fatal("a success must not clear the address's count")
+	}
 }

@@ -126,9 +126,12 @@ func (a *API) authenticate(ctx context.Context, r *http.Request, username, secre
 		return identity.Principal{}, wait, errThrottled
 	}
 	p, err := a.cfg.Identity.Authenticate(ctx, username, secret)
-	if errors.Is(err, identity.ErrInvalidCredentials) {
+	switch {
+	case errors.Is(err, identity.ErrInvalidCredentials):
 		a.cfg.Limiter.Fail(keys...)
 		a.logFailure(ctx, r, username)
+	case err == nil:
+		a.cfg.Limiter.Reset(keys[0])
 	}
 	return p, 0, err
 }
@@ -139,9 +142,12 @@ func (a *API) authenticateClient(ctx context.Context, r *http.Request, clientID,
 		return identity.Principal{}, wait, errThrottled
 	}
 	p, err := a.cfg.Identity.AuthenticateClient(ctx, clientID, secret)
-	if errors.Is(err, identity.ErrInvalidCredentials) {
+	switch {
+	case errors.Is(err, identity.ErrInvalidCredentials):
 		a.cfg.Limiter.Fail(keys...)
 		a.logFailure(ctx, r, clientID)
+	case err == nil:
+		a.cfg.Limiter.Reset(keys[0])
 	}
 	return p, 0, err
 }
