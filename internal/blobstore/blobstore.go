@@ -18,6 +18,11 @@ import (
 // ErrNotFound is returned (wrapped) when no object exists at a path.
 var ErrNotFound = errors.New("blobstore: object not found")
 
+// ErrAccessDenied is matched (errors.Is) by errors of a driver that holds the content but
+// may not hand it out now, for example a sealing driver whose key has been revoked. The
+// content is not lost; the error's message says why access is refused.
+var ErrAccessDenied = errors.New("blobstore: access to stored content is refused")
+
 // Info describes a stored object.
 type Info struct {
 	Path    string

@@ -15,9 +15,17 @@ import (
 )
 
 // ErrKeyUnavailable is wrapped by KeySource errors when the key-encryption key cannot be
-// used (access revoked, key disabled or deleted, vault unreachable): the registry maps it to
-// an error telling the client that content is temporarily unavailable, not missing.
-var ErrKeyUnavailable = errors.New("the registry's encryption key is not accessible")
+// used (access revoked, key disabled or deleted, vault unreachable). It matches
+// blobstore.ErrAccessDenied, so the registry tells the client that access to the content is
+// refused and why, not that it is missing.
+var ErrKeyUnavailable error = keyUnavailable{}
+
+type keyUnavailable struct{}
+
+func (keyUnavailable) Error() string { return "the registry's encryption key is not accessible" }
+
+// Is makes errors.Is(err, blobstore.ErrAccessDenied) true for a key that is unavailable.
+func (keyUnavailable) Is(target error) bool { return target == blobstore.ErrAccessDenied }
 
 // KeySource hands out registry root keys. Implementations (the keyring) refuse while the
 // key-encryption key is not accessible, so a revoked key stops reads and writes.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -276,6 +277,10 @@ func TestRevocationAndRecovery(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "cannot use") || !strings.Contains(err.Error(), "access") {
 			return fmt.Errorf("pull failed without naming the cause: %v", err)
+		}
+		var terr *transport.Error
+		if !errors.As(err, &terr) || terr.StatusCode != http.StatusForbidden || len(terr.Errors) == 0 || terr.Errors[0].Code != transport.DeniedErrorCode {
+			return fmt.Errorf("pull after revocation must be 403 DENIED (content kept, access refused): %v", err)
 		}
 		return nil
 	})

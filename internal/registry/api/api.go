@@ -19,6 +19,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -244,6 +245,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if r.Context().Err() != nil {
 		return // the client went away
+	}
+	if errors.Is(err, blobstore.ErrAccessDenied) {
+		// The content is there but may not be read or written now (the encryption key was
+		// revoked): DENIED with the cause, a 4xx so that clients show the message.
+		h.cfg.Log.Warn("registry content refused", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusForbidden, &registry.Error{Code: registry.CodeDenied, Message: err.Error()})
+		return
 	}
 	h.cfg.Log.Error("registry request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, &registry.Error{Code: "UNKNOWN", Message: "internal error: " + err.Error()})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/registry"
 )
@@ -49,6 +50,10 @@ func (m *Management) fail(w http.ResponseWriter, err error) {
 		default:
 			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, e.Message)
 		}
+		return
+	}
+	if errors.Is(err, blobstore.ErrAccessDenied) {
+		mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, err.Error())
 		return
 	}
 	mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
