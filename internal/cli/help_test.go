@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"slices"
 	"strings"
 	"testing"
 
@@ -9,15 +8,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/cli"
 )
-
-// helpExceptions are runnable commands known to lack an Example today, by full path.
-// They are owned by an engineer still at work on them; each entry must be removed once
-// its command has an example (the test fails on an entry whose command no longer needs
-// it, so the list cannot go stale).
-var helpExceptions = []string{
-	"coffer registry encryption show",    // registry_encryption.go: the lead adds the example
-	"coffer registry encryption disable", // registry_encryption.go: the lead adds the example
-}
 
 // TestEveryCommandHasHelp walks the whole command tree and requires every runnable command
 // to have a Short description and an Example a newcomer can copy, and every command with
@@ -28,7 +18,6 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 
-	excepted := map[string]bool{}
 	var walk func(c *cobra.Command)
 	runnable := 0
 	walk = func(c *cobra.Command) {
@@ -42,11 +31,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		if c.Runnable() {
 			runnable++
 			if strings.TrimSpace(c.Example) == "" {
-				if slices.Contains(helpExceptions, path) {
-					excepted[path] = true
-				} else {
-					t.Errorf("%q has no Example: add 1-3 invocations that work as written", path)
-				}
+				t.Errorf("%q has no Example: add 1-3 invocations that work as written", path)
 			} else if !strings.Contains(c.Example, root.Name()+" ") {
 				t.Errorf("%q: its Example does not show a %q command line:\n%s", path, root.Name(), c.Example)
 			}
@@ -59,11 +44,6 @@ func TestEveryCommandHasHelp(t *testing.T) {
 
 	if runnable < 50 {
 		t.Fatalf("walked only %d runnable commands: the tree was not built", runnable)
-	}
-	for _, p := range helpExceptions {
-		if !excepted[p] {
-			t.Errorf("%q is listed in helpExceptions but needs no exception (it has an Example, or no longer exists): remove it from the list", p)
-		}
 	}
 }
 

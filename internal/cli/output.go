@@ -48,3 +48,13 @@ func writeTable(out io.Writer, t Table) {
 	}
 	tw.Flush()
 }
+
+// printDone reports a command that has no resource to print: v as JSON with -o json, the
+// sentence msg otherwise.
+func printDone(cmd *cobra.Command, v any, msg string) error {
+	if format, _ := cmd.Flags().GetString("output"); format == "table" || format == "" {
+		fmt.Fprintln(cmd.OutOrStdout(), msg)
+		return nil
+	}
+	return printResult(cmd, v, nil)
+}

@@ -17,7 +17,7 @@ import (
 // encryption commands (findOrAddCommand).
 func init() {
 	register(func(root *cobra.Command) {
-		reg := findOrAddCommand(root, &cobra.Command{Use: "registry", Short: "Manage the registry"})
+		reg := findOrAddCommand(root, registryGroup())
 		reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand())
 	})
 }
@@ -128,8 +128,8 @@ needs them ('coffer registry gc').`,
 			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/registry/repositories/"+args[0], nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted repository %s.\n", args[0])
-			return nil
+			return printDone(cmd, map[string]any{"deleted": true, "repository": args[0]},
+				fmt.Sprintf("Deleted repository %s.", args[0]))
 		},
 	}
 	del.Flags().Bool("yes", false, "confirm the deletion")
@@ -188,8 +188,8 @@ func registryTagCommand() *cobra.Command {
 			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/registry/tags?"+q.Encode(), nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deleted tag %s:%s.\n", args[0], args[1])
-			return nil
+			return printDone(cmd, map[string]any{"deleted": true, "repository": args[0], "tag": args[1]},
+				fmt.Sprintf("Deleted tag %s:%s.", args[0], args[1]))
 		},
 	}
 	tag.AddCommand(list, del)
@@ -216,7 +216,7 @@ func registryGCCommand() *cobra.Command {
 		Short: "Collect garbage: remove blobs no manifest needs (online, safe beside pushes)",
 		Long: `Remove blobs that no manifest references and that no repository linked within the
 grace period (1h), blob files left without metadata by a crash, and upload sessions
-idle past --upload-expiry. The registry stays online: pushes and pulls go on while it
+idle longer than the server's upload expiry ('coffer serve --upload-expiry'). The registry stays online: pushes and pulls go on while it
 runs, and content a push is about to reference is never removed. With --dry-run it
 only reports what it would remove. Progress is printed to stderr.`,
 		Example: "  coffer registry gc --dry-run\n  coffer registry gc -o json",
@@ -291,4 +291,21 @@ only reports what it would remove. Progress is printed to stderr.`,
 	}
 	gc.Flags().Bool("dry-run", false, "report what would be removed without removing it")
 	return gc
+}
+
+// registryGroup is the `coffer registry` command; the registry's and the encryption's
+// commands both attach to it (findOrAddCommand keeps the first).
+func registryGroup() *cobra.Command {
+	return &cobra.Command{
+		Use:   "registry",
+		Short: "Manage the registry: repositories, tags, garbage collection, encryption at rest",
+		Long: `Manage the OCI registry that 'coffer serve' runs at /v2/: list, show and delete
+repositories and tags, collect garbage, and show or change how its content is encrypted at
+rest. Pushing and pulling images is done with any registry client (docker, skopeo, crane,
+oras, containerd) against the server's address.`,
+		Example: `  coffer registry repo list
+  coffer registry tag list team/app
+  coffer registry gc --dry-run
+  coffer registry encryption show`,
+	}
 }

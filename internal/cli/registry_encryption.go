@@ -10,7 +10,7 @@ import (
 // may also define: whichever runs first creates it, the other finds it.
 func init() {
 	register(func(root *cobra.Command) {
-		reg := findOrAddCommand(root, &cobra.Command{Use: "registry", Short: "Manage the registry"})
+		reg := findOrAddCommand(root, registryGroup())
 		enc := &cobra.Command{
 			Use:   "encryption",
 			Short: "Show and manage the registry's encryption at rest",
@@ -44,8 +44,16 @@ const encryptionPath = "/coffer/v1/registry/encryption"
 func encryptionShowCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show",
-		Short: "Print the encryption settings as JSON, and whether the key is accessible now",
-		Args:  cobra.NoArgs,
+		Short: "Show the encryption settings, and whether the key is accessible now",
+		Long: `Show how the registry's content is encrypted at rest: the key source (platform or
+customer), the key id as configured and the version in use, whether automatic rotation is
+on, when the key last rotated, and whether the registry can use the key right now (with the
+vault's error if not). The answer is always JSON, the shape 'az acr encryption show' prints;
+"status" is "enabled" only for a customer-managed key ("encryptedAtRest" is always true).
+Needs registry/manage (Owner or Contributor).`,
+		Example: `  coffer registry encryption show
+  coffer registry encryption show | jq .keyVaultProperties.versionedKeyIdentifier`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {
@@ -110,7 +118,10 @@ func encryptionDisableCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "disable",
 		Short: "Refused: customer-managed key encryption cannot be disabled once enabled",
-		Args:  cobra.NoArgs,
+		Long: `There is no way back from a customer-managed key: this command exists so that trying
+says so, with what to do instead (rotate to another key or identity with 'rotate-key').`,
+		Example: `  coffer registry encryption disable   # refused, with the reason`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
 			if err != nil {

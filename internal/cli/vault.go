@@ -346,13 +346,3 @@ Needs vault/read on the vault.`,
 	cmd.AddCommand(set, del, list)
 	return cmd
 }
-
-// printDone reports a command that has no resource to print: v as JSON with -o json, the
-// sentence msg otherwise.
-func printDone(cmd *cobra.Command, v any, msg string) error {
-	if format, _ := cmd.Flags().GetString("output"); format == "table" || format == "" {
-		fmt.Fprintln(cmd.OutOrStdout(), msg)
-		return nil
-	}
-	return printResult(cmd, v, nil)
-}
