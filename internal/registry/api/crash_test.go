@@ -1,19 +1,15 @@
 package api_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,62 +18,25 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/cofferhq/coffer/internal/servertest"
 )
 
 // cofferProcess is a `coffer serve` child process.
 type cofferProcess struct {
-	cmd    *exec.Cmd
+	proc   *servertest.Process
 	url    string
 	client *http.Client
 	pass   string
 }
 
-func buildCoffer(t *testing.T) string {
+func startProcess(t *testing.T, dataDir string) *cofferProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "coffer")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build coffer: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startProcess(t *testing.T, bin, dataDir string) *cofferProcess {
-	t.Helper()
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "Coffer is serving on "); ok {
-				found <- strings.Fields(rest)[0]
-			}
-		}
-	}()
-	var u string
-	select {
-	case u = <-found:
-	case <-time.After(60 * time.Second):
-		t.Fatal("coffer did not report its URL")
-	}
-	pem, err := os.ReadFile(filepath.Join(dataDir, "tls", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	proc := servertest.StartProcess(t, t.TempDir(), nil, "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	client := servertest.ClientTrusting(t, filepath.Join(dataDir, "tls", "ca.pem"))
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 16
 	pw, _ := os.ReadFile(filepath.Join(dataDir, "initial-admin-password"))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 16}
-	return &cofferProcess{cmd: cmd, url: u, client: &http.Client{Transport: tr, Timeout: time.Minute}, pass: strings.TrimSpace(string(pw))}
+	return &cofferProcess{proc: proc, url: proc.URL, client: client, pass: strings.TrimSpace(string(pw))}
 }
 
 func (p *cofferProcess) token(scope string) (string, error) {
@@ -128,9 +87,8 @@ func TestCrashDuringPushes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the coffer binary")
 	}
-	bin := buildCoffer(t)
 	dataDir := t.TempDir()
-	p := startProcess(t, bin, dataDir)
+	p := startProcess(t, dataDir)
 	const repo = "crash/app"
 	tok, err := p.token("repository:" + repo + ":pull,push")
 	if err != nil {
@@ -204,10 +162,10 @@ func TestCrashDuringPushes(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
+	p.proc.Wait()
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -218,7 +176,7 @@ func TestCrashDuringPushes(t *testing.T) {
 	}
 	t.Logf("killed after %d acknowledged pushes of %d attempted", len(ackedNow), len(attemptedNow))
 
-	p2 := startProcess(t, bin, dataDir)
+	p2 := startProcess(t, dataDir)
 	tok2, err := p2.token("repository:" + repo + ":pull")
 	if err != nil {
 		t.Fatal(err)
