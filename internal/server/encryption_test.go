@@ -1,11 +1,8 @@
 package server_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
@@ -335,43 +332,11 @@ type kvProcess struct {
 
 func startKVProcess(t *testing.T) *kvProcess {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "coffer")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cofferhq/coffer/cmd/coffer").CombinedOutput(); err != nil {
-		t.Fatalf("build coffer: %v\n%s", err, out)
-	}
 	dataDir := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "Coffer is serving on "); ok {
-				found <- strings.Fields(rest)[0]
-			}
-		}
-	}()
-	p := &kvProcess{caFile: filepath.Join(dataDir, "tls", "ca.pem")}
-	select {
-	case p.url = <-found:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the key vault process did not report its URL")
-	}
-	pem, err := os.ReadFile(p.caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: time.Minute}
+	proc := servertest.StartProcess(t, t.TempDir(), nil, "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--log-level", "warn")
+	t.Cleanup(func() { proc.Cmd.Process.Signal(syscall.SIGTERM); proc.Wait() })
+	p := &kvProcess{url: proc.URL, caFile: filepath.Join(dataDir, "tls", "ca.pem")}
+	p.client = servertest.ClientTrusting(t, p.caFile)
 	pw, err := os.ReadFile(filepath.Join(dataDir, "initial-admin-password"))
 	if err != nil {
 		t.Fatal(err)
