@@ -1,7 +1,6 @@
 package seal
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
 )
@@ -40,12 +41,9 @@ type KeySource interface {
 // segment between Close and ResumeWriter. Paths ending in it are reserved.
 const TailSuffix = ".sealtail"
 
-// batchSegments is how many sealed segments the writer gathers before one write to the
-// inner driver (fewer, larger writes: 1 MiB with the default segment size).
+// batchSegments is how many segments the writer seals and writes to the inner driver at
+// once, and a reader reads and opens at once (1 MiB with the default segment size).
 const batchSegments = 16
-
-// readAheadSegments is how many stored segments a reader asks the inner driver for at once.
-const readAheadSegments = 4
 
 // maxTailRecord bounds how much of a tail object is read.
 const maxTailRecord = HeaderSize + 8 + Overhead + MaxSegmentSize
@@ -68,6 +66,7 @@ type Driver struct {
 	keys        KeySource
 	segmentSize int
 	rand        io.Reader
+	batches     sync.Pool // *[]byte batch buffers for segments of segmentSize
 }
 
 // NewDriver wraps inner so that everything stored in it is sealed with keys from keys.
@@ -123,17 +122,6 @@ func (d *Driver) Writer(ctx context.Context, path string) (blobstore.Writer, err
 		return nil, fmt.Errorf("seal %s: write header: %w", path, err)
 	}
 	return d.newWriter(ctx, path, iw, h, c, 0, nil), nil
-}
-
-func (d *Driver) newWriter(ctx context.Context, path string, iw blobstore.Writer, h Header, c *objectCipher, index uint64, tail []byte) *writer {
-	buf := make([]byte, 0, h.SegmentSize)
-	buf = append(buf, tail...)
-	return &writer{
-		d: d, ctx: ctx, path: path, inner: iw, h: h, c: c, index: index, buf: buf,
-		// The batch buffer grows with the object: small objects (manifests) stay small.
-		out:   make([]byte, 0, int(h.SegmentSize)+Overhead),
-		nonce: make([]byte, NonceSize),
-	}
 }
 
 // ResumeWriter reopens an unfinished sealed object: it restores the partial last segment
@@ -274,10 +262,8 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		}
 	}
 	return &reader{
-		ctx: ctx, keys: d.keys,
-		path: path, closer: src, src: bufio.NewReaderSize(src, readAheadSegments*int(h.slot())), c: c, h: h,
-		index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
-		buf: make([]byte, h.slot()),
+		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
+		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
 	}, nil
 }
 
@@ -351,147 +337,273 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(blobstore.Info
 	})
 }
 
-// writer seals segments as they fill. Full segments go to the inner writer at once; the
-// partial last segment stays in memory until Commit (sealed as the final segment) or Close
-// (sealed into the tail object, with a fresh random nonce, for ResumeWriter).
+// The writer and the reader keep the caller's goroutine free for what it does with the
+// plaintext (the registry hashes it). A writer's full batches go to two background stages,
+// a sealer and a storer (which writes to the inner writer), so hashing, sealing and storage
+// I/O of successive batches overlap; a reader that goes past its first batch starts a
+// fetcher and an opener, which get the next batches ready while the caller consumes one.
+// Both work in batch buffers of batchSegments stored segments from the driver's pool, and
+// the channels between the stages are unbuffered, so a writer or a reader holds at most
+// three buffers (3 MiB with the default segment size): the caller's, and one per stage.
+// Objects that fit one batch (manifests, small uploads, small Range reads) never start a
+// goroutine.
+
+// batchLen is the size of a batch buffer for segments of slot stored bytes: batchSegments
+// slots and one byte more, which lets a reader tell whether a batch's last segment is the
+// object's final one.
+func batchLen(slot int) int { return batchSegments*slot + 1 }
+
+// getBatch returns a batch buffer for segments of slot stored bytes, from the pool if it is
+// the driver's own segment size.
+func (d *Driver) getBatch(slot int) []byte {
+	if slot == d.segmentSize+Overhead {
+		if b, ok := d.batches.Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	return make([]byte, batchLen(slot))
+}
+
+// putBatch returns a buffer from getBatch to the pool (others are left to the collector).
+// The caller must hold no slice of it any more.
+func (d *Driver) putBatch(b []byte) {
+	if cap(b) == batchLen(d.segmentSize+Overhead) {
+		b = b[:cap(b)]
+		d.batches.Put(&b)
+	}
+}
+
+// sealInPlace seals the plaintext at slot[NonceSize:NonceSize+n] where it lies: slot becomes
+// nonce || ciphertext || tag (n+Overhead bytes; slot must have room for them).
+func (c *objectCipher) sealInPlace(slot []byte, index uint64, kind byte, nonce []byte, n int) {
+	copy(slot, nonce)
+	pt := slot[NonceSize : NonceSize+n]
+	c.aead.Seal(pt[:0], nonce, pt, c.setAAD(index, kind))
+}
+
+// wbatch is a run of segments for the writer's stages: their plaintexts lie in buf at
+// i*slot+NonceSize, to be sealed in place.
+type wbatch struct {
+	buf     []byte
+	first   uint64 // index of the first segment
+	segs    int    // number of segments; all full but maybe the last
+	lastLen int    // plaintext length of the last segment
+	final   bool   // the last segment is the object's final segment
+}
+
+// writer seals segments as they fill. Full batches go to the sealer and then the storer,
+// which writes them to the inner writer in order; the partial last segment stays with the caller
+// until Commit (sealed as the final segment) or Close (sealed into the tail object, with a
+// fresh random nonce, for ResumeWriter).
 type writer struct {
 	d     *Driver
 	ctx   context.Context
 	path  string
 	inner blobstore.Writer
 	h     Header
-	c     *objectCipher
-	index uint64 // segments written to inner
-	buf   []byte // pending plaintext, < SegmentSize bytes between calls
-	out   []byte // sealed segments not yet handed to inner
-	spare []byte // the buffer of the batch being written in the background
-	// pending receives the result of the background write in flight, if any.
-	pending chan error
-	nonce   []byte
-	done    bool
-	err     error
+	c     *objectCipher // the sealer's while it runs; the caller's once it has stopped
+	seg   int           // plaintext bytes per segment
+	slot  int           // stored bytes per segment
+	index uint64        // segments handed to the sealer (or sealed inline)
+	cur   []byte        // the batch being filled; nil until the first byte
+	n     int           // full segments in cur
+	fill  int           // plaintext bytes of the partial segment n in cur
+	done  bool
+
+	work    chan *wbatch  // to the sealer; nil until the stages start and after they stop
+	stopped chan struct{} // closed when the storer has finished
+	nonces  []byte        // the sealer's (or the inline sealing's) nonce scratch
+	abort   atomic.Bool   // Cancel: the stages drop what is queued
+	mu      sync.Mutex
+	err     error // sticky: the first sealing or storage failure
 }
 
-func (w *writer) Size() int64 { return int64(w.index)*int64(w.h.SegmentSize) + int64(len(w.buf)) }
+func (d *Driver) newWriter(ctx context.Context, path string, iw blobstore.Writer, h Header, c *objectCipher, index uint64, tail []byte) *writer {
+	w := &writer{
+		d: d, ctx: ctx, path: path, inner: iw, h: h, c: c, index: index,
+		seg: int(h.SegmentSize), slot: int(h.slot()),
+		nonces: make([]byte, batchSegments*NonceSize),
+	}
+	if len(tail) > 0 {
+		w.cur = d.getBatch(w.slot)
+		w.fill = copy(w.cur[NonceSize:NonceSize+w.seg], tail)
+	}
+	return w
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		// The inner object now ends in an unknown state; it cannot be continued.
+		w.err = fmt.Errorf("seal %s: %w", w.path, err)
+	}
+}
+
+func (w *writer) Size() int64 {
+	return (int64(w.index)+int64(w.n))*int64(w.seg) + int64(w.fill)
+}
 
 func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, fmt.Errorf("seal %s: write after close", w.path)
 	}
-	if w.err != nil {
-		return 0, w.err
+	if err := w.failed(); err != nil {
+		return 0, err
 	}
 	if _, err := w.d.keys.Key(w.ctx, w.h.Generation); err != nil {
 		return 0, fmt.Errorf("seal %s: %w", w.path, err)
 	}
-	seg := int(w.h.SegmentSize)
 	written := 0
 	for len(p) > 0 {
-		if len(w.buf) == 0 && len(p) >= seg {
-			if err := w.emit(p[:seg], kindSegment); err != nil {
-				return written, err
-			}
-			p = p[seg:]
-			written += seg
-			continue
+		if w.cur == nil {
+			w.cur = w.d.getBatch(w.slot)
 		}
-		n := copy(w.buf[len(w.buf):seg], p)
-		w.buf = w.buf[:len(w.buf)+n]
-		p = p[n:]
-		written += n
-		if len(w.buf) == seg {
-			if err := w.emit(w.buf, kindSegment); err != nil {
-				return written - len(w.buf), err
+		at := w.n*w.slot + NonceSize
+		k := copy(w.cur[at+w.fill:at+w.seg], p)
+		w.fill += k
+		p = p[k:]
+		written += k
+		if w.fill == w.seg {
+			w.n, w.fill = w.n+1, 0
+			if w.n == batchSegments {
+				if err := w.submit(false, false); err != nil {
+					return written, err
+				}
 			}
-			w.buf = w.buf[:0]
 		}
 	}
 	return written, nil
 }
 
-// emit seals one segment into the output batch. A full batch is handed to the inner
-// writer in the background while the next one is sealed (encryption overlaps storage I/O).
-func (w *writer) emit(plain []byte, kind byte) error {
-	if _, err := io.ReadFull(w.d.rand, w.nonce); err != nil {
-		w.err = fmt.Errorf("seal %s: nonce: %w", w.path, err)
-		return w.err
+// submit hands the full segments of the current batch (and with final, the partial one as
+// the object's final segment) to the sealer. With last, nothing more will follow: a batch
+// that is the whole remaining object is sealed and written right here when no stage runs.
+func (w *writer) submit(final, last bool) error {
+	b := &wbatch{buf: w.cur, first: w.index, segs: w.n, lastLen: w.seg, final: final}
+	if final {
+		b.segs, b.lastLen = w.n+1, w.fill
+		w.fill = 0
 	}
-	if len(w.out)+len(plain)+Overhead > batchSegments*int(w.h.slot()) {
-		if err := w.flushAsync(); err != nil {
-			return err
+	w.cur, w.n = nil, 0
+	if b.segs == 0 {
+		if b.buf != nil {
+			w.d.putBatch(b.buf)
 		}
+		return w.failed()
 	}
-	w.out = w.c.sealSegment(w.out, w.index, kind, w.nonce, plain)
-	w.index++
-	return nil
+	if b.buf == nil { // an empty object: only its empty final segment
+		b.buf = w.d.getBatch(w.slot)
+	}
+	w.index += uint64(b.segs)
+	if last && w.work == nil {
+		w.process(b)
+		return w.failed()
+	}
+	if w.work == nil {
+		// Two stages, so sealing one batch overlaps writing the one before. The channels
+		// are unbuffered: the caller, the sealer and the storer hold a batch each.
+		w.work = make(chan *wbatch)
+		w.stopped = make(chan struct{})
+		sealed := make(chan *wbatch)
+		go w.sealer(w.work, sealed)
+		go w.storer(sealed, w.stopped)
+	}
+	w.work <- b
+	return w.failed()
 }
 
-// wait waits for the background write, if one is in flight, and returns the sticky error.
+func (w *writer) sealer(work <-chan *wbatch, sealed chan<- *wbatch) {
+	defer close(sealed)
+	for b := range work {
+		if w.live() && w.seal(b) {
+			sealed <- b
+		} else {
+			w.d.putBatch(b.buf)
+		}
+	}
+}
+
+func (w *writer) storer(sealed <-chan *wbatch, stopped chan<- struct{}) {
+	defer close(stopped)
+	for b := range sealed {
+		if w.live() {
+			w.store(b)
+		}
+		w.d.putBatch(b.buf)
+	}
+}
+
+// live tells whether batches are still worth sealing and storing: no earlier one failed
+// and the upload is not being cancelled.
+func (w *writer) live() bool { return !w.abort.Load() && w.failed() == nil }
+
+// process seals and stores a batch on the caller's goroutine (an object that fits one
+// batch), then recycles the buffer.
+func (w *writer) process(b *wbatch) {
+	if w.live() && w.seal(b) {
+		w.store(b)
+	}
+	w.d.putBatch(b.buf)
+}
+
+// seal seals the segments of a batch in place.
+func (w *writer) seal(b *wbatch) bool {
+	nonces := w.nonces[:b.segs*NonceSize]
+	if _, err := io.ReadFull(w.d.rand, nonces); err != nil {
+		w.fail(fmt.Errorf("nonce: %w", err))
+		return false
+	}
+	for i := range b.segs {
+		kind, n := byte(kindSegment), w.seg
+		if i == b.segs-1 {
+			n = b.lastLen
+			if b.final {
+				kind = kindFinal
+			}
+		}
+		w.c.sealInPlace(b.buf[i*w.slot:], b.first+uint64(i), kind, nonces[i*NonceSize:(i+1)*NonceSize], n)
+	}
+	return true
+}
+
+// store writes a sealed batch to the inner writer.
+func (w *writer) store(b *wbatch) {
+	end := (b.segs-1)*w.slot + b.lastLen + Overhead
+	if _, err := w.inner.Write(b.buf[:end]); err != nil {
+		w.fail(err)
+	}
+}
+
+// wait stops the stages once they have done everything queued, and returns the sticky
+// error.
 func (w *writer) wait() error {
-	if w.pending != nil {
-		if err := <-w.pending; err != nil && w.err == nil {
-			// The inner object now ends in an unknown state; it cannot be continued.
-			w.err = fmt.Errorf("seal %s: %w", w.path, err)
-		}
-		w.pending = nil
+	if w.work != nil {
+		close(w.work)
+		<-w.stopped
+		w.work = nil
 	}
-	return w.err
-}
-
-// flushAsync starts writing the current batch in the background; the previous batch's
-// buffer becomes the next batch's.
-func (w *writer) flushAsync() error {
-	if err := w.wait(); err != nil {
-		return err
-	}
-	if len(w.out) == 0 {
-		return nil
-	}
-	batch := w.out
-	done := make(chan error, 1)
-	w.pending = done
-	go func() {
-		_, err := w.inner.Write(batch)
-		done <- err
-	}()
-	if w.spare == nil {
-		w.spare = make([]byte, 0, batchSegments*int(w.h.slot()))
-	}
-	w.out, w.spare = w.spare[:0], batch
-	return nil
-}
-
-// flush writes everything sealed so far and waits for it.
-func (w *writer) flush() error {
-	if err := w.wait(); err != nil {
-		return err
-	}
-	if len(w.out) == 0 {
-		return nil
-	}
-	if _, err := w.inner.Write(w.out); err != nil {
-		w.err = fmt.Errorf("seal %s: %w", w.path, err)
-		return w.err
-	}
-	w.out = w.out[:0]
-	return nil
+	return w.failed()
 }
 
 func (w *writer) Commit(ctx context.Context) error {
 	if w.done {
 		return fmt.Errorf("seal %s: commit after close", w.path)
 	}
-	if w.err != nil {
-		return w.err
+	if err := w.failed(); err != nil {
+		return err
 	}
 	if _, err := w.d.keys.Key(ctx, w.h.Generation); err != nil {
 		return fmt.Errorf("seal %s: %w", w.path, err)
 	}
-	if err := w.emit(w.buf, kindFinal); err != nil {
-		return err
-	}
-	w.buf = w.buf[:0]
-	if err := w.flush(); err != nil {
+	w.submit(true, true)
+	if err := w.wait(); err != nil {
 		return err
 	}
 	if err := w.inner.Commit(ctx); err != nil {
@@ -505,35 +617,47 @@ func (w *writer) Commit(ctx context.Context) error {
 }
 
 func (w *writer) Cancel(ctx context.Context) error {
+	w.abort.Store(true)
 	w.wait()
+	if w.cur != nil {
+		w.d.putBatch(w.cur)
+		w.cur = nil
+	}
 	w.done = true
 	err := w.inner.Cancel(ctx)
 	return errors.Join(err, w.d.inner.Delete(ctx, w.path+TailSuffix))
 }
 
-// Close keeps the upload for ResumeWriter: the partial segment is sealed into the tail
-// object (committed first, so a crash never leaves an unfinished object without it).
+// Close keeps the upload for ResumeWriter: the full segments are written, and the partial
+// one is sealed into the tail object (committed first, so a crash never leaves an
+// unfinished object without it).
 func (w *writer) Close() error {
 	if w.done {
 		return nil
 	}
 	w.done = true
-	w.flush()
-	if w.err != nil {
-		return errors.Join(w.err, w.inner.Close())
+	var tail []byte
+	if w.fill > 0 {
+		at := w.n*w.slot + NonceSize
+		tail = bytes.Clone(w.cur[at : at+w.fill])
 	}
-	err := w.writeTail()
+	w.submit(false, true)
+	if err := w.wait(); err != nil {
+		return errors.Join(err, w.inner.Close())
+	}
+	err := w.writeTail(tail)
 	return errors.Join(err, w.inner.Close())
 }
 
-func (w *writer) writeTail() error {
-	if _, err := io.ReadFull(w.d.rand, w.nonce); err != nil {
+func (w *writer) writeTail(tail []byte) error {
+	nonce := w.nonces[:NonceSize]
+	if _, err := io.ReadFull(w.d.rand, nonce); err != nil {
 		return fmt.Errorf("seal %s: nonce: %w", w.path, err)
 	}
-	rec := make([]byte, 0, HeaderSize+8+Overhead+len(w.buf))
+	rec := make([]byte, 0, HeaderSize+8+Overhead+len(tail))
 	rec = append(rec, w.c.header...)
 	rec = binary.BigEndian.AppendUint64(rec, w.index)
-	rec = w.c.sealSegment(rec, w.index, kindTail, w.nonce, w.buf)
+	rec = w.c.sealSegment(rec, w.index, kindTail, nonce, tail)
 	tw, err := w.d.inner.Writer(w.ctx, w.path+TailSuffix)
 	if err != nil {
 		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
@@ -548,84 +672,234 @@ func (w *writer) writeTail() error {
 	return nil
 }
 
-// recheckSegments is how often (in segments) a long read asks the key source again, so a
-// revoked key also stops reads already under way (every 1 MiB by default).
-const recheckSegments = 16
+// rbatch is a run of opened segments: their plaintexts alias buf.
+type rbatch struct {
+	buf    []byte
+	plains [][]byte
+	final  bool  // the batch ends with the object's final segment
+	err    error // after the plaintexts: why the read cannot go on
+}
 
-// reader decrypts segments in order from index on.
+// reader opens segments in order from index on, a batch at a time.
 type reader struct {
 	ctx    context.Context
-	keys   KeySource
-	read   int // segments decrypted so far
+	d      *Driver
 	path   string
 	closer io.Closer
-	src    *bufio.Reader
-	c      *objectCipher
 	h      Header
-	index  uint64
-	skip   int
-	buf    []byte // one stored segment; decrypted in place
-	plain  []byte // the current segment's plaintext (aliases buf)
-	pos    int
-	final  bool
-	err    error
+	slot   int
+
+	// Filling batches: the caller's for the first batch, then the fetcher's (src, carry,
+	// has) and the opener's (c, index, skip, fills) alone.
+	src   io.Reader
+	c     *objectCipher
+	index uint64 // next segment to open
+	skip  int    // plaintext bytes to drop from the first segment
+	carry byte   // the byte read past the previous batch
+	has   bool   // carry is valid
+	fills int    // batches filled
+
+	ready   chan *rbatch  // opener → caller; nil until the stages start
+	quit    chan struct{} // Close → fetcher and opener
+	stopped chan struct{} // each stage sends once when it has finished
+
+	// The caller's.
+	cur     *rbatch
+	seg     int    // current segment in cur
+	plain   []byte // the rest of the current segment's plaintext
+	batches int    // batches taken
+	err     error
 }
 
 func (r *reader) Read(p []byte) (int, error) {
-	for r.pos >= len(r.plain) {
+	for len(r.plain) == 0 {
 		if r.err != nil {
 			return 0, r.err
 		}
-		if r.final {
-			return 0, io.EOF
-		}
-		r.err = r.next()
+		r.advance()
 	}
-	n := copy(p, r.plain[r.pos:])
-	r.pos += n
+	n := copy(p, r.plain)
+	r.plain = r.plain[n:]
 	return n, nil
 }
 
-func (r *reader) next() error {
-	if r.read++; r.read%recheckSegments == 0 {
-		if _, err := r.keys.Key(r.ctx, r.h.Generation); err != nil {
-			return fmt.Errorf("seal %s: %w", r.path, err)
+// advance moves to the next segment's plaintext, taking the next batch when the current one
+// is used up; at the end it sets r.err (io.EOF or why the read stopped).
+func (r *reader) advance() {
+	if r.cur != nil && r.seg+1 < len(r.cur.plains) {
+		r.seg++
+		r.plain = r.cur.plains[r.seg]
+		return
+	}
+	if r.cur != nil {
+		switch {
+		case r.cur.err != nil:
+			r.err = r.cur.err
+		case r.cur.final:
+			r.err = io.EOF
+		}
+		r.release()
+		if r.err != nil {
+			return
 		}
 	}
-	n, err := io.ReadFull(r.src, r.buf)
-	final := false
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		final = true
-	case err != nil:
-		return fmt.Errorf("seal %s: %w", r.path, err)
-	default:
-		if _, perr := r.src.Peek(1); perr == io.EOF {
-			final = true
-		} else if perr != nil {
-			return fmt.Errorf("seal %s: %w", r.path, perr)
+	// A long read asks the key source again before every batch after the first (every
+	// 1 MiB by default), so a revoked key also stops reads already under way: here, before
+	// the caller gets the batch's plaintext, and in open, before it is decrypted.
+	if r.batches++; r.batches > 1 {
+		if _, err := r.d.keys.Key(r.ctx, r.h.Generation); err != nil {
+			r.err = fmt.Errorf("seal %s: %w", r.path, err)
+			return
 		}
 	}
-	kind := byte(kindSegment)
-	if final {
-		kind = kindFinal
+	var b *rbatch
+	if r.batches == 1 {
+		b = r.open(r.fetch())
+	} else {
+		if r.ready == nil {
+			// A read past the first batch is a stream, not a small Range read: from now on
+			// fetch and open the next batches ahead while the caller consumes one, in two
+			// stages so that reading one overlaps opening the one before. The channels are
+			// unbuffered: the caller, the opener and the fetcher hold a batch each.
+			r.ready = make(chan *rbatch)
+			r.quit = make(chan struct{})
+			r.stopped = make(chan struct{}, 2)
+			fetched := make(chan *rbatch)
+			go r.fetcher(fetched)
+			go r.opener(fetched)
+		}
+		b = <-r.ready
 	}
-	stored := r.buf[:n]
-	var dst []byte
-	if n >= NonceSize {
-		dst = stored[NonceSize:NonceSize]
+	r.cur, r.seg = b, 0
+	if len(b.plains) > 0 {
+		r.plain = b.plains[0]
+	} else if r.err = b.err; r.err == nil {
+		r.err = io.EOF
 	}
-	plain, err := r.c.openSegment(dst, r.index, kind, stored)
-	if err != nil {
-		return fmt.Errorf("seal %s: %w", r.path, err)
-	}
-	if r.skip > len(plain) {
-		return fmt.Errorf("seal %s: %w: segment %d is shorter than expected", r.path, ErrAuth, r.index)
-	}
-	r.plain, r.pos, r.skip = plain, r.skip, 0
-	r.index++
-	r.final = final
-	return nil
 }
 
-func (r *reader) Close() error { return r.closer.Close() }
+func (r *reader) release() {
+	if r.cur != nil {
+		r.d.putBatch(r.cur.buf)
+		r.cur, r.plain = nil, nil
+	}
+}
+
+// fetcher reads batches until the end of the object, a failure or Close.
+func (r *reader) fetcher(fetched chan<- *rbatch) {
+	defer func() { r.stopped <- struct{}{} }()
+	defer close(fetched)
+	for {
+		b := r.fetch()
+		last := b.err != nil || b.final // b is the opener's once sent
+		select {
+		case fetched <- b:
+		case <-r.quit:
+			r.d.putBatch(b.buf)
+			return
+		}
+		if last {
+			return
+		}
+	}
+}
+
+// opener opens the fetched batches and hands them to the caller.
+func (r *reader) opener(fetched <-chan *rbatch) {
+	defer func() { r.stopped <- struct{}{} }()
+	for b := range fetched {
+		b = r.open(b)
+		last := b.err != nil || b.final // b is the caller's once sent
+		select {
+		case r.ready <- b:
+		case <-r.quit:
+			r.d.putBatch(b.buf)
+			return
+		}
+		if last {
+			return // the fetcher stops at Close, if not before
+		}
+	}
+}
+
+// fetch reads the next batch: up to batchSegments stored segments and one byte more, which
+// tells whether the last of them is the final segment.
+func (r *reader) fetch() *rbatch {
+	b := &rbatch{buf: r.d.getBatch(r.slot)}
+	have := 0
+	if r.has {
+		b.buf[0], have = r.carry, 1
+	}
+	n, err := io.ReadFull(r.src, b.buf[have:batchLen(r.slot)])
+	n += have
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		b.final = true
+	case err != nil:
+		b.err = fmt.Errorf("seal %s: %w", r.path, err)
+		return b
+	default:
+		n--
+		r.carry, r.has = b.buf[n], true
+	}
+	b.buf = b.buf[:n]
+	return b
+}
+
+// open authenticates and decrypts a fetched batch in place.
+func (r *reader) open(b *rbatch) *rbatch {
+	if b.err != nil {
+		return b
+	}
+	fail := func(err error) *rbatch {
+		b.err = fmt.Errorf("seal %s: %w", r.path, err)
+		b.plains = nil
+		return b
+	}
+	if r.fills++; r.fills > 1 {
+		if _, err := r.d.keys.Key(r.ctx, r.h.Generation); err != nil {
+			return fail(err)
+		}
+	}
+	n := len(b.buf)
+	segs := (n + r.slot - 1) / r.slot
+	if b.final && segs == 0 {
+		segs = 1 // an empty body: the missing final segment fails to open
+	}
+	b.plains = make([][]byte, 0, segs)
+	for i := range segs {
+		kind := byte(kindSegment)
+		if b.final && i == segs-1 {
+			kind = kindFinal
+		}
+		stored := b.buf[i*r.slot : min(n, (i+1)*r.slot)]
+		var dst []byte
+		if len(stored) >= NonceSize {
+			dst = stored[NonceSize:NonceSize]
+		}
+		plain, err := r.c.openSegment(dst, r.index, kind, stored)
+		if err != nil {
+			return fail(err)
+		}
+		if r.skip > len(plain) {
+			return fail(fmt.Errorf("%w: segment %d is shorter than expected", ErrAuth, r.index))
+		}
+		plain, r.skip = plain[r.skip:], 0
+		r.index++
+		b.plains = append(b.plains, plain)
+	}
+	return b
+}
+
+// Close stops the fetcher and the opener (after the batch each is on) and closes the inner
+// reader.
+func (r *reader) Close() error {
+	if r.quit != nil {
+		close(r.quit)
+		<-r.stopped
+		<-r.stopped
+		r.quit = nil
+	}
+	r.release()
+	return r.closer.Close()
+}

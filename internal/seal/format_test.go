@@ -189,10 +189,10 @@ func FuzzOpenTail(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, tail := range []string{"", "partial", "fifteen bytes!!"} {
-		w := &writer{d: d, c: c, h: h, index: 3, buf: []byte(tail), nonce: make([]byte, NonceSize)}
+		const index = 3
 		rec := append([]byte(nil), c.header...)
-		rec = binary.BigEndian.AppendUint64(rec, w.index)
-		rec = c.sealSegment(rec, w.index, kindTail, bytes.Repeat([]byte{9}, NonceSize), w.buf)
+		rec = binary.BigEndian.AppendUint64(rec, index)
+		rec = c.sealSegment(rec, index, kindTail, bytes.Repeat([]byte{9}, NonceSize), []byte(tail))
 		f.Add(rec)
 	}
 	f.Fuzz(func(t *testing.T, rec []byte) {
