@@ -901,5 +901,8 @@ func (r *reader) Close() error {
 		r.quit = nil
 	}
 	r.release()
+	if r.err == nil || r.err == io.EOF {
+		r.err = fmt.Errorf("seal %s: read after close", r.path)
+	}
 	return r.closer.Close()
 }

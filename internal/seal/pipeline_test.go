@@ -251,8 +251,11 @@ func TestPipelineNoLeak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.ReadFull(r, make([]byte, 1700+i*50)) // into the second batch: the worker runs
+		io.ReadFull(r, make([]byte, 1700+i*50)) // into the second batch: the stages run
 		r.Close()
+		if n, err := r.Read(make([]byte, 10)); n != 0 || err == nil {
+			t.Fatalf("Read after Close: %d, %v", n, err)
+		}
 
 		w, _ := d.Writer(ctx, fmt.Sprint("c", i))
 		w.Write(data)
