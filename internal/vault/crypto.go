@@ -13,11 +13,8 @@ import (
 // resolveForOp authorizes op and returns the version to use: the named one, or for
 // version "" the newest enabled one. It checks key_ops and the version's dates.
 func (s *Service) resolveForOp(ctx context.Context, caller identity.Principal, vault, name, version, op, alg string) (Vault, versionRow, error) {
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, opAction[op], keyScope(vault, name), true)
 	if err != nil {
-		return v, versionRow{}, err
-	}
-	if err := s.authorize(ctx, caller, v, opAction[op], keyScope(vault, name), true); err != nil {
 		return v, versionRow{}, err
 	}
 	c, err := s.liveKey(ctx, vault, name)

@@ -172,11 +172,8 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, name, version string) (_ Key, err error) {
 	e := auditEntry{op: "KeyGet", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyGet, access.KeyScope(vault, name), true)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyGet, access.KeyScope(vault, name), true); err != nil {
 		return Key{}, err
 	}
 	c, err := s.liveKey(ctx, vault, name)
@@ -196,11 +193,8 @@ func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, 
 func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vault, name, version string, p UpdateKeyParams) (_ Key, err error) {
 	e := auditEntry{op: "KeyUpdate", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyUpdate, access.KeyScope(vault, name), true)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyUpdate, access.KeyScope(vault, name), true); err != nil {
 		return Key{}, err
 	}
 	s.forgetKey(vault, name)
@@ -292,11 +286,8 @@ func (s *Service) listKeyNames(ctx context.Context, vault string, deleted bool, 
 func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[Key], err error) {
 	e := auditEntry{op: "KeyList", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyList, access.VaultScope(vault), true)
 	if err != nil {
-		return Page[Key]{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyList, access.VaultScope(vault), true); err != nil {
 		return Page[Key]{}, err
 	}
 	limit, after, err := pageBounds(maxResults, skip)
@@ -329,11 +320,8 @@ func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault
 func (s *Service) ListKeyVersions(ctx context.Context, caller identity.Principal, vault, name string, maxResults int, skip string) (_ Page[Key], err error) {
 	e := auditEntry{op: "KeyListVersions", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyList, access.KeyScope(vault, name), true)
 	if err != nil {
-		return Page[Key]{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyList, access.KeyScope(vault, name), true); err != nil {
 		return Page[Key]{}, err
 	}
 	limit, after, err := pageBounds(maxResults, skip)
@@ -380,11 +368,8 @@ func (k Key) seq(c *cachedKey) int64 {
 func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
 	e := auditEntry{op: "KeyRotate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyRotate, access.KeyScope(vault, name), true)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyRotate, access.KeyScope(vault, name), true); err != nil {
 		return Key{}, err
 	}
 	k, err := s.rotate(ctx, v, name)
@@ -452,11 +437,8 @@ func decodePolicy(raw string) (RotationPolicy, error) {
 func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string) (_ RotationPolicy, err error) {
 	e := auditEntry{op: "KeyGetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyGetRotationPolicy, access.KeyScope(vault, name), true)
 	if err != nil {
-		return RotationPolicy{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyGetRotationPolicy, access.KeyScope(vault, name), true); err != nil {
 		return RotationPolicy{}, err
 	}
 	c, err := s.liveKey(ctx, vault, name)
@@ -482,11 +464,8 @@ func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Princip
 func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string, p RotationPolicy) (_ RotationPolicy, err error) {
 	e := auditEntry{op: "KeySetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeySetRotationPolicy, access.KeyScope(vault, name), true)
 	if err != nil {
-		return RotationPolicy{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeySetRotationPolicy, access.KeyScope(vault, name), true); err != nil {
 		return RotationPolicy{}, err
 	}
 	if len(p.LifetimeActions) > 2 {

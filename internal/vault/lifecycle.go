@@ -28,11 +28,8 @@ func (s *Service) toDeleted(ctx context.Context, v Vault, c *cachedKey) DeletedK
 func (s *Service) DeleteKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
 	e := auditEntry{op: "KeyDelete", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyDelete, access.KeyScope(vault, name), true)
 	if err != nil {
-		return DeletedKey{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyDelete, access.KeyScope(vault, name), true); err != nil {
 		return DeletedKey{}, err
 	}
 	now := s.now()
@@ -68,11 +65,8 @@ func (s *Service) deletedKey(ctx context.Context, vault, name string) (*cachedKe
 func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
 	e := auditEntry{op: "KeyGetDeleted", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyGet, access.KeyScope(vault, name), true)
 	if err != nil {
-		return DeletedKey{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyGet, access.KeyScope(vault, name), true); err != nil {
 		return DeletedKey{}, err
 	}
 	s.forgetKey(vault, name)
@@ -87,11 +81,8 @@ func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, 
 func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[DeletedKey], err error) {
 	e := auditEntry{op: "KeyListDeleted", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyList, access.VaultScope(vault), true)
 	if err != nil {
-		return Page[DeletedKey]{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyList, access.VaultScope(vault), true); err != nil {
 		return Page[DeletedKey]{}, err
 	}
 	limit, after, err := pageBounds(maxResults, skip)
@@ -124,11 +115,8 @@ func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal
 func (s *Service) RecoverDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
 	e := auditEntry{op: "KeyRecover", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyRecover, access.KeyScope(vault, name), true)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyRecover, access.KeyScope(vault, name), true); err != nil {
 		return Key{}, err
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET deleted = 0, purge_at = 0 WHERE vault = ? AND name = ? AND deleted <> 0`, vault, name)
@@ -215,11 +203,7 @@ type backupBody struct {
 func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vault, name string) (_ []byte, err error) {
 	e := auditEntry{op: "KeyBackup", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyBackup, access.KeyScope(vault, name), true); err != nil {
+	if _, err := s.enter(ctx, caller, vault, access.KeyBackup, access.KeyScope(vault, name), true); err != nil {
 		return nil, err
 	}
 	s.forgetKey(vault, name)
@@ -251,11 +235,8 @@ func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vaul
 func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vault string, blob []byte) (_ Key, err error) {
 	e := auditEntry{op: "KeyRestore", target: vault, res: resource(vault, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enter(ctx, caller, vault, access.KeyRestore, access.VaultScope(vault), true)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyRestore, access.VaultScope(vault), true); err != nil {
 		return Key{}, err
 	}
 	if !bytes.HasPrefix(blob, backupMagic) {

@@ -159,6 +159,19 @@ func (s *Service) checkNetwork(ctx context.Context, v Vault) error {
 	return fmt.Errorf("%w: client address %s is not allowed by vault %q network rules (defaultAction=Deny, no ipRules entry matches)", ErrNetworkDenied, addr, v.Name)
 }
 
+// enter is the start of every key operation on a vault: find the vault, then authorize the
+// caller for action at scope (network rules first for data-plane calls).
+func (s *Service) enter(ctx context.Context, caller identity.Principal, vault string, action access.Action, scope access.Scope, dataPlane bool) (Vault, error) {
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Vault{}, err
+	}
+	if err := s.authorize(ctx, caller, v, action, scope, dataPlane); err != nil {
+		return Vault{}, err
+	}
+	return v, nil
+}
+
 func (s *Service) authorize(ctx context.Context, caller identity.Principal, v Vault, action access.Action, scope access.Scope, dataPlane bool) error {
 	if dataPlane {
 		if err := s.checkNetwork(ctx, v); err != nil {
