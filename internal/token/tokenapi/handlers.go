@@ -118,36 +118,35 @@ func clientAddr(r *http.Request) string {
 	return "addr:" + host
 }
 
-// authenticate checks username/secret with throttling per name and per address. It returns
-// the wait before another attempt when throttled.
+// authenticate checks username/secret (any credential kind) with throttling per name and
+// per address. It returns the wait before another attempt when throttled.
 func (a *API) authenticate(ctx context.Context, r *http.Request, username, secret string) (identity.Principal, time.Duration, error) {
-	keys := []string{"name:" + strings.ToLower(username), clientAddr(r)}
-	if wait := a.cfg.Limiter.Check(keys...); wait > 0 {
-		return identity.Principal{}, wait, errThrottled
-	}
-	p, err := a.cfg.Identity.Authenticate(ctx, username, secret)
-	switch {
-	case errors.Is(err, identity.ErrInvalidCredentials):
-		a.cfg.Limiter.Fail(keys...)
-		a.logFailure(ctx, r, username)
-	case err == nil:
-		a.cfg.Limiter.Reset(keys[0])
-	}
-	return p, 0, err
+	return a.throttled(ctx, r, username, func() (identity.Principal, error) {
+		return a.cfg.Identity.Authenticate(ctx, username, secret)
+	})
 }
 
+// authenticateClient checks a service principal's client id and secret, throttled alike.
 func (a *API) authenticateClient(ctx context.Context, r *http.Request, clientID, secret string) (identity.Principal, time.Duration, error) {
-	keys := []string{"name:" + strings.ToLower(clientID), clientAddr(r)}
-	if wait := a.cfg.Limiter.Check(keys...); wait > 0 {
+	return a.throttled(ctx, r, clientID, func() (identity.Principal, error) {
+		return a.cfg.Identity.AuthenticateClient(ctx, clientID, secret)
+	})
+}
+
+// throttled runs check unless name or the client's address is throttled; a failure counts
+// against both, a success resets the name's count.
+func (a *API) throttled(ctx context.Context, r *http.Request, name string, check func() (identity.Principal, error)) (identity.Principal, time.Duration, error) {
+	nameKey := "name:" + strings.ToLower(name)
+	if wait := a.cfg.Limiter.Check(nameKey, clientAddr(r)); wait > 0 {
 		return identity.Principal{}, wait, errThrottled
 	}
-	p, err := a.cfg.Identity.AuthenticateClient(ctx, clientID, secret)
+	p, err := check()
 	switch {
 	case errors.Is(err, identity.ErrInvalidCredentials):
-		a.cfg.Limiter.Fail(keys...)
-		a.logFailure(ctx, r, clientID)
+		a.cfg.Limiter.Fail(nameKey, clientAddr(r))
+		a.logFailure(ctx, r, name)
 	case err == nil:
-		a.cfg.Limiter.Reset(keys[0])
+		a.cfg.Limiter.Reset(nameKey)
 	}
 	return p, 0, err
 }
