@@ -481,37 +481,33 @@ func maxResults(r *http.Request) (int, error) {
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, v string, p identity.Principal) {
-	n, err := maxResults(r)
-	if err != nil {
-		h.writeServiceError(w, r, err)
-		return
-	}
-	page, err := h.cfg.Service.ListKeys(r.Context(), p, v, n, r.URL.Query().Get("$skiptoken"))
-	if err != nil {
-		h.writeServiceError(w, r, err)
-		return
-	}
-	out := listResult[keyItem]{Value: []keyItem{}, NextLink: h.nextLink(r, page.Next)}
-	for _, k := range page.Items {
-		out.Value = append(out.Value, item(k))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writePage(h, w, r, func(n int, skip string) (vault.Page[vault.Key], error) {
+		return h.cfg.Service.ListKeys(r.Context(), p, v, n, skip)
+	}, item)
 }
 
 func (h *Handler) listDeleted(w http.ResponseWriter, r *http.Request, v string, p identity.Principal) {
+	writePage(h, w, r, func(n int, skip string) (vault.Page[vault.DeletedKey], error) {
+		return h.cfg.Service.ListDeletedKeys(r.Context(), p, v, n, skip)
+	}, deletedItem)
+}
+
+// writePage answers a list call: maxresults and $skiptoken in, one page of items and the
+// nextLink out.
+func writePage[T, U any](h *Handler, w http.ResponseWriter, r *http.Request, list func(n int, skip string) (vault.Page[T], error), conv func(T) U) {
 	n, err := maxResults(r)
 	if err != nil {
 		h.writeServiceError(w, r, err)
 		return
 	}
-	page, err := h.cfg.Service.ListDeletedKeys(r.Context(), p, v, n, r.URL.Query().Get("$skiptoken"))
+	page, err := list(n, r.URL.Query().Get("$skiptoken"))
 	if err != nil {
 		h.writeServiceError(w, r, err)
 		return
 	}
-	out := listResult[deletedKeyItem]{Value: []deletedKeyItem{}, NextLink: h.nextLink(r, page.Next)}
-	for _, k := range page.Items {
-		out.Value = append(out.Value, deletedItem(k))
+	out := listResult[U]{Value: []U{}, NextLink: h.nextLink(r, page.Next)}
+	for _, x := range page.Items {
+		out.Value = append(out.Value, conv(x))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -646,21 +642,9 @@ func (h *Handler) keyVerb(w http.ResponseWriter, r *http.Request, v string, p id
 		}
 		writeJSON(w, http.StatusOK, policyOut(pol))
 	case verb == "versions" && m == http.MethodGet:
-		n, err := maxResults(r)
-		if err != nil {
-			h.writeServiceError(w, r, err)
-			return
-		}
-		page, err := svc.ListKeyVersions(ctx, p, v, name, n, r.URL.Query().Get("$skiptoken"))
-		if err != nil {
-			h.writeServiceError(w, r, err)
-			return
-		}
-		out := listResult[keyItem]{Value: []keyItem{}, NextLink: h.nextLink(r, page.Next)}
-		for _, k := range page.Items {
-			out.Value = append(out.Value, item(k))
-		}
-		writeJSON(w, http.StatusOK, out)
+		writePage(h, w, r, func(n int, skip string) (vault.Page[vault.Key], error) {
+			return svc.ListKeyVersions(ctx, p, v, name, n, skip)
+		}, item)
 	case verb == "release" || verb == "attestation":
 		writeError(w, http.StatusBadRequest, CodeBadParameter, "key release and attestation need an HSM: this vault has none", "NotSupported")
 	default:
