@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,14 +49,31 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 		resp *http.Response
 		err  error
 	}
+	// With Expect: 100-continue the client sends the body only after the server's handler
+	// has started reading it, so once the first half has gone into the pipe the request is
+	// certainly in flight (not an idle connection that shutdown may close). HTTP/1.1 keeps
+	// that handshake simple.
+	put.Header.Set("Expect", "100-continue")
+	tr := inst.Client.Transport.(*http.Transport).Clone()
+	tr.ExpectContinueTimeout = time.Minute
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	putClient := &http.Client{Transport: tr}
 	done := make(chan result, 1)
 	go func() {
-		r, err := inst.Client.Do(put)
+		r, err := putClient.Do(put)
 		done <- result{r, err}
 	}()
 	half := len(content) / 2
 	if _, err := pw.Write(content[:half]); err != nil {
-		t.Fatal(err)
+		res := <-done
+		if res.err != nil {
+			t.Fatalf("send the first half: %v (request: %v)", err, res.err)
+		}
+		body, _ := io.ReadAll(res.resp.Body)
+		t.Fatalf("send the first half: %v (server answered %d %s)", err, res.resp.StatusCode, body)
 	}
 
 	stopped := make(chan struct{})
