@@ -74,28 +74,48 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 	return row, err
 }
 
+// enterNewVersion admits a call that adds a key version (create, import): the vault
+// exists, the name is valid, the caller may do action on the vault, the tags are valid.
+func (s *Service) enterNewVersion(ctx context.Context, caller identity.Principal, vault, name string, action access.Action, tags map[string]string) (Vault, error) {
+	v, err := s.vault(ctx, vault)
+	if err != nil {
+		return Vault{}, err
+	}
+	if err := ValidKeyName(name); err != nil {
+		return Vault{}, err
+	}
+	if err := s.authorize(ctx, caller, v, action, access.VaultScope(vault), true); err != nil {
+		return Vault{}, err
+	}
+	if err := validateTags(tags); err != nil {
+		return Vault{}, err
+	}
+	return v, nil
+}
+
+// opsFor is the key_ops of a new version: the given ones, or the key type's default, checked
+// against what the type can do.
+func opsFor(kty string, given []string) ([]string, error) {
+	ops := given
+	if len(ops) == 0 {
+		ops = keys.DefaultOps(kty)
+	}
+	if err := keys.ValidateOps(kty, ops); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
 // CreateKey creates a key (or a new version of an existing key, as Key Vault does).
 func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vault, name string, p CreateKeyParams) (_ Key, err error) {
 	e := auditEntry{op: "KeyCreate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enterNewVersion(ctx, caller, vault, name, access.KeyCreate, p.Tags)
 	if err != nil {
 		return Key{}, err
 	}
-	if err := ValidKeyName(name); err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyCreate, access.VaultScope(vault), true); err != nil {
-		return Key{}, err
-	}
-	if err := validateTags(p.Tags); err != nil {
-		return Key{}, err
-	}
-	ops := p.KeyOps
-	if len(ops) == 0 {
-		ops = keys.DefaultOps(p.Kty)
-	}
-	if err := keys.ValidateOps(p.Kty, ops); err != nil {
+	ops, err := opsFor(p.Kty, p.KeyOps)
+	if err != nil {
 		return Key{}, err
 	}
 	full, err := keys.Generate(keys.CreateSpec{Kty: p.Kty, Size: p.Size, Curve: p.Curve, PublicExponent: p.PublicExponent})
@@ -116,17 +136,8 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vault, name string, p ImportKeyParams) (_ Key, err error) {
 	e := auditEntry{op: "KeyImport", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
-	v, err := s.vault(ctx, vault)
+	v, err := s.enterNewVersion(ctx, caller, vault, name, access.KeyImport, p.Tags)
 	if err != nil {
-		return Key{}, err
-	}
-	if err := ValidKeyName(name); err != nil {
-		return Key{}, err
-	}
-	if err := s.authorize(ctx, caller, v, access.KeyImport, access.VaultScope(vault), true); err != nil {
-		return Key{}, err
-	}
-	if err := validateTags(p.Tags); err != nil {
 		return Key{}, err
 	}
 	j := p.JWK
@@ -150,11 +161,8 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 	if !m.Private() {
 		return Key{}, fmt.Errorf("%w: the imported key has no private part (d, or k for oct)", ErrInvalid)
 	}
-	ops := j.KeyOps
-	if len(ops) == 0 {
-		ops = keys.DefaultOps(j.Kty)
-	}
-	if err := keys.ValidateOps(j.Kty, ops); err != nil {
+	ops, err := opsFor(j.Kty, j.KeyOps)
+	if err != nil {
 		return Key{}, err
 	}
 	j.Kid, j.KeyOps = "", nil
