@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func (h *Handler) blobDigest(w http.ResponseWriter, r *http.Request, s string) (digest.Digest, bool) {
@@ -22,7 +23,7 @@ func (h *Handler) blobDigest(w http.ResponseWriter, r *http.Request, s string) (
 }
 
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPull); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
 		return
 	}
 	d, ok := h.blobDigest(w, r, rt.ref)
@@ -46,7 +47,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 	start, end, partial, ok := parseRange(r.Header.Get("Range"), info.Size)
 	if !ok {
 		hd.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
-		writeError(w, http.StatusRequestedRangeNotSatisfiable, &registry.Error{Code: registry.CodeBlobUnknown,
+		registryauth.WriteError(w, http.StatusRequestedRangeNotSatisfiable, &registry.Error{Code: registry.CodeBlobUnknown,
 			Message: fmt.Sprintf("range %q is not satisfiable for a blob of %d bytes", r.Header.Get("Range"), info.Size)})
 		return
 	}
@@ -121,7 +122,7 @@ func parseRange(hv string, size int64) (start, end int64, partial, ok bool) {
 }
 
 func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionDelete); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionDelete); !ok {
 		return
 	}
 	d, ok := h.blobDigest(w, r, rt.ref)

@@ -8,16 +8,17 @@ import (
 	"strconv"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func (h *Handler) base(w http.ResponseWriter, r *http.Request) {
-	c, err := h.authenticate(r)
+	c, err := h.auth.Authenticate(r)
 	if err != nil {
-		h.authFailure(w, r, "", err)
+		h.auth.Reject(w, r, "", err)
 		return
 	}
-	if c.anonymous() {
-		h.challenge(w, r, "", false, registry.CodeUnauthorized, "authentication required")
+	if c.Anonymous() {
+		h.auth.Challenge(w, r, "", false, &registry.Error{Code: registry.CodeUnauthorized, Message: "authentication required"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -58,17 +59,14 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, contentType s
 }
 
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) {
-	c, err := h.authenticate(r)
+	const scope = "registry:catalog:*"
+	c, err := h.auth.Authenticate(r)
 	if err != nil {
-		h.authFailure(w, r, "registry:catalog:*", err)
+		h.auth.Reject(w, r, scope, err)
 		return
 	}
-	if !c.allowed("registry", "catalog", actionAll) {
-		if c.anonymous() {
-			h.challenge(w, r, "registry:catalog:*", false, registry.CodeUnauthorized, "authentication required")
-		} else {
-			h.challenge(w, r, "registry:catalog:*", true, registry.CodeDenied, "listing the catalog needs registry:catalog:*")
-		}
+	if !c.Allowed("registry", "catalog", registryauth.ActionAll) {
+		h.auth.Refuse(w, r, c, scope, "listing the catalog needs "+scope)
 		return
 	}
 	n, last, err := pagination(r)
@@ -91,7 +89,7 @@ func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) tags(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPull); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
 		return
 	}
 	n, last, err := pagination(r)

@@ -7,10 +7,11 @@ import (
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPull); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
 		return
 	}
 	var rec registry.ManifestRecord
@@ -41,7 +42,7 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 }
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPush); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
 		return
 	}
 	max := h.svc.Options().MaxManifestSize
@@ -76,7 +77,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionDelete); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionDelete); !ok {
 		return
 	}
 	if err := h.svc.DeleteManifest(r.Context(), rt.name, rt.ref); err != nil {

@@ -4,10 +4,11 @@ import (
 	"net/http"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func (h *Handler) referrers(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPull); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
 		return
 	}
 	d, err := registry.ParseDigest(rt.ref)

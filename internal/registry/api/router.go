@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 // route is a parsed /v2/ path.
@@ -59,21 +60,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parsePath(r.URL.Path)
 	if !ok || (rt.kind != "base" && rt.kind != "catalog" && rt.name == "") {
-		writeError(w, http.StatusNotFound, &registry.Error{Code: registry.CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path})
+		registryauth.WriteError(w, http.StatusNotFound, &registry.Error{Code: registry.CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path})
 		return
 	}
 	if rt.kind == "trust" {
 		if h.cfg.Trust != nil {
-			if th := h.cfg.Trust(); th != nil {
-				th.ServeHTTP(w, r)
-				return
-			}
+			h.cfg.Trust.ServeHTTP(w, r)
+			return
 		}
 		http.NotFound(w, r)
 		return
 	}
 	if rt.name != "" && !registry.ValidName(rt.name) {
-		writeError(w, http.StatusBadRequest, &registry.Error{Code: registry.CodeNameInvalid, Message: fmt.Sprintf("invalid repository name %q", rt.name)})
+		registryauth.WriteError(w, http.StatusBadRequest, &registry.Error{Code: registry.CodeNameInvalid, Message: fmt.Sprintf("invalid repository name %q", rt.name)})
 		return
 	}
 	m := r.Method
@@ -141,5 +140,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeError(w, http.StatusMethodNotAllowed, &registry.Error{Code: registry.CodeUnsupported, Message: r.Method + " is not supported on " + r.URL.Path})
+	registryauth.WriteError(w, http.StatusMethodNotAllowed, &registry.Error{Code: registry.CodeUnsupported, Message: r.Method + " is not supported on " + r.URL.Path})
 }

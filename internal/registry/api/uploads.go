@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func blobCreated(w http.ResponseWriter, name string, d digest.Digest) {
@@ -35,7 +36,7 @@ func uploadAnswer(w http.ResponseWriter, name string, u registry.Upload, status 
 }
 
 func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) {
-	c, ok := h.require(w, r, rt.name, actionPush)
+	c, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush)
 	if !ok {
 		return
 	}
@@ -46,13 +47,13 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 			var b registry.BlobInfo
 			var merr error
 			if from := q.Get("from"); from != "" {
-				if registry.ValidName(from) && h.canMountFrom(r, c, from) {
+				if registry.ValidName(from) && h.auth.CanMountFrom(r.Context(), c, from) {
 					b, merr = h.svc.Mount(r.Context(), rt.name, d, from)
 				} else {
 					merr = &registry.Error{Code: registry.CodeBlobUnknown}
 				}
 			} else {
-				b, merr = h.svc.MountAny(r.Context(), rt.name, d, func(repo string) bool { return h.canMountFrom(r, c, repo) })
+				b, merr = h.svc.MountAny(r.Context(), rt.name, d, func(repo string) bool { return h.auth.CanMountFrom(r.Context(), c, repo) })
 			}
 			if merr == nil {
 				blobCreated(w, rt.name, b.Digest)
@@ -87,7 +88,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 }
 
 func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPush); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
 		return
 	}
 	u, err := h.svc.UploadStatus(r.Context(), rt.name, rt.ref)
@@ -122,7 +123,7 @@ func chunkStart(r *http.Request) (int64, error) {
 }
 
 func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPush); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
 		return
 	}
 	start, err := chunkStart(r)
@@ -152,7 +153,7 @@ func uploadHeaders(w http.ResponseWriter, name string, u registry.Upload) {
 }
 
 func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPush); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
 		return
 	}
 	ds := r.URL.Query().Get("digest")
@@ -182,7 +183,7 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route) {
 }
 
 func (h *Handler) cancelUpload(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.require(w, r, rt.name, actionPush); !ok {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
 		return
 	}
 	if err := h.svc.CancelUpload(r.Context(), rt.name, rt.ref); err != nil {
