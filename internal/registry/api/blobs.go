@@ -74,7 +74,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 	// Large copies in large writes (the response writer is wrapped, so no sendfile).
 	buf := make([]byte, max(1, min(length, 1<<20)))
 	if _, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf); err != nil && r.Context().Err() == nil {
-		h.cfg.Log.Warn("blob read failed mid-response", "repo", rt.name, "digest", d, "err", err)
+		h.cfg.Log.WarnContext(r.Context(), "blob read failed mid-response", "repo", rt.name, "digest", d, "request_id", requestID(r), "err", err)
 	}
 }
 

@@ -32,7 +32,8 @@ func statusOf(e *registry.Error) int {
 	return http.StatusBadRequest
 }
 
-// fail answers err: spec errors with their status, anything else as 500 (logged).
+// fail answers err: spec errors with their status, anything else as 500 (the cause
+// logged with the request id, never sent).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *registry.Error
 	if errors.As(err, &e) {
@@ -48,12 +49,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, blobstore.ErrAccessDenied) {
 		// The content is there but may not be read or written now (the encryption key was
 		// revoked): DENIED with the cause, a 4xx so that clients show the message.
-		h.cfg.Log.Warn("registry content refused", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.cfg.Log.WarnContext(r.Context(), "registry content refused", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
 		registryauth.WriteError(w, http.StatusForbidden, &registry.Error{Code: registry.CodeDenied, Message: err.Error()})
 		return
 	}
-	h.cfg.Log.Error("registry request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	registryauth.WriteError(w, http.StatusInternalServerError, &registry.Error{Code: "UNKNOWN", Message: "internal error: " + err.Error()})
+	// The cause may name tables, files or hosts: it goes to the log only, and the client
+	// gets the request id to quote.
+	id := requestID(r)
+	h.cfg.Log.ErrorContext(r.Context(), "registry request failed", "method", r.Method, "path", r.URL.Path, "request_id", id, "err", err)
+	registryauth.WriteError(w, http.StatusInternalServerError, &registry.Error{Code: "UNKNOWN",
+		Message: "internal server error: the server log has the cause under request id " + id,
+		Detail:  map[string]string{"requestId": id}})
 }
 
 // failUpload answers an upload failure; a broken request body is the client's fault.

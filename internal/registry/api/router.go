@@ -58,6 +58,7 @@ func parsePath(p string) (route, bool) {
 // ServeHTTP routes a /v2/ request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	r = withRequestID(w, r)
 	rt, ok := parsePath(r.URL.Path)
 	if !ok || (rt.kind != "base" && rt.kind != "catalog" && rt.name == "") {
 		registryauth.WriteError(w, http.StatusNotFound, &registry.Error{Code: registry.CodeNameUnknown, Message: "no such endpoint: " + r.URL.Path})
