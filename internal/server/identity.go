@@ -61,12 +61,16 @@ func (s *Server) mountIdentity(ctx context.Context) error {
 		return fmt.Errorf("managed identity header secret: %w", err)
 	}
 	authz := func() access.Authorizer { return s.access.authz }
+	granter := token.NewGranter(token.GranterOptions{
+		Authorizer:    lazyAuthorizer{s},
+		AnonymousPull: s.cfg.Registry.AnonymousPull,
+		VaultResource: token.VaultResource(s.cfg.Vault.Domain),
+		Log:           s.log,
+	})
 	tokenapi.New(tokenapi.Config{
 		Identity:       svc,
 		Tokens:         tokens,
-		Authz:          authz,
-		AnonymousPull:  s.cfg.Registry.AnonymousPull,
-		VaultResource:  token.VaultResource(s.cfg.Vault.Domain),
+		Granter:        granter,
 		IdentityHeader: header,
 		Limiter:        identity.NewLoginLimiter(s.cfg.LoginFailureLimit, time.Minute, nil),
 		Log:            s.log,

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
-	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/api"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
@@ -25,7 +25,7 @@ type registryPart struct {
 	// the base driver, e.g. in an encrypting Driver.
 	wrapDriver func(ctx context.Context, base blobstore.Driver) (blobstore.Driver, error)
 	service    *registry.Service
-	// trust, when set (by the trust part, at any time), serves /v2/<name>/_trust/...
+	// trust, when set (by a part mounted before the registry), serves /v2/<name>/_trust/...
 	trust http.Handler
 }
 
@@ -51,14 +51,20 @@ func (s *Server) mountRegistry(ctx context.Context) error {
 		Log:             s.log.With("part", "registry"),
 	})
 	s.registry.service = svc
-	verifier := func() authn.Verifier { return s.identity.verifier }
-	s.mux.Handle("/v2/", api.New(api.Config{
-		Service:       svc,
-		Verifier:      verifier,
+	auth, err := registryauth.New(registryauth.Options{
+		Verifier:      s.identity.verifier,
+		Authorizer:    s.access.authz,
 		AnonymousPull: s.cfg.Registry.AnonymousPull,
-		Authz:         func() access.Authorizer { return s.access.authz },
-		Trust:         func() http.Handler { return s.registry.trust },
 		Log:           s.log.With("part", "registry"),
+	})
+	if err != nil {
+		return err
+	}
+	s.mux.Handle("/v2/", api.New(api.Config{
+		Service: svc,
+		Auth:    auth,
+		Trust:   s.registry.trust,
+		Log:     s.log.With("part", "registry"),
 	}))
 	s.mountRegistryManagement(svc)
 	s.background = append(s.background, func(ctx context.Context) { s.registryJobs(ctx, svc) })

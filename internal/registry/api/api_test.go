@@ -5,17 +5,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/conformance"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
@@ -63,6 +66,23 @@ func (v *testVerifier) Verify(ctx context.Context, raw, audience string) (*token
 	return c, nil
 }
 
+// denyAll is an Authorizer that refuses everything: handler tests grant only through tokens.
+type denyAll struct{}
+
+func (denyAll) Authorize(ctx context.Context, req access.Request) error {
+	return fmt.Errorf("%w: %s at %s", access.ErrDenied, req.Action, req.Scope)
+}
+
+// newHandler is the /v2/ handler on svc, its tokens verified by v.
+func newHandler(t *testing.T, svc *registry.Service, v authn.Verifier) *api.Handler {
+	t.Helper()
+	auth, err := registryauth.New(registryauth.Options{Verifier: v, Authorizer: denyAll{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.New(api.Config{Service: svc, Auth: auth})
+}
+
 func newService(t *testing.T) *registry.Service {
 	return newServiceWith(t, nil)
 }
@@ -106,7 +126,7 @@ func TestConformanceSealed(t *testing.T) {
 	rand.Read(root)
 	v := &testVerifier{}
 	svc := newServiceWith(t, func(d blobstore.Driver) blobstore.Driver { return seal.NewDriver(d, fixedKeys{root}) })
-	srv := httptest.NewServer(api.New(api.Config{Service: svc, Verifier: func() authn.Verifier { return v }}))
+	srv := httptest.NewServer(newHandler(t, svc, v))
 	defer srv.Close()
 	conformance.Run(t, conformance.Target{
 		URL:    srv.URL,
@@ -117,7 +137,7 @@ func TestConformanceSealed(t *testing.T) {
 
 func TestConformance(t *testing.T) {
 	v := &testVerifier{}
-	h := api.New(api.Config{Service: newService(t), Verifier: func() authn.Verifier { return v }})
+	h := newHandler(t, newService(t), v)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	conformance.Run(t, conformance.Target{

@@ -21,16 +21,13 @@ import (
 // API is the token endpoints.
 type API struct {
 	cfg     Config
-	granter *Granter
+	granter *token.Granter
 }
 
 // New returns the token endpoints for cfg.
 func New(cfg Config) *API {
-	return &API{cfg: cfg, granter: &Granter{cfg: cfg}}
+	return &API{cfg: cfg, granter: cfg.Granter}
 }
-
-// Granter returns the grant logic (audiences, registry access).
-func (a *API) Granter() *Granter { return a.granter }
 
 // Register mounts the endpoints on mux. The Entra-shaped routes name the tenant literally
 // (no path wildcard), so they never overlap other parts' routes.
@@ -203,7 +200,7 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 			a.internal(w, r, err, true)
 			return
 		}
-	case a.cfg.AnonymousPull && aud == token.RegistryService:
+	case a.granter.AnonymousPull() && aud == token.RegistryService:
 		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
 	default:
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: send a username and password (HTTP Basic)")
@@ -493,7 +490,7 @@ func (a *API) discovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
-		"scopes_supported":                      []string{token.AudienceManagement + "/.default", token.RegistryService + "/.default", a.cfg.VaultResource + "/.default"},
+		"scopes_supported":                      []string{token.AudienceManagement + "/.default", token.RegistryService + "/.default", a.granter.VaultResource() + "/.default"},
 		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "oid", "tid", "appid", "kind", "name", "access"},
 		"tenant_region_scope":                   "NA",
 		"cloud_instance_name":                   r.Host,

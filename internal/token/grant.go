@@ -1,10 +1,4 @@
-// Package tokenapi serves Coffer's token endpoints over HTTP: the Docker registry token
-// flow and OAuth2 token endpoint (/oauth2/token), the JWKS (/oauth2/keys), the
-// Entra-ID-shaped OpenID Connect authority (/{tenant}/v2.0/...) and the App Service
-// managed-identity endpoint (/msi/token). Handlers are thin: credentials are checked by
-// identity.Service, grants decided by the access part's Authorizer, tokens signed by
-// token.Service.
-package tokenapi
+package token
 
 import (
 	"context"
@@ -15,30 +9,47 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
-	"github.com/cofferhq/coffer/internal/token"
 )
 
-// Config is what the endpoints need.
-type Config struct {
-	Identity *identity.Service
-	Tokens   *token.Service
-	// Authz returns the access part's decision function, read at request time (the access
-	// part is mounted after identity). It may return nil while access is not wired.
-	Authz func() access.Authorizer
-	// AnonymousPull lets requests without credentials get pull-only registry tokens.
+// GranterOptions configure a Granter.
+type GranterOptions struct {
+	// Authorizer is the access part's decision function; it decides every registry grant.
+	Authorizer access.Authorizer
+	// AnonymousPull lets callers without credentials get pull-only registry tokens, and
+	// every caller pull what anonymous callers may.
 	AnonymousPull bool
-	// VaultResource is the vault API's resource (audience), e.g. https://vault.localhost.
+	// VaultResource is the vault API's resource (audience), e.g. https://vault.localhost;
+	// empty when no vault API is served.
 	VaultResource string
-	// IdentityHeader is the secret the managed-identity endpoint expects in X-IDENTITY-HEADER.
-	IdentityHeader string
-	Limiter        *identity.LoginLimiter
-	Log            *slog.Logger
+	// Log receives authorization failures that are not refusals (nil: discarded).
+	Log *slog.Logger
 }
 
-// Granter decides audiences and registry grants; it knows nothing of HTTP.
+// Granter is the grant policy of the token endpoints: which audience a requested service
+// or resource names, which audiences a principal may never get, and which registry
+// actions a principal's roles allow. It knows nothing of HTTP; the token endpoints ask it
+// before signing.
 type Granter struct {
-	cfg Config
+	authz         access.Authorizer
+	anonymousPull bool
+	vaultResource string
+	log           *slog.Logger
 }
+
+// NewGranter returns the grant policy for opts. opts.Authorizer is required.
+func NewGranter(opts GranterOptions) *Granter {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Granter{authz: opts.Authorizer, anonymousPull: opts.AnonymousPull, vaultResource: opts.VaultResource, log: log}
+}
+
+// AnonymousPull reports whether callers without credentials may get pull-only registry tokens.
+func (g *Granter) AnonymousPull() bool { return g.anonymousPull }
+
+// VaultResource is the vault API's resource (audience), empty when none is served.
+func (g *Granter) VaultResource() string { return g.vaultResource }
 
 // ErrUnknownAudience is returned for a service or resource Coffer does not issue tokens for.
 var ErrUnknownAudience = errors.New("unknown service or resource")
@@ -49,27 +60,27 @@ func (g *Granter) Audience(ref string) (string, error) {
 	res := strings.TrimSuffix(ref, "/.default")
 	res = strings.TrimRight(res, "/")
 	switch {
-	case res == token.RegistryService, res == token.AudienceManagement:
+	case res == RegistryService, res == AudienceManagement:
 		return res, nil
-	case g.cfg.VaultResource != "" && strings.EqualFold(res, g.cfg.VaultResource):
-		return g.cfg.VaultResource, nil
-	case g.cfg.VaultResource != "" && vaultResourceWithPort(res, g.cfg.VaultResource):
+	case g.vaultResource != "" && strings.EqualFold(res, g.vaultResource):
+		return g.vaultResource, nil
+	case g.vaultResource != "" && vaultResourceWithPort(res, g.vaultResource):
 		// A vault served on a port other than 443 challenges with resource
 		// https://<domain>:<port> (the Azure SDK requires the resource's host:port to be a
 		// parent of the vault's); the token's audience stays the vault resource.
-		return g.cfg.VaultResource, nil
+		return g.vaultResource, nil
 	}
 	return "", fmt.Errorf("%w %q: this server issues tokens for %s, %s and %s", ErrUnknownAudience, ref,
-		token.RegistryService, token.AudienceManagement, g.cfg.VaultResource)
+		RegistryService, AudienceManagement, g.vaultResource)
 }
 
 // ErrRegistryOnly refuses a non-registry token to a repository-scoped token.
-var ErrRegistryOnly = errors.New("a repository token is a registry credential: it gets tokens for " + token.RegistryService + " only")
+var ErrRegistryOnly = errors.New("a repository token is a registry credential: it gets tokens for " + RegistryService + " only")
 
 // CheckAudience refuses audiences a principal can never use: repository tokens are
 // registry credentials only.
 func (g *Granter) CheckAudience(p identity.Principal, aud string) error {
-	if p.Kind == identity.KindRepositoryToken && aud != token.RegistryService {
+	if p.Kind == identity.KindRepositoryToken && aud != RegistryService {
 		return ErrRegistryOnly
 	}
 	return nil
@@ -77,14 +88,9 @@ func (g *Granter) CheckAudience(p identity.Principal, aud string) error {
 
 // allowed asks the access part whether p may do action at scope.
 func (g *Granter) allowed(ctx context.Context, p identity.Principal, action access.Action, scope access.Scope) bool {
-	az := g.cfg.Authz()
-	if az == nil {
-		// No decision function wired: grant nothing.
-		return false
-	}
-	err := az.Authorize(ctx, access.Request{Principal: p, Action: action, Scope: scope})
-	if err != nil && !errors.Is(err, access.ErrDenied) && g.cfg.Log != nil {
-		g.cfg.Log.WarnContext(ctx, "authorization failed", "principal", p.ID, "action", action, "err", err)
+	err := g.authz.Authorize(ctx, access.Request{Principal: p, Action: action, Scope: scope})
+	if err != nil && !errors.Is(err, access.ErrDenied) {
+		g.log.WarnContext(ctx, "authorization failed", "principal", p.ID, "action", action, "err", err)
 	}
 	return err == nil
 }
@@ -99,8 +105,8 @@ var repositoryActions = map[string][]access.Action{
 // RegistryAccess returns, for each requested scope, the actions p is allowed; denied
 // actions and unknown resource types are left out (Docker semantics). An anonymous caller
 // gets pull only, and only when anonymous pulls are enabled.
-func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scopes []token.Scope) []token.Access {
-	var out []token.Access
+func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scopes []Scope) []Access {
+	var out []Access
 	for _, sc := range scopes {
 		var granted []string
 		switch sc.Type {
@@ -111,7 +117,7 @@ func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scop
 					continue
 				}
 				// With anonymous pulls on, every caller may pull what anonymous callers may.
-				if a == "pull" && g.cfg.AnonymousPull {
+				if a == "pull" && g.anonymousPull {
 					granted = append(granted, a)
 					continue
 				}
@@ -140,14 +146,14 @@ func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scop
 			}
 		}
 		if len(granted) > 0 {
-			out = mergeAccess(out, token.Access{Type: sc.Type, Name: sc.Name, Actions: granted})
+			out = mergeAccess(out, Access{Type: sc.Type, Name: sc.Name, Actions: granted})
 		}
 	}
 	return out
 }
 
 // mergeAccess adds a to list, merging actions for the same resource.
-func mergeAccess(list []token.Access, a token.Access) []token.Access {
+func mergeAccess(list []Access, a Access) []Access {
 	for i := range list {
 		if list[i].Type == a.Type && list[i].Name == a.Name {
 			for _, act := range a.Actions {

@@ -1,0 +1,89 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/registry/registryauth"
+)
+
+func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
+		return
+	}
+	var rec registry.ManifestRecord
+	var body []byte
+	var err error
+	if r.Method == http.MethodHead {
+		rec, err = h.svc.StatManifest(r.Context(), rt.name, rt.ref)
+	} else {
+		rec, body, err = h.svc.GetManifest(r.Context(), rt.name, rt.ref)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", rec.MediaType)
+	hd.Set("Content-Length", strconv.FormatInt(rec.Size, 10))
+	hd.Set("Docker-Content-Digest", rec.Digest.String())
+	hd.Set("ETag", `"`+rec.Digest.String()+`"`)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, rec.Digest.String()) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+}
+
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPush); !ok {
+		return
+	}
+	max := h.svc.Options().MaxManifestSize
+	if r.ContentLength > max {
+		w.Header().Set("Connection", "close")
+		h.fail(w, r, registry.TooLarge(r.ContentLength, max))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		h.fail(w, r, &registry.Error{Code: registry.CodeManifestInvalid, Message: "reading the manifest failed: " + err.Error()})
+		return
+	}
+	res, err := h.svc.PutManifest(r.Context(), rt.name, rt.ref, r.Header.Get("Content-Type"), body, r.URL.Query()["tag"]...)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+rt.name+"/manifests/"+res.Digest.String())
+	hd.Set("Docker-Content-Digest", res.Digest.String())
+	if res.Subject != "" {
+		hd.Set("OCI-Subject", res.Subject.String())
+	}
+	if len(r.URL.Query()["tag"]) > 0 {
+		for _, t := range res.Tags {
+			hd.Add("OCI-Tag", t)
+		}
+	}
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) {
+	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionDelete); !ok {
+		return
+	}
+	if err := h.svc.DeleteManifest(r.Context(), rt.name, rt.ref); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+}

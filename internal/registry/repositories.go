@@ -1,0 +1,47 @@
+package registry
+
+import (
+	"context"
+	"errors"
+)
+
+// Repository summarises a repository (NAME_UNKNOWN if absent).
+func (s *Service) Repository(ctx context.Context, repo string) (RepositoryInfo, error) {
+	if err := checkName(repo); err != nil {
+		return RepositoryInfo{}, err
+	}
+	info, err := s.meta.RepositoryInfo(ctx, repo)
+	if errors.Is(err, ErrNotFound) {
+		return info, newError(CodeNameUnknown, "repository %s is not known", repo)
+	}
+	return info, asRegistryError(err)
+}
+
+// TagDetails lists the tags of repo with their digests.
+func (s *Service) TagDetails(ctx context.Context, repo string) ([]TagInfo, error) {
+	if _, err := s.Repository(ctx, repo); err != nil {
+		return nil, err
+	}
+	tags, err := s.meta.TagDetails(ctx, repo)
+	return tags, asRegistryError(err)
+}
+
+// DeleteRepository deletes a repository's manifests, tags, links and uploads; the blobs
+// go at the next garbage collection if no other repository needs them.
+func (s *Service) DeleteRepository(ctx context.Context, repo string) error {
+	if err := checkName(repo); err != nil {
+		return err
+	}
+	uploads, found, err := s.meta.DeleteRepository(ctx, repo)
+	if err != nil {
+		return asRegistryError(err)
+	}
+	if !found {
+		return newError(CodeNameUnknown, "repository %s is not known", repo)
+	}
+	for _, id := range uploads {
+		s.hashes.drop(id)
+		s.driver.Delete(ctx, uploadPath(id))
+	}
+	return nil
+}
