@@ -35,7 +35,7 @@ COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
   COFFER_LOG_FORMAT=json coffer serve --config /etc/coffer/coffer.yaml`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				if err := config.Apply(cmd.Flags(), os.Getenv); err != nil {
+				if err := config.Load(&cfg, cmd.Flags(), os.Getenv); err != nil {
 					return err
 				}
 				log, err := newLogger(cfg.LogFormat, cfg.LogLevel)

@@ -5,6 +5,12 @@
 // --config (top-level key = flag name). Precedence: flag, then environment, then file, then
 // the default. Because the rule is generic over the flag set, a part that adds a flag to
 // `serve` gets the environment variable and the YAML key for free.
+//
+// A few settings are not flags: the Azure SDK's conventional credential variables
+// (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_AUTHORITY_HOST), which Coffer
+// presents to a key vault of another server. They come from the environment only (a client
+// secret does not belong on a command line), and Load reads them into Server.Azure, so no
+// other package reads the environment for them.
 package config
 
 import (
@@ -46,6 +52,53 @@ type Server struct {
 	Vault      Vault
 	Registry   Registry
 	Encryption Encryption
+	// Azure is the credential for vaults of other servers (or Azure Key Vault), read from
+	// the environment by Load.
+	Azure Azure
+}
+
+// Azure is a client-secret credential in the Azure SDK's conventions. It is used to reach a
+// key in a vault of another server when ClientID names the identity (or the identity is
+// [system]) and ClientSecret is set; otherwise the managed-identity endpoint is used, which
+// the Azure SDK configures itself from IDENTITY_ENDPOINT and IDENTITY_HEADER (see
+// docs/configuration.md).
+type Azure struct {
+	TenantID     string // AZURE_TENANT_ID
+	ClientID     string // AZURE_CLIENT_ID
+	ClientSecret string // AZURE_CLIENT_SECRET
+	// AuthorityHost is the token service (another Coffer server's URL, or a sovereign
+	// cloud's authority); empty means Microsoft Entra ID's public cloud.
+	AuthorityHost string // AZURE_AUTHORITY_HOST
+}
+
+// Environment variables of Azure, in the Azure SDK's names.
+const (
+	EnvAzureTenantID      = "AZURE_TENANT_ID"
+	EnvAzureClientID      = "AZURE_CLIENT_ID"
+	EnvAzureClientSecret  = "AZURE_CLIENT_SECRET"
+	EnvAzureAuthorityHost = "AZURE_AUTHORITY_HOST"
+)
+
+// AzureEnv lists the environment variables Load reads into Azure.
+func AzureEnv() []string {
+	return []string{EnvAzureTenantID, EnvAzureClientID, EnvAzureClientSecret, EnvAzureAuthorityHost}
+}
+
+// SDKEnv lists the environment variables that the Azure SDK's managed-identity credential
+// reads from the process environment itself, with no option to pass them in: Coffer cannot
+// route them through Server, so they are documented as read by the SDK.
+func SDKEnv() []string {
+	return []string{"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET"}
+}
+
+// AzureFromEnv reads the Azure credential from the environment.
+func AzureFromEnv(getenv func(string) string) Azure {
+	return Azure{
+		TenantID:      getenv(EnvAzureTenantID),
+		ClientID:      getenv(EnvAzureClientID),
+		ClientSecret:  getenv(EnvAzureClientSecret),
+		AuthorityHost: getenv(EnvAzureAuthorityHost),
+	}
 }
 
 // Vault settings.
@@ -137,6 +190,17 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 // EnvName is the environment variable that sets the flag name.
 func EnvName(flag string) string {
 	return "COFFER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Load completes s, whose flags are bound to fs (BindFlags) and parsed: it applies the
+// environment and the configuration file to the flags (Apply), then reads the settings that
+// are not flags (Azure) from the environment.
+func Load(s *Server, fs *pflag.FlagSet, getenv func(string) string) error {
+	if err := Apply(fs, getenv); err != nil {
+		return err
+	}
+	s.Azure = AzureFromEnv(getenv)
+	return nil
 }
 
 // Apply fills every flag of fs that was not given on the command line from the

@@ -62,3 +62,32 @@ func TestUnknownFileKeyIsAnError(t *testing.T) {
 		t.Fatal("a misspelt key must be reported, not ignored")
 	}
 }
+
+// TestLoadReadsTheAzureCredential: Load fills Server.Azure from the Azure SDK's variables,
+// after the flags (which it applies like Apply).
+func TestLoadReadsTheAzureCredential(t *testing.T) {
+	env := map[string]string{
+		"AZURE_TENANT_ID": "tenant-1", "AZURE_CLIENT_ID": "client-1", "AZURE_CLIENT_SECRET": "s3cret",
+		"AZURE_AUTHORITY_HOST": "https://kv.example:5000/", "COFFER_LISTEN": "127.0.0.1:7000",
+	}
+	s := Defaults()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	s.BindFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Load(&s, fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	want := Azure{TenantID: "tenant-1", ClientID: "client-1", ClientSecret: "s3cret", AuthorityHost: "https://kv.example:5000/"}
+	if s.Azure != want || s.Listen != "127.0.0.1:7000" {
+		t.Fatalf("Load gave Azure %+v and listen %s", s.Azure, s.Listen)
+	}
+	// With nothing set, the credential is empty (the managed-identity endpoint is used).
+	s = Defaults()
+	fs = pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	s.BindFlags(fs)
+	if err := Load(&s, fs, func(string) string { return "" }); err != nil || s.Azure != (Azure{}) {
+		t.Fatalf("Load with an empty environment: %+v, %v", s.Azure, err)
+	}
+}

@@ -26,6 +26,20 @@ func TestConfigurationDocListsEveryFlag(t *testing.T) {
 	})
 }
 
+// TestConfigurationDocListsEveryEnvironmentVariable: the settings that are not flags (the
+// Azure credential Load reads, and what the Azure SDK reads itself) are documented too.
+func TestConfigurationDocListsEveryEnvironmentVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(AzureEnv(), SDKEnv()...) {
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/configuration.md lacks the environment variable %s", name)
+		}
+	}
+}
+
 func docRow(f *pflag.Flag) string {
 	def := f.DefValue
 	if def == "" || def == "[]" {

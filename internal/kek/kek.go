@@ -7,7 +7,8 @@
 // real azkeys SDK (Coffer's vault in another process, or Azure Key Vault), and kek/inproc
 // calls Coffer's own vault service in the same process as a given identity, so the vault's
 // access checks, network rules and audit trail apply exactly as over HTTP. Both pass the
-// shared suite in kek/kektest.
+// shared suite in kek/kektest. Package kek/resolve chooses between them for a key URL and
+// an identity (docs/kek.md).
 //
 // Errors from every driver wrap one of the sentinel errors below, so callers can tell a
 // revoked permission from a deleted or disabled key, and the message carries the vault's

@@ -1,4 +1,5 @@
-package server_test
+// These tests run encryption at rest end to end, in a real Coffer server (servertest).
+package encryption_test
 
 import (
 	"bytes"
@@ -425,12 +426,11 @@ func TestRemoteVaultKeyWithAutomaticRotation(t *testing.T) {
 	kv.do(t, "POST", "/coffer/v1/servicePrincipals", map[string]any{"name": "registry-kek"}, &sp)
 	kv.do(t, "PUT", "/coffer/v1/vaults/teamkeys/access-policies/"+sp.ServicePrincipal.ID, map[string]any{"keyPermissions": []string{"get", "wrapKey", "unwrapKey"}}, nil)
 
-	t.Setenv("AZURE_TENANT_ID", kv.tenant)
-	t.Setenv("AZURE_CLIENT_ID", sp.ClientID)
-	t.Setenv("AZURE_CLIENT_SECRET", sp.ClientSecret)
-	t.Setenv("AZURE_AUTHORITY_HOST", kv.url+"/")
 	keyID := v.VaultURI + "/keys/registry-cmk"
 	reg := vaulttest.Start(t, func(c *config.Server) {
+		// What `coffer serve` reads from AZURE_TENANT_ID, AZURE_CLIENT_ID,
+		// AZURE_CLIENT_SECRET and AZURE_AUTHORITY_HOST (config.Load).
+		c.Azure = config.Azure{TenantID: kv.tenant, ClientID: sp.ClientID, ClientSecret: sp.ClientSecret, AuthorityHost: kv.url + "/"}
 		c.Encryption.KeyID = keyID
 		c.Encryption.Identity = sp.ClientID
 		c.Encryption.VaultCAFile = kv.caFile
@@ -668,7 +668,8 @@ func TestRemoteVaultKeyWithManagedIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("AZURE_CLIENT_SECRET", "")
+	// The Azure SDK's managed-identity credential reads these from the process environment
+	// itself (it has no option for them): set them as an operator would.
 	t.Setenv("IDENTITY_ENDPOINT", kv.Inst.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", strings.TrimSpace(string(header)))
 	reg := vaulttest.Start(t, func(c *config.Server) {
