@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,11 +220,8 @@ type listed struct {
 // already filled.
 func listPackages(t *testing.T) []listed {
 	t.Helper()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	cmd := exec.CommandContext(t.Context(), gobin, "list", "-json", module+"/...")
+	// go test puts the go command that runs it first on PATH.
+	cmd := exec.CommandContext(t.Context(), "go", "list", "-json", module+"/...")
 	cmd.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=", "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
