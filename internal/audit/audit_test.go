@@ -4,22 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 func open(t *testing.T) (*audit.Log, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLite(t)
 	l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -114,12 +111,7 @@ func TestListFilters(t *testing.T) {
 
 func TestRecordSyncAndReopen(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.SQLite(t)
 	for round := 0; round < 2; round++ {
 		l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -140,34 +132,33 @@ func TestRecordSyncAndReopen(t *testing.T) {
 }
 
 // TestRetryAfterStoreFailure: records queued while the store refuses writes are kept and
-// written once it accepts them again.
+// written once it accepts them again. It runs in a synctest bubble, so the writer's
+// back-off after the failed write passes in virtual time.
 func TestRetryAfterStoreFailure(t *testing.T) {
-	l, db := open(t)
-	ctx := context.Background()
-	fill(t, l, 2)
-	if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records RENAME TO audit_records_away`); err != nil {
-		t.Fatal(err)
-	}
-	l.Record(audit.Record{Component: "vault", Operation: "KeyUnwrapKey", Result: audit.ResultSuccess})
-	if err := l.Flush(ctx); err == nil {
-		t.Fatal("flush succeeded while the table was away")
-	}
-	if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records_away RENAME TO audit_records`); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l.Flush(ctx)
-		recs, _ := l.List(ctx, audit.Filter{Operation: "KeyUnwrapKey"})
-		if len(recs) == 1 {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		l, db := open(t)
+		ctx := context.Background()
+		fill(t, l, 2)
+		if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records RENAME TO audit_records_away`); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
+		l.Record(audit.Record{Component: "vault", Operation: "KeyUnwrapKey", Result: audit.ResultSuccess})
+		if err := l.Flush(ctx); err == nil {
+			t.Fatal("flush succeeded while the table was away")
+		}
+		if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records_away RENAME TO audit_records`); err != nil {
+			t.Fatal(err)
+		}
+		// The flush waits for the writer's retry, after its back-off.
+		if err := l.Flush(ctx); err != nil {
+			t.Fatalf("flush once the store accepts writes again: %v", err)
+		}
+		recs, _ := l.List(ctx, audit.Filter{Operation: "KeyUnwrapKey"})
+		if len(recs) != 1 {
 			t.Fatal("the record queued during the failure was never written")
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if res, err := l.Verify(ctx); err != nil || !res.OK || res.Records != 3 {
-		t.Fatalf("chain: %+v %v", res, err)
-	}
+		if res, err := l.Verify(ctx); err != nil || !res.OK || res.Records != 3 {
+			t.Fatalf("chain: %+v %v", res, err)
+		}
+	})
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/cli"
 	"github.com/cofferhq/coffer/internal/servertest"
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/api"
 )
@@ -158,11 +158,7 @@ func TestVaultCommands(t *testing.T) {
 	if d := mustVaultCLI[map[string]string](t, "vault", "delete", "scratch"); d["deleted"] != "scratch" {
 		t.Fatalf("vault delete: %v", d)
 	}
-	db, err := store.OpenSQLite(context.Background(), filepath.Join(inst.DataDir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.SQLiteAt(t, filepath.Join(inst.DataDir, "metadata.db"))
 	if _, err := db.ExecContext(context.Background(), `UPDATE audit_records SET result = 'success' WHERE result = 'denied'`); err != nil {
 		t.Fatal(err)
 	}

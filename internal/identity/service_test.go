@@ -8,23 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/clocktest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
-type testClock struct{ t time.Time }
-
-func (c *testClock) now() time.Time { return c.t }
-
-func openTest(t *testing.T) (*Service, *testClock, string) {
+func openTest(t *testing.T) (*Service, *clocktest.Clock, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "metadata.db")
-	db, err := store.OpenSQLite(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	clk := &testClock{t: time.Unix(1_800_000_000, 0)}
-	s, err := Open(context.Background(), db, Options{Now: clk.now})
+	db := storetest.SQLiteAt(t, path)
+	clk := clocktest.New(time.Unix(1_800_000_000, 0))
+	s, err := Open(context.Background(), db, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +103,7 @@ func TestAuthenticate(t *testing.T) {
 		})
 	}
 	// An expired client secret stops working.
-	clk.t = clk.t.Add(time.Hour + time.Second)
+	clk.Advance(time.Hour + time.Second)
 	if _, err := s.Authenticate(ctx, sp.ClientID, secret.Value); !errors.Is(err, ErrInvalidCredentials) {
 		t.Fatalf("expired secret: %v", err)
 	}
@@ -250,12 +243,8 @@ func TestBootstrapOnceAndStatePersists(t *testing.T) {
 	if err := s.Delete(ctx, KindUser, AdminName); err != nil {
 		t.Fatal(err)
 	}
-	db2, err := store.OpenSQLite(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
-	s2, err := Open(ctx, db2, Options{Now: clk.now})
+	db2 := storetest.SQLiteAt(t, path)
+	s2, err := Open(ctx, db2, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,14 +257,14 @@ func TestBootstrapOnceAndStatePersists(t *testing.T) {
 }
 
 func TestLoginLimiter(t *testing.T) {
-	clk := &testClock{t: time.Unix(0, 0)}
-	l := NewLoginLimiter(3, time.Minute, clk.now)
+	clk := clocktest.New(time.Unix(0, 0))
+	l := NewLoginLimiter(3, time.Minute, clk.Now)
 	for i := 0; i < 3; i++ {
 		if w := l.Check("name:a", "addr:1"); w != 0 {
 			t.Fatalf("attempt %d throttled", i)
 		}
 		l.Fail("name:a", "addr:1")
-		clk.t = clk.t.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 	}
 	w := l.Check("name:a")
 	if w <= 0 || w > time.Minute {
@@ -287,7 +276,7 @@ func TestLoginLimiter(t *testing.T) {
 	if l.Check("name:b", "addr:2") != 0 {
 		t.Fatal("an unrelated key is throttled")
 	}
-	clk.t = clk.t.Add(w)
+	clk.Advance(w)
 	if l.Check("name:a") != 0 {
 		t.Fatalf("still throttled after waiting %v", w)
 	}
@@ -296,7 +285,7 @@ func TestLoginLimiter(t *testing.T) {
 	}
 
 	// A success resets the name's count, not the address's.
-	l = NewLoginLimiter(3, time.Minute, clk.now)
+	l = NewLoginLimiter(3, time.Minute, clk.Now)
 	l.Fail("name:c", "addr:3")
 	l.Fail("name:c", "addr:3")
 	l.Reset("name:c")

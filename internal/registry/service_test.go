@@ -17,36 +17,21 @@ import (
 
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/clocktest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type fixture struct {
 	svc    *Service
 	driver blobstore.Driver
-	clock  *clock
+	clock  *clocktest.Clock
 }
 
 func newFixture(t *testing.T, grace time.Duration) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.OpenSQLite(ctx, dir+"/metadata.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLiteAt(t, dir+"/metadata.db")
 	meta, err := NewSQLMetadata(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +41,8 @@ func newFixture(t *testing.T, grace time.Duration) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: time.Now()}
-	return &fixture{svc: New(drv, meta, Options{GCGrace: grace, UploadExpiry: time.Hour, Now: c.now}), driver: drv, clock: c}
+	c := clocktest.New(time.Now())
+	return &fixture{svc: New(drv, meta, Options{GCGrace: grace, UploadExpiry: time.Hour, Now: c.Now}), driver: drv, clock: c}
 }
 
 func (f *fixture) blob(t *testing.T, repo string, content []byte) digest.Digest {
@@ -130,7 +115,7 @@ func TestGC(t *testing.T) {
 	if len(rep.Blobs) != 0 || rep.StaleLinks != 0 {
 		t.Fatalf("GC within the grace period removed %+v", rep)
 	}
-	f.clock.advance(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
 	// A dry run reports without removing.
 	dry, err := f.svc.GC(ctx, true, nil)
 	if err != nil {
@@ -153,7 +138,7 @@ func TestGC(t *testing.T) {
 	w, _ := f.driver.Writer(ctx, blobPath(orphan))
 	w.Write([]byte("orphan"))
 	w.Commit(ctx)
-	f.clock.advance(time.Hour) // the file's mtime is real time; the fake clock moves the cutoff past it
+	f.clock.Advance(time.Hour) // the file's mtime is real time; the fake clock moves the cutoff past it
 
 	rep, err = f.svc.GC(ctx, false, nil)
 	if err != nil {
@@ -298,12 +283,12 @@ func TestUploadExpiry(t *testing.T) {
 	if _, err := f.svc.AppendUpload(ctx, "app", u.ID, 0, bytes.NewReader([]byte("part"))); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.advance(30 * time.Minute)
+	f.clock.Advance(30 * time.Minute)
 	if _, err := f.svc.AppendUpload(ctx, "app", u.ID, 4, bytes.NewReader([]byte("more"))); err != nil {
 		t.Fatalf("an active upload expired: %v", err)
 	}
 	u2, _ := f.svc.StartUpload(ctx, "app")
-	f.clock.advance(61 * time.Minute)
+	f.clock.Advance(61 * time.Minute)
 	n, err := f.svc.ExpireUploads(ctx)
 	if err != nil || n != 2 {
 		t.Fatalf("ExpireUploads = %d, %v; want 2", n, err)
@@ -318,7 +303,7 @@ func TestUploadExpiry(t *testing.T) {
 	}
 	// Expiry is also enforced on access, before the sweeper runs.
 	u3, _ := f.svc.StartUpload(ctx, "app")
-	f.clock.advance(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
 	if _, err := f.svc.AppendUpload(ctx, "app", u3.ID, -1, bytes.NewReader([]byte("x"))); ErrorCode(err) != CodeBlobUploadUnknown {
 		t.Fatalf("expired upload accepted a chunk: %v", err)
 	}
@@ -373,7 +358,7 @@ func TestGCRacesBlobChecks(t *testing.T) {
 	for i := range 40 {
 		digests = append(digests, f.blob(t, "race", []byte(fmt.Sprintf("stale %d", i))))
 	}
-	f.clock.advance(2 * time.Hour)
+	f.clock.Advance(2 * time.Hour)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
@@ -424,11 +409,7 @@ func TestBusyIsTooManyRequests(t *testing.T) {
 func TestNoPlaintextInMetadata(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.OpenSQLite(ctx, dir+"/metadata.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.SQLiteAt(t, dir+"/metadata.db")
 	meta, err := NewSQLMetadata(ctx, db)
 	if err != nil {
 		t.Fatal(err)

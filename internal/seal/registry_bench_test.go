@@ -17,7 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/seal"
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 func newRegistry(b *testing.B, dir string, wrap func(blobstore.Driver) blobstore.Driver) *registry.Service {
@@ -26,11 +26,7 @@ func newRegistry(b *testing.B, dir string, wrap func(blobstore.Driver) blobstore
 	if err != nil {
 		b.Fatal(err)
 	}
-	db, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := storetest.SQLiteAt(b, filepath.Join(dir, "metadata.db"))
 	meta, err := registry.NewSQLMetadata(ctx, db)
 	if err != nil {
 		b.Fatal(err)

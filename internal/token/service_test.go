@@ -7,36 +7,27 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-func newTestService(t *testing.T, dir string, clk *clock, rotate time.Duration) *Service {
+func newTestService(t *testing.T, dir string, clk *clocktest.Clock, rotate time.Duration) *Service {
 	t.Helper()
 	ttl := 10 * time.Minute
-	ks, err := OpenKeySet(dir, rotate, ttl+DefaultLeeway+time.Minute, clk.now)
+	ks, err := OpenKeySet(dir, rotate, ttl+DefaultLeeway+time.Minute, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewService(ks, Options{TenantID: "tenant-1", TTL: ttl, Now: clk.now})
+	return NewService(ks, Options{TenantID: "tenant-1", TTL: ttl, Now: clk.Now})
 }
 
 var alice = identity.Principal{ID: "0b7a9c1e-0000-4000-8000-000000000001", Kind: identity.KindUser, Name: "alice"}
 
 func TestIssueVerifyRoundTrip(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	s := newTestService(t, t.TempDir(), clk, 0)
 	grant := []Access{{Type: "repository", Name: "app", Actions: []string{"pull"}}}
 	iss, err := s.Issue(context.Background(), Grant{Principal: alice, Audience: RegistryService, Access: grant})
@@ -59,7 +50,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 }
 
 func TestVerifyRefuses(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	dir := t.TempDir()
 	s := newTestService(t, dir, clk, 0)
 	ctx := context.Background()
@@ -75,7 +66,7 @@ func TestVerifyRefuses(t *testing.T) {
 	other := newTestService(t, t.TempDir(), clk, 0) // another server's keys
 	foreign, _ := other.Issue(ctx, Grant{Principal: alice, Audience: AudienceManagement})
 	// Same kid, wrong tenant: another issuer.
-	otherTenant := NewService(s.keys, Options{TenantID: "tenant-2", Now: clk.now})
+	otherTenant := NewService(s.keys, Options{TenantID: "tenant-2", Now: clk.Now})
 	wrongIss, _ := otherTenant.Issue(ctx, Grant{Principal: alice, Audience: AudienceManagement})
 	noneAlg := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
 
@@ -94,8 +85,8 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk.add(tc.advance)
-			defer clk.add(-tc.advance)
+			clk.Advance(tc.advance)
+			defer clk.Advance(-tc.advance)
 			_, err := s.Verify(ctx, tc.raw, tc.aud)
 			if !errors.Is(err, ErrInvalidToken) {
 				t.Fatalf("Verify = %v, want ErrInvalidToken", err)
@@ -106,14 +97,14 @@ func TestVerifyRefuses(t *testing.T) {
 		})
 	}
 	// Within the leeway an expired token still verifies (clock skew).
-	clk.add(10*time.Minute + DefaultLeeway/2)
+	clk.Advance(10*time.Minute + DefaultLeeway/2)
 	if _, err := s.Verify(ctx, iss.Raw, AudienceManagement); err != nil {
 		t.Fatalf("token within leeway refused: %v", err)
 	}
 }
 
 func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	dir := t.TempDir()
 	s := newTestService(t, dir, clk, time.Hour)
 	ctx := context.Background()
@@ -124,9 +115,9 @@ func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
 	oldKID := kidOf(t, old.Raw)
 
 	// Issue a token near the end of the first key's life.
-	clk.add(time.Hour - 5*time.Minute)
+	clk.Advance(time.Hour - 5*time.Minute)
 	late, _ := s.Issue(ctx, Grant{Principal: alice, Audience: RegistryService})
-	clk.add(5 * time.Minute) // the key is now due for rotation
+	clk.Advance(5 * time.Minute) // the key is now due for rotation
 	fresh, _ := s.Issue(ctx, Grant{Principal: alice, Audience: RegistryService})
 	if kidOf(t, fresh.Raw) == oldKID {
 		t.Fatal("the signing key did not rotate after its rotation age")
@@ -153,7 +144,7 @@ func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
 
 	// Once every token of the old key has expired, the old key is no longer published
 	// and its file is removed.
-	clk.add(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	if got := len(s2.keys.Public().Keys); got != 1 {
 		t.Fatalf("JWKS has %d keys an hour after retirement, want 1", got)
 	}

@@ -14,8 +14,10 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -51,24 +53,12 @@ func (g *grants) Authorize(_ context.Context, r access.Request) error {
 	return fmt.Errorf("%w: %s lacks %s", access.ErrDenied, r.Principal.Name, r.Action)
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type fixture struct {
 	svc   *vault.Service
 	db    *store.DB
 	audit *audit.Log
 	g     *grants
-	clk   *clock
+	clk   *clocktest.Clock
 	admin identity.Principal
 	reg   identity.Principal
 }
@@ -78,11 +68,7 @@ func setup(t *testing.T) *fixture { return setupB(t) }
 func setupB(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "m.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLite(t)
 	al, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -92,10 +78,10 @@ func setupB(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{db: db, audit: al, g: &grants{got: map[string]map[access.Action]bool{}}, clk: &clock{t: time.Now()},
+	f := &fixture{db: db, audit: al, g: &grants{got: map[string]map[access.Action]bool{}}, clk: clocktest.New(time.Now()),
 		admin: identity.Principal{ID: "admin-id", Name: "admin", Kind: identity.KindUser},
 		reg:   identity.Principal{ID: "reg-id", Name: "registry", Kind: identity.KindSystemIdentity}}
-	f.svc, err = vault.New(ctx, vault.Options{DB: db, Audit: al, RootKey: root, Now: f.clk.now, CacheTTL: time.Nanosecond,
+	f.svc, err = vault.New(ctx, vault.Options{DB: db, Audit: al, RootKey: root, Now: f.clk.Now, CacheTTL: time.Nanosecond,
 		Authorizer: func() access.Authorizer { return f.g }})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +238,7 @@ func TestLifecycle(t *testing.T) {
 	if got, _ := f.svc.GetKey(ctx, f.admin, "team1", "rotating", ""); got.Version != k.Version {
 		t.Fatal("rotated before the trigger")
 	}
-	f.clk.add(31 * 24 * time.Hour)
+	f.clk.Advance(31 * 24 * time.Hour)
 	if err := f.svc.RunLifecycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +246,7 @@ func TestLifecycle(t *testing.T) {
 	if got.Version == k.Version || got.Attributes.Expires == nil || got.JWK.Crv != "P-256" {
 		t.Fatalf("not rotated by policy: %+v", got)
 	}
-	if d := got.Attributes.Expires.Sub(f.clk.now()); d < 89*24*time.Hour || d > 91*24*time.Hour {
+	if d := got.Attributes.Expires.Sub(f.clk.Now()); d < 89*24*time.Hour || d > 91*24*time.Hour {
 		t.Fatalf("new version expires in %s, want 90 days", d)
 	}
 	f.svc.RunLifecycle(ctx)
@@ -276,7 +262,7 @@ func TestLifecycle(t *testing.T) {
 	if err := f.svc.PurgeDeletedKey(ctx, f.admin, "team1", "rotating"); !errors.Is(err, vault.ErrPurgeProtected) {
 		t.Fatalf("purge under protection: %v", err)
 	}
-	f.clk.add(8 * 24 * time.Hour)
+	f.clk.Advance(8 * 24 * time.Hour)
 	f.svc.RunLifecycle(ctx)
 	if _, err := f.svc.GetDeletedKey(ctx, f.admin, "team1", "rotating"); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("not purged after retention: %v", err)

@@ -20,7 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/registry/conformance"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
 	"github.com/cofferhq/coffer/internal/seal"
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
@@ -93,11 +93,7 @@ func newServiceWith(t *testing.T, wrap func(blobstore.Driver) blobstore.Driver) 
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := store.OpenSQLite(ctx, dir+"/metadata.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLiteAt(t, dir+"/metadata.db")
 	meta, err := registry.NewSQLMetadata(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ package keyring
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -109,15 +108,10 @@ func (e *AccessError) Error() string {
 // Unwrap lets errors.Is find seal.ErrKeyUnavailable and the vault's error kind.
 func (e *AccessError) Unwrap() []error { return []error{seal.ErrKeyUnavailable, e.Cause} }
 
-type rootRow struct {
-	gen     uint32
-	wrapped []byte
-	kid     string
-}
-
 // Keyring holds the registry's root keys. It is safe for concurrent use.
 type Keyring struct {
-	o Options
+	o  Options
+	db rootStore
 
 	checkMu sync.Mutex // serializes vault checks and rotations
 
@@ -127,26 +121,6 @@ type Keyring struct {
 	accessErr *AccessError
 	lastCheck time.Time
 	lastRotCk time.Time
-}
-
-var migrations = []string{
-	`CREATE TABLE seal_settings (
-		id INTEGER PRIMARY KEY CHECK (id = 1),
-		source TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		versioned_key_id TEXT NOT NULL,
-		identity TEXT NOT NULL,
-		rotation_enabled INTEGER NOT NULL,
-		last_rotation INTEGER NOT NULL,
-		current_generation INTEGER NOT NULL,
-		created_at INTEGER NOT NULL
-	);
-	CREATE TABLE seal_root_keys (
-		generation INTEGER PRIMARY KEY,
-		wrapped BLOB NOT NULL,
-		kek_kid TEXT NOT NULL,
-		created_at INTEGER NOT NULL
-	)`,
 }
 
 // Open prepares the keyring's tables and loads its settings. It calls no vault: the root
@@ -170,55 +144,16 @@ func Open(ctx context.Context, o Options) (*Keyring, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := o.DB.Migrate(ctx, "seal", migrations); err != nil {
+	k := &Keyring{o: o, db: rootStore{db: o.DB}}
+	if err := k.db.migrate(ctx); err != nil {
 		return nil, err
 	}
-	k := &Keyring{o: o}
-	st, _, err := k.load(ctx)
+	st, _, err := k.db.load(ctx)
 	if err != nil && !errors.Is(err, ErrNotInitialized) {
 		return nil, err
 	}
 	k.settings = st
 	return k, nil
-}
-
-// load reads the settings and the wrapped root keys.
-func (k *Keyring) load(ctx context.Context) (*Settings, []rootRow, error) {
-	var st Settings
-	var rot, last, gen int64
-	err := k.o.DB.QueryRowContext(ctx, `SELECT source, key_id, versioned_key_id, identity, rotation_enabled, last_rotation, current_generation
-		FROM seal_settings WHERE id = 1`).Scan(&st.Source, &st.KeyID, &st.VersionedKeyID, &st.Identity, &rot, &last, &gen)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, ErrNotInitialized
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("read encryption settings: %w", err)
-	}
-	st.RotationEnabled = rot != 0
-	st.LastRotation = time.Unix(last, 0).UTC()
-	st.Generation = uint32(gen)
-	rows, err := k.o.DB.QueryContext(ctx, `SELECT generation, wrapped, kek_kid FROM seal_root_keys ORDER BY generation`)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read wrapped root keys: %w", err)
-	}
-	defer rows.Close()
-	var out []rootRow
-	for rows.Next() {
-		var r rootRow
-		var g int64
-		if err := rows.Scan(&g, &r.wrapped, &r.kid); err != nil {
-			return nil, nil, fmt.Errorf("read wrapped root keys: %w", err)
-		}
-		r.gen = uint32(g)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read wrapped root keys: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, nil, fmt.Errorf("encryption settings exist but no root key is stored")
-	}
-	return &st, out, nil
 }
 
 // Settings returns the current settings (ErrNotInitialized before Initialize).
@@ -240,7 +175,7 @@ func (k *Keyring) Initialize(ctx context.Context, source, keyID, identity string
 	}
 	k.checkMu.Lock()
 	defer k.checkMu.Unlock()
-	if _, _, err := k.load(ctx); !errors.Is(err, ErrNotInitialized) {
+	if _, _, err := k.db.load(ctx); !errors.Is(err, ErrNotInitialized) {
 		if err == nil {
 			return errors.New("registry encryption is already initialized")
 		}
@@ -269,15 +204,7 @@ func (k *Keyring) Initialize(ctx context.Context, source, keyID, identity string
 	now := k.o.Now().UTC()
 	st := Settings{Source: source, KeyID: keyID, VersionedKeyID: kid, Identity: identity,
 		RotationEnabled: id.Version == "", LastRotation: now, Generation: 1}
-	err = k.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO seal_settings (id, source, key_id, versioned_key_id, identity, rotation_enabled, last_rotation, current_generation, created_at)
-			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)`, st.Source, st.KeyID, st.VersionedKeyID, st.Identity, boolInt(st.RotationEnabled), now.Unix(), 1, now.Unix()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO seal_root_keys (generation, wrapped, kek_kid, created_at) VALUES (1, ?, ?, ?)`, wrapped, kid, now.Unix())
-		return err
-	})
-	if err != nil {
+	if err := k.db.initialize(ctx, st, rootRow{gen: 1, wrapped: wrapped, kid: kid}, now); err != nil {
 		return fmt.Errorf("store the wrapped root key: %w", err)
 	}
 	k.mu.Lock()
@@ -289,13 +216,6 @@ func (k *Keyring) Initialize(ctx context.Context, source, keyID, identity string
 	k.mu.Unlock()
 	k.o.Log.Info("registry encryption initialized", "source", source, "key", kid, "identity", identity)
 	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // CheckAccess unwraps the stored root keys again. On failure the keyring drops its root
@@ -310,7 +230,7 @@ func (k *Keyring) CheckAccess(ctx context.Context) error {
 func (k *Keyring) checkLocked(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.o.CheckTimeout)
 	defer cancel()
-	st, rows, err := k.load(ctx)
+	st, rows, err := k.db.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -456,7 +376,7 @@ func (k *Keyring) Enable(ctx context.Context, keyID, identity string) (Settings,
 func (k *Keyring) Disable(ctx context.Context) error { return ErrCannotDisable }
 
 func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source string) (Settings, error) {
-	st, rows, err := k.load(ctx)
+	st, rows, err := k.db.load(ctx)
 	if err != nil {
 		return Settings{}, err
 	}
@@ -495,36 +415,18 @@ func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source stri
 	if err != nil {
 		return Settings{}, err
 	}
-	type rewrapped struct {
-		gen     uint32
-		kid     string
-		wrapped []byte
-	}
-	var out []rewrapped
+	var out []rootRow
 	for _, r := range rows {
 		kid, wrapped, err := kek.WrapVerified(ctx, kk, info.KID, roots[r.gen])
 		if err != nil {
 			return Settings{}, err
 		}
-		out = append(out, rewrapped{r.gen, kid, wrapped})
+		out = append(out, rootRow{gen: r.gen, wrapped: wrapped, kid: kid})
 	}
 	now := k.o.Now().UTC()
 	nst := Settings{Source: source, KeyID: keyID, VersionedKeyID: info.KID, Identity: identity,
 		RotationEnabled: id.Version == "", LastRotation: now, Generation: st.Generation}
-	err = k.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE seal_settings SET source = ?, key_id = ?, versioned_key_id = ?, identity = ?,
-			rotation_enabled = ?, last_rotation = ? WHERE id = 1`,
-			nst.Source, nst.KeyID, nst.VersionedKeyID, nst.Identity, boolInt(nst.RotationEnabled), now.Unix()); err != nil {
-			return err
-		}
-		for _, r := range out {
-			if _, err := tx.ExecContext(ctx, `UPDATE seal_root_keys SET wrapped = ?, kek_kid = ? WHERE generation = ?`, r.wrapped, r.kid, r.gen); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := k.db.rewrap(ctx, nst, out); err != nil {
 		return Settings{}, fmt.Errorf("store the re-wrapped root keys: %w", err)
 	}
 	k.mu.Lock()
@@ -543,7 +445,7 @@ func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source stri
 func (k *Keyring) NewGeneration(ctx context.Context) (uint32, error) {
 	k.checkMu.Lock()
 	defer k.checkMu.Unlock()
-	st, _, err := k.load(ctx)
+	st, _, err := k.db.load(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -567,15 +469,7 @@ func (k *Keyring) NewGeneration(ctx context.Context) (uint32, error) {
 	}
 	gen := st.Generation + 1
 	now := k.o.Now().UTC()
-	err = k.o.DB.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO seal_root_keys (generation, wrapped, kek_kid, created_at) VALUES (?, ?, ?, ?)`,
-			int64(gen), wrapped, kid, now.Unix()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE seal_settings SET current_generation = ? WHERE id = 1`, int64(gen))
-		return err
-	})
-	if err != nil {
+	if err := k.db.addGeneration(ctx, rootRow{gen: gen, wrapped: wrapped, kid: kid}, now); err != nil {
 		return 0, fmt.Errorf("store the new root key: %w", err)
 	}
 	k.mu.Lock()

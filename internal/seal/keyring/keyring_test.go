@@ -7,19 +7,20 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
+	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/kek"
 	"github.com/cofferhq/coffer/internal/kek/kektest"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/seal/keyring"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 const (
@@ -27,24 +28,11 @@ const (
 	customerVault = "https://team.vault.test"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
 	db       *store.DB
 	platform *kektest.Memory
 	customer *kektest.Memory
-	clock    *clock
+	clock    *clocktest.Clock
 	resolver keyring.Resolver
 	// identities that may reach the customer vault
 	allowed map[string]bool
@@ -52,13 +40,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLite(t)
 	e := &env{db: db, platform: kektest.NewMemory(platformVault), customer: kektest.NewMemory(customerVault),
-		clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, allowed: map[string]bool{"uami-1": true, "uami-2": true}}
+		clock: clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), allowed: map[string]bool{"uami-1": true, "uami-2": true}}
 	e.resolver = keyring.ResolverFunc(func(ctx context.Context, identity, keyID string) (kek.KEK, error) {
 		switch {
 		case strings.HasPrefix(keyID, platformVault+"/"):
@@ -291,12 +275,12 @@ func TestRevocationAndRecovery(t *testing.T) {
 
 			c.revoke(e.customer)
 			// Within the interval the cached key still serves...
-			e.clock.Add(30 * time.Second)
+			e.clock.Advance(30 * time.Second)
 			if _, err := readObj(d, "blobs/a", 0, 10); err != nil {
 				t.Fatalf("read before the check is due: %v", err)
 			}
 			// ...and once the interval has passed, reads and writes fail.
-			e.clock.Add(31 * time.Second)
+			e.clock.Advance(31 * time.Second)
 			_, rerr := readObj(d, "blobs/a", 1<<20, 10)
 			_, werr := d.Writer(ctx, "blobs/b")
 			for _, err := range []error{rerr, werr} {
@@ -318,7 +302,7 @@ func TestRevocationAndRecovery(t *testing.T) {
 			}
 
 			c.restore(e.customer)
-			e.clock.Add(61 * time.Second)
+			e.clock.Advance(61 * time.Second)
 			got, err := readObj(d, "blobs/a", 2<<20, 19)
 			if err != nil || string(got) != "coffer-layer-bytes-"[(2<<20)%19:]+"coffer-layer-bytes-"[:(2<<20)%19] {
 				t.Fatalf("after restore: %q, %v", got, err)
@@ -331,45 +315,43 @@ func TestRevocationAndRecovery(t *testing.T) {
 	}
 }
 
-// TestBackgroundCheck: the background loop alone (no reads) notices revocation.
+// TestBackgroundCheck: the background loop alone (no reads) notices revocation, and
+// restored access, within one access check interval. It runs in a synctest bubble: the
+// interval passes in virtual time, with no polling.
 func TestBackgroundCheck(t *testing.T) {
-	e := newEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	k, err := keyring.Open(ctx, keyring.Options{DB: e.db, Resolver: e.resolver, AccessCheckInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := k.Initialize(ctx, keyring.SourcePlatform, platformVault+"/keys/registry", keyring.SystemIdentity); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { k.Run(ctx); close(done) }()
-	e.platform.Deny("unwrapKey")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, _ := k.Status(ctx, false)
-		if !st.KeyAccessible {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 200 * time.Millisecond
+		e := newEnv(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		k, err := keyring.Open(ctx, keyring.Options{DB: e.db, Resolver: e.resolver, AccessCheckInterval: interval})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
+		if err := k.Initialize(ctx, keyring.SourcePlatform, platformVault+"/keys/registry", keyring.SystemIdentity); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { k.Run(ctx); close(done) }()
+		e.platform.Deny("unwrapKey")
+		synctest.Wait()
+		if st, _ := k.Status(ctx, false); !st.KeyAccessible {
+			t.Fatal("the key is inaccessible before any check ran")
+		}
+		time.Sleep(interval + interval/4)
+		synctest.Wait()
+		if st, _ := k.Status(ctx, false); st.KeyAccessible {
 			t.Fatal("the background check did not notice the revocation")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.platform.Allow("unwrapKey")
-	for {
-		st, _ := k.Status(ctx, false)
-		if st.KeyAccessible {
-			break
-		}
-		if time.Now().After(deadline) {
+		e.platform.Allow("unwrapKey")
+		time.Sleep(interval + interval/4)
+		synctest.Wait()
+		if st, _ := k.Status(ctx, false); !st.KeyAccessible {
 			t.Fatal("the background check did not notice the restored access")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		cancel()
+		<-done
+	})
 }
 
 func TestAutomaticRotation(t *testing.T) {
@@ -395,7 +377,7 @@ func TestAutomaticRotation(t *testing.T) {
 		t.Fatalf("after automatic rotation: %+v", st)
 	}
 	// The old version may go away: the root key is wrapped under the new one now.
-	e.clock.Add(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	if _, err := readObj(d, "blobs/a", 0, 1000); err != nil {
 		t.Fatal(err)
 	}

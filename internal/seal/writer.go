@@ -1,0 +1,360 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cofferhq/coffer/internal/blobstore"
+)
+
+// Writer starts a new sealed object at path.
+func (d *Driver) Writer(ctx context.Context, path string) (blobstore.Writer, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	gen, root, err := d.keys.CurrentKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
+	h := Header{Generation: gen, SegmentSize: uint32(d.segmentSize)}
+	if _, err := io.ReadFull(d.rand, h.ObjectID[:]); err != nil {
+		return nil, fmt.Errorf("seal %s: object id: %w", path, err)
+	}
+	c, err := newObjectCipher(root, h)
+	if err != nil {
+		return nil, err
+	}
+	iw, err := d.inner.Writer(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	// A stale tail from an earlier object at this path must not be resumed into this one.
+	if err := d.inner.Delete(ctx, path+TailSuffix); err != nil {
+		iw.Cancel(ctx)
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
+	if _, err := iw.Write(c.header); err != nil {
+		iw.Cancel(ctx)
+		return nil, fmt.Errorf("seal %s: write header: %w", path, err)
+	}
+	return d.newWriter(ctx, path, iw, h, c, 0, nil), nil
+}
+
+// ResumeWriter reopens an unfinished sealed object: it restores the partial last segment
+// from the tail object that Close left beside it.
+func (d *Driver) ResumeWriter(ctx context.Context, path string) (blobstore.Writer, error) {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	iw, err := d.inner.ResumeWriter(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	h, c, index, tail, err := d.readTail(ctx, path)
+	if err != nil {
+		iw.Close()
+		return nil, err
+	}
+	if want := h.SegmentOffset(int64(index)); iw.Size() != want {
+		iw.Close()
+		return nil, fmt.Errorf("seal %s: unfinished upload is inconsistent (%d bytes stored, tail expects %d); restart the upload", path, iw.Size(), want)
+	}
+	return d.newWriter(ctx, path, iw, h, c, index, tail), nil
+}
+
+// wbatch is a run of segments for the writer's stages: their plaintexts lie in buf at
+// i*slot+NonceSize, to be sealed in place.
+type wbatch struct {
+	buf     []byte
+	first   uint64 // index of the first segment
+	segs    int    // number of segments; all full but maybe the last
+	lastLen int    // plaintext length of the last segment
+	final   bool   // the last segment is the object's final segment
+}
+
+// writer seals segments as they fill. Full batches go to the sealer and then the storer,
+// which writes them to the inner writer in order; the partial last segment stays with the caller
+// until Commit (sealed as the final segment) or Close (sealed into the tail object, with a
+// fresh random nonce, for ResumeWriter).
+type writer struct {
+	d     *Driver
+	ctx   context.Context
+	path  string
+	inner blobstore.Writer
+	h     Header
+	c     *objectCipher // the sealer's while it runs; the caller's once it has stopped
+	seg   int           // plaintext bytes per segment
+	slot  int           // stored bytes per segment
+	index uint64        // segments handed to the sealer (or sealed inline)
+	cur   []byte        // the batch being filled; nil until the first byte
+	n     int           // full segments in cur
+	fill  int           // plaintext bytes of the partial segment n in cur
+	done  bool
+
+	work    chan *wbatch  // to the sealer; nil until the stages start and after they stop
+	stopped chan struct{} // closed when the storer has finished
+	nonces  []byte        // the sealer's (or the inline sealing's) nonce scratch
+	abort   atomic.Bool   // Cancel: the stages drop what is queued
+	mu      sync.Mutex
+	err     error // sticky: the first sealing or storage failure
+}
+
+func (d *Driver) newWriter(ctx context.Context, path string, iw blobstore.Writer, h Header, c *objectCipher, index uint64, tail []byte) *writer {
+	w := &writer{
+		d: d, ctx: ctx, path: path, inner: iw, h: h, c: c, index: index,
+		seg: int(h.SegmentSize), slot: int(h.slot()),
+		nonces: make([]byte, batchSegments*NonceSize),
+	}
+	if len(tail) > 0 {
+		w.cur = d.getBatch(w.slot)
+		w.fill = copy(w.cur[NonceSize:NonceSize+w.seg], tail)
+	}
+	return w
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *writer) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		// The inner object now ends in an unknown state; it cannot be continued.
+		w.err = fmt.Errorf("seal %s: %w", w.path, err)
+	}
+}
+
+func (w *writer) Size() int64 {
+	return (int64(w.index)+int64(w.n))*int64(w.seg) + int64(w.fill)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, fmt.Errorf("seal %s: write after close", w.path)
+	}
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	if _, err := w.d.keys.Key(w.ctx, w.h.Generation); err != nil {
+		return 0, fmt.Errorf("seal %s: %w", w.path, err)
+	}
+	written := 0
+	for len(p) > 0 {
+		if w.cur == nil {
+			w.cur = w.d.getBatch(w.slot)
+		}
+		at := w.n*w.slot + NonceSize
+		k := copy(w.cur[at+w.fill:at+w.seg], p)
+		w.fill += k
+		p = p[k:]
+		written += k
+		if w.fill == w.seg {
+			w.n, w.fill = w.n+1, 0
+			if w.n == batchSegments {
+				if err := w.submit(false, false); err != nil {
+					return written, err
+				}
+			}
+		}
+	}
+	return written, nil
+}
+
+// submit hands the full segments of the current batch (and with final, the partial one as
+// the object's final segment) to the sealer. With last, nothing more will follow: a batch
+// that is the whole remaining object is sealed and written right here when no stage runs.
+func (w *writer) submit(final, last bool) error {
+	b := &wbatch{buf: w.cur, first: w.index, segs: w.n, lastLen: w.seg, final: final}
+	if final {
+		b.segs, b.lastLen = w.n+1, w.fill
+		w.fill = 0
+	}
+	w.cur, w.n = nil, 0
+	if b.segs == 0 {
+		if b.buf != nil {
+			w.d.putBatch(b.buf)
+		}
+		return w.failed()
+	}
+	if b.buf == nil { // an empty object: only its empty final segment
+		b.buf = w.d.getBatch(w.slot)
+	}
+	w.index += uint64(b.segs)
+	if last && w.work == nil {
+		w.process(b)
+		return w.failed()
+	}
+	if w.work == nil {
+		// Two stages, so sealing one batch overlaps writing the one before. The channels
+		// are unbuffered: the caller, the sealer and the storer hold a batch each.
+		w.work = make(chan *wbatch)
+		w.stopped = make(chan struct{})
+		sealed := make(chan *wbatch)
+		go w.sealer(w.work, sealed)
+		go w.storer(sealed, w.stopped)
+	}
+	w.work <- b
+	return w.failed()
+}
+
+func (w *writer) sealer(work <-chan *wbatch, sealed chan<- *wbatch) {
+	defer close(sealed)
+	for b := range work {
+		if w.live() && w.seal(b) {
+			sealed <- b
+		} else {
+			w.d.putBatch(b.buf)
+		}
+	}
+}
+
+func (w *writer) storer(sealed <-chan *wbatch, stopped chan<- struct{}) {
+	defer close(stopped)
+	for b := range sealed {
+		if w.live() {
+			w.store(b)
+		}
+		w.d.putBatch(b.buf)
+	}
+}
+
+// live tells whether batches are still worth sealing and storing: no earlier one failed
+// and the upload is not being cancelled.
+func (w *writer) live() bool { return !w.abort.Load() && w.failed() == nil }
+
+// process seals and stores a batch on the caller's goroutine (an object that fits one
+// batch), then recycles the buffer.
+func (w *writer) process(b *wbatch) {
+	if w.live() && w.seal(b) {
+		w.store(b)
+	}
+	w.d.putBatch(b.buf)
+}
+
+// seal seals the segments of a batch in place.
+func (w *writer) seal(b *wbatch) bool {
+	nonces := w.nonces[:b.segs*NonceSize]
+	if _, err := io.ReadFull(w.d.rand, nonces); err != nil {
+		w.fail(fmt.Errorf("nonce: %w", err))
+		return false
+	}
+	for i := range b.segs {
+		kind, n := byte(kindSegment), w.seg
+		if i == b.segs-1 {
+			n = b.lastLen
+			if b.final {
+				kind = kindFinal
+			}
+		}
+		w.c.sealInPlace(b.buf[i*w.slot:], b.first+uint64(i), kind, nonces[i*NonceSize:(i+1)*NonceSize], n)
+	}
+	return true
+}
+
+// store writes a sealed batch to the inner writer.
+func (w *writer) store(b *wbatch) {
+	end := (b.segs-1)*w.slot + b.lastLen + Overhead
+	if _, err := w.inner.Write(b.buf[:end]); err != nil {
+		w.fail(err)
+	}
+}
+
+// wait stops the stages once they have done everything queued, and returns the sticky
+// error.
+func (w *writer) wait() error {
+	if w.work != nil {
+		close(w.work)
+		<-w.stopped
+		w.work = nil
+	}
+	return w.failed()
+}
+
+func (w *writer) Commit(ctx context.Context) error {
+	if w.done {
+		return fmt.Errorf("seal %s: commit after close", w.path)
+	}
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if _, err := w.d.keys.Key(ctx, w.h.Generation); err != nil {
+		return fmt.Errorf("seal %s: %w", w.path, err)
+	}
+	w.submit(true, true)
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if err := w.inner.Commit(ctx); err != nil {
+		return err
+	}
+	w.done = true
+	if err := w.d.inner.Delete(ctx, w.path+TailSuffix); err != nil {
+		return fmt.Errorf("seal %s: remove resume state: %w", w.path, err)
+	}
+	return nil
+}
+
+func (w *writer) Cancel(ctx context.Context) error {
+	w.abort.Store(true)
+	w.wait()
+	if w.cur != nil {
+		w.d.putBatch(w.cur)
+		w.cur = nil
+	}
+	w.done = true
+	err := w.inner.Cancel(ctx)
+	return errors.Join(err, w.d.inner.Delete(ctx, w.path+TailSuffix))
+}
+
+// Close keeps the upload for ResumeWriter: the full segments are written, and the partial
+// one is sealed into the tail object (committed first, so a crash never leaves an
+// unfinished object without it).
+func (w *writer) Close() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	var tail []byte
+	if w.fill > 0 {
+		at := w.n*w.slot + NonceSize
+		tail = bytes.Clone(w.cur[at : at+w.fill])
+	}
+	w.submit(false, true)
+	if err := w.wait(); err != nil {
+		return errors.Join(err, w.inner.Close())
+	}
+	err := w.writeTail(tail)
+	return errors.Join(err, w.inner.Close())
+}
+
+func (w *writer) writeTail(tail []byte) error {
+	nonce := w.nonces[:NonceSize]
+	if _, err := io.ReadFull(w.d.rand, nonce); err != nil {
+		return fmt.Errorf("seal %s: nonce: %w", w.path, err)
+	}
+	rec := make([]byte, 0, HeaderSize+8+Overhead+len(tail))
+	rec = append(rec, w.c.header...)
+	rec = binary.BigEndian.AppendUint64(rec, w.index)
+	rec = w.c.sealSegment(rec, w.index, kindTail, nonce, tail)
+	tw, err := w.d.inner.Writer(w.ctx, w.path+TailSuffix)
+	if err != nil {
+		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
+	}
+	if _, err := tw.Write(rec); err != nil {
+		tw.Cancel(w.ctx)
+		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
+	}
+	if err := tw.Commit(w.ctx); err != nil {
+		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
+	}
+	return nil
+}
