@@ -1,4 +1,4 @@
-package tokenapi_test
+package server_test
 
 import (
 	"bytes"
