@@ -15,7 +15,7 @@ import (
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/durable"
 	"github.com/cofferhq/coffer/internal/identity"
-	"github.com/cofferhq/coffer/internal/identity/identityapi"
+	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/token/tokenapi"
 )
@@ -55,6 +55,9 @@ func (s *Server) mountIdentity(ctx context.Context) error {
 	tokens := token.NewService(ks, token.Options{TenantID: svc.TenantID(), TTL: s.cfg.TokenTTL})
 	s.identity.tokens = tokens
 	s.identity.verifier = tokens
+	if s.mgmt, err = mgmt.NewRouter(s.mux, tokens); err != nil {
+		return err
+	}
 
 	header, err := ensureSecretFile(filepath.Join(keysDir, "identity-header"))
 	if err != nil {
@@ -71,7 +74,6 @@ func (s *Server) mountIdentity(ctx context.Context) error {
 		Limiter:        identity.NewLoginLimiter(s.cfg.LoginFailureLimit, time.Minute, nil),
 		Log:            s.log,
 	}).Register(s.mux)
-	identityapi.New(svc, tokens, authz).Register(s.mux)
 	return nil
 }
 
