@@ -358,3 +358,7 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// ManagementRoutes lists the management API's routes mounted through the route table
+// ("METHOD /coffer/v1/..."), for the test that holds them to the OpenAPI document.
+func (s *Server) ManagementRoutes() []string { return s.mgmt.Registered() }
