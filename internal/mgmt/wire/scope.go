@@ -195,8 +195,8 @@ func isAlnum(b byte) bool {
 }
 
 // ErrInvalid is wrapped by the errors of ParseScopeMapEntry, as the access part wraps its
-// own (the message reads the same: "invalid parameter: ...").
-var ErrInvalid = errors.New("invalid parameter")
+// own (the message reads the same: "invalid request: ...").
+var ErrInvalid = errors.New("invalid request")
 
 // Scope-map actions of repository tokens.
 const (

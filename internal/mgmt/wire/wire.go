@@ -10,6 +10,7 @@ package wire
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -35,6 +36,10 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// errBadBytes is wrapped by the errors of Bytes, as the vault wraps its own ("invalid
+// parameter: ...").
+var errBadBytes = errors.New("invalid parameter")
+
 // Bytes is a byte string that marshals as unpadded base64url (as Key Vault writes binary
 // members) and accepts padded or unpadded, URL or standard base64 when unmarshalled.
 type Bytes []byte
@@ -51,7 +56,7 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
-		return fmt.Errorf("%w: expected a base64url string", ErrInvalid)
+		return fmt.Errorf("%w: expected a base64url string", errBadBytes)
 	}
 	v, err := DecodeBytes(string(data[1 : len(data)-1]))
 	if err != nil {
@@ -67,13 +72,13 @@ func DecodeBytes(s string) ([]byte, error) {
 	if strings.ContainsAny(s, "+/") {
 		v, err := base64.RawStdEncoding.DecodeString(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad base64: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: bad base64: %v", errBadBytes, err)
 		}
 		return v, nil
 	}
 	v, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bad base64url: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: bad base64url: %v", errBadBytes, err)
 	}
 	return v, nil
 }
