@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/durable"
-	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // credentials are what `coffer login` keeps, in a file of mode 0600.
@@ -154,7 +154,7 @@ func newAPIClient(cmd *cobra.Command) (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	form := url.Values{"service": {token.AudienceManagement}}
+	form := url.Values{"service": {wire.AudienceManagement}}
 	switch {
 	case os.Getenv("COFFER_USERNAME") != "":
 		form.Set("grant_type", "password")

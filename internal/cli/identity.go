@@ -5,14 +5,15 @@ import (
 	"net/url"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		id := &cobra.Command{
-			Use:   "identity",
-			Short: "Manage managed identities (for the registry and services beside Coffer)",
-			Long: `A user-assigned managed identity has a principal (object) id and a client id and no
+func identityCommand() *cobra.Command {
+	id := &cobra.Command{
+		Use:   "identity",
+		Short: "Manage managed identities (for the registry and services beside Coffer)",
+		Long: `A user-assigned managed identity has a principal (object) id and a client id and no
 secret: a process on the Coffer machine gets its tokens from the managed-identity
 endpoint (App Service protocol), for example with the Azure SDK's
 ManagedIdentityCredential and
@@ -22,14 +23,13 @@ ManagedIdentityCredential and
 
 The registry's own system-assigned identity, named "registry", is listed too; it is
 created on first start and cannot be deleted.`,
-			Example: `  coffer identity create kms-plugin
+		Example: `  coffer identity create kms-plugin
   coffer identity list
   coffer identity show kms-plugin -o json
   coffer identity delete kms-plugin`,
-		}
-		id.AddCommand(identityCreateCommand(), identityListCommand(), identityShowCommand(), identityDeleteCommand())
-		root.AddCommand(id)
-	})
+	}
+	id.AddCommand(identityCreateCommand(), identityListCommand(), identityShowCommand(), identityDeleteCommand())
+	return id
 }
 
 func identityTable(list []principalInfo) Table {
@@ -52,10 +52,11 @@ func identityCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out principalInfo
-			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/managedIdentities", map[string]string{"name": args[0]}, &out); err != nil {
+			var created wire.ManagedIdentity
+			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/managedIdentities", wire.CreateManagedIdentityRequest{Name: args[0]}, &created); err != nil {
 				return err
 			}
+			out := managedIdentityView(created)
 			return printResult(cmd, out, func() Table { return identityTable([]principalInfo{out}) })
 		},
 	}
@@ -67,17 +68,9 @@ func identityListCommand() *cobra.Command {
 		Short:   "List managed identities (user-assigned and the registry's system-assigned one)",
 		Example: `  coffer identity list -o json`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out principalList
-			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/managedIdentities", nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out.Value, func() Table { return identityTable(out.Value) })
-		},
+		RunE: getRun(fixedPath("/coffer/v1/managedIdentities"), func(in wire.List[wire.ManagedIdentity]) []principalInfo {
+			return mapSlice(in.Value, managedIdentityView)
+		}, identityTable),
 	}
 }
 
@@ -87,17 +80,8 @@ func identityShowCommand() *cobra.Command {
 		Short:   "Show a managed identity (by name, principal id or client id)",
 		Example: `  coffer identity show kms-plugin`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out principalInfo
-			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/managedIdentities/"+url.PathEscape(args[0]), nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out, func() Table { return identityTable([]principalInfo{out}) })
-		},
+		RunE: getRun(func(args []string) string { return "/coffer/v1/managedIdentities/" + url.PathEscape(args[0]) },
+			managedIdentityView, func(p principalInfo) Table { return identityTable([]principalInfo{p}) }),
 	}
 }
 
@@ -109,8 +93,6 @@ func identityDeleteCommand() *cobra.Command {
 use, for example by the registry's customer-managed-key encryption.`,
 		Example: `  coffer identity delete kms-plugin`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return deletePrincipal(cmd, "/coffer/v1/managedIdentities/", args[0])
-		},
+		RunE:    deletePrincipal("/coffer/v1/managedIdentities/"),
 	}
 }

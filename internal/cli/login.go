@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // defaultServer is the server `coffer login` uses when none is given: `coffer serve`'s
@@ -22,13 +22,7 @@ import (
 const defaultServer = "https://localhost:5000"
 
 // defaultCAFile is the CA `coffer serve` generates in its default data directory.
-var defaultCAFile = filepath.Join("coffer-data", "tls", "ca.pem")
-
-func init() {
-	register(func(root *cobra.Command) {
-		root.AddCommand(loginCommand(), logoutCommand())
-	})
-}
+func defaultCAFile() string { return filepath.Join("coffer-data", "tls", "ca.pem") }
 
 // loginResult is what `coffer login` prints.
 type loginResult struct {
@@ -52,7 +46,7 @@ coffer/credentials.json, mode 0600), that every other command exchanges for a
 short-lived management token. 'coffer logout' revokes it. Changing the password also
 revokes it.
 
-SERVER defaults to ` + defaultServer + `. When --ca-file is not given and ./` + defaultCAFile + `
+SERVER defaults to ` + defaultServer + `. When --ca-file is not given and ./` + defaultCAFile() + `
 exists (the CA that 'coffer serve' generated in this directory), it is trusted.`,
 		Example: `  # after 'coffer serve' in this directory
   coffer login -u admin --password-stdin < coffer-data/initial-admin-password
@@ -91,8 +85,8 @@ func runLogin(cmd *cobra.Command, args []string) error {
 		caFile = os.Getenv("COFFER_CA_FILE")
 	}
 	if caFile == "" {
-		if _, err := os.Stat(defaultCAFile); err == nil {
-			caFile = defaultCAFile
+		if _, err := os.Stat(defaultCAFile()); err == nil {
+			caFile = defaultCAFile()
 		}
 	}
 	if caFile != "" {
@@ -122,7 +116,7 @@ func runLogin(cmd *cobra.Command, args []string) error {
 		"grant_type":  {"password"},
 		"username":    {username},
 		"password":    {password},
-		"service":     {token.AudienceManagement},
+		"service":     {wire.AudienceManagement},
 		"client_id":   {"coffer-cli"},
 		"access_type": {"offline"},
 	}
@@ -134,12 +128,7 @@ func runLogin(cmd *cobra.Command, args []string) error {
 		return fmt.Errorf("log in to %s: the server returned no refresh token", server)
 	}
 	c := &apiClient{base: server, http: hc, token: tok.AccessToken}
-	var who struct {
-		ID       string `json:"id"`
-		Kind     string `json:"kind"`
-		Name     string `json:"name"`
-		TenantID string `json:"tenantId"`
-	}
+	var who wire.Whoami
 	if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/whoami", nil, &who); err != nil {
 		return fmt.Errorf("log in to %s: %w", server, err)
 	}

@@ -10,29 +10,20 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // Registry management commands: repositories, tags and garbage collection, over the
-// management API (/coffer/v1/registry/...). The `registry` parent is shared with the
-// encryption commands (findOrAddCommand).
-func init() {
-	register(func(root *cobra.Command) {
-		reg := findOrAddCommand(root, registryGroup())
-		reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand())
-	})
+// management API (/coffer/v1/registry/...). The `registry` parent also holds the
+// encryption commands (registry_encryption.go).
+func registryCommand() *cobra.Command {
+	reg := registryGroup()
+	reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand(), encryptionCommand())
+	return reg
 }
 
-// registryRepository mirrors the server's repository summary.
-type registryRepository struct {
-	Name          string    `json:"name"`
-	Created       time.Time `json:"created"`
-	ManifestCount int       `json:"manifestCount"`
-	TagCount      int       `json:"tagCount"`
-	BlobCount     int       `json:"blobCount"`
-	Size          int64     `json:"size"`
-}
-
-func repoRows(list []registryRepository) Table {
+func repoRows(list []wire.Repository) Table {
 	t := Table{Header: []string{"NAME", "MANIFESTS", "TAGS", "BLOBS", "SIZE", "CREATED"}}
 	for _, r := range list {
 		t.Rows = append(t.Rows, []string{r.Name, strconv.Itoa(r.ManifestCount), strconv.Itoa(r.TagCount),
@@ -66,13 +57,10 @@ func registryRepoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var all []registryRepository
+			var all []wire.Repository
 			last := ""
 			for {
-				var page struct {
-					Repositories []registryRepository `json:"repositories"`
-					Next         string               `json:"next"`
-				}
+				var page wire.RepositoryList
 				q := url.Values{"n": {"500"}}
 				if last != "" {
 					q.Set("last", last)
@@ -86,9 +74,7 @@ func registryRepoCommand() *cobra.Command {
 				}
 				last = page.Next
 			}
-			if all == nil {
-				all = []registryRepository{}
-			}
+			all = orEmpty(all)
 			return printResult(cmd, all, func() Table { return repoRows(all) })
 		},
 	}
@@ -97,17 +83,7 @@ func registryRepoCommand() *cobra.Command {
 		Short:   "Show one repository",
 		Example: "  coffer registry repo show team/app",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var r registryRepository
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/repositories/"+args[0], nil, &r); err != nil {
-				return err
-			}
-			return printResult(cmd, r, func() Table { return repoRows([]registryRepository{r}) })
-		},
+		RunE:    getRun(repoPath, same[wire.Repository], func(r wire.Repository) Table { return repoRows([]wire.Repository{r}) }),
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
@@ -121,15 +97,9 @@ needs them ('coffer registry gc').`,
 			if yes, _ := cmd.Flags().GetBool("yes"); !yes {
 				return fmt.Errorf("deleting repository %s removes all its images: add --yes to confirm", args[0])
 			}
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/registry/repositories/"+args[0], nil, nil); err != nil {
-				return err
-			}
-			return printDone(cmd, map[string]any{"deleted": true, "repository": args[0]},
-				fmt.Sprintf("Deleted repository %s.", args[0]))
+			return deleteRun(repoPath, func(args []string) (any, func() Table, string) {
+				return map[string]any{"deleted": true, "repository": args[0]}, nil, fmt.Sprintf("Deleted repository %s.", args[0])
+			})(cmd, args)
 		},
 	}
 	del.Flags().Bool("yes", false, "confirm the deletion")
@@ -137,11 +107,8 @@ needs them ('coffer registry gc').`,
 	return repo
 }
 
-type registryTag struct {
-	Name    string    `json:"name"`
-	Digest  string    `json:"digest"`
-	Updated time.Time `json:"updated"`
-}
+// repoPath is the path of the repository args[0] (its slashes are path separators).
+func repoPath(args []string) string { return "/coffer/v1/registry/repositories/" + args[0] }
 
 func registryTagCommand() *cobra.Command {
 	tag := &cobra.Command{Use: "tag", Short: "List and delete tags"}
@@ -155,16 +122,11 @@ func registryTagCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Repository string        `json:"repository"`
-				Tags       []registryTag `json:"tags"`
-			}
+			var out wire.TagList
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/tags?"+url.Values{"repository": {args[0]}}.Encode(), nil, &out); err != nil {
 				return err
 			}
-			if out.Tags == nil {
-				out.Tags = []registryTag{}
-			}
+			out.Tags = orEmpty(out.Tags)
 			return printResult(cmd, out.Tags, func() Table {
 				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED"}}
 				for _, tg := range out.Tags {
@@ -196,18 +158,21 @@ func registryTagCommand() *cobra.Command {
 	return tag
 }
 
-// gcReport mirrors the server's garbage collection report.
+// gcReport is what `coffer registry gc` prints of the wire.GCReport answered (-o json has
+// always had this shape: blobs without their touch time).
 type gcReport struct {
-	DryRun bool      `json:"dryRun"`
-	Cutoff time.Time `json:"cutoff"`
-	Blobs  []struct {
-		Digest string `json:"digest"`
-		Size   int64  `json:"size"`
-	} `json:"blobs"`
-	StaleLinks     int   `json:"staleLinks"`
-	BytesFreed     int64 `json:"bytesFreed"`
-	OrphanFiles    int   `json:"orphanFiles"`
-	ExpiredUploads int   `json:"expiredUploads"`
+	DryRun         bool      `json:"dryRun"`
+	Cutoff         time.Time `json:"cutoff"`
+	Blobs          []gcBlob  `json:"blobs"`
+	StaleLinks     int       `json:"staleLinks"`
+	BytesFreed     int64     `json:"bytesFreed"`
+	OrphanFiles    int       `json:"orphanFiles"`
+	ExpiredUploads int       `json:"expiredUploads"`
+}
+
+type gcBlob struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
 }
 
 func registryGCCommand() *cobra.Command {
@@ -241,18 +206,12 @@ only reports what it would remove. Progress is printed to stderr.`,
 			if resp.StatusCode >= 300 {
 				return decodeAPIError(resp)
 			}
-			var rep *gcReport
+			var rep *wire.GCReport
 			sc := bufio.NewScanner(resp.Body)
 			sc.Buffer(make([]byte, 64<<10), 64<<20)
 			errOut := cmd.ErrOrStderr()
 			for sc.Scan() {
-				var ev struct {
-					Phase  string    `json:"phase"`
-					Done   int       `json:"done"`
-					Total  int       `json:"total"`
-					Report *gcReport `json:"report"`
-					Error  string    `json:"error"`
-				}
+				var ev wire.GCEvent
 				if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 					return fmt.Errorf("garbage collection progress: %w", err)
 				}
@@ -273,7 +232,8 @@ only reports what it would remove. Progress is printed to stderr.`,
 			if rep == nil {
 				return fmt.Errorf("garbage collection: the server ended the stream without a report")
 			}
-			return printResult(cmd, rep, func() Table {
+			view := gcView(*rep)
+			return printResult(cmd, view, func() Table {
 				verb := "Removed"
 				if rep.DryRun {
 					verb = "Would remove"
@@ -293,8 +253,15 @@ only reports what it would remove. Progress is printed to stderr.`,
 	return gc
 }
 
+func gcView(rep wire.GCReport) *gcReport {
+	v := &gcReport{DryRun: rep.DryRun, Cutoff: rep.Cutoff, StaleLinks: rep.StaleLinks, BytesFreed: rep.BytesFreed,
+		OrphanFiles: rep.OrphanFiles, ExpiredUploads: rep.ExpiredUploads}
+	v.Blobs = mapSlice(rep.Blobs, func(b wire.Blob) gcBlob { return gcBlob{Digest: b.Digest, Size: b.Size} })
+	return v
+}
+
 // registryGroup is the `coffer registry` command; the registry's and the encryption's
-// commands both attach to it (findOrAddCommand keeps the first).
+// commands both attach to it.
 func registryGroup() *cobra.Command {
 	return &cobra.Command{
 		Use:   "registry",

@@ -1,20 +1,20 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-// The encryption commands live under `coffer registry`, which the registry's command file
-// may also define: whichever runs first creates it, the other finds it.
-func init() {
-	register(func(root *cobra.Command) {
-		reg := findOrAddCommand(root, registryGroup())
-		enc := &cobra.Command{
-			Use:   "encryption",
-			Short: "Show and manage the registry's encryption at rest",
-			Long: `Everything the registry stores is encrypted at rest. By default the key is a
+// encryptionCommand is `coffer registry encryption`.
+func encryptionCommand() *cobra.Command {
+	enc := &cobra.Command{
+		Use:   "encryption",
+		Short: "Show and manage the registry's encryption at rest",
+		Long: `Everything the registry stores is encrypted at rest. By default the key is a
 platform-managed key that Coffer created in its own vault (coffer-platform); a
 customer-managed key is an RSA or RSA-HSM key in any vault that speaks the Key Vault
 keys API (this server's vaults, another Coffer server, or Azure Key Vault), reached as
@@ -22,24 +22,26 @@ a managed identity or as the registry's system identity ([system]).
 
 A key id with a version pins that version until 'rotate-key'; a key id without a
 version turns on automatic rotation to the key's newest version.`,
-		}
-		enc.AddCommand(encryptionShowCommand(), encryptionEnableCommand(), encryptionRotateCommand(), encryptionDisableCommand())
-		reg.AddCommand(enc)
-	})
-}
-
-// findOrAddCommand returns parent's subcommand named like cmd, adding cmd if there is none.
-func findOrAddCommand(parent, cmd *cobra.Command) *cobra.Command {
-	for _, c := range parent.Commands() {
-		if c.Name() == cmd.Name() {
-			return c
-		}
 	}
-	parent.AddCommand(cmd)
-	return cmd
+	enc.AddCommand(encryptionShowCommand(), encryptionEnableCommand(), encryptionRotateCommand(), encryptionDisableCommand())
+	return enc
 }
 
 const encryptionPath = "/coffer/v1/registry/encryption"
+
+// printEncryption prints the status as JSON with its members sorted by name, as these
+// commands always have.
+func printEncryption(cmd *cobra.Command, st wire.EncryptionStatus) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var sorted map[string]any
+	if err := json.Unmarshal(raw, &sorted); err != nil {
+		return err
+	}
+	return printResult(cmd, sorted, nil)
+}
 
 func encryptionShowCommand() *cobra.Command {
 	return &cobra.Command{
@@ -59,11 +61,11 @@ Needs registry/manage (Owner or Contributor).`,
 			if err != nil {
 				return err
 			}
-			var out map[string]any
+			var out wire.EncryptionStatus
 			if err := c.do(cmd.Context(), "GET", encryptionPath, nil, &out); err != nil {
 				return err
 			}
-			return printResult(cmd, out, nil)
+			return printEncryption(cmd, out)
 		},
 	}
 }
@@ -80,11 +82,8 @@ func encryptionChangeCommand(use, short, example, path string, identityDefault s
 			if err != nil {
 				return err
 			}
-			var out map[string]any
-			body := map[string]string{"keyEncryptionKey": keyID}
-			if ident != "" {
-				body["identity"] = ident
-			}
+			var out wire.EncryptionStatus
+			body := wire.EncryptionKeyRequest{KeyEncryptionKey: keyID, Identity: ident}
 			if err := c.do(cmd.Context(), "POST", encryptionPath+path, body, &out); err != nil {
 				return err
 			}
@@ -92,7 +91,7 @@ func encryptionChangeCommand(use, short, example, path string, identityDefault s
 				fmt.Fprintln(cmd.ErrOrStderr(), "The registry is now encrypted under the customer-managed key. This cannot be disabled; "+
 					"change the key, version or identity with 'coffer registry encryption rotate-key'.")
 			}
-			return printResult(cmd, out, nil)
+			return printEncryption(cmd, out)
 		},
 	}
 	cmd.Flags().StringVar(&keyID, "key-encryption-key", "", "key id: https://VAULT-HOST/keys/NAME (automatic rotation) or .../NAME/VERSION (pinned)")

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 const scopeHelp = `Scopes (a grant at a scope covers everything below it):
@@ -18,19 +18,17 @@ const scopeHelp = `Scopes (a grant at a scope covers everything below it):
   /vaults/VAULT                     one vault and its keys (also: vault/VAULT)
   /vaults/VAULT/keys/KEY            one key (also: vault/VAULT/key/KEY)`
 
-func init() {
-	register(func(root *cobra.Command) {
-		role := &cobra.Command{
-			Use:   "role",
-			Short: "Built-in roles and role assignments (who may do what, where)",
-			Long: `Roles are named sets of actions (AcrPull, Key Vault Crypto User, ...). A role assignment
+func roleCommand() *cobra.Command {
+	role := &cobra.Command{
+		Use:   "role",
+		Short: "Built-in roles and role assignments (who may do what, where)",
+		Long: `Roles are named sets of actions (AcrPull, Key Vault Crypto User, ...). A role assignment
 gives a role to a principal (user, service principal, managed identity) at a scope.
 
 ` + scopeHelp,
-		}
-		role.AddCommand(roleDefinitionCommand(), roleAssignmentCommand())
-		root.AddCommand(role)
-	})
+	}
+	role.AddCommand(roleDefinitionCommand(), roleAssignmentCommand())
+	return role
 }
 
 func roleDefinitionCommand() *cobra.Command {
@@ -46,12 +44,7 @@ func roleDefinitionCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Value []struct {
-					access.RoleDefinition
-					EffectiveActions []access.Action `json:"effectiveActions"`
-				} `json:"value"`
-			}
+			var out wire.List[wire.RoleDefinition]
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/role-definitions", nil, &out); err != nil {
 				return err
 			}
@@ -71,11 +64,7 @@ func roleDefinitionCommand() *cobra.Command {
 			return printResult(cmd, out.Value, func() Table {
 				t := Table{Header: []string{"NAME", "ACTIONS", "DESCRIPTION"}}
 				for _, d := range out.Value {
-					acts := make([]string, len(d.EffectiveActions))
-					for i, a := range d.EffectiveActions {
-						acts[i] = string(a)
-					}
-					t.Rows = append(t.Rows, []string{d.Name, summarizeActions(acts), d.Description})
+					t.Rows = append(t.Rows, []string{d.Name, summarizeActions(d.EffectiveActions), d.Description})
 				}
 				return t
 			})
@@ -120,18 +109,18 @@ Repository tokens cannot be assigned roles; their scope map is all they may do.
 			role, _ := cmd.Flags().GetString("role")
 			assignee, _ := cmd.Flags().GetString("assignee")
 			scope, _ := cmd.Flags().GetString("scope")
-			if _, err := access.ParseScope(scope); err != nil {
+			if _, err := wire.ParseScope(scope); err != nil {
 				return err
 			}
 			c, err := newAPIClient(cmd)
 			if err != nil {
 				return err
 			}
-			var a access.Assignment
-			if err := c.do(cmd.Context(), "POST", "/coffer/v1/role-assignments", map[string]string{"role": role, "assignee": assignee, "scope": scope}, &a); err != nil {
+			var a wire.RoleAssignment
+			if err := c.do(cmd.Context(), "POST", "/coffer/v1/role-assignments", wire.CreateRoleAssignmentRequest{Role: role, Assignee: assignee, Scope: scope}, &a); err != nil {
 				return err
 			}
-			return printResult(cmd, a, func() Table { return assignmentTable([]access.Assignment{a}) })
+			return printResult(cmd, a, func() Table { return assignmentTable([]wire.RoleAssignment{a}) })
 		},
 	}
 	create.Flags().String("role", "", "built-in role name (see 'coffer role definition list')")
@@ -185,13 +174,13 @@ takes effect with the next request.`,
 			if err != nil {
 				return err
 			}
-			var deleted access.Assignment
+			var deleted wire.RoleAssignment
 			if id == "" {
-				want, err := access.ParseScope(scope)
+				want, err := wire.ParseScope(scope)
 				if err != nil {
 					return err
 				}
-				list, err := fetchAssignments(cmd, c, assignee, string(want), role)
+				list, err := fetchAssignments(cmd, c, assignee, want, role)
 				if err != nil {
 					return err
 				}
@@ -210,7 +199,7 @@ takes effect with the next request.`,
 				return err
 			}
 			return printResult(cmd, map[string]any{"deleted": deleted}, func() Table {
-				t := assignmentTable([]access.Assignment{deleted})
+				t := assignmentTable([]wire.RoleAssignment{deleted})
 				t.Header[0] = "DELETED ID"
 				return t
 			})
@@ -225,7 +214,7 @@ takes effect with the next request.`,
 	return asg
 }
 
-func listAssignments(cmd *cobra.Command) ([]access.Assignment, error) {
+func listAssignments(cmd *cobra.Command) ([]wire.RoleAssignment, error) {
 	c, err := newAPIClient(cmd)
 	if err != nil {
 		return nil, err
@@ -234,14 +223,14 @@ func listAssignments(cmd *cobra.Command) ([]access.Assignment, error) {
 	scope, _ := cmd.Flags().GetString("scope")
 	role, _ := cmd.Flags().GetString("role")
 	if scope != "" {
-		if _, err := access.ParseScope(scope); err != nil {
+		if _, err := wire.ParseScope(scope); err != nil {
 			return nil, err
 		}
 	}
 	return fetchAssignments(cmd, c, assignee, scope, role)
 }
 
-func fetchAssignments(cmd *cobra.Command, c *apiClient, assignee, scope, role string) ([]access.Assignment, error) {
+func fetchAssignments(cmd *cobra.Command, c *apiClient, assignee, scope, role string) ([]wire.RoleAssignment, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"assignee": assignee, "scope": scope, "role": role} {
 		if v != "" {
@@ -252,22 +241,20 @@ func fetchAssignments(cmd *cobra.Command, c *apiClient, assignee, scope, role st
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var out struct {
-		Value []access.Assignment `json:"value"`
-	}
+	var out wire.List[wire.RoleAssignment]
 	if err := c.do(cmd.Context(), "GET", path, nil, &out); err != nil {
 		return nil, err
 	}
 	if out.Value == nil {
-		out.Value = []access.Assignment{}
+		out.Value = []wire.RoleAssignment{}
 	}
 	return out.Value, nil
 }
 
-func assignmentTable(list []access.Assignment) Table {
+func assignmentTable(list []wire.RoleAssignment) Table {
 	t := Table{Header: []string{"ID", "ROLE", "PRINCIPAL", "KIND", "PRINCIPAL ID", "SCOPE"}}
 	for _, a := range list {
-		t.Rows = append(t.Rows, []string{a.ID, a.Role, a.PrincipalName, string(a.PrincipalKind), a.PrincipalID, string(a.Scope)})
+		t.Rows = append(t.Rows, []string{a.ID, a.Role, a.PrincipalName, a.PrincipalKind, a.PrincipalID, a.Scope})
 	}
 	return t
 }

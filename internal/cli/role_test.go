@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/cli"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/servertest"
 )
 
@@ -53,7 +53,7 @@ func TestRoleAndTokenCommands(t *testing.T) {
 	t.Setenv("COFFER_USERNAME", "admin")
 	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
 
-	defs := decode[[]access.RoleDefinition](t, mustCLI(t, "role", "definition", "list", "-o", "json"))
+	defs := decode[[]wire.RoleDefinition](t, mustCLI(t, "role", "definition", "list", "-o", "json"))
 	if len(defs) != 12 {
 		t.Fatalf("%d role definitions", len(defs))
 	}
@@ -61,11 +61,11 @@ func TestRoleAndTokenCommands(t *testing.T) {
 		t.Fatalf("definition table:\n%s", table)
 	}
 
-	a := decode[access.Assignment](t, mustCLI(t, "role", "assignment", "create", "--role", "AcrPull", "--assignee", "dev", "--scope", "repository/app", "-o", "json"))
+	a := decode[wire.RoleAssignment](t, mustCLI(t, "role", "assignment", "create", "--role", "AcrPull", "--assignee", "dev", "--scope", "repository/app", "-o", "json"))
 	if a.Scope != "/registry/repositories/app" || a.Role != "AcrPull" || a.PrincipalName != "dev" {
 		t.Fatalf("created %+v", a)
 	}
-	list := decode[[]access.Assignment](t, mustCLI(t, "role", "assignment", "list", "--assignee", "dev", "-o", "json"))
+	list := decode[[]wire.RoleAssignment](t, mustCLI(t, "role", "assignment", "list", "--assignee", "dev", "-o", "json"))
 	if len(list) != 1 || list[0].ID != a.ID {
 		t.Fatalf("dev's assignments: %+v", list)
 	}
@@ -90,7 +90,7 @@ func TestRoleAndTokenCommands(t *testing.T) {
 	}
 
 	mustCLI(t, "role", "assignment", "delete", "--role", "acrpull", "--assignee", "dev", "--scope", "/registry/repositories/app")
-	if list := decode[[]access.Assignment](t, mustCLI(t, "role", "assignment", "list", "--assignee", "dev", "-o", "json")); len(list) != 0 {
+	if list := decode[[]wire.RoleAssignment](t, mustCLI(t, "role", "assignment", "list", "--assignee", "dev", "-o", "json")); len(list) != 0 {
 		t.Fatalf("after delete: %+v", list)
 	}
 	if _, err := runCLI(t, "role", "assignment", "delete", "--id", a.ID); err == nil || !strings.Contains(err.Error(), "NotFound") {
@@ -101,7 +101,7 @@ func TestRoleAndTokenCommands(t *testing.T) {
 	}
 
 	created := decode[struct {
-		access.RepositoryToken
+		wire.RepositoryToken
 		Password string `json:"password"`
 	}](t, mustCLI(t, "token", "create", "--name", "ci", "--repository", "app:content/read,content/write", "--repository", "team/*:content/read", "-o", "json"))
 	if created.Password == "" || len(created.ScopeMap) != 2 {
@@ -114,7 +114,7 @@ func TestRoleAndTokenCommands(t *testing.T) {
 		t.Fatalf("bad scope-map action: %v", err)
 	}
 	mustCLI(t, "token", "delete", "ci")
-	if list := decode[[]access.RepositoryToken](t, mustCLI(t, "token", "list", "-o", "json")); len(list) != 0 {
+	if list := decode[[]wire.RepositoryToken](t, mustCLI(t, "token", "list", "-o", "json")); len(list) != 0 {
 		t.Fatalf("tokens after delete: %+v", list)
 	}
 }

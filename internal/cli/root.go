@@ -57,14 +57,18 @@ the registry and its encryption). Every command prints a table, or JSON with -o 
 	root.PersistentFlags().StringP("output", "o", "table", "output format: table or json")
 	root.PersistentFlags().String("server", "", "server URL (default: from 'coffer login', or $COFFER_SERVER)")
 	root.PersistentFlags().String("ca-file", "", "CA certificate to trust for the server (default: from 'coffer login', or $COFFER_CA_FILE)")
-	for _, add := range commandGroups {
-		add(root)
-	}
+	// Each part's commands come from its own file.
+	root.AddCommand(
+		identityCommand(),
+		loginCommand(), logoutCommand(),
+		registryCommand(),
+		roleCommand(),
+		serveCommand(),
+		spCommand(),
+		tokenCommand(),
+		userCommand(),
+		vaultCommand(),
+		versionCommand(),
+	)
 	return root
 }
-
-// commandGroups add each part's commands to the root. Each file appends its own in init,
-// which keeps the parts' command files independent of each other.
-var commandGroups []func(root *cobra.Command)
-
-func register(add func(root *cobra.Command)) { commandGroups = append(commandGroups, add) }

@@ -12,13 +12,12 @@ import (
 	"github.com/cofferhq/coffer/internal/server"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		cfg := config.Defaults()
-		cmd := &cobra.Command{
-			Use:   "serve",
-			Short: "Run the Coffer server",
-			Long: `Run the Coffer server: registry, vault, token service and management API on one
+func serveCommand() *cobra.Command {
+	cfg := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Coffer server",
+		Long: `Run the Coffer server: registry, vault, token service and management API on one
 HTTPS listener.
 
 With no flags it keeps all state in ./coffer-data, listens on 127.0.0.1:5000 and serves
@@ -29,34 +28,33 @@ password once and writes it to coffer-data/initial-admin-password (mode 0600).
 Every flag can also be set as an environment variable COFFER_<FLAG> (for example
 COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
 'data-dir: /var/lib/coffer'). Flags win over the environment, which wins over the file.`,
-			Example: `  coffer serve                                   # ./coffer-data, https://127.0.0.1:5000
+		Example: `  coffer serve                                   # ./coffer-data, https://127.0.0.1:5000
   coffer serve --data-dir /var/lib/coffer --listen 0.0.0.0:443 --hostname registry.example.com
   coffer serve --tls-cert tls.pem --tls-key tls-key.pem   # an operator's certificate
   COFFER_LOG_FORMAT=json coffer serve --config /etc/coffer/coffer.yaml`,
-			Args: cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				if err := config.Load(&cfg, cmd.Flags(), os.Getenv); err != nil {
-					return err
-				}
-				log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
-				if err != nil {
-					return err
-				}
-				srv, err := server.New(cmd.Context(), cfg, log, cmd.OutOrStdout())
-				if err != nil {
-					return err
-				}
-				if err := srv.Listen(); err != nil {
-					srv.Close()
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "Coffer is serving on %s (data in %s)\n", srv.URL(), cfg.DataDir)
-				return srv.Serve(cmd.Context())
-			},
-		}
-		cfg.BindFlags(cmd.Flags())
-		root.AddCommand(cmd)
-	})
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Load(&cfg, cmd.Flags(), os.Getenv); err != nil {
+				return err
+			}
+			log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+			if err != nil {
+				return err
+			}
+			srv, err := server.New(cmd.Context(), cfg, log, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if err := srv.Listen(); err != nil {
+				srv.Close()
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Coffer is serving on %s (data in %s)\n", srv.URL(), cfg.DataDir)
+			return srv.Serve(cmd.Context())
+		},
+	}
+	cfg.BindFlags(cmd.Flags())
+	return cmd
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

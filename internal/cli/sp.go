@@ -7,32 +7,33 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		sp := &cobra.Command{
-			Use:   "sp",
-			Short: "Manage service principals (client id + client secret, for programs)",
-			Long: `A service principal is a program's identity: a client id and one or more client
+func spCommand() *cobra.Command {
+	sp := &cobra.Command{
+		Use:   "sp",
+		Short: "Manage service principals (client id + client secret, for programs)",
+		Long: `A service principal is a program's identity: a client id and one or more client
 secrets, each with an expiry. Programs get tokens with the OAuth2 client-credentials
 grant, for example with the Azure SDK's ClientSecretCredential pointed at this server
 (AZURE_AUTHORITY_HOST=https://HOST:PORT, AZURE_TENANT_ID, AZURE_CLIENT_ID,
 AZURE_CLIENT_SECRET). Secrets are shown once and stored hashed.`,
-			Example: `  coffer sp create ci-deployer
+		Example: `  coffer sp create ci-deployer
   coffer sp list
   coffer sp credential reset ci-deployer --append
   coffer sp delete ci-deployer`,
-		}
-		cred := &cobra.Command{Use: "credential", Short: "Manage a service principal's client secrets",
-			Example: `  coffer sp credential reset ci-deployer --years 2`}
-		cred.AddCommand(spCredentialResetCommand())
-		sp.AddCommand(spCreateCommand(), cred, spListCommand(), spDeleteCommand())
-		root.AddCommand(sp)
-	})
+	}
+	cred := &cobra.Command{Use: "credential", Short: "Manage a service principal's client secrets",
+		Example: `  coffer sp credential reset ci-deployer --years 2`}
+	cred.AddCommand(spCredentialResetCommand())
+	sp.AddCommand(spCreateCommand(), cred, spListCommand(), spDeleteCommand())
+	return sp
 }
 
-// spCredentials is the answer of creating a service principal or resetting its secret.
+// spCredentials is what creating a service principal or resetting its secret prints of the
+// wire.ServicePrincipalCredentials answered.
 type spCredentials struct {
 	ServicePrincipal principalInfo `json:"servicePrincipal"`
 	TenantID         string        `json:"tenantId"`
@@ -42,7 +43,9 @@ type spCredentials struct {
 	SecretExpiresAt  time.Time     `json:"secretExpiresAt"`
 }
 
-func printSPCredentials(cmd *cobra.Command, out spCredentials) error {
+func printSPCredentials(cmd *cobra.Command, in wire.ServicePrincipalCredentials) error {
+	out := spCredentials{ServicePrincipal: identityView(in.ServicePrincipal), TenantID: in.TenantID, ClientID: in.ClientID,
+		ClientSecret: in.ClientSecret, SecretID: in.SecretID, SecretExpiresAt: in.SecretExpiresAt}
 	err := printResult(cmd, out, func() Table {
 		return Table{Header: []string{"NAME", "CLIENT ID", "TENANT ID", "CLIENT SECRET", "EXPIRES"},
 			Rows: [][]string{{out.ServicePrincipal.Name, out.ClientID, out.TenantID, out.ClientSecret, ts(out.SecretExpiresAt)}}}
@@ -82,9 +85,9 @@ func spCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out spCredentials
+			var out wire.ServicePrincipalCredentials
 			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/servicePrincipals",
-				map[string]any{"name": args[0], "secretLifetimeDays": days}, &out); err != nil {
+				wire.CreateServicePrincipalRequest{Name: args[0], SecretLifetimeDays: days}, &out); err != nil {
 				return err
 			}
 			return printSPCredentials(cmd, out)
@@ -115,9 +118,9 @@ program can switch over without downtime.`,
 			if err != nil {
 				return err
 			}
-			var out spCredentials
+			var out wire.ServicePrincipalCredentials
 			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/servicePrincipals/"+url.PathEscape(args[0])+"/credentials/reset",
-				map[string]any{"append": appendSecret, "secretLifetimeDays": days}, &out); err != nil {
+				wire.ResetCredentialRequest{Append: appendSecret, SecretLifetimeDays: days}, &out); err != nil {
 				return err
 			}
 			return printSPCredentials(cmd, out)
@@ -134,29 +137,19 @@ func spListCommand() *cobra.Command {
 		Short:   "List service principals and their secrets' expiry",
 		Example: `  coffer sp list -o json`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out principalList
-			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/servicePrincipals", nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out.Value, func() Table {
-				t := Table{Header: []string{"NAME", "CLIENT ID", "OBJECT ID", "SECRETS", "NEXT EXPIRY"}}
-				for _, sp := range out.Value {
-					next := time.Time{}
-					for _, c := range sp.Credentials {
-						if c.ExpiresAt.After(time.Now()) && (next.IsZero() || c.ExpiresAt.Before(next)) {
-							next = c.ExpiresAt
-						}
+		RunE: getRun(fixedPath("/coffer/v1/servicePrincipals"), identityListView, func(list []principalInfo) Table {
+			t := Table{Header: []string{"NAME", "CLIENT ID", "OBJECT ID", "SECRETS", "NEXT EXPIRY"}}
+			for _, sp := range list {
+				next := time.Time{}
+				for _, c := range sp.Credentials {
+					if c.ExpiresAt.After(time.Now()) && (next.IsZero() || c.ExpiresAt.Before(next)) {
+						next = c.ExpiresAt
 					}
-					t.Rows = append(t.Rows, []string{sp.Name, sp.ClientID, sp.ID, fmt.Sprint(len(sp.Credentials)), ts(next)})
 				}
-				return t
-			})
-		},
+				t.Rows = append(t.Rows, []string{sp.Name, sp.ClientID, sp.ID, fmt.Sprint(len(sp.Credentials)), ts(next)})
+			}
+			return t
+		}),
 	}
 }
 
@@ -166,8 +159,6 @@ func spDeleteCommand() *cobra.Command {
 		Short:   "Delete a service principal (by name, object id or client id)",
 		Example: `  coffer sp delete ci-deployer`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return deletePrincipal(cmd, "/coffer/v1/servicePrincipals/", args[0])
-		},
+		RunE:    deletePrincipal("/coffer/v1/servicePrincipals/"),
 	}
 }

@@ -8,15 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		tok := &cobra.Command{
-			Use:   "token",
-			Short: "Repository-scoped tokens for CI systems (registry credentials with a scope map)",
-			Long: `A repository token is a registry credential (name + password, usable as docker login
+func tokenCommand() *cobra.Command {
+	tok := &cobra.Command{
+		Use:   "token",
+		Short: "Repository-scoped tokens for CI systems (registry credentials with a scope map)",
+		Long: `A repository token is a registry credential (name + password, usable as docker login
 credentials) whose only rights are its scope map: a list of repositories, each with
 scope-map actions:
 
@@ -28,16 +27,9 @@ scope-map actions:
 
 A repository NAME/* covers every repository under NAME/. Roles and access policies never
 apply to a token, and it can never use a vault or the management API.`,
-		}
-		tok.AddCommand(tokenCreateCommand(), tokenListCommand(), tokenShowCommand(), tokenDeleteCommand())
-		root.AddCommand(tok)
-	})
-}
-
-// tokenCreated is the answer of POST /coffer/v1/tokens.
-type tokenCreated struct {
-	access.RepositoryToken
-	Password string `json:"password"`
+	}
+	tok.AddCommand(tokenCreateCommand(), tokenListCommand(), tokenShowCommand(), tokenDeleteCommand())
+	return tok
 }
 
 func tokenCreateCommand() *cobra.Command {
@@ -54,9 +46,9 @@ func tokenCreateCommand() *cobra.Command {
 			if len(repos) == 0 {
 				return errors.New("give at least one --repository REPO:ACTIONS, e.g. --repository app:content/read")
 			}
-			var scopeMap []access.ScopeMapEntry
+			var scopeMap []wire.ScopeMapEntry
 			for _, r := range repos {
-				e, err := access.ParseScopeMapEntry(r)
+				e, err := wire.ParseScopeMapEntry(r)
 				if err != nil {
 					return err
 				}
@@ -66,12 +58,12 @@ func tokenCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out tokenCreated
-			if err := c.do(cmd.Context(), "POST", "/coffer/v1/tokens", map[string]any{"name": name, "scopeMap": scopeMap}, &out); err != nil {
+			var out wire.CreateTokenResponse
+			if err := c.do(cmd.Context(), "POST", "/coffer/v1/tokens", wire.CreateTokenRequest{Name: name, ScopeMap: scopeMap}, &out); err != nil {
 				return err
 			}
 			err = printResult(cmd, out, func() Table {
-				t := tokenTable([]access.RepositoryToken{out.RepositoryToken})
+				t := tokenTable([]wire.RepositoryToken{out.RepositoryToken})
 				t.Header = append(t.Header, "PASSWORD")
 				t.Rows[0] = append(t.Rows[0], out.Password)
 				return t
@@ -94,22 +86,9 @@ func tokenListCommand() *cobra.Command {
 		Short:   "List repository tokens and their scope maps",
 		Example: "  coffer token list\n  coffer token list -o json",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out struct {
-				Value []access.RepositoryToken `json:"value"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/tokens", nil, &out); err != nil {
-				return err
-			}
-			if out.Value == nil {
-				out.Value = []access.RepositoryToken{}
-			}
-			return printResult(cmd, out.Value, func() Table { return tokenTable(out.Value) })
-		},
+		RunE: getRun(fixedPath("/coffer/v1/tokens"), func(in wire.List[wire.RepositoryToken]) []wire.RepositoryToken {
+			return orEmpty(in.Value)
+		}, tokenTable),
 	}
 }
 
@@ -119,17 +98,8 @@ func tokenShowCommand() *cobra.Command {
 		Short:   "Show one repository token and its scope map",
 		Example: "  coffer token show ci",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out access.RepositoryToken
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/tokens/"+url.PathEscape(args[0]), nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out, func() Table { return tokenTable([]access.RepositoryToken{out}) })
-		},
+		RunE: getRun(func(args []string) string { return "/coffer/v1/tokens/" + url.PathEscape(args[0]) },
+			same[wire.RepositoryToken], func(tok wire.RepositoryToken) Table { return tokenTable([]wire.RepositoryToken{tok}) }),
 	}
 }
 
@@ -167,7 +137,7 @@ func tokenDeleteCommand() *cobra.Command {
 	return cmd
 }
 
-func tokenTable(list []access.RepositoryToken) Table {
+func tokenTable(list []wire.RepositoryToken) Table {
 	t := Table{Header: []string{"NAME", "OBJECT ID", "SCOPE MAP", "CREATED"}}
 	for _, tok := range list {
 		var parts []string

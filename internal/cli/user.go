@@ -10,27 +10,28 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		user := &cobra.Command{
-			Use:   "user",
-			Short: "Manage users (name + password)",
-			Long: `Users log in with a name and password: 'coffer login', 'docker login', or HTTP Basic
+func userCommand() *cobra.Command {
+	user := &cobra.Command{
+		Use:   "user",
+		Short: "Manage users (name + password)",
+		Long: `Users log in with a name and password: 'coffer login', 'docker login', or HTTP Basic
 at the token endpoint. Passwords are stored as argon2id hashes. What a user may do is
 decided by role assignments ('coffer role assignment create').`,
-			Example: `  coffer user create alice --password-stdin < alice-password.txt
+		Example: `  coffer user create alice --password-stdin < alice-password.txt
   coffer user list
   coffer user passwd alice
   coffer user delete alice`,
-		}
-		user.AddCommand(userCreateCommand(), userPasswdCommand(), userListCommand(), userDeleteCommand())
-		root.AddCommand(user)
-	})
+	}
+	user.AddCommand(userCreateCommand(), userPasswdCommand(), userListCommand(), userDeleteCommand())
+	return user
 }
 
-// principalInfo is a principal as the management API returns it.
+// principalInfo is what the user, sp and identity commands print of a wire.Identity or a
+// wire.ManagedIdentity (-o json has always had this shape).
 type principalInfo struct {
 	ID          string           `json:"id"`
 	Kind        string           `json:"kind"`
@@ -49,8 +50,19 @@ type credentialInfo struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
-type principalList struct {
-	Value []principalInfo `json:"value"`
+func identityView(in wire.Identity) principalInfo {
+	return principalInfo{ID: in.ID, Kind: in.Kind, Name: in.Name, ClientID: in.ClientID, CreatedAt: in.CreatedAt,
+		Credentials: mapSlice(in.Credentials, func(c wire.Credential) credentialInfo { return credentialInfo(c) })}
+}
+
+func managedIdentityView(in wire.ManagedIdentity) principalInfo {
+	v := identityView(in.Identity)
+	v.PrincipalID, v.TenantID = in.PrincipalID, in.TenantID
+	return v
+}
+
+func identityListView(in wire.List[wire.Identity]) []principalInfo {
+	return mapSlice(in.Value, identityView)
 }
 
 func ts(t time.Time) string {
@@ -84,10 +96,11 @@ random password is generated and shown once.`,
 			if err != nil {
 				return err
 			}
-			var out principalInfo
-			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/users", map[string]string{"name": args[0], "password": pw}, &out); err != nil {
+			var created wire.Identity
+			if err := c.do(cmd.Context(), http.MethodPost, "/coffer/v1/users", wire.CreateUserRequest{Name: args[0], Password: pw}, &created); err != nil {
 				return err
 			}
+			out := identityView(created)
 			res := struct {
 				principalInfo
 				Password string `json:"password,omitempty"`
@@ -147,7 +160,7 @@ password needs the identity/manage permission (Owner). The user's refresh tokens
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), http.MethodPut, "/coffer/v1/users/"+url.PathEscape(args[0])+"/password", map[string]string{"password": pw}, nil); err != nil {
+			if err := c.do(cmd.Context(), http.MethodPut, "/coffer/v1/users/"+url.PathEscape(args[0])+"/password", wire.PasswordRequest{Password: pw}, nil); err != nil {
 				return err
 			}
 			res := map[string]any{"name": args[0], "passwordChanged": true}
@@ -166,23 +179,13 @@ func userListCommand() *cobra.Command {
 		Short:   "List users",
 		Example: `  coffer user list -o json`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
+		RunE: getRun(fixedPath("/coffer/v1/users"), identityListView, func(list []principalInfo) Table {
+			t := Table{Header: []string{"NAME", "ID", "CREATED"}}
+			for _, u := range list {
+				t.Rows = append(t.Rows, []string{u.Name, u.ID, ts(u.CreatedAt)})
 			}
-			var out principalList
-			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/users", nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out.Value, func() Table {
-				t := Table{Header: []string{"NAME", "ID", "CREATED"}}
-				for _, u := range out.Value {
-					t.Rows = append(t.Rows, []string{u.Name, u.ID, ts(u.CreatedAt)})
-				}
-				return t
-			})
-		},
+			return t
+		}),
 	}
 }
 
@@ -192,22 +195,19 @@ func userDeleteCommand() *cobra.Command {
 		Short:   "Delete a user (and revoke its refresh tokens)",
 		Example: `  coffer user delete alice`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return deletePrincipal(cmd, "/coffer/v1/users/", args[0])
-		},
+		RunE:    deletePrincipal("/coffer/v1/users/"),
 	}
 }
 
-func deletePrincipal(cmd *cobra.Command, prefix, ref string) error {
-	c, err := newAPIClient(cmd)
-	if err != nil {
-		return err
-	}
-	if err := c.do(cmd.Context(), http.MethodDelete, prefix+url.PathEscape(ref), nil, nil); err != nil {
-		return err
-	}
-	res := map[string]any{"deleted": ref}
-	return printResult(cmd, res, func() Table {
-		return Table{Header: []string{"DELETED"}, Rows: [][]string{{ref}}}
-	})
+// deletePrincipal deletes the principal args[0] names under prefix.
+func deletePrincipal(prefix string) func(*cobra.Command, []string) error {
+	return deleteRun(func(args []string) string { return prefix + url.PathEscape(args[0]) },
+		func(args []string) (any, func() Table, string) {
+			return map[string]any{"deleted": args[0]}, func() Table {
+				return Table{Header: []string{"DELETED"}, Rows: [][]string{{args[0]}}}
+			}, ""
+		})
 }
+
+// fixedPath is a path that takes nothing from the arguments.
+func fixedPath(p string) func([]string) string { return func([]string) string { return p } }

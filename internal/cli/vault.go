@@ -8,15 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cofferhq/coffer/internal/vault"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-func init() {
-	register(func(root *cobra.Command) {
-		cmd := &cobra.Command{
-			Use:   "vault",
-			Short: "Manage key vaults, their keys, access policies and audit trail",
-			Long: `A vault holds keys and answers the Azure Key Vault keys REST API at its own URL
+func vaultCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Manage key vaults, their keys, access policies and audit trail",
+		Long: `A vault holds keys and answers the Azure Key Vault keys REST API at its own URL
 (https://NAME.<vault-domain>:PORT, or https://HOST:PORT for a vault with --port).
 
 Managing vaults (create, update, delete, access policies) needs vault/manage on the vault
@@ -24,17 +23,19 @@ Managing vaults (create, update, delete, access policies) needs vault/manage on 
 (also Reader, Key Vault Administrator or Key Vault Reader). Key commands need a key
 permission: from an access policy ('coffer vault policy set'), or, in a vault created with
 --rbac, from a role such as Key Vault Crypto Officer or Key Vault Crypto User.`,
-			Example: `  coffer vault create team1
+		Example: `  coffer vault create team1
   coffer vault policy set team1 --object-id ci-deployer --key-permissions get,wrapKey,unwrapKey
   coffer vault key create team1 kek --kty RSA --size 3072`,
-		}
-		cmd.AddCommand(vaultCreateCmd(), vaultListCmd(), vaultShowCmd(), vaultUpdateCmd(), vaultDeleteCmd(),
-			vaultPolicyCmd(), vaultAuditCmd(), vaultKeyCmd())
-		root.AddCommand(cmd)
-	})
+	}
+	cmd.AddCommand(vaultCreateCmd(), vaultListCmd(), vaultShowCmd(), vaultUpdateCmd(), vaultDeleteCmd(),
+		vaultPolicyCmd(), vaultAuditCmd(), vaultKeyCmd())
+	return cmd
 }
 
-func vaultTable(vs ...vault.Vault) func() Table {
+// vaultPath is the path of the vault args[0].
+func vaultPath(args []string) string { return "/coffer/v1/vaults/" + url.PathEscape(args[0]) }
+
+func vaultTable(vs ...wire.Vault) func() Table {
 	return func() Table {
 		t := Table{Header: []string{"NAME", "URL", "ACCESS MODEL", "RETENTION", "PURGE PROTECTION", "NETWORK"}}
 		for _, v := range vs {
@@ -65,8 +66,8 @@ func vaultPropertyFlags(cmd *cobra.Command) {
 	f.String("bypass", "CofferServices", "let Coffer's own services (registry, KMS plugin) bypass network rules: CofferServices or None")
 }
 
-func vaultUpdateFromFlags(cmd *cobra.Command, all bool) vault.VaultUpdate {
-	var u vault.VaultUpdate
+func vaultUpdateFromFlags(cmd *cobra.Command, all bool) wire.VaultUpdate {
+	var u wire.VaultUpdate
 	f := cmd.Flags()
 	if all || f.Changed("rbac") {
 		v, _ := f.GetBool("rbac")
@@ -88,7 +89,7 @@ func vaultUpdateFromFlags(cmd *cobra.Command, all bool) vault.VaultUpdate {
 		a, _ := f.GetString("default-action")
 		ips, _ := f.GetStringSlice("ip-rule")
 		b, _ := f.GetString("bypass")
-		u.NetworkRules = &vault.NetworkRules{DefaultAction: a, IPRules: ips, Bypass: b}
+		u.NetworkRules = &wire.NetworkRules{DefaultAction: a, IPRules: ips, Bypass: b}
 	}
 	return u
 }
@@ -112,9 +113,9 @@ Needs vault/manage on the vault (role Owner or Contributor at / or /vaults/NAME)
 				return err
 			}
 			u := vaultUpdateFromFlags(cmd, true)
-			v := vault.Vault{Name: args[0], EnableRbacAuthorization: *u.EnableRbacAuthorization, SoftDeleteRetentionDays: *u.SoftDeleteRetentionDays,
+			v := wire.Vault{Name: args[0], EnableRbacAuthorization: *u.EnableRbacAuthorization, SoftDeleteRetentionDays: *u.SoftDeleteRetentionDays,
 				EnablePurgeProtection: *u.EnablePurgeProtection, Port: *u.Port, NetworkRules: *u.NetworkRules}
-			var out vault.Vault
+			var out wire.Vault
 			if err := c.do(cmd.Context(), "POST", "/coffer/v1/vaults", v, &out); err != nil {
 				return err
 			}
@@ -135,19 +136,8 @@ purge protection and network rules. Vaults you may not read are left out.`,
 		Example: `  coffer vault list
   coffer vault list -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			var out struct {
-				Value []vault.Vault `json:"value"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults", nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out.Value, vaultTable(out.Value...))
-		},
+		RunE: getRun(fixedPath("/coffer/v1/vaults"), func(in wire.List[wire.Vault]) []wire.Vault { return in.Value },
+			func(vs []wire.Vault) Table { return vaultTable(vs...)() }),
 	}
 }
 
@@ -162,24 +152,14 @@ Needs vault/read on the vault.`,
 		Example: `  coffer vault show team1
   coffer vault show team1 -o json`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
+		RunE: getRun(vaultPath, same[wire.Vault], func(v wire.Vault) Table {
+			t := vaultTable(v)()
+			t.Rows = append(t.Rows, []string{})
+			if v.Port != 0 {
+				t.Rows = append(t.Rows, []string{"note:", "by address no challenge resource can match the vault host: set azkeys.ClientOptions.DisableChallengeResourceVerification"})
 			}
-			var out vault.Vault
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0]), nil, &out); err != nil {
-				return err
-			}
-			return printResult(cmd, out, func() Table {
-				t := vaultTable(out)()
-				t.Rows = append(t.Rows, []string{})
-				if out.Port != 0 {
-					t.Rows = append(t.Rows, []string{"note:", "by address no challenge resource can match the vault host: set azkeys.ClientOptions.DisableChallengeResourceVerification"})
-				}
-				return t
-			})
-		},
+			return t
+		}),
 	}
 }
 
@@ -201,7 +181,7 @@ Needs vault/manage on the vault (role Owner or Contributor).`,
 			if err != nil {
 				return err
 			}
-			var out vault.Vault
+			var out wire.Vault
 			if err := c.do(cmd.Context(), "PATCH", "/coffer/v1/vaults/"+url.PathEscape(args[0]), vaultUpdateFromFlags(cmd, false), &out); err != nil {
 				return err
 			}
@@ -222,23 +202,22 @@ included: delete and purge them first ('coffer vault key delete', 'coffer vault 
 Needs vault/manage on the vault (role Owner or Contributor).`,
 		Example: `  coffer vault delete team1`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newAPIClient(cmd)
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), "DELETE", "/coffer/v1/vaults/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			return printDone(cmd, map[string]string{"deleted": args[0]}, "deleted vault "+args[0])
-		},
+		RunE: deleteRun(vaultPath, func(args []string) (any, func() Table, string) {
+			return map[string]string{"deleted": args[0]}, nil, "deleted vault " + args[0]
+		}),
 	}
 }
 
+// accessPolicy is what the policy commands print of a wire.AccessPolicy (-o json has
+// always left out updatedAt).
 type accessPolicy struct {
 	Vault          string   `json:"vault"`
 	ObjectID       string   `json:"objectId"`
 	KeyPermissions []string `json:"keyPermissions"`
+}
+
+func policyView(p wire.AccessPolicy) accessPolicy {
+	return accessPolicy{Vault: p.Vault, ObjectID: p.ObjectID, KeyPermissions: p.KeyPermissions}
 }
 
 func policyTable(ps ...accessPolicy) func() Table {
@@ -283,11 +262,12 @@ Needs vault/manage on the vault (role Owner or Contributor).`,
 			if err != nil {
 				return err
 			}
-			var out accessPolicy
+			var pol wire.AccessPolicy
 			path := "/coffer/v1/vaults/" + url.PathEscape(args[0]) + "/access-policies/" + url.PathEscape(id)
-			if err := c.do(cmd.Context(), "PUT", path, map[string]any{"keyPermissions": perms}, &out); err != nil {
+			if err := c.do(cmd.Context(), "PUT", path, wire.SetAccessPolicyRequest{KeyPermissions: perms}, &pol); err != nil {
 				return err
 			}
+			out := policyView(pol)
 			return printResult(cmd, out, policyTable(out))
 		},
 	}
@@ -334,13 +314,12 @@ Needs vault/read on the vault.`,
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Value []accessPolicy `json:"value"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/access-policies", nil, &out); err != nil {
+			var list wire.List[wire.AccessPolicy]
+			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/access-policies", nil, &list); err != nil {
 				return err
 			}
-			return printResult(cmd, out.Value, policyTable(out.Value...))
+			out := mapSlice(list.Value, policyView)
+			return printResult(cmd, out, policyTable(out...))
 		},
 	}
 	cmd.AddCommand(set, del, list)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 func vaultAuditCmd() *cobra.Command {
@@ -46,9 +46,7 @@ Needs vault/read on the vault given with --vault, or on / (the whole trail) with
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Value []audit.Record `json:"value"`
-			}
+			var out wire.List[wire.AuditRecord]
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/audit?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
@@ -60,7 +58,7 @@ Needs vault/read on the vault given with --vault, or on / (the whole trail) with
 						who = r.PrincipalID
 					}
 					t.Rows = append(t.Rows, []string{strconv.FormatInt(r.Seq, 10), r.Time.Format(time.RFC3339), who, r.ClientAddr,
-						r.Operation, r.Target, r.Algorithm, r.Result, r.Duration.String()})
+						r.Operation, r.Target, r.Algorithm, r.Result, r.Duration().String()})
 				}
 				return t
 			})
@@ -91,7 +89,7 @@ Needs vault/read on / (a role such as Owner, Contributor or Reader assigned at /
 			if err != nil {
 				return err
 			}
-			var res audit.VerifyResult
+			var res wire.AuditVerifyResult
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/audit/verify", nil, &res); err != nil {
 				return err
 			}

@@ -14,16 +14,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/durable"
-	"github.com/cofferhq/coffer/internal/vault"
-	"github.com/cofferhq/coffer/internal/vault/api"
-	"github.com/cofferhq/coffer/internal/vault/keys"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 func keyPath(v, k string) string {
 	return "/coffer/v1/vaults/" + url.PathEscape(v) + "/keys/" + url.PathEscape(k)
 }
 
-func keyTable(ks ...vault.Key) func() Table {
+func keyTable(ks ...wire.Key) func() Table {
 	return func() Table {
 		t := Table{Header: []string{"KID", "TYPE", "SIZE", "ENABLED", "EXPIRES", "OPS", "TAGS"}}
 		for _, k := range ks {
@@ -79,12 +77,12 @@ func optTime(cmd *cobra.Command, flag string) (*time.Time, error) {
 	return &t, nil
 }
 
-func b64arg(cmd *cobra.Command, flag string) (keys.B64, error) {
+func b64arg(cmd *cobra.Command, flag string) (wire.Bytes, error) {
 	s, _ := cmd.Flags().GetString(flag)
 	if s == "" {
 		return nil, nil
 	}
-	b, err := keys.DecodeB64(s)
+	b, err := wire.DecodeBytes(s)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flag, err)
 	}
@@ -131,7 +129,7 @@ Needs the create key permission (role Key Vault Crypto Officer).`,
   coffer vault key create team1 data --kty oct-HSM --size 256 --tags owner=ci --expires 2027-12-31T00:00:00Z`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			f := cmd.Flags()
-			req := api.CreateKeyRequest{}
+			req := wire.CreateKeyRequest{}
 			req.Kty, _ = f.GetString("kty")
 			req.Size, _ = f.GetInt("size")
 			req.Curve, _ = f.GetString("curve")
@@ -152,7 +150,7 @@ Needs the create key permission (role Key Vault Crypto Officer).`,
 				en := !d
 				req.Enabled = &en
 			}
-			var k vault.Key
+			var k wire.Key
 			if err := c.do(cmd.Context(), "POST", keyPath(args[0], args[1])+"/create", req, &k); err != nil {
 				return err
 			}
@@ -186,12 +184,12 @@ Needs the import key permission (role Key Vault Crypto Officer).`,
 			if err != nil {
 				return fmt.Errorf("read the JWK: %w", err)
 			}
-			req := api.ImportKeyRequest{}
+			req := wire.ImportKeyRequest{}
 			if err := json.Unmarshal(raw, &req.Key); err != nil {
 				return fmt.Errorf("%s is not a JSON Web Key: %w", file, err)
 			}
 			req.HSM, _ = cmd.Flags().GetBool("hsm")
-			var k vault.Key
+			var k wire.Key
 			if err := c.do(cmd.Context(), "PUT", keyPath(args[0], args[1]), req, &k); err != nil {
 				return err
 			}
@@ -212,7 +210,7 @@ Needs the get key permission (roles Key Vault Crypto User, Key Vault Reader...).
   coffer vault key show team1 kek --version 78b77c4b3f110bd0349a224fb1778f41 -o json`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			v, _ := cmd.Flags().GetString("version")
-			var k vault.Key
+			var k wire.Key
 			if err := c.do(cmd.Context(), "GET", keyPath(args[0], args[1])+"?version="+url.QueryEscape(v), nil, &k); err != nil {
 				return err
 			}
@@ -221,11 +219,11 @@ Needs the get key permission (roles Key Vault Crypto User, Key Vault Reader...).
 	}
 	show.Flags().String("version", "", "key version (default: the newest)")
 
-	listAll := func(cmd *cobra.Command, c *apiClient, path string) ([]vault.Key, error) {
-		var all []vault.Key
+	listAll := func(cmd *cobra.Command, c *apiClient, path string) ([]wire.Key, error) {
+		var all []wire.Key
 		skip := ""
 		for {
-			var page api.KeyListPage
+			var page wire.KeyList
 			if err := c.do(cmd.Context(), "GET", path+"?skiptoken="+url.QueryEscape(skip), nil, &page); err != nil {
 				return nil, err
 			}
@@ -281,7 +279,7 @@ Needs the update key permission (role Key Vault Crypto Officer).`,
   coffer vault key update team1 kek --version 78b77c4b3f110bd0349a224fb1778f41 --expires none`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			f := cmd.Flags()
-			var req api.UpdateKeyRequest
+			var req wire.UpdateKeyRequest
 			if f.Changed("enabled") {
 				e, _ := f.GetBool("enabled")
 				req.Enabled = &e
@@ -308,7 +306,7 @@ Needs the update key permission (role Key Vault Crypto Officer).`,
 				return err
 			}
 			v, _ := f.GetString("version")
-			var k vault.Key
+			var k wire.Key
 			if err := c.do(cmd.Context(), "PATCH", keyPath(args[0], args[1])+"?version="+url.QueryEscape(v), req, &k); err != nil {
 				return err
 			}
@@ -338,7 +336,7 @@ Needs the update key permission (role Key Vault Crypto Officer).`,
 					return printDone(cmd, map[string]string{"vault": args[0], "key": args[1], "done": use},
 						fmt.Sprintf("%s: done for key %s in vault %s", use, args[1], args[0]))
 				}
-				var k vault.Key
+				var k wire.Key
 				_ = json.Unmarshal(out, &k) // the table is best effort; -o json prints out as is
 				return printResult(cmd, out, keyTable(k))
 			}),
@@ -384,9 +382,7 @@ Needs the list key permission (roles Key Vault Crypto User, Key Vault Reader...)
 		Example: `  coffer vault key list-deleted team1
   coffer vault key list-deleted team1 -o json`,
 		RunE: keyRun(1, func(cmd *cobra.Command, c *apiClient, args []string) error {
-			var out struct {
-				Value []vault.DeletedKey `json:"value"`
-			}
+			var out wire.DeletedKeyList
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/deletedkeys", nil, &out); err != nil {
 				return err
 			}
@@ -418,7 +414,7 @@ Needs the getrotationpolicy key permission (roles Key Vault Crypto Officer, Key 
 		Example: `  coffer vault key rotation-policy show team1 kek
   coffer vault key rotation-policy show team1 kek -o json`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
-			var p vault.RotationPolicy
+			var p wire.RotationPolicy
 			if err := c.do(cmd.Context(), "GET", keyPath(args[0], args[1])+"/rotationpolicy", nil, &p); err != nil {
 				return err
 			}
@@ -437,24 +433,24 @@ Needs the setrotationpolicy key permission (role Key Vault Crypto Officer).`,
   coffer vault key rotation-policy set team1 kek --rotate-before-expiry P30D --notify-before-expiry P7D --expiry P6M
   coffer vault key rotation-policy set team1 kek    # clear the policy`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
-			var p vault.RotationPolicy
+			var p wire.RotationPolicy
 			after, _ := cmd.Flags().GetString("rotate-after-create")
 			before, _ := cmd.Flags().GetString("rotate-before-expiry")
 			notify, _ := cmd.Flags().GetString("notify-before-expiry")
 			p.Attributes.ExpiryTime, _ = cmd.Flags().GetString("expiry")
 			if after != "" || before != "" {
-				var la vault.LifetimeAction
+				var la wire.LifetimeAction
 				la.Action.Type = "Rotate"
 				la.Trigger.TimeAfterCreate, la.Trigger.TimeBeforeExpiry = after, before
 				p.LifetimeActions = append(p.LifetimeActions, la)
 			}
 			if notify != "" {
-				var la vault.LifetimeAction
+				var la wire.LifetimeAction
 				la.Action.Type = "Notify"
 				la.Trigger.TimeBeforeExpiry = notify
 				p.LifetimeActions = append(p.LifetimeActions, la)
 			}
-			var out vault.RotationPolicy
+			var out wire.RotationPolicy
 			if err := c.do(cmd.Context(), "PUT", keyPath(args[0], args[1])+"/rotationpolicy", p, &out); err != nil {
 				return err
 			}
@@ -480,9 +476,7 @@ Needs the backup key permission (role Key Vault Crypto Officer).`,
 			if file == "" {
 				return fmt.Errorf("give --file")
 			}
-			var out struct {
-				Value keys.B64 `json:"value"`
-			}
+			var out wire.KeyBackup
 			if err := c.do(cmd.Context(), "POST", keyPath(args[0], args[1])+"/backup", nil, &out); err != nil {
 				return err
 			}
@@ -512,12 +506,12 @@ Needs the restore key permission (role Key Vault Crypto Officer).`,
 			if err != nil {
 				return err
 			}
-			blob, err := keys.DecodeB64(strings.TrimSpace(string(raw)))
+			blob, err := wire.DecodeBytes(strings.TrimSpace(string(raw)))
 			if err != nil {
 				return fmt.Errorf("%s is not a backup: %w", file, err)
 			}
-			var k vault.Key
-			if err := c.do(cmd.Context(), "POST", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/restore", map[string]any{"value": keys.B64(blob)}, &k); err != nil {
+			var k wire.Key
+			if err := c.do(cmd.Context(), "POST", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/restore", wire.KeyBackup{Value: blob}, &k); err != nil {
 				return err
 			}
 			return printResult(cmd, k, keyTable(k))
@@ -543,11 +537,11 @@ Needs the restore key permission (role Key Vault Crypto Officer).`,
 			Use: use, Short: short, Long: long, Example: example, Args: cobra.ExactArgs(2),
 			Aliases: aliases,
 			RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
-				var req api.KeyOpRequest
+				var req wire.KeyOpRequest
 				var err error
 				req.Version, _ = cmd.Flags().GetString("version")
 				req.Alg, _ = cmd.Flags().GetString("alg")
-				for flag, dst := range map[string]*keys.B64{"value": &req.Value, "iv": &req.IV, "aad": &req.AAD, "tag": &req.Tag, "digest": &req.Digest, "signature": &req.Signature} {
+				for flag, dst := range map[string]*wire.Bytes{"value": &req.Value, "iv": &req.IV, "aad": &req.AAD, "tag": &req.Tag, "digest": &req.Digest, "signature": &req.Signature} {
 					if cmd.Flags().Lookup(flag) == nil {
 						continue
 					}
@@ -555,7 +549,7 @@ Needs the restore key permission (role Key Vault Crypto Officer).`,
 						return err
 					}
 				}
-				var out api.KeyOpResult
+				var out wire.KeyOpResult
 				if err := c.do(cmd.Context(), "POST", keyPath(args[0], args[1])+"/"+strings.ToLower(name), req, &out); err != nil {
 					return err
 				}
@@ -634,7 +628,7 @@ Needs the verify key permission (role Key Vault Crypto User).`, `  coffer vault 
 	return cmd
 }
 
-func rotationPolicyTable(p vault.RotationPolicy) func() Table {
+func rotationPolicyTable(p wire.RotationPolicy) func() Table {
 	return func() Table {
 		t := Table{Header: []string{"ACTION", "AFTER CREATE", "BEFORE EXPIRY"}}
 		for _, la := range p.LifetimeActions {

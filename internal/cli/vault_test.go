@@ -10,12 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/cli"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
-	"github.com/cofferhq/coffer/internal/vault"
-	"github.com/cofferhq/coffer/internal/vault/api"
 )
 
 func vaultCLI(t *testing.T, args ...string) (string, error) {
@@ -50,7 +48,7 @@ func TestVaultCommands(t *testing.T) {
 	t.Setenv("COFFER_USERNAME", "admin")
 	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
 
-	v := mustVaultCLI[vault.Vault](t, "vault", "create", "team1", "--retention-days", "7", "--purge-protection", "--port", "0")
+	v := mustVaultCLI[wire.Vault](t, "vault", "create", "team1", "--retention-days", "7", "--purge-protection", "--port", "0")
 	if v.SoftDeleteRetentionDays != 7 || !v.EnablePurgeProtection || !strings.HasPrefix(v.URL, "https://team1.vault.localhost:") {
 		t.Fatalf("created %+v", v)
 	}
@@ -60,12 +58,12 @@ func TestVaultCommands(t *testing.T) {
 	if _, err := vaultCLI(t, "vault", "update", "team1", "--purge-protection=false"); err == nil || !strings.Contains(err.Error(), "cannot be turned off") {
 		t.Fatalf("purge protection turned off: %v", err)
 	}
-	v = mustVaultCLI[vault.Vault](t, "vault", "update", "team1", "--default-action", "Deny", "--ip-rule", "127.0.0.0/8")
+	v = mustVaultCLI[wire.Vault](t, "vault", "update", "team1", "--default-action", "Deny", "--ip-rule", "127.0.0.0/8")
 	if v.NetworkRules.DefaultAction != "Deny" || v.NetworkRules.IPRules[0] != "127.0.0.0/8" || v.SoftDeleteRetentionDays != 7 {
 		t.Fatalf("updated %+v", v)
 	}
 	found := false
-	for _, x := range mustVaultCLI[[]vault.Vault](t, "vault", "list") {
+	for _, x := range mustVaultCLI[[]wire.Vault](t, "vault", "list") {
 		found = found || x.Name == "team1"
 	}
 	if !found {
@@ -82,25 +80,25 @@ func TestVaultCommands(t *testing.T) {
 		t.Fatalf("policies: %v", ps)
 	}
 
-	k := mustVaultCLI[vault.Key](t, "vault", "key", "create", "team1", "kek", "--kty", "RSA", "--size", "2048", "--tags", "owner=ci")
+	k := mustVaultCLI[wire.Key](t, "vault", "key", "create", "team1", "kek", "--kty", "RSA", "--size", "2048", "--tags", "owner=ci")
 	if k.Size != 2048 || k.Tags["owner"] != "ci" {
 		t.Fatalf("key %+v", k)
 	}
 	dek := base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
-	w := mustVaultCLI[api.KeyOpResult](t, "vault", "key", "wrapKey", "team1", "kek", "--alg", "RSA-OAEP-256", "--value", dek)
+	w := mustVaultCLI[wire.KeyOpResult](t, "vault", "key", "wrapKey", "team1", "kek", "--alg", "RSA-OAEP-256", "--value", dek)
 	if w.Kid != k.ID {
 		t.Fatalf("wrapped with %s, want %s", w.Kid, k.ID)
 	}
-	rot := mustVaultCLI[vault.Key](t, "vault", "key", "rotate", "team1", "kek")
+	rot := mustVaultCLI[wire.Key](t, "vault", "key", "rotate", "team1", "kek")
 	if rot.Version == k.Version {
 		t.Fatal("rotate kept the version")
 	}
-	u := mustVaultCLI[api.KeyOpResult](t, "vault", "key", "unwrap", "team1", "kek", "--version", k.Version, "--alg", "RSA-OAEP-256",
+	u := mustVaultCLI[wire.KeyOpResult](t, "vault", "key", "unwrap", "team1", "kek", "--version", k.Version, "--alg", "RSA-OAEP-256",
 		"--value", base64.RawURLEncoding.EncodeToString(w.Value))
 	if base64.RawURLEncoding.EncodeToString(u.Value) != dek {
 		t.Fatal("unwrap with the old version gave other bytes")
 	}
-	if vs := mustVaultCLI[[]vault.Key](t, "vault", "key", "versions", "team1", "kek"); len(vs) != 2 {
+	if vs := mustVaultCLI[[]wire.Key](t, "vault", "key", "versions", "team1", "kek"); len(vs) != 2 {
 		t.Fatalf("versions: %d", len(vs))
 	}
 	backup := filepath.Join(t.TempDir(), "kek.backup")
@@ -121,25 +119,25 @@ func TestVaultCommands(t *testing.T) {
 	}
 
 	// Network rule refusal names the rule.
-	mustVaultCLI[vault.Vault](t, "vault", "update", "team1", "--default-action", "Deny", "--ip-rule", "10.0.0.0/8")
+	mustVaultCLI[wire.Vault](t, "vault", "update", "team1", "--default-action", "Deny", "--ip-rule", "10.0.0.0/8")
 	if _, err := vaultCLI(t, "vault", "key", "show", "team1", "kek"); err == nil || !strings.Contains(err.Error(), "network rules") {
 		t.Fatalf("outside the network rules: %v", err)
 	}
-	mustVaultCLI[vault.Vault](t, "vault", "update", "team1", "--default-action", "Allow")
+	mustVaultCLI[wire.Vault](t, "vault", "update", "team1", "--default-action", "Allow")
 
 	// Audit: filters, then an edited record is detected.
-	recs := mustVaultCLI[[]audit.Record](t, "vault", "audit", "list", "--vault", "team1", "--key", "kek", "--operation", "KeyUnwrapKey")
+	recs := mustVaultCLI[[]wire.AuditRecord](t, "vault", "audit", "list", "--vault", "team1", "--key", "kek", "--operation", "KeyUnwrapKey")
 	if len(recs) != 1 || !strings.HasSuffix(recs[0].Target, "/keys/kek/"+k.Version) || recs[0].Algorithm != "RSA-OAEP-256" ||
 		recs[0].PrincipalName != "admin" || recs[0].ClientAddr != "127.0.0.1" || recs[0].UserAgent == "" {
 		t.Fatalf("unwrap records: %+v", recs)
 	}
-	if denied := mustVaultCLI[[]audit.Record](t, "vault", "audit", "list", "--vault", "team1", "--result", "denied"); len(denied) == 0 {
+	if denied := mustVaultCLI[[]wire.AuditRecord](t, "vault", "audit", "list", "--vault", "team1", "--result", "denied"); len(denied) == 0 {
 		t.Fatal("the network refusal was not audited")
 	}
-	if pol := mustVaultCLI[[]audit.Record](t, "vault", "audit", "list", "--operation", "AccessPolicySet", "--identity", "admin"); len(pol) != 1 {
+	if pol := mustVaultCLI[[]wire.AuditRecord](t, "vault", "audit", "list", "--operation", "AccessPolicySet", "--identity", "admin"); len(pol) != 1 {
 		t.Fatalf("policy change records: %+v", pol)
 	}
-	res := mustVaultCLI[audit.VerifyResult](t, "vault", "audit", "verify")
+	res := mustVaultCLI[wire.AuditVerifyResult](t, "vault", "audit", "verify")
 	if !res.OK || res.Records < 10 {
 		t.Fatalf("verify: %+v", res)
 	}
@@ -149,8 +147,8 @@ func TestVaultCommands(t *testing.T) {
 	if ps := mustVaultCLI[[]map[string]any](t, "vault", "policy", "list", "team1"); len(ps) != 0 {
 		t.Fatalf("policies after delete: %v", ps)
 	}
-	mustVaultCLI[vault.Vault](t, "vault", "create", "scratch", "--rbac", "--retention-days", "7")
-	mustVaultCLI[vault.Key](t, "vault", "key", "create", "scratch", "k")
+	mustVaultCLI[wire.Vault](t, "vault", "create", "scratch", "--rbac", "--retention-days", "7")
+	mustVaultCLI[wire.Key](t, "vault", "key", "create", "scratch", "k")
 	mustVaultCLI[map[string]any](t, "vault", "key", "delete", "scratch", "k")
 	if p := mustVaultCLI[map[string]string](t, "vault", "key", "purge", "scratch", "k"); p["key"] != "k" || p["done"] != "purge" {
 		t.Fatalf("purge: %v", p)

@@ -6,9 +6,8 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/access/accessapi"
-	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/identity/identityapi"
 )
 
 // accessPart holds what the server keeps of the access part.
@@ -46,13 +45,18 @@ func (s *Server) mountAccess(ctx context.Context) error {
 	if err := svc.EnsureBootstrapOwner(ctx, s.identity.bootstrapAdmin); err != nil {
 		return fmt.Errorf("make the administrator Owner: %w", err)
 	}
+	identityapi.New(s.identity.svc, svc).Register(s.mgmt)
+	return nil
+}
+
+// mountAccessManagement mounts the access part's management routes, once the vault part
+// has opened the audit trail and can say which vaults exist.
+func (s *Server) mountAccessManagement(context.Context) error {
 	accessapi.New(accessapi.Config{
-		Service:     svc,
-		Verifier:    func() authn.Verifier { return s.identity.verifier },
-		VaultExists: func() func(context.Context, string) error { return s.access.vaultExists },
-		// The audit trail is opened by the vault part (mounted later).
-		Audit: func() *audit.Log { return s.vault.audit },
-		Log:   s.log,
-	}).Register(s.mux)
+		Service:     s.access.svc,
+		VaultExists: s.access.vaultExists,
+		Audit:       s.vault.audit,
+		Log:         s.log,
+	}).Register(s.mgmt)
 	return nil
 }

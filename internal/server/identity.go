@@ -11,11 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/durable"
 	"github.com/cofferhq/coffer/internal/identity"
-	"github.com/cofferhq/coffer/internal/identity/identityapi"
+	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/token/tokenapi"
 )
@@ -55,12 +54,14 @@ func (s *Server) mountIdentity(ctx context.Context) error {
 	tokens := token.NewService(ks, token.Options{TenantID: svc.TenantID(), TTL: s.cfg.TokenTTL})
 	s.identity.tokens = tokens
 	s.identity.verifier = tokens
+	if s.mgmt, err = mgmt.NewRouter(s.mux, tokens); err != nil {
+		return err
+	}
 
 	header, err := ensureSecretFile(filepath.Join(keysDir, "identity-header"))
 	if err != nil {
 		return fmt.Errorf("managed identity header secret: %w", err)
 	}
-	authz := func() access.Authorizer { return s.access.authz }
 	granter := token.NewGranter(token.GranterOptions{
 		Authorizer:    lazyAuthorizer{s},
 		AnonymousPull: s.cfg.Registry.AnonymousPull,
@@ -75,7 +76,6 @@ func (s *Server) mountIdentity(ctx context.Context) error {
 		Limiter:        identity.NewLoginLimiter(s.cfg.LoginFailureLimit, time.Minute, nil),
 		Log:            s.log,
 	}).Register(s.mux)
-	identityapi.New(svc, tokens, authz).Register(s.mux)
 	return nil
 }
 

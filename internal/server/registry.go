@@ -134,5 +134,5 @@ func (a lazyAuthorizer) Authorize(ctx context.Context, req access.Request) error
 }
 
 func (s *Server) mountRegistryManagement(svc *registry.Service) {
-	api.MountManagement(s.mux, svc, lazyVerifier{s}, lazyAuthorizer{s})
+	api.MountManagement(s.mgmt, svc, s.access.authz)
 }

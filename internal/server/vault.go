@@ -17,8 +17,6 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
-	"github.com/cofferhq/coffer/internal/mgmt"
-	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/api"
 )
@@ -190,8 +188,6 @@ func (s *Server) mountVault(ctx context.Context) error {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.vault.api.Serve(w, r, name, false) })
 	})
 
-	s.hostRouters = append(s.hostRouters, s.policyAuditRouter)
-
 	// Vaults on ports of their own, for those that exist now.
 	existing, err := svc.AllVaults(ctx)
 	if err != nil {
@@ -307,18 +303,7 @@ func (s *Server) closeVaultPorts() error {
 
 // mountVaultManagement mounts /coffer/v1/vaults... and /coffer/v1/audit.
 func (s *Server) mountVaultManagement() {
-	h := api.NewManagement(s.vault.svc, s.vault.audit, func() access.Authorizer { return s.access.authz })
-	protect := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v := s.identity.verifier
-			if v == nil {
-				mgmt.WriteError(w, http.StatusServiceUnavailable, mgmt.CodeInternal, "the token service is not available")
-				return
-			}
-			mgmt.Protect(v, next).ServeHTTP(w, r)
-		})
-	}
-	h.Register(s.mux, protect)
+	api.NewManagement(s.vault.svc, s.vault.audit, s.access.authz).Register(s.mgmt)
 }
 
 // Vault is the key vault service, for in-process callers (the registry's key-encryption
@@ -328,52 +313,3 @@ func (s *Server) Vault() *vault.Service { return s.vault.svc }
 
 // Audit is the audit trail any part may record into.
 func (s *Server) Audit() *audit.Log { return s.vault.audit }
-
-// policyAuditRouter records every change to a vault's access policies in the audit trail.
-// The access part serves those routes; this router sees the request first (host routers
-// run before path routes), lets the access part answer, and records who changed what with
-// the status it answered.
-func (s *Server) policyAuditRouter(r *http.Request) http.Handler {
-	if r.Method != http.MethodPut && r.Method != http.MethodDelete {
-		return nil
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, mgmt.Prefix+"/vaults/")
-	if !ok {
-		return nil
-	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[1] != "access-policies" {
-		return nil
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		s.mux.ServeHTTP(rec, r)
-		res := audit.ResultSuccess
-		switch {
-		case rec.code == http.StatusUnauthorized || rec.code == http.StatusForbidden:
-			res = audit.ResultDenied
-		case rec.code >= 300:
-			res = audit.ResultFailure
-		}
-		a := audit.Record{Time: start, Component: "vault", Operation: "AccessPolicySet", Target: parts[0] + "/access-policies/" + parts[2],
-			Resource:  "vaults/" + parts[0] + "/access-policies/" + parts[2],
-			UserAgent: r.UserAgent(), Result: res, Duration: time.Since(start)}
-		if r.Method == http.MethodDelete {
-			a.Operation = "AccessPolicyDelete"
-		}
-		if res != audit.ResultSuccess {
-			a.Detail = fmt.Sprintf("answered %d", rec.code)
-		}
-		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			a.ClientAddr = host
-		}
-		if raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.identity.verifier != nil {
-			if c, err := s.identity.verifier.Verify(r.Context(), raw, token.AudienceManagement); err == nil {
-				p := c.Principal()
-				a.PrincipalID, a.PrincipalName, a.PrincipalKind = p.ID, p.Name, string(p.Kind)
-			}
-		}
-		s.vault.audit.Record(a)
-	})
-}

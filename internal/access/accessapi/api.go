@@ -19,32 +19,27 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/mgmt"
-	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // Config wires the endpoints.
 type Config struct {
 	Service *access.Service
-	// Verifier returns the bearer-token verifier at request time.
-	Verifier func() authn.Verifier
-	// VaultExists, when it returns a non-nil function, is asked before an access policy
-	// is set: the function answers an error wrapping access.ErrNotFound for a vault that
-	// does not exist. Read at request time (the vault part is mounted later).
-	VaultExists func() func(ctx context.Context, vault string) error
-	// Audit returns the audit trail at request time (nil: nothing is recorded). Every
-	// change to a role assignment or a repository token is recorded, and so is every
-	// refused attempt. (Access-policy changes are recorded by the vault part, which wraps
-	// those routes.)
-	Audit func() *audit.Log
+	// VaultExists, when set, is asked before an access policy is listed or set: it answers
+	// an error wrapping access.ErrNotFound for a vault that does not exist.
+	VaultExists func(ctx context.Context, vault string) error
+	// Audit is the audit trail (nil: nothing is recorded). Every change to a role
+	// assignment, a repository token or a vault access policy is recorded, and so is every
+	// refused attempt.
+	Audit *audit.Log
 	Log   *slog.Logger
 }
 
 // API is the access management endpoints.
 type API struct {
-	svc   *access.Service
-	cfg   Config
-	log   *slog.Logger
-	verif authn.Verifier
+	svc *access.Service
+	cfg Config
+	log *slog.Logger
 }
 
 // New returns the endpoints.
@@ -53,27 +48,13 @@ func New(cfg Config) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{svc: cfg.Service, cfg: cfg, log: log, verif: lateVerifier{cfg.Verifier}}
+	return &API{svc: cfg.Service, cfg: cfg, log: log}
 }
 
-// lateVerifier asks the verifier as it is at request time.
-type lateVerifier struct{ get func() authn.Verifier }
-
-func (l lateVerifier) Verify(ctx context.Context, raw, audience string) (*token.Claims, error) {
-	if l.get == nil {
-		return nil, errors.New("token verification is not available")
-	}
-	v := l.get()
-	if v == nil {
-		return nil, errors.New("token verification is not available")
-	}
-	return v.Verify(ctx, raw, audience)
-}
-
-// Register mounts the routes on mux.
-func (a *API) Register(mux *http.ServeMux) {
+// Register mounts the routes on the management router (which authenticates them).
+func (a *API) Register(rt *mgmt.Router) {
 	p := mgmt.Prefix
-	h := func(pattern string, fn http.HandlerFunc) { mux.Handle(pattern, mgmt.Protect(a.verif, fn)) }
+	h := rt.HandleFunc
 	h("GET "+p+"/role-definitions", a.listRoleDefinitions)
 	h("GET "+p+"/role-assignments", a.listAssignments)
 	h("POST "+p+"/role-assignments", a.createAssignment)
@@ -84,8 +65,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	h("GET "+p+"/tokens/{name}", a.getToken)
 	h("DELETE "+p+"/tokens/{name}", a.deleteToken)
 	h("GET "+p+"/vaults/{vault}/access-policies", a.listPolicies)
-	h("PUT "+p+"/vaults/{vault}/access-policies/{objectId}", a.setPolicy)
-	h("DELETE "+p+"/vaults/{vault}/access-policies/{objectId}", a.deletePolicy)
+	rt.HandleAround("PUT "+p+"/vaults/{vault}/access-policies/{objectId}", http.HandlerFunc(a.setPolicy), a.auditPolicy(OpAccessPolicySet))
+	rt.HandleAround("DELETE "+p+"/vaults/{vault}/access-policies/{objectId}", http.HandlerFunc(a.deletePolicy), a.auditPolicy(OpAccessPolicyDelete))
 }
 
 // fail maps a service error to the management API's error shape.
@@ -108,39 +89,18 @@ func callerID(r *http.Request) string {
 	return c.Principal.ID
 }
 
-// List is the envelope of every list answer: {"value":[...]}.
-type List[T any] struct {
-	Value []T `json:"value"`
-}
-
 func (a *API) listRoleDefinitions(w http.ResponseWriter, r *http.Request) {
 	// Role definitions are public to every authenticated caller.
 	defs := a.svc.RoleDefinitions()
-	out := make([]RoleDefinition, len(defs))
+	out := make([]wire.RoleDefinition, len(defs))
 	for i, d := range defs {
-		out[i] = RoleDefinition{RoleDefinition: d, EffectiveActions: d.EffectiveActions()}
+		out[i] = RoleDefinition(d)
 	}
-	mgmt.WriteJSON(w, http.StatusOK, List[RoleDefinition]{Value: out})
-}
-
-// RoleDefinition is a role as GET /coffer/v1/role-definitions shows it: its patterns and
-// the actions they come to in this version.
-type RoleDefinition struct {
-	access.RoleDefinition
-	EffectiveActions []access.Action `json:"effectiveActions"`
-}
-
-// CreateAssignmentRequest is the body of POST /coffer/v1/role-assignments.
-type CreateAssignmentRequest struct {
-	Role string `json:"role"`
-	// Assignee is an object id, client id or name.
-	Assignee string `json:"assignee"`
-	// Scope in canonical (/vaults/v) or short (vault/v) form.
-	Scope string `json:"scope"`
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.RoleDefinition]{Value: out})
 }
 
 func (a *API) createAssignment(w http.ResponseWriter, r *http.Request) {
-	var req CreateAssignmentRequest
+	var req wire.CreateRoleAssignmentRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -168,7 +128,7 @@ func (a *API) createAssignment(w http.ResponseWriter, r *http.Request) {
 		a.record(r, c, nil)
 		a.log.Info("role assigned", "id", asg.ID, "role", asg.Role, "principal", asg.PrincipalID, "scope", asg.Scope, "by", callerID(r))
 	}
-	mgmt.WriteJSON(w, status, asg)
+	mgmt.WriteJSON(w, status, Assignment(asg))
 }
 
 func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) {
@@ -206,13 +166,13 @@ func (a *API) listAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 	// Show only the assignments whose scope the caller may read (its own, at least).
 	c, _ := authn.CallerFrom(r.Context())
-	out := []access.Assignment{}
+	out := []wire.RoleAssignment{}
 	for _, asg := range list {
 		if asg.PrincipalID == c.Principal.ID || a.svc.Authorize(r.Context(), access.Request{Principal: c.Principal, Action: access.AccessRead, Scope: asg.Scope}) == nil {
-			out = append(out, asg)
+			out = append(out, Assignment(asg))
 		}
 	}
-	mgmt.WriteJSON(w, http.StatusOK, List[access.Assignment]{Value: out})
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.RoleAssignment]{Value: out})
 }
 
 func (a *API) getAssignment(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +185,7 @@ func (a *API) getAssignment(w http.ResponseWriter, r *http.Request) {
 	if asg.PrincipalID != c.Principal.ID && !mgmt.Authorize(w, r, a.svc, access.AccessRead, asg.Scope) {
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, asg)
+	mgmt.WriteJSON(w, http.StatusOK, Assignment(asg))
 }
 
 func (a *API) deleteAssignment(w http.ResponseWriter, r *http.Request) {
@@ -248,20 +208,8 @@ func (a *API) deleteAssignment(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// CreateTokenRequest is the body of POST /coffer/v1/tokens.
-type CreateTokenRequest struct {
-	Name     string                 `json:"name"`
-	ScopeMap []access.ScopeMapEntry `json:"scopeMap"`
-}
-
-// CreateTokenResponse is the answer of POST /coffer/v1/tokens: the password is shown once.
-type CreateTokenResponse struct {
-	access.RepositoryToken
-	Password string `json:"password"`
-}
-
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
-	var req CreateTokenRequest
+	var req wire.CreateTokenRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -269,7 +217,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	if !a.authorize(w, r, access.AccessManage, access.ScopeRegistry, c) {
 		return
 	}
-	tok, pw, err := a.svc.CreateRepositoryToken(r.Context(), req.Name, req.ScopeMap, callerID(r))
+	tok, pw, err := a.svc.CreateRepositoryToken(r.Context(), req.Name, scopeMapIn(req.ScopeMap), callerID(r))
 	a.record(r, c, err)
 	if err != nil {
 		a.fail(w, r, err)
@@ -277,7 +225,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("repository token created", "name", tok.Name, "object_id", tok.ObjectID, "by", callerID(r))
 	w.Header().Set("Cache-Control", "no-store")
-	mgmt.WriteJSON(w, http.StatusCreated, CreateTokenResponse{RepositoryToken: tok, Password: pw})
+	mgmt.WriteJSON(w, http.StatusCreated, wire.CreateTokenResponse{RepositoryToken: RepositoryToken(tok), Password: pw})
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
@@ -289,7 +237,8 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, List[access.RepositoryToken]{Value: list})
+	out := mapSlice(list, RepositoryToken)
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.RepositoryToken]{Value: out})
 }
 
 func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
@@ -301,7 +250,7 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, tok)
+	mgmt.WriteJSON(w, http.StatusOK, RepositoryToken(tok))
 }
 
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) {
@@ -320,11 +269,6 @@ func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// SetPolicyRequest is the body of PUT /coffer/v1/vaults/{vault}/access-policies/{objectId}.
-type SetPolicyRequest struct {
-	KeyPermissions []string `json:"keyPermissions"`
-}
-
 // vaultScope validates the {vault} path value.
 func vaultScope(w http.ResponseWriter, r *http.Request) (string, access.Scope, bool) {
 	vault := r.PathValue("vault")
@@ -341,11 +285,7 @@ func (a *API) vaultExists(w http.ResponseWriter, r *http.Request, vault string) 
 	if a.cfg.VaultExists == nil {
 		return true
 	}
-	exists := a.cfg.VaultExists()
-	if exists == nil {
-		return true
-	}
-	if err := exists(r.Context(), vault); err != nil {
+	if err := a.cfg.VaultExists(r.Context(), vault); err != nil {
 		a.fail(w, r, err)
 		return false
 	}
@@ -364,19 +304,20 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, List[access.AccessPolicy]{Value: list})
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.AccessPolicy]{Value: mapSlice(list, AccessPolicy)})
 }
 
 func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
+	notePolicyCaller(r)
 	vault, scope, ok := vaultScope(w, r)
 	if !ok {
 		return
 	}
-	var req SetPolicyRequest
+	var req wire.SetAccessPolicyRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
-	// Access-policy changes are audited by the vault part (it wraps these routes).
+	// Access-policy changes are audited by auditPolicy, which wraps this route.
 	if !mgmt.Authorize(w, r, a.svc, access.VaultManage, scope) {
 		return
 	}
@@ -395,10 +336,11 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("vault access policy set", "vault", vault, "object_id", p.ID, "key_permissions", strings.Join(pol.KeyPermissions, ","), "by", callerID(r))
-	mgmt.WriteJSON(w, http.StatusOK, pol)
+	mgmt.WriteJSON(w, http.StatusOK, AccessPolicy(pol))
 }
 
 func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	notePolicyCaller(r)
 	vault, scope, ok := vaultScope(w, r)
 	if !ok {
 		return
@@ -429,6 +371,8 @@ const (
 	OpRoleAssignmentDelete  = "RoleAssignmentDelete"
 	OpRepositoryTokenCreate = "RepositoryTokenCreate"
 	OpRepositoryTokenDelete = "RepositoryTokenDelete"
+	OpAccessPolicySet       = "AccessPolicySet"
+	OpAccessPolicyDelete    = "AccessPolicyDelete"
 )
 
 // change describes one audited change while it is handled.
@@ -470,10 +414,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request, action access.Ac
 
 // record writes an audit record for c with the outcome err (nil: success).
 func (a *API) record(r *http.Request, c *change, err error) {
-	if a.cfg.Audit == nil {
-		return
-	}
-	al := a.cfg.Audit()
+	al := a.cfg.Audit
 	if al == nil {
 		return
 	}

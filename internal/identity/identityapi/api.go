@@ -4,9 +4,7 @@
 package identityapi
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -14,36 +12,24 @@ import (
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // API is the identity management endpoints.
 type API struct {
-	svc      *identity.Service
-	verifier authn.Verifier
-	authz    access.Authorizer
+	svc   *identity.Service
+	authz access.Authorizer
 }
 
-// New returns the endpoints. authz is read at each request (the access part is mounted
-// after identity).
-func New(svc *identity.Service, verifier authn.Verifier, authz func() access.Authorizer) *API {
-	return &API{svc: svc, verifier: verifier, authz: lateAuthorizer{authz}}
+// New returns the endpoints; authz decides every request.
+func New(svc *identity.Service, authz access.Authorizer) *API {
+	return &API{svc: svc, authz: authz}
 }
 
-// lateAuthorizer asks the access part's Authorizer as it is at request time.
-type lateAuthorizer struct{ get func() access.Authorizer }
-
-func (l lateAuthorizer) Authorize(ctx context.Context, req access.Request) error {
-	if az := l.get(); az != nil {
-		return az.Authorize(ctx, req)
-	}
-	// No decision function wired: deny.
-	return fmt.Errorf("%w: no authorizer is configured", access.ErrDenied)
-}
-
-// Register mounts the routes on mux.
-func (a *API) Register(mux *http.ServeMux) {
+// Register mounts the routes on the management router (which authenticates them).
+func (a *API) Register(rt *mgmt.Router) {
 	p := mgmt.Prefix
-	h := func(pattern string, fn http.HandlerFunc) { mux.Handle(pattern, mgmt.Protect(a.verifier, fn)) }
+	h := rt.HandleFunc
 	h("GET "+p+"/whoami", a.whoami)
 	h("POST "+p+"/users", a.createUser)
 	h("GET "+p+"/users", a.list(identity.KindUser))
@@ -81,33 +67,20 @@ func fail(w http.ResponseWriter, err error) {
 	}
 }
 
-// Whoami is the answer of GET /coffer/v1/whoami.
-type Whoami struct {
-	identity.Principal
-	TenantID  string    `json:"tenantId"`
-	ExpiresAt time.Time `json:"tokenExpiresAt"`
-}
-
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
 	c, _ := authn.CallerFrom(r.Context())
-	out := Whoami{Principal: c.Principal, TenantID: a.svc.TenantID()}
+	out := wire.Whoami{Principal: Principal(c.Principal), TenantID: a.svc.TenantID()}
 	if c.Claims != nil && c.Claims.ExpiresAt != nil {
 		out.ExpiresAt = c.Claims.ExpiresAt.Time.UTC()
 	}
 	mgmt.WriteJSON(w, http.StatusOK, out)
 }
 
-// CreateUserRequest is the body of POST /coffer/v1/users.
-type CreateUserRequest struct {
-	Name     string `json:"name"`
-	Password string `json:"password"`
-}
-
 func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	if !a.can(w, r, access.IdentityManage) {
 		return
 	}
-	var req CreateUserRequest
+	var req wire.CreateUserRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -120,12 +93,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusCreated, info)
-}
-
-// PasswordRequest is the body of PUT /coffer/v1/users/{name}/password.
-type PasswordRequest struct {
-	Password string `json:"password"`
+	mgmt.WriteJSON(w, http.StatusCreated, Identity(info))
 }
 
 // setPassword: a user may change their own password; changing another's needs
@@ -137,7 +105,7 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) {
 	if !self && !a.can(w, r, access.IdentityManage) {
 		return
 	}
-	var req PasswordRequest
+	var req wire.PasswordRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -158,10 +126,11 @@ func (a *API) list(kind identity.Kind) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		if list == nil {
-			list = []identity.Info{}
+		out := make([]wire.Identity, len(list))
+		for i, info := range list {
+			out[i] = Identity(info)
 		}
-		mgmt.WriteJSON(w, http.StatusOK, map[string]any{"value": list})
+		mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.Identity]{Value: out})
 	}
 }
 
@@ -175,7 +144,7 @@ func (a *API) show(kind identity.Kind) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		mgmt.WriteJSON(w, http.StatusOK, info)
+		mgmt.WriteJSON(w, http.StatusOK, Identity(info))
 	}
 }
 
@@ -192,24 +161,6 @@ func (a *API) del(kind identity.Kind) http.HandlerFunc {
 	}
 }
 
-// CreateSPRequest is the body of POST /coffer/v1/servicePrincipals.
-type CreateSPRequest struct {
-	Name string `json:"name"`
-	// SecretLifetimeDays is the client secret's lifetime (default 365).
-	SecretLifetimeDays int `json:"secretLifetimeDays,omitempty"`
-}
-
-// SPCredentials is the answer of creating a service principal or resetting its
-// credential: the secret appears here once and never again.
-type SPCredentials struct {
-	ServicePrincipal identity.Info `json:"servicePrincipal"`
-	TenantID         string        `json:"tenantId"`
-	ClientID         string        `json:"clientId"`
-	ClientSecret     string        `json:"clientSecret"`
-	SecretID         string        `json:"secretId"`
-	SecretExpiresAt  time.Time     `json:"secretExpiresAt"`
-}
-
 func lifetime(days int) (time.Duration, bool) {
 	if days < 0 || days > 3650 {
 		return 0, false
@@ -221,7 +172,7 @@ func (a *API) createSP(w http.ResponseWriter, r *http.Request) {
 	if !a.can(w, r, access.IdentityManage) {
 		return
 	}
-	var req CreateSPRequest
+	var req wire.CreateServicePrincipalRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -238,23 +189,16 @@ func (a *API) createSP(w http.ResponseWriter, r *http.Request) {
 	mgmt.WriteJSON(w, http.StatusCreated, a.creds(info, sec))
 }
 
-func (a *API) creds(info identity.Info, sec identity.Secret) SPCredentials {
-	return SPCredentials{ServicePrincipal: info, TenantID: a.svc.TenantID(), ClientID: info.ClientID,
+func (a *API) creds(info identity.Info, sec identity.Secret) wire.ServicePrincipalCredentials {
+	return wire.ServicePrincipalCredentials{ServicePrincipal: Identity(info), TenantID: a.svc.TenantID(), ClientID: info.ClientID,
 		ClientSecret: sec.Value, SecretID: sec.ID, SecretExpiresAt: sec.ExpiresAt}
-}
-
-// ResetCredentialRequest is the body of POST /coffer/v1/servicePrincipals/{ref}/credentials/reset.
-type ResetCredentialRequest struct {
-	// Append keeps the existing secrets (otherwise they are removed).
-	Append             bool `json:"append,omitempty"`
-	SecretLifetimeDays int  `json:"secretLifetimeDays,omitempty"`
 }
 
 func (a *API) resetCredential(w http.ResponseWriter, r *http.Request) {
 	if !a.can(w, r, access.IdentityManage) {
 		return
 	}
-	var req ResetCredentialRequest
+	var req wire.ResetCredentialRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -271,28 +215,15 @@ func (a *API) resetCredential(w http.ResponseWriter, r *http.Request) {
 	mgmt.WriteJSON(w, http.StatusOK, a.creds(info, sec))
 }
 
-// CreateMIRequest is the body of POST /coffer/v1/managedIdentities.
-type CreateMIRequest struct {
-	Name string `json:"name"`
-}
-
-// ManagedIdentity is a managed identity as the API shows it, with the ids Azure names
-// principalId (object id) and clientId.
-type ManagedIdentity struct {
-	identity.Info
-	PrincipalID string `json:"principalId"`
-	TenantID    string `json:"tenantId"`
-}
-
-func (a *API) mi(info identity.Info) ManagedIdentity {
-	return ManagedIdentity{Info: info, PrincipalID: info.ID, TenantID: a.svc.TenantID()}
+func (a *API) mi(info identity.Info) wire.ManagedIdentity {
+	return wire.ManagedIdentity{Identity: Identity(info), PrincipalID: info.ID, TenantID: a.svc.TenantID()}
 }
 
 func (a *API) createMI(w http.ResponseWriter, r *http.Request) {
 	if !a.can(w, r, access.IdentityManage) {
 		return
 	}
-	var req CreateMIRequest
+	var req wire.CreateManagedIdentityRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
@@ -314,7 +245,7 @@ func (a *API) listMI(w http.ResponseWriter, r *http.Request) {
 	if !a.can(w, r, access.IdentityRead) {
 		return
 	}
-	out := []ManagedIdentity{}
+	out := []wire.ManagedIdentity{}
 	for _, kind := range []identity.Kind{identity.KindSystemIdentity, identity.KindManagedIdentity} {
 		list, err := a.svc.List(r.Context(), kind)
 		if err != nil {
@@ -325,7 +256,7 @@ func (a *API) listMI(w http.ResponseWriter, r *http.Request) {
 			out = append(out, a.mi(info))
 		}
 	}
-	mgmt.WriteJSON(w, http.StatusOK, map[string]any{"value": out})
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.ManagedIdentity]{Value: out})
 }
 
 func (a *API) showMI(w http.ResponseWriter, r *http.Request) {
@@ -342,4 +273,21 @@ func (a *API) showMI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, a.mi(info))
+}
+
+// Principal is p on the wire.
+func Principal(p identity.Principal) wire.Principal {
+	return wire.Principal{ID: p.ID, Kind: string(p.Kind), Name: p.Name, ClientID: p.ClientID}
+}
+
+// Identity is info on the wire.
+func Identity(info identity.Info) wire.Identity {
+	out := wire.Identity{Principal: Principal(info.Principal), CreatedAt: info.CreatedAt}
+	if info.Credentials != nil {
+		out.Credentials = make([]wire.Credential, len(info.Credentials))
+		for i, c := range info.Credentials {
+			out.Credentials[i] = wire.Credential{ID: c.ID, Hint: c.Hint, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt}
+		}
+	}
+	return out
 }

@@ -7,9 +7,9 @@ import (
 	"strconv"
 
 	"github.com/cofferhq/coffer/internal/access"
-	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -27,16 +27,17 @@ type Management struct {
 	authz access.Authorizer
 }
 
-// MountManagement registers the management routes on mux.
-func MountManagement(mux *http.ServeMux, svc *registry.Service, v authn.Verifier, authz access.Authorizer) {
+// MountManagement registers the management routes on the management router (which
+// authenticates them); authz decides every request.
+func MountManagement(rt *mgmt.Router, svc *registry.Service, authz access.Authorizer) {
 	m := &Management{svc: svc, authz: authz}
 	p := mgmt.Prefix + "/registry"
-	mux.Handle("GET "+p+"/repositories", mgmt.Protect(v, http.HandlerFunc(m.listRepos)))
-	mux.Handle("GET "+p+"/repositories/{name...}", mgmt.Protect(v, http.HandlerFunc(m.showRepo)))
-	mux.Handle("DELETE "+p+"/repositories/{name...}", mgmt.Protect(v, http.HandlerFunc(m.deleteRepo)))
-	mux.Handle("GET "+p+"/tags", mgmt.Protect(v, http.HandlerFunc(m.listTags)))
-	mux.Handle("DELETE "+p+"/tags", mgmt.Protect(v, http.HandlerFunc(m.deleteTag)))
-	mux.Handle("POST "+p+"/gc", mgmt.Protect(v, http.HandlerFunc(m.gc)))
+	rt.HandleFunc("GET "+p+"/repositories", m.listRepos)
+	rt.HandleFunc("GET "+p+"/repositories/{name...}", m.showRepo)
+	rt.HandleFunc("DELETE "+p+"/repositories/{name...}", m.deleteRepo)
+	rt.HandleFunc("GET "+p+"/tags", m.listTags)
+	rt.HandleFunc("DELETE "+p+"/tags", m.deleteTag)
+	rt.HandleFunc("POST "+p+"/gc", m.gc)
 }
 
 func (m *Management) fail(w http.ResponseWriter, err error) {
@@ -67,13 +68,6 @@ func (m *Management) repoParam(w http.ResponseWriter, name string) bool {
 	return true
 }
 
-// RepositoryList is the answer of the repository listing.
-type RepositoryList struct {
-	Repositories []registry.RepositoryInfo `json:"repositories"`
-	// Next is the "last" value for the next page, if any.
-	Next string `json:"next,omitempty"`
-}
-
 func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, m.authz, access.RegistryList, access.ScopeRegistry) {
 		return
@@ -92,7 +86,7 @@ func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, err)
 		return
 	}
-	out := RepositoryList{Repositories: []registry.RepositoryInfo{}}
+	out := wire.RepositoryList{Repositories: []wire.Repository{}}
 	for _, name := range names {
 		info, err := m.svc.Repository(r.Context(), name)
 		if registry.ErrorCode(err) == registry.CodeNameUnknown {
@@ -102,7 +96,7 @@ func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
 			m.fail(w, err)
 			return
 		}
-		out.Repositories = append(out.Repositories, info)
+		out.Repositories = append(out.Repositories, RepositoryOut(info))
 	}
 	if more && len(names) > 0 {
 		out.Next = names[len(names)-1]
@@ -120,7 +114,7 @@ func (m *Management) showRepo(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, info)
+	mgmt.WriteJSON(w, http.StatusOK, RepositoryOut(info))
 }
 
 func (m *Management) deleteRepo(w http.ResponseWriter, r *http.Request) {
@@ -135,12 +129,6 @@ func (m *Management) deleteRepo(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// TagList is the answer of the tag listing.
-type TagList struct {
-	Repository string             `json:"repository"`
-	Tags       []registry.TagInfo `json:"tags"`
-}
-
 func (m *Management) listTags(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("repository")
 	if !m.repoParam(w, name) || !mgmt.Authorize(w, r, m.authz, access.RegistryPull, access.RepositoryScope(name)) {
@@ -151,10 +139,11 @@ func (m *Management) listTags(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, err)
 		return
 	}
-	if tags == nil {
-		tags = []registry.TagInfo{}
+	out := wire.TagList{Repository: name, Tags: make([]wire.Tag, len(tags))}
+	for i, t := range tags {
+		out.Tags[i] = wire.Tag{Name: t.Name, Digest: string(t.Digest), Updated: t.Updated}
 	}
-	mgmt.WriteJSON(w, http.StatusOK, TagList{Repository: name, Tags: tags})
+	mgmt.WriteJSON(w, http.StatusOK, out)
 }
 
 func (m *Management) deleteTag(w http.ResponseWriter, r *http.Request) {
@@ -173,15 +162,6 @@ func (m *Management) deleteTag(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// GCEvent is one line of a streamed collection: progress, then the report (or an error).
-type GCEvent struct {
-	Phase  string             `json:"phase,omitempty"`
-	Done   int                `json:"done,omitempty"`
-	Total  int                `json:"total,omitempty"`
-	Report *registry.GCReport `json:"report,omitempty"`
-	Error  string             `json:"error,omitempty"`
-}
-
 func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, m.authz, access.RegistryManage, access.ScopeRegistry) {
 		return
@@ -193,7 +173,7 @@ func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 			m.fail(w, err)
 			return
 		}
-		mgmt.WriteJSON(w, http.StatusOK, rep)
+		mgmt.WriteJSON(w, http.StatusOK, GCReportOut(rep))
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -211,12 +191,32 @@ func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		last = key
-		enc.Encode(GCEvent{Phase: p.Phase, Done: p.Done, Total: p.Total})
+		enc.Encode(wire.GCEvent{Phase: p.Phase, Done: p.Done, Total: p.Total})
 		rc.Flush()
 	})
 	if err != nil {
-		enc.Encode(GCEvent{Error: err.Error()})
+		enc.Encode(wire.GCEvent{Error: err.Error()})
 		return
 	}
-	enc.Encode(GCEvent{Phase: "done", Report: &rep})
+	out := GCReportOut(rep)
+	enc.Encode(wire.GCEvent{Phase: "done", Report: &out})
+}
+
+// RepositoryOut is info on the wire.
+func RepositoryOut(info registry.RepositoryInfo) wire.Repository {
+	return wire.Repository{Name: info.Name, Created: info.Created, ManifestCount: info.ManifestCount,
+		TagCount: info.TagCount, BlobCount: info.BlobCount, Size: info.Size}
+}
+
+// GCReportOut is rep on the wire.
+func GCReportOut(rep registry.GCReport) wire.GCReport {
+	out := wire.GCReport{DryRun: rep.DryRun, Cutoff: rep.Cutoff, StaleLinks: rep.StaleLinks, BytesFreed: rep.BytesFreed,
+		OrphanFiles: rep.OrphanFiles, ExpiredUploads: rep.ExpiredUploads}
+	if rep.Blobs != nil {
+		out.Blobs = make([]wire.Blob, len(rep.Blobs))
+		for i, b := range rep.Blobs {
+			out.Blobs[i] = wire.Blob{Digest: string(b.Digest), Size: b.Size, Touched: b.Touched}
+		}
+	}
+	return out
 }

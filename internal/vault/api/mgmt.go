@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
@@ -22,16 +23,16 @@ import (
 type Management struct {
 	svc   *vault.Service
 	audit *audit.Log
-	authz func() access.Authorizer
+	authz access.Authorizer
 }
 
-// NewManagement returns the management handlers.
-func NewManagement(svc *vault.Service, al *audit.Log, authz func() access.Authorizer) *Management {
+// NewManagement returns the management handlers; authz decides who reads the audit trail.
+func NewManagement(svc *vault.Service, al *audit.Log, authz access.Authorizer) *Management {
 	return &Management{svc: svc, audit: al, authz: authz}
 }
 
-// Register mounts the routes on mux, each wrapped by protect (bearer authentication).
-func (m *Management) Register(mux *http.ServeMux, protect func(http.Handler) http.Handler) {
+// Register mounts the routes on the management router (which authenticates them).
+func (m *Management) Register(rt *mgmt.Router) {
 	p := mgmt.Prefix
 	routes := map[string]http.HandlerFunc{
 		"GET " + p + "/vaults":                                    m.listVaults,
@@ -60,7 +61,7 @@ func (m *Management) Register(mux *http.ServeMux, protect func(http.Handler) htt
 		"GET " + p + "/audit/verify":                              m.auditVerify,
 	}
 	for pattern, h := range routes {
-		mux.Handle(pattern, protect(h))
+		rt.Handle(pattern, h)
 	}
 }
 
@@ -115,30 +116,30 @@ func decodeLoose(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (m *Management) listVaults(w http.ResponseWriter, r *http.Request) {
 	vs, err := m.svc.ListVaults(r.Context(), caller(r))
-	reply(w, http.StatusOK, map[string]any{"value": vs}, err)
+	reply(w, http.StatusOK, wire.List[wire.Vault]{Value: mapSlice(vs, VaultOut)}, err)
 }
 
 func (m *Management) createVault(w http.ResponseWriter, r *http.Request) {
-	var v vault.Vault
+	var v wire.Vault
 	if !decodeLoose(w, r, &v) {
 		return
 	}
-	out, err := m.svc.CreateVault(r.Context(), caller(r), v)
-	reply(w, http.StatusCreated, out, err)
+	out, err := m.svc.CreateVault(r.Context(), caller(r), vaultIn(v))
+	reply(w, http.StatusCreated, VaultOut(out), err)
 }
 
 func (m *Management) getVault(w http.ResponseWriter, r *http.Request) {
 	out, err := m.svc.GetVault(r.Context(), caller(r), r.PathValue("vault"))
-	reply(w, http.StatusOK, out, err)
+	reply(w, http.StatusOK, VaultOut(out), err)
 }
 
 func (m *Management) updateVault(w http.ResponseWriter, r *http.Request) {
-	var u vault.VaultUpdate
+	var u wire.VaultUpdate
 	if !decodeLoose(w, r, &u) {
 		return
 	}
-	out, err := m.svc.UpdateVault(r.Context(), caller(r), r.PathValue("vault"), u)
-	reply(w, http.StatusOK, out, err)
+	out, err := m.svc.UpdateVault(r.Context(), caller(r), r.PathValue("vault"), vaultUpdateIn(u))
+	reply(w, http.StatusOK, VaultOut(out), err)
 }
 
 func (m *Management) deleteVault(w http.ResponseWriter, r *http.Request) {
@@ -150,162 +151,102 @@ func (m *Management) deleteVault(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// KeyListPage is the management API's listing shape.
-type KeyListPage struct {
-	Value     []vault.Key `json:"value"`
-	SkipToken string      `json:"skipToken,omitempty"`
-}
-
 func (m *Management) listKeys(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListKeys(r.Context(), caller(r), r.PathValue("vault"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, KeyListPage{Value: page.Items, SkipToken: page.Next}, err)
+	reply(w, http.StatusOK, wire.KeyList{Value: mapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) listVersions(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListKeyVersions(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, KeyListPage{Value: page.Items, SkipToken: page.Next}, err)
+	reply(w, http.StatusOK, wire.KeyList{Value: mapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) getKey(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	k, err := m.svc.GetKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), r.URL.Query().Get("version"))
-	reply(w, http.StatusOK, k, err)
-}
-
-// CreateKeyRequest is the management API's key creation body.
-type CreateKeyRequest struct {
-	Kty       string            `json:"kty"`
-	Size      int               `json:"size,omitempty"`
-	Curve     string            `json:"curve,omitempty"`
-	KeyOps    []string          `json:"keyOps,omitempty"`
-	Enabled   *bool             `json:"enabled,omitempty"`
-	NotBefore *time.Time        `json:"nbf,omitempty"`
-	Expires   *time.Time        `json:"exp,omitempty"`
-	Tags      map[string]string `json:"tags,omitempty"`
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) createKey(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
-	var req CreateKeyRequest
+	var req wire.CreateKeyRequest
 	if !decodeLoose(w, r, &req) {
 		return
 	}
 	k, err := m.svc.CreateKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), vault.CreateKeyParams{
 		Kty: req.Kty, Size: req.Size, Curve: req.Curve, KeyOps: req.KeyOps, Enabled: req.Enabled,
 		NotBefore: req.NotBefore, Expires: req.Expires, Tags: req.Tags})
-	reply(w, http.StatusOK, k, err)
-}
-
-// ImportKeyRequest is the management API's import body.
-type ImportKeyRequest struct {
-	Key       keys.JWK          `json:"key"`
-	HSM       bool              `json:"hsm,omitempty"`
-	Enabled   *bool             `json:"enabled,omitempty"`
-	NotBefore *time.Time        `json:"nbf,omitempty"`
-	Expires   *time.Time        `json:"exp,omitempty"`
-	Tags      map[string]string `json:"tags,omitempty"`
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) importKey(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
-	var req ImportKeyRequest
+	var req wire.ImportKeyRequest
 	if !decodeLoose(w, r, &req) {
 		return
 	}
 	k, err := m.svc.ImportKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), vault.ImportKeyParams{
-		JWK: req.Key, HSM: req.HSM, Enabled: req.Enabled, NotBefore: req.NotBefore, Expires: req.Expires, Tags: req.Tags})
-	reply(w, http.StatusOK, k, err)
-}
-
-// UpdateKeyRequest is the management API's update body. A zero time clears nbf/exp.
-type UpdateKeyRequest struct {
-	KeyOps    []string           `json:"keyOps,omitempty"`
-	Enabled   *bool              `json:"enabled,omitempty"`
-	NotBefore *time.Time         `json:"nbf,omitempty"`
-	Expires   *time.Time         `json:"exp,omitempty"`
-	Tags      *map[string]string `json:"tags,omitempty"`
+		JWK: jwkIn(req.Key), HSM: req.HSM, Enabled: req.Enabled, NotBefore: req.NotBefore, Expires: req.Expires, Tags: req.Tags})
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) updateKey(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
-	var req UpdateKeyRequest
+	var req wire.UpdateKeyRequest
 	if !decodeLoose(w, r, &req) {
 		return
 	}
 	k, err := m.svc.UpdateKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), r.URL.Query().Get("version"),
 		vault.UpdateKeyParams{KeyOps: req.KeyOps, Enabled: req.Enabled, NotBefore: req.NotBefore, Expires: req.Expires, Tags: req.Tags})
-	reply(w, http.StatusOK, k, err)
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) deleteKey(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	d, err := m.svc.DeleteKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, d, err)
+	reply(w, http.StatusOK, DeletedKeyOut(d), err)
 }
 
 func (m *Management) rotate(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	k, err := m.svc.RotateKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, k, err)
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) getPolicy(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	p, err := m.svc.GetRotationPolicy(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, p, err)
+	reply(w, http.StatusOK, RotationPolicyOut(p), err)
 }
 
 func (m *Management) setPolicy(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
-	var p vault.RotationPolicy
+	var p wire.RotationPolicy
 	if !decodeLoose(w, r, &p) {
 		return
 	}
-	out, err := m.svc.SetRotationPolicy(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), p)
-	reply(w, http.StatusOK, out, err)
+	out, err := m.svc.SetRotationPolicy(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), rotationPolicyIn(p))
+	reply(w, http.StatusOK, RotationPolicyOut(out), err)
 }
 
 func (m *Management) backup(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	blob, err := m.svc.BackupKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, map[string]keys.B64{"value": blob}, err)
+	reply(w, http.StatusOK, wire.KeyBackup{Value: wire.Bytes(blob)}, err)
 }
 
 func (m *Management) restore(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
-	var req struct {
-		Value keys.B64 `json:"value"`
-	}
+	var req wire.KeyBackup
 	if !decodeLoose(w, r, &req) {
 		return
 	}
-	k, err := m.svc.RestoreKey(r.Context(), caller(r), r.PathValue("vault"), req.Value)
-	reply(w, http.StatusOK, k, err)
-}
-
-// KeyOpRequest is the body of a key operation through the management API.
-type KeyOpRequest struct {
-	Version   string   `json:"version,omitempty"`
-	Alg       string   `json:"alg"`
-	Value     keys.B64 `json:"value,omitempty"`
-	IV        keys.B64 `json:"iv,omitempty"`
-	AAD       keys.B64 `json:"aad,omitempty"`
-	Tag       keys.B64 `json:"tag,omitempty"`
-	Digest    keys.B64 `json:"digest,omitempty"`
-	Signature keys.B64 `json:"signature,omitempty"`
-}
-
-// KeyOpResult is the answer of a key operation through the management API.
-type KeyOpResult struct {
-	Kid      string   `json:"kid"`
-	Value    keys.B64 `json:"value,omitempty"`
-	IV       keys.B64 `json:"iv,omitempty"`
-	Tag      keys.B64 `json:"tag,omitempty"`
-	Verified *bool    `json:"verified,omitempty"`
+	k, err := m.svc.RestoreKey(r.Context(), caller(r), r.PathValue("vault"), keys.B64(req.Value))
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 func (m *Management) keyOp(w http.ResponseWriter, r *http.Request) {
@@ -315,21 +256,21 @@ func (m *Management) keyOp(w http.ResponseWriter, r *http.Request) {
 		mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, "unknown key operation "+r.PathValue("op"))
 		return
 	}
-	var req KeyOpRequest
+	var req wire.KeyOpRequest
 	if !decodeLoose(w, r, &req) {
 		return
 	}
 	ctx, v, k := r.Context(), r.PathValue("vault"), r.PathValue("key")
 	switch op {
 	case vault.OpSign:
-		kid, sig, err := m.svc.Sign(ctx, caller(r), v, k, req.Version, req.Alg, req.Digest)
-		reply(w, http.StatusOK, KeyOpResult{Kid: kid, Value: sig}, err)
+		kid, sig, err := m.svc.Sign(ctx, caller(r), v, k, req.Version, req.Alg, keys.B64(req.Digest))
+		reply(w, http.StatusOK, wire.KeyOpResult{Kid: kid, Value: wire.Bytes(sig)}, err)
 	case vault.OpVerify:
-		kid, ok, err := m.svc.Verify(ctx, caller(r), v, k, req.Version, req.Alg, req.Digest, req.Signature)
-		reply(w, http.StatusOK, KeyOpResult{Kid: kid, Verified: &ok}, err)
+		kid, ok, err := m.svc.Verify(ctx, caller(r), v, k, req.Version, req.Alg, keys.B64(req.Digest), keys.B64(req.Signature))
+		reply(w, http.StatusOK, wire.KeyOpResult{Kid: kid, Verified: &ok}, err)
 	default:
 		kid, res, err := m.svc.Crypt(ctx, caller(r), v, k, req.Version, op, keys.CipherParams{Alg: req.Alg, Value: req.Value, IV: req.IV, AAD: req.AAD, Tag: req.Tag})
-		reply(w, http.StatusOK, KeyOpResult{Kid: kid, Value: res.Value, IV: res.IV, Tag: res.Tag}, err)
+		reply(w, http.StatusOK, wire.KeyOpResult{Kid: kid, Value: res.Value, IV: res.IV, Tag: res.Tag}, err)
 	}
 }
 
@@ -337,13 +278,13 @@ func (m *Management) listDeleted(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListDeletedKeys(r.Context(), caller(r), r.PathValue("vault"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, map[string]any{"value": page.Items, "skipToken": page.Next}, err)
+	reply(w, http.StatusOK, wire.DeletedKeyList{Value: mapSlice(page.Items, DeletedKeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) getDeleted(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	d, err := m.svc.GetDeletedKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, d, err)
+	reply(w, http.StatusOK, DeletedKeyOut(d), err)
 }
 
 func (m *Management) purge(w http.ResponseWriter, r *http.Request) {
@@ -358,7 +299,7 @@ func (m *Management) purge(w http.ResponseWriter, r *http.Request) {
 func (m *Management) recover(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	k, err := m.svc.RecoverDeletedKey(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"))
-	reply(w, http.StatusOK, k, err)
+	reply(w, http.StatusOK, KeyOut(k), err)
 }
 
 // auditScope authorizes reading the audit trail: vault/read on the vault filtered on, or
@@ -368,12 +309,7 @@ func (m *Management) auditAllowed(w http.ResponseWriter, r *http.Request) bool {
 	if v := r.URL.Query().Get("vault"); v != "" {
 		scope = access.VaultScope(v)
 	}
-	az := m.authz()
-	if az == nil {
-		mgmt.WriteError(w, http.StatusServiceUnavailable, mgmt.CodeInternal, "access control is not available")
-		return false
-	}
-	return mgmt.Authorize(w, r, az, access.VaultRead, scope)
+	return mgmt.Authorize(w, r, m.authz, access.VaultRead, scope)
 }
 
 func parseTime(s string) (time.Time, error) {
@@ -423,10 +359,11 @@ func (m *Management) auditList(w http.ResponseWriter, r *http.Request) {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
 		return
 	}
-	if recs == nil {
-		recs = []audit.Record{}
+	out := make([]wire.AuditRecord, len(recs))
+	for i, rec := range recs {
+		out[i] = AuditRecordOut(rec)
 	}
-	mgmt.WriteJSON(w, http.StatusOK, map[string]any{"value": recs})
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.AuditRecord]{Value: out})
 }
 
 func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
@@ -443,5 +380,99 @@ func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, res)
+	mgmt.WriteJSON(w, http.StatusOK, wire.AuditVerifyResult{OK: res.OK, Records: res.Records, HeadSeq: res.HeadSeq,
+		HeadHash: res.HeadHash, BrokenAt: res.BrokenAt, Problem: res.Problem})
+}
+
+// ---- wire conversions ----
+
+// mapSlice converts each element, keeping a nil slice nil (it encodes as null).
+func mapSlice[T, U any](in []T, f func(T) U) []U {
+	if in == nil {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
+
+// VaultOut is v on the wire.
+func VaultOut(v vault.Vault) wire.Vault {
+	return wire.Vault{Name: v.Name, URL: v.URL, EnableRbacAuthorization: v.EnableRbacAuthorization,
+		SoftDeleteRetentionDays: v.SoftDeleteRetentionDays, EnablePurgeProtection: v.EnablePurgeProtection,
+		NetworkRules: wire.NetworkRules(v.NetworkRules), Port: v.Port, Created: v.Created, Updated: v.Updated}
+}
+
+func vaultIn(v wire.Vault) vault.Vault {
+	return vault.Vault{Name: v.Name, URL: v.URL, EnableRbacAuthorization: v.EnableRbacAuthorization,
+		SoftDeleteRetentionDays: v.SoftDeleteRetentionDays, EnablePurgeProtection: v.EnablePurgeProtection,
+		NetworkRules: vault.NetworkRules(v.NetworkRules), Port: v.Port, Created: v.Created, Updated: v.Updated}
+}
+
+func vaultUpdateIn(u wire.VaultUpdate) vault.VaultUpdate {
+	out := vault.VaultUpdate{EnableRbacAuthorization: u.EnableRbacAuthorization, SoftDeleteRetentionDays: u.SoftDeleteRetentionDays,
+		EnablePurgeProtection: u.EnablePurgeProtection, Port: u.Port}
+	if u.NetworkRules != nil {
+		nr := vault.NetworkRules(*u.NetworkRules)
+		out.NetworkRules = &nr
+	}
+	return out
+}
+
+func jwkOut(j keys.JWK) wire.JWK {
+	return wire.JWK{Kid: j.Kid, Kty: j.Kty, KeyOps: j.KeyOps, N: wire.Bytes(j.N), E: wire.Bytes(j.E), D: wire.Bytes(j.D),
+		DP: wire.Bytes(j.DP), DQ: wire.Bytes(j.DQ), QI: wire.Bytes(j.QI), P: wire.Bytes(j.P), Q: wire.Bytes(j.Q),
+		K: wire.Bytes(j.K), KeyHSM: wire.Bytes(j.KeyHSM), Crv: j.Crv, X: wire.Bytes(j.X), Y: wire.Bytes(j.Y)}
+}
+
+func jwkIn(j wire.JWK) keys.JWK {
+	return keys.JWK{Kid: j.Kid, Kty: j.Kty, KeyOps: j.KeyOps, N: keys.B64(j.N), E: keys.B64(j.E), D: keys.B64(j.D),
+		DP: keys.B64(j.DP), DQ: keys.B64(j.DQ), QI: keys.B64(j.QI), P: keys.B64(j.P), Q: keys.B64(j.Q),
+		K: keys.B64(j.K), KeyHSM: keys.B64(j.KeyHSM), Crv: j.Crv, X: keys.B64(j.X), Y: keys.B64(j.Y)}
+}
+
+// KeyOut is k on the wire.
+func KeyOut(k vault.Key) wire.Key {
+	a := k.Attributes
+	return wire.Key{ID: k.ID, Vault: k.Vault, Name: k.Name, Version: k.Version, JWK: jwkOut(k.JWK),
+		Attributes: wire.KeyAttributes{Enabled: a.Enabled, NotBefore: a.NotBefore, Expires: a.Expires, Created: a.Created,
+			Updated: a.Updated, RecoveryLevel: a.RecoveryLevel, RecoverableDays: a.RecoverableDays, Exportable: a.Exportable,
+			HSMPlatform: a.HSMPlatform},
+		Tags: k.Tags, Managed: k.Managed, Size: k.Size}
+}
+
+// DeletedKeyOut is d on the wire.
+func DeletedKeyOut(d vault.DeletedKey) wire.DeletedKey {
+	return wire.DeletedKey{Key: KeyOut(d.Key), RecoveryID: d.RecoveryID, DeletedDate: d.DeletedDate, ScheduledPurgeDate: d.ScheduledPurgeDate}
+}
+
+// RotationPolicyOut is p on the wire.
+func RotationPolicyOut(p vault.RotationPolicy) wire.RotationPolicy {
+	return wire.RotationPolicy{ID: p.ID,
+		LifetimeActions: mapSlice(p.LifetimeActions, func(la vault.LifetimeAction) wire.LifetimeAction {
+			return wire.LifetimeAction{Trigger: wire.LifetimeTrigger(la.Trigger), Action: wire.LifetimeActionType(la.Action)}
+		}),
+		Attributes: wire.RotationPolicyAttributes(p.Attributes)}
+}
+
+func rotationPolicyIn(p wire.RotationPolicy) vault.RotationPolicy {
+	out := vault.RotationPolicy{ID: p.ID}
+	out.LifetimeActions = mapSlice(p.LifetimeActions, func(la wire.LifetimeAction) vault.LifetimeAction {
+		var v vault.LifetimeAction
+		v.Trigger.TimeAfterCreate, v.Trigger.TimeBeforeExpiry = la.Trigger.TimeAfterCreate, la.Trigger.TimeBeforeExpiry
+		v.Action.Type = la.Action.Type
+		return v
+	})
+	out.Attributes.ExpiryTime, out.Attributes.Created, out.Attributes.Updated = p.Attributes.ExpiryTime, p.Attributes.Created, p.Attributes.Updated
+	return out
+}
+
+// AuditRecordOut is r on the wire.
+func AuditRecordOut(r audit.Record) wire.AuditRecord {
+	return wire.AuditRecord{Seq: r.Seq, Time: r.Time, Component: r.Component, PrincipalID: r.PrincipalID,
+		PrincipalName: r.PrincipalName, PrincipalKind: r.PrincipalKind, ClientAddr: r.ClientAddr, UserAgent: r.UserAgent,
+		Operation: r.Operation, Target: r.Target, Resource: r.Resource, Algorithm: r.Algorithm, Result: r.Result,
+		Detail: r.Detail, PrevHash: r.PrevHash, Hash: r.Hash, DurationMicros: r.Duration.Microseconds()}
 }
