@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,57 +172,9 @@ func (e *encryption) ensurePlatformKey(ctx context.Context) (string, error) {
 	return scheme + "://" + platformVaultName + "." + e.s.cfg.Vault.Domain + "/keys/" + platformKeyName, nil
 }
 
-// localVault tells whether a vault URL (scheme://host[:port]) addresses one of this
-// server's vaults, and which: NAME.<vault domain> on the main port (or with no port), or a
-// local host name on a vault's own port.
+// localVault tells whether a vault URL addresses one of this server's vaults, and which.
 func (e *encryption) localVault(ctx context.Context, vaultURL string) (string, bool, error) {
-	u, err := url.Parse(vaultURL)
-	if err != nil {
-		return "", false, nil
-	}
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if name, ok := strings.CutSuffix(host, "."+strings.ToLower(e.s.cfg.Vault.Domain)); ok && name != "" && !strings.Contains(name, ".") {
-		main := e.s.mainPort()
-		if port != "" && main != "" && main != "0" && port != main {
-			return "", false, nil // the same domain on another server
-		}
-		if _, err := e.s.vault.svc.LookupVault(ctx, name); err != nil {
-			if errors.Is(err, vault.ErrNotFound) {
-				return "", false, nil
-			}
-			return "", false, err
-		}
-		return name, true, nil
-	}
-	if port == "" || !e.isLocalHost(host) {
-		return "", false, nil
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return "", false, nil
-	}
-	e.s.vault.mu.Lock()
-	name := e.s.vault.portVaults[p]
-	e.s.vault.mu.Unlock()
-	return name, name != "", nil
-}
-
-func (e *encryption) isLocalHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return true
-	}
-	if lh := e.s.listenHost(); lh != "" && strings.EqualFold(lh, host) {
-		return true
-	}
-	for _, h := range e.s.cfg.Hostnames {
-		if strings.EqualFold(h, host) {
-			return true
-		}
-	}
-	return false
+	return e.s.vault.svc.LocalVault(ctx, vaultURL)
 }
 
 // KEK implements keyring.Resolver: the in-process driver for this server's vaults (as the

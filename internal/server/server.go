@@ -27,6 +27,7 @@ import (
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/tlsca"
+	"github.com/cofferhq/coffer/internal/vault/api"
 )
 
 // Server is one running Coffer process.
@@ -89,6 +90,11 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	}
 	s.db = db
 	s.closers = append(s.closers, db.Close)
+	// The main listener is bound before the parts are built: vault URLs carry its port.
+	if err := s.Listen(); err != nil {
+		s.Close()
+		return nil, err
+	}
 
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -137,7 +143,7 @@ func (s *Server) setupTLS() error {
 		}
 	}
 	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s.tlsConfig.GetConfigForClient = s.vaultTLSForClient // vault host names: HTTP/1.1 (see vault.go)
+	s.tlsConfig.GetConfigForClient = api.HTTP1ForVaultHosts(s.tlsConfig, s.cfg.Vault.Domain) // vault host names: HTTP/1.1
 	return nil
 }
 
@@ -233,14 +239,24 @@ func (s *Server) instrument(api string, h http.Handler) http.Handler {
 	})
 }
 
-// Listen opens the main listener (and extra ones). Separate from Serve so callers learn the
-// address (tests use port 0) before serving starts.
+// Listen opens the main listener. New opens it already (vault URLs carry its port), so a
+// call after New does nothing; callers learn the address (tests use port 0) before Serve.
 func (s *Server) Listen() error {
+	if s.listener != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.listener = ln
+	// Serve's shutdown closes it; this closes it when the server never served.
+	s.closers = append(s.closers, func() error {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
 	return nil
 }
 

@@ -26,13 +26,15 @@ import (
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// Config wires the API. Functions are read per request (parts wired later).
+// Config wires the API. Service and Verifier are required.
 type Config struct {
-	Service  *vault.Service
-	Verifier func() authn.Verifier
-	TenantID func() string
-	// AuthorityURL is the server's main URL; the challenge names AuthorityURL/TENANT.
-	AuthorityURL func() string
+	Service *vault.Service
+	// Verifier checks bearer tokens (the token service).
+	Verifier authn.Verifier
+	// TenantID is this server's tenant; the challenge names AuthorityURL/TENANT.
+	TenantID string
+	// AuthorityURL is the server's main URL (vault.Addresses.AuthorityURL).
+	AuthorityURL string
 	// Domain is the vault domain (vault NAME answers at NAME.<Domain>).
 	Domain string
 	// RateLimit is requests per second per vault (0: unlimited).
@@ -60,14 +62,20 @@ type cachedToken struct {
 const tokenCacheTTL = 30 * time.Second
 
 // New returns a Handler.
-func New(cfg Config) *Handler {
+func New(cfg Config) (*Handler, error) {
+	if cfg.Service == nil {
+		return nil, errors.New("vault api: Config.Service is required")
+	}
+	if cfg.Verifier == nil {
+		return nil, errors.New("vault api: Config.Verifier is required (the token service verifies every bearer token)")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, buckets: map[string]*bucket{}, tokens: map[[32]byte]cachedToken{}}
+	return &Handler{cfg: cfg, buckets: map[string]*bucket{}, tokens: map[[32]byte]cachedToken{}}, nil
 }
 
 var apiVersionRE = regexp.MustCompile(`^(\d+)\.(\d+)(-preview(\.\d+)?)?$|^(\d{4})-(\d{2})-(\d{2})(-preview(\.\d+)?)?$`)
@@ -116,14 +124,8 @@ func (h *Handler) resource(r *http.Request, portMode bool) string {
 }
 
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request, portMode bool, problem string) {
-	tenant := ""
-	if h.cfg.TenantID != nil {
-		tenant = h.cfg.TenantID()
-	}
-	auth := ""
-	if h.cfg.AuthorityURL != nil {
-		auth = strings.TrimRight(h.cfg.AuthorityURL(), "/")
-	}
+	auth := strings.TrimRight(h.cfg.AuthorityURL, "/")
+	tenant := h.cfg.TenantID
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, auth, tenant, h.resource(r, portMode)))
 	writeError(w, http.StatusUnauthorized, CodeUnauthorized, problem, "")
 }
@@ -143,10 +145,6 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, name string, por
 	}
 	p, err := h.verify(r.Context(), raw)
 	if err != nil {
-		if errors.Is(err, errNoVerifier) {
-			writeError(w, http.StatusServiceUnavailable, CodeInternal, "the token service is not available", "")
-			return
-		}
 		h.challenge(w, r, portMode, "AKV10022: invalid token: "+err.Error())
 		return
 	}
@@ -163,8 +161,6 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, name string, por
 	h.route(w, r.WithContext(ctx), name, p)
 }
 
-var errNoVerifier = errors.New("no token verifier")
-
 // verify checks a bearer token for the vault audience, from the cache when it was checked
 // in the last tokenCacheTTL.
 func (h *Handler) verify(ctx context.Context, raw string) (identity.Principal, error) {
@@ -176,14 +172,7 @@ func (h *Handler) verify(ctx context.Context, raw string) (identity.Principal, e
 	if ok && now.Before(c.until) {
 		return c.p, nil
 	}
-	var ver authn.Verifier
-	if h.cfg.Verifier != nil {
-		ver = h.cfg.Verifier()
-	}
-	if ver == nil {
-		return identity.Principal{}, errNoVerifier
-	}
-	claims, err := ver.Verify(ctx, raw, token.VaultResource(h.cfg.Domain))
+	claims, err := h.cfg.Verifier.Verify(ctx, raw, token.VaultResource(h.cfg.Domain))
 	if err != nil {
 		return identity.Principal{}, err
 	}
