@@ -40,8 +40,7 @@ func TestOpenProvisionsThePlatformKeyOnce(t *testing.T) {
 	rand.Read(root)
 	const base = "https://coffer-platform.vault.test"
 	svc, err := vault.New(ctx, vault.Options{DB: db, RootKey: root,
-		Authorizer: func() access.Authorizer { return acc },
-		VaultURL:   func(v vault.Vault) string { return "https://" + v.Name + ".vault.test" }})
+		Authorizer: acc, Addresses: vault.Addresses{Scheme: "https", Domain: "vault.test"}})
 	if err != nil {
 		t.Fatal(err)
 	}

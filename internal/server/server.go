@@ -1,7 +1,15 @@
-// Package server assembles Coffer's parts into one HTTPS process: it opens the metadata
-// store, sets up TLS (the local CA by default), mounts each part's routes, runs background
-// jobs and shuts down gracefully. It holds no feature logic: each part is wired in its own
-// file (identity.go, access.go, vault.go, registry.go, ...).
+// Package server assembles Coffer's parts into one HTTPS process. It holds no feature
+// logic; it wires in two phases:
+//
+//  1. services.go builds every service (no HTTP) from the services it needs, in the order
+//     of the service graph, which has no cycle;
+//  2. handlers.go builds every handler from those concrete services and mounts it: the
+//     management routes through the one route table (mgmt.Router), the vaults' host
+//     routes and ports as the vault part asks, the registry under /v2/.
+//
+// server.go opens the metadata store and the main listener, sets up TLS (the local CA by
+// default), serves, runs the background jobs (jobs.go) and shuts down gracefully. Adding
+// a part is: build its service in services.go, its handler in handlers.go, mount it.
 package server
 
 import (
@@ -22,12 +30,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/tlsca"
+	vaultapi "github.com/cofferhq/coffer/internal/vault/api"
 )
 
 // Server is one running Coffer process.
@@ -51,13 +59,10 @@ type Server struct {
 	httpReqs       *prometheus.CounterVec
 	httpDur        *prometheus.HistogramVec
 
+	// parts are the services built in phase one (services.go).
+	parts *services
 	// mgmt mounts the management API's routes through its route table.
 	mgmt *mgmt.Router
-
-	identity identityPart
-	access   accessPart
-	vault    vaultPart
-	registry registryPart
 }
 
 type extraListener struct {
@@ -65,7 +70,9 @@ type extraListener struct {
 	handler http.Handler
 }
 
-// New builds a server from cfg. Nothing listens until Run.
+// New builds a server from cfg: it binds the main listener (so every part knows the
+// address it is reached at), builds the services, then the handlers. Nothing is served
+// until Serve.
 func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer) (*Server, error) {
 	if out == nil {
 		out = io.Discard
@@ -93,30 +100,21 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	}
 	s.db = db
 	s.closers = append(s.closers, db.Close)
-
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`)
-	})
-	s.mux.HandleFunc("GET /readyz", s.handleReady)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
-
-	mounts := []struct {
-		name string
-		fn   func(context.Context) error
-	}{
-		{"identity", s.mountIdentity},
-		{"access", s.mountAccess},
-		{"vault", s.mountVault},
-		{"access management", s.mountAccessManagement}, // needs the vault part's audit trail
-		{"encryption", s.mountEncryption},              // wraps the registry's blob driver: before the registry
-		{"registry", s.mountRegistry},
+	// The main listener is bound before the parts are built: vault URLs carry its port.
+	if err := s.Listen(); err != nil {
+		s.Close()
+		return nil, err
 	}
-	for _, m := range mounts {
-		if err := m.fn(ctx); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("start %s: %w", m.name, err)
-		}
+
+	parts, err := s.buildServices(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.parts = parts
+	if err := s.mountHandlers(ctx, parts); err != nil {
+		s.Close()
+		return nil, err
 	}
 	if !cfg.PlainHTTP {
 		if err := s.setupTLS(); err != nil {
@@ -142,7 +140,7 @@ func (s *Server) setupTLS() error {
 		}
 	}
 	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s.tlsConfig.GetConfigForClient = s.vaultTLSForClient // vault host names: HTTP/1.1 (see vault.go)
+	s.tlsConfig.GetConfigForClient = vaultapi.HTTP1ForVaultHosts(s.tlsConfig, s.cfg.Vault.Domain) // vault host names: HTTP/1.1
 	return nil
 }
 
@@ -238,14 +236,24 @@ func (s *Server) instrument(api string, h http.Handler) http.Handler {
 	})
 }
 
-// Listen opens the main listener (and extra ones). Separate from Serve so callers learn the
-// address (tests use port 0) before serving starts.
+// Listen opens the main listener. New opens it already (vault URLs carry its port), so a
+// call after New does nothing; callers learn the address (tests use port 0) before Serve.
 func (s *Server) Listen() error {
+	if s.listener != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.listener = ln
+	// Serve's shutdown closes it; this closes it when the server never served.
+	s.closers = append(s.closers, func() error {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -358,7 +366,3 @@ func isLoopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
-
-// ManagementRoutes lists the management API's routes mounted through the route table
-// ("METHOD /coffer/v1/..."), for the test that holds them to the OpenAPI document.
-func (s *Server) ManagementRoutes() []string { return s.mgmt.Registered() }

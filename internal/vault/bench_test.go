@@ -16,7 +16,7 @@ import (
 // decryption, interleaved.
 func BenchmarkServiceUnwrap(b *testing.B) {
 	f := setupB(b)
-	ctx := context.Background()
+	ctx := vault.AsService(context.Background(), "registry")
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "bench"})
 	k, err := f.svc.CreateKey(ctx, f.admin, "bench", "kek", vault.CreateKeyParams{Kty: "RSA", Size: 2048})
 	if err != nil {

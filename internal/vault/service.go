@@ -1,9 +1,10 @@
 // Package vault is Coffer's key vault: named vaults holding versioned keys, the
 // cryptographic operations on them, soft delete and purge protection, rotation policies,
 // backups and network rules. Service is the one entry point: the REST API (package
-// vault/api) and in-process callers (the registry's key-encryption key, the KMS plugin)
-// call the same methods, and every method authorizes its caller, applies the vault's
-// network rules and writes an audit record.
+// vault/api, which marks its calls WithClient) and in-process callers (the registry's
+// key-encryption key, the KMS plugin, which mark theirs AsService) call the same methods,
+// and every method authorizes its caller, applies the vault's network rules and writes an
+// audit record. Addresses says where the vaults answer and which vault URLs are local.
 //
 // Key material is stored sealed (AES-256-GCM) under a key derived from the vault root key,
 // which lives outside the metadata store (see LoadRootKey and docs/vault.md).
@@ -32,19 +33,25 @@ type Options struct {
 	DB    *store.DB
 	Log   *slog.Logger
 	Audit *audit.Log
-	// Authorizer returns the authorizer at call time (the access part may be wired after
-	// the vault). A nil authorizer refuses everything.
-	Authorizer func() access.Authorizer
+	// Authorizer decides every authorized call (the access part). Required.
+	Authorizer access.Authorizer
 	RootKey    []byte
-	// VaultURL gives a vault's URL (the base of its key ids).
-	VaultURL func(v Vault) string
-	// OnVaultChange is called after a vault is created, updated or deleted (the server
-	// opens or closes per-vault ports).
-	OnVaultChange func(v Vault, deleted bool)
+	// Addresses say where this server's vaults answer: the base of key ids, and which
+	// vault URLs are local (LocalVault). The zero value answers https://NAME.vault.localhost.
+	Addresses Addresses
+	// Policies, when set, holds the vaults' access policies: a deleted vault's policies go
+	// with it, so that a vault created again under the same name starts with none.
+	Policies Policies
 	// CacheTTL bounds how long key metadata read from the store is trusted (other replicas
 	// may change it). Default 2s.
 	CacheTTL time.Duration
 	Now      func() time.Time
+}
+
+// Policies removes the access policies of a deleted vault (the access part's
+// DeleteVaultPolicies).
+type Policies interface {
+	DeleteVaultPolicies(ctx context.Context, vault string) error
 }
 
 // Service is the key vault.
@@ -52,17 +59,19 @@ type Service struct {
 	db       *store.DB
 	log      *slog.Logger
 	audit    *audit.Log
-	authz    func() access.Authorizer
+	authz    access.Authorizer
 	sealer   *sealer
-	vaultURL func(Vault) string
-	onChange func(Vault, bool)
+	addrs    Addresses
+	policies Policies
 	ttl      time.Duration
 	now      func() time.Time
 
-	mu        sync.Mutex
-	vaults    map[string]cachedVault
-	keyCache  map[string]*cachedKey
-	materials map[string]*keys.Material
+	mu sync.Mutex
+	// subscribers hear of every vault created, updated or deleted (Subscribe).
+	subscribers []func(v Vault, deleted bool)
+	vaults      map[string]cachedVault
+	keyCache    map[string]*cachedKey
+	materials   map[string]*keys.Material
 }
 
 type cachedVault struct {
@@ -81,6 +90,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if len(o.RootKey) != 32 {
 		return nil, errors.New("vault root key must be 32 bytes")
 	}
+	if o.Authorizer == nil {
+		return nil, errors.New("vault: Options.Authorizer is required (the access part decides every call; wire the access service before the vault)")
+	}
 	if err := o.DB.Migrate(ctx, "vault", migrations); err != nil {
 		return nil, err
 	}
@@ -88,8 +100,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{db: o.DB, log: o.Log, audit: o.Audit, authz: o.Authorizer, sealer: sl, vaultURL: o.VaultURL,
-		onChange: o.OnVaultChange, ttl: o.CacheTTL, now: o.Now,
+	s := &Service{db: o.DB, log: o.Log, audit: o.Audit, authz: o.Authorizer, sealer: sl, addrs: o.Addresses,
+		policies: o.Policies, ttl: o.CacheTTL, now: o.Now,
 		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKey{}, materials: map[string]*keys.Material{}}
 	if s.ttl == 0 {
 		s.ttl = 2 * time.Second
@@ -100,14 +112,36 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.vaultURL == nil {
-		s.vaultURL = func(v Vault) string { return "https://" + v.Name + ".vault.localhost" }
-	}
 	return s, nil
 }
 
-// Client describes where a call comes from. The REST API sets it on the context; an
-// in-process call carries none and counts as one of Coffer's own services.
+// vaultURL is the URL vault v answers at (the base of its key ids).
+func (s *Service) vaultURL(v Vault) string { return s.addrs.VaultURL(v) }
+
+// Addresses are where this server's vaults answer.
+func (s *Service) Addresses() Addresses { return s.addrs }
+
+// Subscribe calls fn after every vault created, updated or deleted, in the goroutine of the
+// call that changed it (the vault API opens and closes per-vault ports with it).
+func (s *Service) Subscribe(fn func(v Vault, deleted bool)) {
+	s.mu.Lock()
+	s.subscribers = append(s.subscribers, fn)
+	s.mu.Unlock()
+}
+
+// changed tells the subscribers that v changed.
+func (s *Service) changed(v Vault, deleted bool) {
+	s.mu.Lock()
+	subs := append([]func(Vault, bool){}, s.subscribers...)
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(v, deleted)
+	}
+}
+
+// Client describes where a call comes from. The REST API sets it on the context
+// (WithClient); a Coffer service calling in-process marks its context with AsService
+// instead. A data-plane call whose context carries neither (nor AsServer) is refused.
 type Client struct {
 	Addr      netip.Addr
 	UserAgent string
@@ -115,34 +149,74 @@ type Client struct {
 	BaseURL string
 }
 
-type clientKey struct{}
-type serverKey struct{}
+// originKind says who makes a call: a remote client, a named Coffer service in the same
+// process, or Coffer itself (bootstrap and scheduled work).
+type originKind int
 
-// WithClient marks ctx as a call from a remote client.
+const (
+	originClient originKind = iota + 1
+	originService
+	originServer
+)
+
+// origin is where a call comes from. One context key holds it, so the mark set last wins.
+type origin struct {
+	kind    originKind
+	client  Client
+	service string
+}
+
+type originKey struct{}
+
+// WithClient marks ctx as a call from a remote client: network rules apply to its address.
 func WithClient(ctx context.Context, c Client) context.Context {
-	return context.WithValue(ctx, clientKey{}, c)
+	return context.WithValue(ctx, originKey{}, origin{kind: originClient, client: c})
+}
+
+// AsService marks ctx as a call from the Coffer service name (for example "kek" for the
+// in-process KEK driver) in the same process, acting as the principal it passes. Access
+// checks apply as for any caller; network rules let it through only when the vault's bypass
+// is CofferServices. The audit trail records clientAddress "in-process" and userAgent
+// "coffer/NAME". Only in-process code can set it.
+func AsService(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, originKey{}, origin{kind: originService, service: name})
 }
 
 // AsServer marks ctx as Coffer acting on its own behalf (bootstrap: creating the platform
-// vault and key). Authorization is skipped; the audit trail names "coffer-server". Only
+// vault and key; scheduled rotation and purge). Authorization is skipped; the audit trail
+// names "coffer-server"; network rules treat it as one of Coffer's services. Only
 // in-process code can set it.
 func AsServer(ctx context.Context) context.Context {
-	return context.WithValue(ctx, serverKey{}, true)
+	return context.WithValue(ctx, originKey{}, origin{kind: originServer})
+}
+
+func originOf(ctx context.Context) origin {
+	o, _ := ctx.Value(originKey{}).(origin)
+	return o
 }
 
 func clientOf(ctx context.Context) (Client, bool) {
-	c, ok := ctx.Value(clientKey{}).(Client)
-	return c, ok
+	o := originOf(ctx)
+	return o.client, o.kind == originClient
 }
+
+func isServer(ctx context.Context) bool { return originOf(ctx).kind == originServer }
 
 // ---- authorization, network rules, audit ----
 
+// checkNetwork applies the vault's network rules to a data-plane call. A call that does not
+// say where it comes from is refused whatever the rules: no caller gets the bypass by
+// omission.
 func (s *Service) checkNetwork(ctx context.Context, v Vault) error {
+	o := originOf(ctx)
+	if o.kind == 0 {
+		return forbidden(fmt.Errorf("%w: the call to vault %q does not say where it comes from: a remote call carries vault.WithClient, a Coffer service in the same process vault.AsService(ctx, name)", access.ErrDenied, v.Name))
+	}
 	r := v.NetworkRules
 	if r.DefaultAction != ActionDeny {
 		return nil
 	}
-	c, remote := clientOf(ctx)
+	c, remote := o.client, o.kind == originClient
 	if !remote {
 		if r.Bypass == BypassCofferServices {
 			return nil
@@ -178,18 +252,11 @@ func (s *Service) authorize(ctx context.Context, caller identity.Principal, v Va
 			return err
 		}
 	}
-	if ctx.Value(serverKey{}) != nil {
+	if isServer(ctx) {
 		return nil
 	}
-	var az access.Authorizer
-	if s.authz != nil {
-		az = s.authz()
-	}
-	if az == nil {
-		return forbidden(fmt.Errorf("%w: access control is not available", access.ErrDenied))
-	}
 	req := access.Request{Principal: caller, Action: action, Scope: scope, VaultUsesPolicies: dataPlane && !v.EnableRbacAuthorization}
-	if err := az.Authorize(ctx, req); err != nil {
+	if err := s.authz.Authorize(ctx, req); err != nil {
 		if errors.Is(err, access.ErrDenied) {
 			return forbidden(err)
 		}
@@ -213,15 +280,20 @@ func (s *Service) record(ctx context.Context, caller identity.Principal, e audit
 	r := audit.Record{Time: e.start, Component: "vault", Operation: e.op, Target: e.target, Resource: e.res, Algorithm: e.alg,
 		PrincipalID: caller.ID, PrincipalName: caller.Name, PrincipalKind: string(caller.Kind),
 		Duration: s.now().Sub(e.start), Result: audit.ResultSuccess}
-	if ctx.Value(serverKey{}) != nil && caller.ID == "" {
+	o := originOf(ctx)
+	if o.kind == originServer && caller.ID == "" {
 		r.PrincipalName = "coffer-server"
 	}
-	if c, ok := clientOf(ctx); ok {
-		if c.Addr.IsValid() {
-			r.ClientAddr = c.Addr.String()
+	switch o.kind {
+	case originClient:
+		if o.client.Addr.IsValid() {
+			r.ClientAddr = o.client.Addr.String()
 		}
-		r.UserAgent = c.UserAgent
-	} else {
+		r.UserAgent = o.client.UserAgent
+	case originService:
+		r.ClientAddr = "in-process"
+		r.UserAgent = "coffer/" + o.service
+	default:
 		r.ClientAddr = "in-process"
 	}
 	if err != nil {

@@ -59,13 +59,34 @@ type fixture struct {
 	audit *audit.Log
 	g     *grants
 	clk   *clocktest.Clock
+	pol   *policies
 	admin identity.Principal
 	reg   identity.Principal
 }
 
+// policies records the vaults whose access policies the service removed.
+type policies struct {
+	mu      sync.Mutex
+	deleted []string
+	err     error
+}
+
+func (p *policies) DeleteVaultPolicies(_ context.Context, vault string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deleted = append(p.deleted, vault)
+	return p.err
+}
+
+// inProcess is the context of a test acting as one of Coffer's services.
+func inProcess() context.Context { return vault.AsService(context.Background(), "registry") }
+
 func setup(t *testing.T) *fixture { return setupB(t) }
 
-func setupB(t testing.TB) *fixture {
+func setupB(t testing.TB) *fixture { return setupWith(t, nil) }
+
+// setupWith is setup with options adjusted by mutate.
+func setupWith(t testing.TB, mutate func(*vault.Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.SQLite(t)
@@ -78,11 +99,15 @@ func setupB(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{db: db, audit: al, g: &grants{got: map[string]map[access.Action]bool{}}, clk: clocktest.New(time.Now()),
+	f := &fixture{db: db, audit: al, g: &grants{got: map[string]map[access.Action]bool{}}, clk: clocktest.New(time.Now()), pol: &policies{},
 		admin: identity.Principal{ID: "admin-id", Name: "admin", Kind: identity.KindUser},
 		reg:   identity.Principal{ID: "reg-id", Name: "registry", Kind: identity.KindSystemIdentity}}
-	f.svc, err = vault.New(ctx, vault.Options{DB: db, Audit: al, RootKey: root, Now: f.clk.Now, CacheTTL: time.Nanosecond,
-		Authorizer: func() access.Authorizer { return f.g }})
+	opts := vault.Options{DB: db, Audit: al, RootKey: root, Now: f.clk.Now, CacheTTL: time.Nanosecond,
+		Authorizer: f.g, Policies: f.pol}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	f.svc, err = vault.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +121,7 @@ func setupB(t testing.TB) *fixture {
 // access failed.
 func TestInProcessAPI(t *testing.T) {
 	f := setup(t)
-	ctx := context.Background()
+	ctx := inProcess()
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "platform"}); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +203,7 @@ func TestInProcessAPI(t *testing.T) {
 
 func TestVaultProperties(t *testing.T) {
 	f := setup(t)
-	ctx := context.Background()
+	ctx := inProcess()
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "Bad_Name"}); !errors.Is(err, vault.ErrInvalid) {
 		t.Fatalf("bad name: %v", err)
 	}
@@ -219,7 +244,7 @@ func TestVaultProperties(t *testing.T) {
 // after their retention, purge protection or not.
 func TestLifecycle(t *testing.T) {
 	f := setup(t)
-	ctx := context.Background()
+	ctx := inProcess()
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1", EnablePurgeProtection: true, SoftDeleteRetentionDays: 7})
 	k, err := f.svc.CreateKey(ctx, f.admin, "team1", "rotating", vault.CreateKeyParams{Kty: "EC", Curve: "P-256"})
 	if err != nil {
@@ -295,7 +320,7 @@ func TestMaterialSealed(t *testing.T) {
 	}
 
 	f := setup(t)
-	ctx := context.Background()
+	ctx := inProcess()
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"})
 	f.g.allow(f.admin.ID, access.KeyImport, access.KeyUnwrap, access.KeyWrap)
 	secret := bytes.Repeat([]byte{0x5a}, 32)

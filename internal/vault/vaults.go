@@ -3,7 +3,10 @@ package vault
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
@@ -54,9 +57,7 @@ func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v 
 	}
 	s.forgetVault(v.Name)
 	v.URL = s.vaultURL(v)
-	if s.onChange != nil {
-		s.onChange(v, false)
-	}
+	s.changed(v, false)
 	return v, nil
 }
 
@@ -171,9 +172,7 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 	}
 	s.forgetVault(name)
 	out.URL = s.vaultURL(out)
-	if s.onChange != nil {
-		s.onChange(out, false)
-	}
+	s.changed(out, false)
 	return out, nil
 }
 
@@ -204,8 +203,31 @@ func (s *Service) DeleteVault(ctx context.Context, caller identity.Principal, na
 		return err
 	}
 	s.forgetVault(name)
-	if s.onChange != nil {
-		s.onChange(cur, true)
-	}
+	s.deletePolicies(ctx, name)
+	s.changed(cur, true)
 	return nil
+}
+
+// deletePolicies removes a deleted vault's access policies, so that a vault created again
+// under the same name starts with none. The vault is gone already: a failure is logged,
+// not returned.
+func (s *Service) deletePolicies(ctx context.Context, name string) {
+	if s.policies == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.policies.DeleteVaultPolicies(ctx, name); err != nil {
+		s.log.Warn("access policies of a deleted vault not removed", "vault", name, "err", err)
+	}
+}
+
+// VaultExists answers nil when vault name exists, and an error wrapping access.ErrNotFound
+// when it does not (the access part refuses access policies on a missing vault with it).
+func (s *Service) VaultExists(ctx context.Context, name string) error {
+	_, err := s.vault(ctx, strings.ToLower(name))
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("vault %q does not exist: %w", name, access.ErrNotFound)
+	}
+	return err
 }

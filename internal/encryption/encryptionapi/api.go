@@ -11,10 +11,10 @@ import (
 	"net/http"
 
 	"github.com/cofferhq/coffer/internal/access"
-	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek"
 	"github.com/cofferhq/coffer/internal/mgmt"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/seal/keyring"
 )
@@ -28,30 +28,24 @@ type Service interface {
 	CheckRotation(ctx context.Context) (bool, error)
 }
 
-// Request is the body of enable and rotate-key.
-type Request struct {
-	KeyEncryptionKey string `json:"keyEncryptionKey"`
-	Identity         string `json:"identity,omitempty"`
-}
-
 // Handler serves /coffer/v1/registry/encryption.
 type Handler struct {
-	svc      Service
-	verifier authn.Verifier
-	authz    access.Authorizer
-	log      *slog.Logger
+	svc   Service
+	authz access.Authorizer
+	log   *slog.Logger
 }
 
-// New returns the handlers of svc; v verifies management tokens and az decides.
-func New(svc Service, v authn.Verifier, az access.Authorizer, log *slog.Logger) *Handler {
+// New returns the handlers of svc; az decides who may use them.
+func New(svc Service, az access.Authorizer, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{svc: svc, verifier: v, authz: az, log: log}
+	return &Handler{svc: svc, authz: az, log: log}
 }
 
-// Register mounts the routes on mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+// Register mounts the routes through the management route table, which authenticates
+// the caller.
+func (h *Handler) Register(rt *mgmt.Router) {
 	p := mgmt.Prefix + "/registry/encryption"
 	routes := map[string]http.HandlerFunc{
 		"GET " + p:                  h.show,
@@ -61,12 +55,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"POST " + p + "/rotation":   h.checkRotation,
 	}
 	for pattern, f := range routes {
-		mux.Handle(pattern, mgmt.Protect(h.verifier, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if !mgmt.Authorize(w, r, h.authz, access.RegistryManage, access.Scope("/registry")) {
 				return
 			}
 			f(w, r)
-		})))
+		})
 	}
 }
 
@@ -76,11 +70,24 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, st)
+	mgmt.WriteJSON(w, http.StatusOK, toWire(st))
+}
+
+// toWire is the status in the management API's wire shape.
+func toWire(st keyring.Status) wire.EncryptionStatus {
+	kv := st.KeyVaultProperties
+	return wire.EncryptionStatus{
+		Status: st.Status, EncryptedAtRest: st.EncryptedAtRest, KeySource: st.KeySource,
+		KeyVaultProperties: wire.KeyVaultProperties{
+			Identity: kv.Identity, KeyIdentifier: kv.KeyIdentifier, VersionedKeyIdentifier: kv.VersionedKeyIdentifier,
+			KeyRotationEnabled: kv.KeyRotationEnabled, LastKeyRotationTimestamp: kv.LastKeyRotationTimestamp,
+		},
+		KeyAccessible: st.KeyAccessible, KeyAccessError: st.KeyAccessError, LastKeyAccessCheck: st.LastKeyAccessCheck,
+	}
 }
 
 func (h *Handler) change(w http.ResponseWriter, r *http.Request, do func(ctx context.Context, keyID, ident string) (keyring.Settings, error)) {
-	var req Request
+	var req wire.EncryptionKeyRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}

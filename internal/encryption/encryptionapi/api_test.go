@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/internal/encryption/encryptionapi"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek"
+	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/seal/keyring"
 	"github.com/cofferhq/coffer/internal/token"
@@ -75,7 +76,11 @@ func serve(t *testing.T, svc encryptionapi.Service, allow bool) (*httptest.Serve
 	t.Helper()
 	var got access.Request
 	mux := http.NewServeMux()
-	encryptionapi.New(svc, verifier{}, &authorizer{allow: allow, got: &got}, nil).Register(mux)
+	rt, err := mgmt.NewRouter(mux, verifier{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encryptionapi.New(svc, &authorizer{allow: allow, got: &got}, nil).Register(rt)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, &got

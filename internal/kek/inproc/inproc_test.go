@@ -34,8 +34,8 @@ func TestAgainstVaultService(t *testing.T) {
 	rand.Read(root)
 	const domain = ".vault.test"
 	svc, err := vault.New(ctx, vault.Options{DB: db, RootKey: root,
-		Authorizer: func() access.Authorizer { return acc },
-		VaultURL:   func(v vault.Vault) string { return "https://" + v.Name + domain }})
+		Authorizer: acc,
+		Addresses:  vault.Addresses{Domain: strings.TrimPrefix(domain, ".")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +113,24 @@ func TestAgainstVaultService(t *testing.T) {
 					}
 				}
 			},
+		}
+	})
+
+	// The driver says it is one of Coffer's services: a Deny rule with the CofferServices
+	// bypass lets it through (an unmarked call would be refused).
+	t.Run("bypass", func(t *testing.T) {
+		name := "kek-bypass"
+		create(t, name, "RSA")
+		rules := vault.NetworkRules{DefaultAction: "Deny", Bypass: "CofferServices"}
+		if _, err := svc.UpdateVault(admin, identity.Principal{}, "kekvault", vault.VaultUpdate{NetworkRules: &rules}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			open := vault.NetworkRules{DefaultAction: "Allow"}
+			svc.UpdateVault(admin, identity.Principal{}, "kekvault", vault.VaultUpdate{NetworkRules: &open})
+		}()
+		if _, err := driver.GetKey(ctx, base+"/keys/"+name); err != nil {
+			t.Fatalf("in-process KEK under Deny/CofferServices: %v", err)
 		}
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,7 +23,7 @@ import (
 	"github.com/cofferhq/coffer/internal/kek/inproc"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/seal/keyring"
-	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -38,27 +37,6 @@ func TestSystemIdentityIsTheKeyrings(t *testing.T) {
 
 const domain = "vault.test"
 
-// localVaults is the test's stand-in for the vault part's lookup: NAME.vault.test is local
-// when the vault exists.
-type localVaults struct{ svc *vault.Service }
-
-func (l localVaults) LocalVault(ctx context.Context, vaultURL string) (string, bool, error) {
-	u, err := url.Parse(vaultURL)
-	if err != nil {
-		return "", false, nil
-	}
-	name, ok := strings.CutSuffix(u.Hostname(), "."+domain)
-	if !ok || name == "" {
-		return "", false, nil
-	}
-	if _, err := l.svc.LookupVault(ctx, name); errors.Is(err, vault.ErrNotFound) {
-		return "", false, nil
-	} else if err != nil {
-		return "", false, err
-	}
-	return name, true, nil
-}
-
 type env struct {
 	ids *identity.Service
 	acc *access.Service
@@ -68,11 +46,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.SQLite(t)
 	ids, err := identity.Open(ctx, db, identity.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +58,7 @@ func newEnv(t *testing.T) *env {
 	root := make([]byte, 32)
 	rand.Read(root)
 	svc, err := vault.New(ctx, vault.Options{DB: db, RootKey: root,
-		Authorizer: func() access.Authorizer { return acc },
-		VaultURL:   func(v vault.Vault) string { return "https://" + v.Name + "." + domain }})
+		Authorizer: acc, Addresses: vault.Addresses{Scheme: "https", Domain: domain}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +67,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) resolver(t *testing.T, o resolve.Options) *resolve.Resolver {
 	t.Helper()
-	o.Vault, o.Local, o.Identities = e.svc, localVaults{e.svc}, e.ids
+	o.Vault, o.Local, o.Identities = e.svc, e.svc, e.ids
 	r, err := resolve.New(o)
 	if err != nil {
 		t.Fatal(err)

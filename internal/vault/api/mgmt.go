@@ -26,7 +26,8 @@ type Management struct {
 	authz access.Authorizer
 }
 
-// NewManagement returns the management handlers; authz decides who reads the audit trail.
+// NewManagement returns the management handlers; authz (the access part) decides who may
+// read the audit trail.
 func NewManagement(svc *vault.Service, al *audit.Log, authz access.Authorizer) *Management {
 	return &Management{svc: svc, audit: al, authz: authz}
 }

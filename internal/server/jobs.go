@@ -1,0 +1,56 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+// vaultJobs runs the vault's lifecycle (rotation policies, purge of expired soft-deleted
+// keys) every minute.
+func (s *Server) vaultJobs(svc *vault.Service) func(context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			if err := svc.RunLifecycle(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("vault lifecycle run failed", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// registryJobs expires idle uploads and runs the garbage collector on schedule.
+func (s *Server) registryJobs(svc *registry.Service) func(context.Context) {
+	return func(ctx context.Context) {
+		expiry := time.NewTicker(min(svc.Options().UploadExpiry/2+time.Second, 10*time.Minute))
+		defer expiry.Stop()
+		var gc <-chan time.Time
+		if s.cfg.Registry.GCInterval > 0 {
+			t := time.NewTicker(s.cfg.Registry.GCInterval)
+			defer t.Stop()
+			gc = t.C
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-expiry.C:
+				if _, err := svc.ExpireUploads(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("expire registry uploads", "err", err)
+				}
+			case <-gc:
+				if _, err := svc.GC(ctx, false, nil); err != nil && ctx.Err() == nil {
+					s.log.Warn("registry garbage collection", "err", err)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
+	"github.com/cofferhq/coffer/internal/encryption"
+	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/kek/resolve"
+	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/vault"
+)
+
+// services are Coffer's parts without HTTP: phase one of the wiring. Each is built from
+// concrete values of the ones above it; handlers (phase two) are built from these.
+type services struct {
+	audit    *audit.Log
+	identity *identity.Service
+	tokens   *token.Service
+	access   *access.Service
+	granter  *token.Granter
+	vault    *vault.Service
+	// vaultAddrs are where this server's vaults answer (the main listener is bound).
+	vaultAddrs vault.Addresses
+	encryption *encryption.Service
+	registry   *registry.Service
+	// identityHeader is the secret the managed-identity endpoint expects.
+	identityHeader string
+}
+
+// registryGCGrace is how long unreferenced registry content is kept before collection.
+const registryGCGrace = time.Hour
+
+// buildServices builds every service in the order of the service graph:
+// audit, identity → tokens → access → vault → KEK resolver → encryption → registry.
+func (s *Server) buildServices(ctx context.Context) (*services, error) {
+	p := &services{}
+	var err error
+	if p.audit, err = audit.Open(ctx, s.db, s.log); err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	s.closers = append(s.closers, p.audit.Close)
+
+	// Identities and tokens.
+	if p.identity, err = identity.Open(ctx, s.db, identity.Options{}); err != nil {
+		return nil, fmt.Errorf("identities: %w", err)
+	}
+	admin, err := s.bootstrapAdmin(ctx, p.identity)
+	if err != nil {
+		return nil, err
+	}
+	keysDir := filepath.Join(s.cfg.DataDir, "keys")
+	ks, err := token.OpenKeySet(filepath.Join(keysDir, "token-signing"), s.cfg.TokenKeyRotation,
+		s.cfg.TokenTTL+token.DefaultLeeway+time.Minute, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.tokens = token.NewService(ks, token.Options{TenantID: p.identity.TenantID(), TTL: s.cfg.TokenTTL})
+	if p.identityHeader, err = ensureSecretFile(filepath.Join(keysDir, "identity-header")); err != nil {
+		return nil, fmt.Errorf("managed identity header secret: %w", err)
+	}
+
+	// Access: roles, assignments, policies, repository tokens; the one Authorize.
+	if p.access, err = access.New(ctx, s.db, p.identity, access.Options{}); err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
+	// A deleted principal's role assignments and access policies go with it, so that a
+	// later principal can never inherit them.
+	p.identity.OnDeleted(func(ctx context.Context, pr identity.Principal) error {
+		return p.access.DeletePrincipalGrants(ctx, pr.ID)
+	})
+	if err := p.access.EnsureBootstrapOwner(ctx, admin); err != nil {
+		return nil, fmt.Errorf("make the administrator Owner: %w", err)
+	}
+	p.granter = token.NewGranter(token.GranterOptions{
+		Authorizer:    p.access,
+		AnonymousPull: s.cfg.Registry.AnonymousPull,
+		VaultResource: token.VaultResource(s.cfg.Vault.Domain),
+		Log:           s.log,
+	})
+
+	// The key vault.
+	root, where, err := vault.LoadRootKey(s.vaultRootKeyFile(), os.Getenv(vault.RootKeyEnv))
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("vault root key loaded", "from", where)
+	p.vaultAddrs = s.vaultAddresses()
+	p.vault, err = vault.New(ctx, vault.Options{
+		DB: s.db, Log: s.log, Audit: p.audit, RootKey: root,
+		Authorizer: p.access,
+		Addresses:  p.vaultAddrs,
+		Policies:   p.access, // a deleted vault's access policies go with it
+	})
+	clear(root)
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+
+	// Encryption at rest: the KEK resolver reaches a key URL in-process or over REST.
+	az := s.cfg.Azure
+	res, err := resolve.New(resolve.Options{
+		Vault: p.vault, Local: p.vault, Identities: p.identity,
+		Credential: resolve.Credential{TenantID: az.TenantID, ClientID: az.ClientID, ClientSecret: az.ClientSecret, AuthorityHost: az.AuthorityHost},
+		CAFile:     s.cfg.Encryption.VaultCAFile,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.encryption, err = encryption.Open(ctx, encryption.Options{
+		DB: s.db, Resolver: res, Vault: p.vault, Identities: p.identity, Policies: p.access,
+		PlatformVaultURL:      p.vaultAddrs.Scheme + "://" + encryption.PlatformVaultName + "." + s.cfg.Vault.Domain,
+		KeyID:                 s.cfg.Encryption.KeyID,
+		Identity:              s.cfg.Encryption.Identity,
+		AccessCheckInterval:   s.cfg.Encryption.KeyAccessCheckInterval,
+		RotationCheckInterval: s.cfg.Encryption.KeyRotationCheckInterval,
+		Log:                   s.log.With("part", "encryption"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encryption at rest: %w", err)
+	}
+	// An identity the encryption reaches its key with cannot be deleted.
+	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
+
+	// The registry: every byte through the sealing driver.
+	base, err := filesystem.New(filepath.Join(s.cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, fmt.Errorf("registry blob store: %w", err)
+	}
+	meta, err := registry.NewSQLMetadata(ctx, s.db)
+	if err != nil {
+		return nil, fmt.Errorf("registry metadata: %w", err)
+	}
+	s.closers = append(s.closers, meta.Close)
+	p.registry = registry.New(p.encryption.Driver(base), meta, registry.Options{
+		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
+		UploadExpiry:    s.cfg.Registry.UploadExpiry,
+		GCGrace:         registryGCGrace,
+		Log:             s.log.With("part", "registry"),
+	})
+
+	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry))
+	return p, nil
+}
+
+// vaultRootKeyFile is where the vault root key lives unless configured elsewhere.
+func (s *Server) vaultRootKeyFile() string {
+	if s.cfg.Vault.RootKeyFile != "" {
+		return s.cfg.Vault.RootKeyFile
+	}
+	return filepath.Join(s.cfg.DataDir, "keys", "vault-root.key")
+}
+
+// vaultAddresses are where this server's vaults answer; the main listener is bound, so
+// the port is known.
+func (s *Server) vaultAddresses() vault.Addresses {
+	a := vault.Addresses{Scheme: "https", Domain: s.cfg.Vault.Domain, Hostnames: s.cfg.Hostnames}
+	if s.cfg.PlainHTTP {
+		a.Scheme = "http"
+	}
+	a.ListenHost, _, _ = net.SplitHostPort(s.cfg.Listen)
+	if tcp, ok := s.listener.Addr().(*net.TCPAddr); ok {
+		a.Port = tcp.Port
+	}
+	return a
+}
