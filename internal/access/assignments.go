@@ -37,15 +37,11 @@ type AssignmentSpec struct {
 	CreatedBy string
 }
 
-// ResolveAssignee finds the principal an assignee reference names. Without a Directory the
-// reference is taken as an object id.
+// ResolveAssignee finds the principal an assignee reference names.
 func (s *Service) ResolveAssignee(ctx context.Context, ref string) (identity.Principal, error) {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
 		return identity.Principal{}, fmt.Errorf("%w: no assignee: give an object id, client id or name", ErrInvalid)
-	}
-	if s.dir == nil {
-		return identity.Principal{ID: ref}, nil
 	}
 	p, err := s.dir.Resolve(ctx, ref)
 	switch {

@@ -102,6 +102,9 @@ var migrations = []string{
 // New opens the access part on db, creating its tables. dir may be nil: assignees are then
 // taken as object ids as given, and repository tokens cannot be created.
 func New(ctx context.Context, db *store.DB, dir Directory, opts Options) (*Service, error) {
+	if dir == nil {
+		return nil, errors.New("access: a Directory (the identity service) is required")
+	}
 	if err := db.Migrate(ctx, "access", migrations); err != nil {
 		return nil, err
 	}
@@ -130,9 +133,6 @@ func (s *Service) EnsureBootstrapOwner(ctx context.Context, admin *identity.Prin
 		return nil
 	}
 	if admin == nil {
-		if s.dir == nil {
-			return nil
-		}
 		p, err := s.dir.Resolve(ctx, identity.AdminName)
 		switch {
 		case errors.Is(err, identity.ErrNotFound), errors.Is(err, identity.ErrAmbiguous), errors.Is(err, identity.ErrInvalid):

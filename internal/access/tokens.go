@@ -162,9 +162,6 @@ var tokenNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 // Directory) and stores its scope map. The password is returned once and never stored
 // here.
 func (s *Service) CreateRepositoryToken(ctx context.Context, name string, scopeMap []ScopeMapEntry, createdBy string) (RepositoryToken, string, error) {
-	if s.dir == nil {
-		return RepositoryToken{}, "", errors.New("repository tokens are not available: no identity service")
-	}
 	if !tokenNamePattern.MatchString(name) {
 		return RepositoryToken{}, "", fmt.Errorf("%w: invalid token name %q: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, name)
 	}
@@ -288,7 +285,7 @@ func (s *Service) listTokens(ctx context.Context, where string, args ...any) ([]
 func (s *Service) DeleteRepositoryToken(ctx context.Context, name string) error {
 	if _, err := s.getToken(ctx, name); err != nil {
 		// A credential left behind by an earlier, interrupted deletion is still removed.
-		if errors.Is(err, ErrNotFound) && s.dir != nil && tokenNamePattern.MatchString(name) {
+		if errors.Is(err, ErrNotFound) && tokenNamePattern.MatchString(name) {
 			if derr := s.dir.DeleteRepositoryToken(ctx, name); derr == nil {
 				return nil
 			}
@@ -306,10 +303,8 @@ func (s *Service) DeleteRepositoryToken(ctx context.Context, name string) error 
 		return fmt.Errorf("delete repository token %q: %w", name, err)
 	}
 	s.invalidate()
-	if s.dir != nil {
-		if err := s.dir.DeleteRepositoryToken(ctx, name); err != nil && !errors.Is(err, identity.ErrNotFound) {
-			return fmt.Errorf("repository token %q lost its scope map (it may do nothing now) but its credential was not removed: %w", name, err)
-		}
+	if err := s.dir.DeleteRepositoryToken(ctx, name); err != nil && !errors.Is(err, identity.ErrNotFound) {
+		return fmt.Errorf("repository token %q lost its scope map (it may do nothing now) but its credential was not removed: %w", name, err)
 	}
 	return nil
 }
