@@ -478,10 +478,11 @@ func (t *target) pushBlob(ctx context.Context, repo string, data []byte, chunked
 	if err != nil {
 		return err
 	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 201 {
-		return fmt.Errorf("%s: PUT upload: %d", t.name, resp.StatusCode)
+		return fmt.Errorf("%s: PUT upload: %d %s", t.name, resp.StatusCode, bytes.TrimSpace(msg))
 	}
 	return nil
 }

@@ -66,11 +66,13 @@ func (d *Driver) partialPath(p string) string {
 }
 
 // retryMissingDir runs fn again when it fails because a directory vanished: Delete prunes
-// empty directories, which may race with a writer creating an entry in one.
+// empty directories, which may race with a writer creating an entry in one. os.MkdirAll
+// reports such a race as "file exists" (its mkdir found the directory, which was pruned
+// before it checked what it found), so that is retried too.
 func retryMissingDir(fn func() error) error {
 	var err error
 	for range 10 {
-		if err = fn(); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		if err = fn(); err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	}

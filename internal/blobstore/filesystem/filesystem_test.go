@@ -2,8 +2,10 @@ package filesystem_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
@@ -57,5 +59,43 @@ func TestFileModes(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("object mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// TestWritersRaceWithPruning: writers creating objects in a directory that Delete prunes
+// when it empties never fail. os.MkdirAll answers "file exists" when the directory it
+// found existing is pruned before it checks it, which 8 concurrent small pushes hit.
+func TestWritersRaceWithPruning(t *testing.T) {
+	ctx := context.Background()
+	d, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 400 {
+				p := fmt.Sprintf("uploads/%d-%d", g, i)
+				w, err := d.Writer(ctx, p)
+				if err != nil {
+					errs <- err
+					return
+				}
+				w.Write([]byte("x"))
+				w.Close()
+				if err := d.Delete(ctx, p); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
