@@ -427,6 +427,16 @@ func TestScopeMapValidation(t *testing.T) {
 	if _, err := access.NormalizeScopeMap([]access.ScopeMapEntry{{Repository: "a", Actions: []string{"content/read"}}, {Repository: "a", Actions: []string{"content/write"}}}); err == nil {
 		t.Error("a repository twice in a scope map was accepted")
 	}
+	// The server enforces the bounds itself, whatever the client checked.
+	many := make([]access.ScopeMapEntry, 101)
+	for i := range many {
+		many[i] = access.ScopeMapEntry{Repository: fmt.Sprintf("r%d", i), Actions: []string{"content/read"}}
+	}
+	for _, m := range [][]access.ScopeMapEntry{nil, many} {
+		if _, err := access.NormalizeScopeMap(m); !errors.Is(err, access.ErrInvalid) {
+			t.Errorf("NormalizeScopeMap(%d entries) = %v, want ErrInvalid", len(m), err)
+		}
+	}
 }
 
 func TestPolicyValidation(t *testing.T) {

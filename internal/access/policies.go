@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // AccessPolicy is one vault access policy: the key permissions of one principal in one
@@ -72,7 +74,7 @@ func NormalizeKeyPermissions(perms []string) ([]string, error) {
 }
 
 func normalizeVault(vault string) (string, error) {
-	if err := validateVaultName(vault); err != nil {
+	if err := wire.ValidateVaultName(vault); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return strings.ToLower(vault), nil

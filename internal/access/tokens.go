@@ -10,22 +10,23 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-// Scope-map actions of repository tokens, as in Azure Container Registry scope maps.
+// Scope-map actions of repository tokens, as in Azure Container Registry scope maps. They
+// are the management contract's (package wire), which holds the scope-map grammar.
 const (
-	ScopeContentRead    = "content/read"   // pull: manifests, blobs, tag list, referrers
-	ScopeContentWrite   = "content/write"  // push: uploads, manifest and tag writes
-	ScopeContentDelete  = "content/delete" // delete manifests, tags and blobs
-	ScopeMetadataRead   = "metadata/read"  // read tags and manifests: the same as content/read in Coffer
-	ScopeMetadataWrite  = "metadata/write" // change repository attributes (reserved)
-	maxScopeMapEntries  = 100
+	ScopeContentRead    = wire.ScopeContentRead   // pull: manifests, blobs, tag list, referrers
+	ScopeContentWrite   = wire.ScopeContentWrite  // push: uploads, manifest and tag writes
+	ScopeContentDelete  = wire.ScopeContentDelete // delete manifests, tags and blobs
+	ScopeMetadataRead   = wire.ScopeMetadataRead  // read tags and manifests: the same as content/read in Coffer
+	ScopeMetadataWrite  = wire.ScopeMetadataWrite // change repository attributes (reserved)
 	maxRepositoryTokens = 10000
 )
 
 // ScopeMapActionNames are the scope-map actions a repository token may hold.
 func ScopeMapActionNames() []string {
-	return []string{ScopeContentRead, ScopeContentWrite, ScopeContentDelete, ScopeMetadataRead, ScopeMetadataWrite}
+	return wire.ScopeMapActionNames()
 }
 
 // scopeMapAction maps a scope-map action to the registry action it grants.
@@ -87,64 +88,47 @@ func newScopeMapEntry(repo string, actions []string) (scopeMapEntry, error) {
 	return e, nil
 }
 
-// NormalizeScopeMap validates a scope map: repository names (or "prefix/*"), known
-// actions (case-insensitive), no repository twice. It returns the canonical form.
+// NormalizeScopeMap validates a scope map: one to 100 repository names (or "prefix/*"),
+// none twice, with known actions (case-insensitive). It returns the canonical form. The
+// rules are the management contract's (wire.NormalizeScopeMap, their only
+// implementation); the server applies them here to every scope map it is given, whatever
+// the client checked. Its errors wrap ErrInvalid.
 func NormalizeScopeMap(entries []ScopeMapEntry) ([]ScopeMapEntry, error) {
-	if len(entries) == 0 {
-		return nil, fmt.Errorf("%w: a repository token needs at least one repository, e.g. --repository app:content/read", ErrInvalid)
+	in := make([]wire.ScopeMapEntry, len(entries))
+	for i, e := range entries {
+		in[i] = wire.ScopeMapEntry(e)
 	}
-	if len(entries) > maxScopeMapEntries {
-		return nil, fmt.Errorf("%w: %d repositories in one scope map, at most %d", ErrInvalid, len(entries), maxScopeMapEntries)
+	norm, err := wire.NormalizeScopeMap(in)
+	if err != nil {
+		return nil, invalid(err)
 	}
-	seen := map[string]bool{}
-	out := make([]ScopeMapEntry, 0, len(entries))
-	for _, e := range entries {
-		repo := strings.TrimSpace(e.Repository)
-		if seen[repo] {
-			return nil, fmt.Errorf("%w: repository %q appears twice in the scope map: list all its actions once", ErrInvalid, repo)
-		}
-		seen[repo] = true
-		var acts []string
-		have := map[string]bool{}
-		for _, a := range e.Actions {
-			a = strings.ToLower(strings.TrimSpace(a))
-			if a == "" || have[a] {
-				continue
-			}
-			have[a] = true
-			acts = append(acts, a)
-		}
-		if len(acts) == 0 {
-			return nil, fmt.Errorf("%w: repository %q has no actions: use %s", ErrInvalid, repo, strings.Join(ScopeMapActionNames(), ", "))
-		}
-		if _, err := newScopeMapEntry(repo, acts); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-		}
-		// Canonical order.
-		var canon []string
-		for _, n := range ScopeMapActionNames() {
-			if have[n] {
-				canon = append(canon, n)
-			}
-		}
-		out = append(out, ScopeMapEntry{Repository: repo, Actions: canon})
+	out := make([]ScopeMapEntry, len(norm))
+	for i, e := range norm {
+		out[i] = ScopeMapEntry(e)
 	}
 	return out, nil
 }
 
 // ParseScopeMapEntry parses the CLI form REPOSITORY:ACTION[,ACTION...], e.g.
-// "app:content/read,content/write" or "team/*:content/read".
+// "app:content/read,content/write" or "team/*:content/read" (wire.ParseScopeMapEntry).
+// Its errors wrap ErrInvalid.
 func ParseScopeMapEntry(s string) (ScopeMapEntry, error) {
-	repo, acts, ok := strings.Cut(s, ":")
-	if !ok || repo == "" || acts == "" {
-		return ScopeMapEntry{}, fmt.Errorf("%w: %q is not REPOSITORY:ACTIONS (e.g. app:content/read,content/write)", ErrInvalid, s)
-	}
-	entries, err := NormalizeScopeMap([]ScopeMapEntry{{Repository: repo, Actions: strings.Split(acts, ",")}})
+	e, err := wire.ParseScopeMapEntry(s)
 	if err != nil {
-		return ScopeMapEntry{}, err
+		return ScopeMapEntry{}, invalid(err)
 	}
-	return entries[0], nil
+	return ScopeMapEntry(e), nil
 }
+
+// invalid reports an error of the wire grammar ("invalid request: ...", wrapping
+// wire.ErrInvalid) as this part's: the message is unchanged, and it wraps ErrInvalid too,
+// so that errors.Is(err, ErrInvalid) holds as for every other input this part refuses.
+func invalid(err error) error { return invalidError{err} }
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string   { return e.err.Error() }
+func (e invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 
 // RepositoryToken is a repository-scoped token: a credential (kept by the identity part)
 // whose only rights are its scope map.

@@ -43,7 +43,11 @@ const (
 	foundation class = "foundation"
 	// core: the services every part shares (seal, kek, access, identity, audit, tokens,
 	// vault key formats). They import foundation and each other, never a feature, a
-	// handler, server or cli.
+	// handler, server or cli. They may import wire: the management contract holds grammars
+	// that the server must apply exactly as the CLI and the console check them (the scope
+	// syntax, which access applies to every scope it is given), and one implementation
+	// cannot drift from itself; wire imports nothing of the module but util, so no cycle
+	// can arise.
 	core class = "core"
 	// feature: the services of a part that users see (the registry, the vault, the coming
 	// trust, KMS plugin, image encryption and console services) and the adapters that sit
@@ -53,8 +57,9 @@ const (
 	// handler: HTTP and management APIs (every …api package and mgmt). They import the
 	// services and the wire types, never server or cli.
 	handler class = "handler"
-	// wire: the management API's wire types, shared by handlers, the CLI and the console.
-	// They import nothing of the module but util.
+	// wire: the management API's wire types and the grammars of its strings (scopes,
+	// scope maps), shared by core services, handlers, the CLI and the console. They import
+	// nothing of the module but util.
 	wire class = "wire"
 	// setup: settings and TLS material that server and cli prepare (config, tlsca).
 	setup class = "setup"
@@ -128,7 +133,7 @@ var classes = map[string]class{
 var mayImport = map[class][]class{
 	util:       nil,
 	foundation: {util},
-	core:       {util, foundation},
+	core:       {util, foundation, wire},
 	feature:    {util, foundation, core},
 	handler:    {util, foundation, core, feature, wire},
 	wire:       {util},
@@ -385,6 +390,9 @@ func TestRulesCatchBrokenArrows(t *testing.T) {
 		{"blobstore driver imports durable", listed{rel: "internal/blobstore/filesystem", name: "filesystem", imports: []string{"internal/blobstore", "internal/durable"}}, ""},
 		{"core imports a feature", listed{rel: "internal/kek", name: "kek", imports: []string{"internal/vault"}}, "internal/kek → internal/vault"},
 		{"core imports config", listed{rel: "internal/identity", name: "identity", imports: []string{"internal/config"}}, "internal/identity → internal/config"},
+		{"core imports the wire grammar", listed{rel: "internal/access", name: "access", imports: []string{"internal/mgmt/wire", "internal/store"}}, ""},
+		{"wire imports core", listed{rel: "internal/mgmt/wire", name: "wire", imports: []string{"internal/access"}}, "internal/mgmt/wire → internal/access"},
+		{"foundation imports wire", listed{rel: "internal/store", name: "store", imports: []string{"internal/mgmt/wire"}}, "internal/store → internal/mgmt/wire"},
 		{"a test imports server", listed{rel: "internal/vault/api", name: "api", testImports: []string{"internal/server"}}, "internal/vault/api → internal/server (in a test)"},
 		{"a helper imports server", listed{rel: "internal/servertest", name: "servertest", imports: []string{"internal/server"}}, ""},
 		{"an api package placed outside the handlers", listed{rel: "internal/vault", name: "vaultapi"}, "internal/vault → (itself)"},

@@ -66,35 +66,3 @@ func TestWireTypesEncodeAsTheDomainTypesDid(t *testing.T) {
 		t.Errorf("wire.AudienceManagement = %q, the token service issues %q", wire.AudienceManagement, token.AudienceManagement)
 	}
 }
-
-// TestWireScopeSyntaxIsTheAccessPart's: the CLI checks scopes and scope maps with the wire
-// package's copy of the parser; it must agree with the server's on value and message.
-func TestWireScopeSyntaxIsTheAccessParts(t *testing.T) {
-	for _, s := range []string{"", "/", "/registry", "/registry/", "registry", "repository/app", "repository/Team/App",
-		"/registry/repositories/a/b", "/registry/repositories/", "vault/Team1", "vault/team1/key/KEK", "/vaults/t/keys/k",
-		"/vaults/t/secrets/k", "/vaults/t/keys/", "/vaults/t/keys/a/b", "/vaults/-bad", "/vaults/t/keys/bad_name", "/other", "other",
-		"/vaults/" + string(make([]byte, 70)), "repository/a__b", "repository/a___b"} {
-		got, gerr := wire.ParseScope(s)
-		want, werr := access.ParseScope(s)
-		if got != string(want) || errText(gerr) != errText(werr) {
-			t.Errorf("ParseScope(%q): wire %q, %v; access %q, %v", s, got, gerr, want, werr)
-		}
-	}
-	for _, s := range []string{"app:content/read", "app:CONTENT/write, content/read,content/read", "team/*:content/read",
-		"app", ":content/read", "app:", "app:bogus", "app:,", "Bad:content/read", "a/*/*:content/read", "app:content/read,bogus"} {
-		got, gerr := wire.ParseScopeMapEntry(s)
-		want, werr := access.ParseScopeMapEntry(s)
-		a, _ := json.Marshal(got)
-		b, _ := json.Marshal(want)
-		if string(a) != string(b) || errText(gerr) != errText(werr) {
-			t.Errorf("ParseScopeMapEntry(%q): wire %s, %v; access %s, %v", s, a, gerr, b, werr)
-		}
-	}
-}
-
-func errText(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}

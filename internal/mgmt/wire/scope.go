@@ -14,10 +14,10 @@ const (
 	maxKeyName        = 127
 )
 
-// ParseScope is the scope syntax of the management API (the scope of a role assignment).
-// It is the same parser the access part applies on the server (a test in accessapi holds
-// them together), so the CLI and a console can check and canonicalize a scope before
-// sending it.
+// ParseScope is the scope syntax of the management API (the scope of a role assignment),
+// and its only implementation: the access part parses every scope it is given with it (as
+// access.ParseScope), and the CLI and a console check and canonicalize a scope with it
+// before sending it, so both ends agree by construction.
 //
 // ParseScope validates a scope written by a user and returns its canonical form. It accepts
 // the canonical path forms
@@ -76,7 +76,7 @@ func repositoryScope(raw, name string) (string, error) {
 // vaultScope parses "VAULT" or "VAULT/<keysWord>/KEY" (an optional trailing slash).
 func vaultScope(raw, rest, keysWord string) (string, error) {
 	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
-	if err := validateVaultName(parts[0]); err != nil {
+	if err := ValidateVaultName(parts[0]); err != nil {
 		return "", fmt.Errorf("scope %q: %w", raw, err)
 	}
 	vault := strings.ToLower(parts[0])
@@ -153,7 +153,9 @@ func validPathComponent(c string) bool {
 	return true
 }
 
-func validateVaultName(v string) error {
+// ValidateVaultName checks a vault name: 1-63 letters, digits and '-', not starting or
+// ending with '-'. Vault names are case-insensitive; the canonical form is lower case.
+func ValidateVaultName(v string) error {
 	if v == "" {
 		return fmt.Errorf("empty vault name")
 	}
@@ -194,8 +196,8 @@ func isAlnum(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 }
 
-// ErrInvalid is wrapped by the errors of ParseScopeMapEntry, as the access part wraps its
-// own (the message reads the same: "invalid request: ...").
+// ErrInvalid is wrapped by the errors of NormalizeScopeMap and ParseScopeMapEntry, as the
+// access part wraps its own (the message reads the same: "invalid request: ...").
 var ErrInvalid = errors.New("invalid request")
 
 // Scope-map actions of repository tokens.
@@ -207,53 +209,83 @@ const (
 	ScopeMetadataWrite = "metadata/write"
 )
 
+// maxScopeMapEntries is how many repositories one scope map may name.
+const maxScopeMapEntries = 100
+
 // ScopeMapActionNames lists the scope-map actions in their canonical order.
 func ScopeMapActionNames() []string {
 	return []string{ScopeContentRead, ScopeContentWrite, ScopeContentDelete, ScopeMetadataRead, ScopeMetadataWrite}
 }
 
+// NormalizeScopeMap validates a scope map and returns its canonical form: at least one and
+// at most 100 entries, each a repository name (or "prefix/*") that appears once, with
+// known actions (case-insensitive, duplicates dropped) in canonical order. It is the only
+// implementation of the scope-map rules: the access part enforces them on every scope map
+// the server is given (access.NormalizeScopeMap), whatever the client checked.
+func NormalizeScopeMap(entries []ScopeMapEntry) ([]ScopeMapEntry, error) {
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("%w: a repository token needs at least one repository, e.g. --repository app:content/read", ErrInvalid)
+	}
+	if len(entries) > maxScopeMapEntries {
+		return nil, fmt.Errorf("%w: %d repositories in one scope map, at most %d", ErrInvalid, len(entries), maxScopeMapEntries)
+	}
+	names := ScopeMapActionNames()
+	seen := map[string]bool{}
+	out := make([]ScopeMapEntry, 0, len(entries))
+	for _, e := range entries {
+		repo := strings.TrimSpace(e.Repository)
+		if seen[repo] {
+			return nil, fmt.Errorf("%w: repository %q appears twice in the scope map: list all its actions once", ErrInvalid, repo)
+		}
+		seen[repo] = true
+		var acts []string
+		have := map[string]bool{}
+		for _, a := range e.Actions {
+			a = strings.ToLower(strings.TrimSpace(a))
+			if a == "" || have[a] {
+				continue
+			}
+			have[a] = true
+			acts = append(acts, a)
+		}
+		if len(acts) == 0 {
+			return nil, fmt.Errorf("%w: repository %q has no actions: use %s", ErrInvalid, repo, strings.Join(names, ", "))
+		}
+		base, wildcard := strings.CutSuffix(repo, "/*")
+		if !wildcard {
+			base = repo
+		}
+		if err := ValidateRepositoryName(base); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		// Report the first unknown action in the order given.
+		for _, a := range acts {
+			if !slices.Contains(names, a) {
+				return nil, fmt.Errorf("%w: unknown scope-map action %q: use %s", ErrInvalid, a, strings.Join(names, ", "))
+			}
+		}
+		var canon []string
+		for _, n := range names {
+			if have[n] {
+				canon = append(canon, n)
+			}
+		}
+		out = append(out, ScopeMapEntry{Repository: repo, Actions: canon})
+	}
+	return out, nil
+}
+
 // ParseScopeMapEntry parses the CLI form REPOSITORY:ACTION[,ACTION...] ("app:content/read"
 // or "team/*:content/read") into a checked scope-map entry with its actions in canonical
-// order, as the access part normalizes it.
+// order (see NormalizeScopeMap).
 func ParseScopeMapEntry(s string) (ScopeMapEntry, error) {
 	repo, acts, ok := strings.Cut(s, ":")
 	if !ok || repo == "" || acts == "" {
 		return ScopeMapEntry{}, fmt.Errorf("%w: %q is not REPOSITORY:ACTIONS (e.g. app:content/read,content/write)", ErrInvalid, s)
 	}
-	repo = strings.TrimSpace(repo)
-	have := map[string]bool{}
-	n := 0
-	for _, a := range strings.Split(acts, ",") {
-		a = strings.ToLower(strings.TrimSpace(a))
-		if a == "" || have[a] {
-			continue
-		}
-		have[a] = true
-		n++
+	entries, err := NormalizeScopeMap([]ScopeMapEntry{{Repository: repo, Actions: strings.Split(acts, ",")}})
+	if err != nil {
+		return ScopeMapEntry{}, err
 	}
-	names := ScopeMapActionNames()
-	if n == 0 {
-		return ScopeMapEntry{}, fmt.Errorf("%w: repository %q has no actions: use %s", ErrInvalid, repo, strings.Join(names, ", "))
-	}
-	base, wildcard := strings.CutSuffix(repo, "/*")
-	if !wildcard {
-		base = repo
-	}
-	if err := ValidateRepositoryName(base); err != nil {
-		return ScopeMapEntry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	// The access part checks actions in the order given: report the first unknown one.
-	for _, a := range strings.Split(acts, ",") {
-		a = strings.ToLower(strings.TrimSpace(a))
-		if a != "" && !slices.Contains(names, a) {
-			return ScopeMapEntry{}, fmt.Errorf("%w: unknown scope-map action %q: use %s", ErrInvalid, a, strings.Join(names, ", "))
-		}
-	}
-	var canon []string
-	for _, name := range names {
-		if have[name] {
-			canon = append(canon, name)
-		}
-	}
-	return ScopeMapEntry{Repository: repo, Actions: canon}, nil
+	return entries[0], nil
 }

@@ -4,8 +4,10 @@
 // decodes them; the OpenAPI document served at /coffer/v1/openapi.json is generated from
 // them and from the route table in package mgmt.
 //
-// The package holds plain types only: it imports no service package. Conversions from a
-// part's domain types live in that part's handler package, next to the handlers.
+// The package holds plain types and the grammars of their strings (scope.go: scopes and
+// scope maps, which the access part applies on the server and the CLI checks before
+// sending): it imports no service package. Conversions from a part's domain types live in
+// that part's handler package, next to the handlers.
 package wire
 
 import (
