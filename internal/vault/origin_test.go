@@ -13,7 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// TestCallerMustSayWhereItComesFrom: a data-plane call whose context carries no mark (no
+// TestCallerMustSayWhereItComesFrom: a call whose context carries no mark (no
 // client, no service, not the server) is refused whatever the network rules, so a new
 // in-process caller that forgets to mark itself never gets the CofferServices bypass.
 func TestCallerMustSayWhereItComesFrom(t *testing.T) {
@@ -76,6 +76,24 @@ func TestCallerMustSayWhereItComesFrom(t *testing.T) {
 	}
 	if err := get(svc); err != nil {
 		t.Fatalf("service under Allow: %v", err)
+	}
+
+	// Management calls are no exception: a vault is neither read, changed, listed nor
+	// deleted for a caller that does not say where it comes from.
+	if _, err := f.svc.GetVault(unmarked, f.admin, "platform"); !errors.Is(err, vault.ErrForbidden) {
+		t.Fatalf("unmarked GetVault: %v, want ErrForbidden", err)
+	}
+	if _, err := f.svc.CreateVault(unmarked, f.admin, vault.Vault{Name: "other"}); !errors.Is(err, vault.ErrForbidden) {
+		t.Fatalf("unmarked CreateVault: %v, want ErrForbidden", err)
+	}
+	if err := f.svc.DeleteVault(unmarked, f.admin, "platform"); !errors.Is(err, vault.ErrForbidden) {
+		t.Fatalf("unmarked DeleteVault: %v, want ErrForbidden", err)
+	}
+	if vs, err := f.svc.ListVaults(unmarked, f.admin); err != nil || len(vs) != 0 {
+		t.Fatalf("unmarked ListVaults: %d vaults, %v; want none", len(vs), err)
+	}
+	if _, err := f.svc.GetVault(client, f.admin, "platform"); err != nil {
+		t.Fatalf("GetVault from a marked client: %v", err)
 	}
 
 	// The mark set last wins: a service acting inside a client's request is the service.

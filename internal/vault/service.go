@@ -210,7 +210,7 @@ func isServer(ctx context.Context) bool { return originOf(ctx).kind == originSer
 func (s *Service) checkNetwork(ctx context.Context, v Vault) error {
 	o := originOf(ctx)
 	if o.kind == 0 {
-		return forbidden(fmt.Errorf("%w: the call to vault %q does not say where it comes from: a remote call carries vault.WithClient, a Coffer service in the same process vault.AsService(ctx, name)", access.ErrDenied, v.Name))
+		return unmarked(v.Name)
 	}
 	r := v.NetworkRules
 	if r.DefaultAction != ActionDeny {
@@ -233,6 +233,12 @@ func (s *Service) checkNetwork(ctx context.Context, v Vault) error {
 	return fmt.Errorf("%w: client address %s is not allowed by vault %q network rules (defaultAction=Deny, no ipRules entry matches)", ErrNetworkDenied, addr, v.Name)
 }
 
+// unmarked refuses a call whose context says neither that it is remote (WithClient) nor
+// that it is one of Coffer's services (AsService, AsServer): nobody is trusted by omission.
+func unmarked(vault string) error {
+	return forbidden(fmt.Errorf("%w: the call to vault %q does not say where it comes from: a remote call carries vault.WithClient, a Coffer service in the same process vault.AsService(ctx, name)", access.ErrDenied, vault))
+}
+
 // enter is the start of every key operation on a vault: find the vault, then authorize the
 // caller for action at scope (network rules first for data-plane calls).
 func (s *Service) enter(ctx context.Context, caller identity.Principal, vault string, action access.Action, scope access.Scope, dataPlane bool) (Vault, error) {
@@ -247,6 +253,9 @@ func (s *Service) enter(ctx context.Context, caller identity.Principal, vault st
 }
 
 func (s *Service) authorize(ctx context.Context, caller identity.Principal, v Vault, action access.Action, scope access.Scope, dataPlane bool) error {
+	if originOf(ctx).kind == 0 {
+		return unmarked(v.Name)
+	}
 	if dataPlane {
 		if err := s.checkNetwork(ctx, v); err != nil {
 			return err

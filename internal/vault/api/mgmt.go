@@ -116,11 +116,13 @@ func decodeLoose(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (m *Management) listVaults(w http.ResponseWriter, r *http.Request) {
+	r = withClient(r)
 	vs, err := m.svc.ListVaults(r.Context(), caller(r))
 	reply(w, http.StatusOK, wire.List[wire.Vault]{Value: mapSlice(vs, VaultOut)}, err)
 }
 
 func (m *Management) createVault(w http.ResponseWriter, r *http.Request) {
+	r = withClient(r)
 	var v wire.Vault
 	if !decodeLoose(w, r, &v) {
 		return
@@ -130,11 +132,13 @@ func (m *Management) createVault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Management) getVault(w http.ResponseWriter, r *http.Request) {
+	r = withClient(r)
 	out, err := m.svc.GetVault(r.Context(), caller(r), r.PathValue("vault"))
 	reply(w, http.StatusOK, VaultOut(out), err)
 }
 
 func (m *Management) updateVault(w http.ResponseWriter, r *http.Request) {
+	r = withClient(r)
 	var u wire.VaultUpdate
 	if !decodeLoose(w, r, &u) {
 		return
@@ -144,6 +148,7 @@ func (m *Management) updateVault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Management) deleteVault(w http.ResponseWriter, r *http.Request) {
+	r = withClient(r)
 	err := m.svc.DeleteVault(r.Context(), caller(r), r.PathValue("vault"))
 	if err != nil {
 		writeMgmtError(w, err)
