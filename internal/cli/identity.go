@@ -69,7 +69,7 @@ func identityListCommand() *cobra.Command {
 		Example: `  coffer identity list -o json`,
 		Args:    cobra.NoArgs,
 		RunE: getRun(fixedPath("/coffer/v1/managedIdentities"), func(in wire.List[wire.ManagedIdentity]) []principalInfo {
-			return mapSlice(in.Value, managedIdentityView)
+			return wire.MapSlice(in.Value, managedIdentityView)
 		}, identityTable),
 	}
 }

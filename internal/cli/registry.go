@@ -256,7 +256,7 @@ only reports what it would remove. Progress is printed to stderr.`,
 func gcView(rep wire.GCReport) *gcReport {
 	v := &gcReport{DryRun: rep.DryRun, Cutoff: rep.Cutoff, StaleLinks: rep.StaleLinks, BytesFreed: rep.BytesFreed,
 		OrphanFiles: rep.OrphanFiles, ExpiredUploads: rep.ExpiredUploads}
-	v.Blobs = mapSlice(rep.Blobs, func(b wire.Blob) gcBlob { return gcBlob{Digest: b.Digest, Size: b.Size} })
+	v.Blobs = wire.MapSlice(rep.Blobs, func(b wire.Blob) gcBlob { return gcBlob{Digest: b.Digest, Size: b.Size} })
 	return v
 }
 

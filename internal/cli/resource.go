@@ -49,18 +49,6 @@ func deleteRun(path func(args []string) string, done func(args []string) (v any,
 // same is the view of a value printed as decoded.
 func same[T any](v T) T { return v }
 
-// mapSlice converts each element, keeping a nil slice nil (it prints as null).
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	if in == nil {
-		return nil
-	}
-	out := make([]U, len(in))
-	for i, v := range in {
-		out[i] = f(v)
-	}
-	return out
-}
-
 // orEmpty is list, or an empty list for nil (so that it prints as []).
 func orEmpty[T any](list []T) []T {
 	if list == nil {

@@ -52,7 +52,7 @@ type credentialInfo struct {
 
 func identityView(in wire.Identity) principalInfo {
 	return principalInfo{ID: in.ID, Kind: in.Kind, Name: in.Name, ClientID: in.ClientID, CreatedAt: in.CreatedAt,
-		Credentials: mapSlice(in.Credentials, func(c wire.Credential) credentialInfo { return credentialInfo(c) })}
+		Credentials: wire.MapSlice(in.Credentials, func(c wire.Credential) credentialInfo { return credentialInfo(c) })}
 }
 
 func managedIdentityView(in wire.ManagedIdentity) principalInfo {
@@ -62,7 +62,7 @@ func managedIdentityView(in wire.ManagedIdentity) principalInfo {
 }
 
 func identityListView(in wire.List[wire.Identity]) []principalInfo {
-	return mapSlice(in.Value, identityView)
+	return wire.MapSlice(in.Value, identityView)
 }
 
 func ts(t time.Time) string {

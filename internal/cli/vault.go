@@ -318,7 +318,7 @@ Needs vault/read on the vault.`,
 			if err := c.do(cmd.Context(), "GET", "/coffer/v1/vaults/"+url.PathEscape(args[0])+"/access-policies", nil, &list); err != nil {
 				return err
 			}
-			out := mapSlice(list.Value, policyView)
+			out := wire.MapSlice(list.Value, policyView)
 			return printResult(cmd, out, policyTable(out...))
 		},
 	}

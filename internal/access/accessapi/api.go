@@ -237,7 +237,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := mapSlice(list, RepositoryToken)
+	out := wire.MapSlice(list, RepositoryToken)
 	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.RepositoryToken]{Value: out})
 }
 
@@ -304,7 +304,7 @@ func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.AccessPolicy]{Value: mapSlice(list, AccessPolicy)})
+	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.AccessPolicy]{Value: wire.MapSlice(list, AccessPolicy)})
 }
 
 func (a *API) setPolicy(w http.ResponseWriter, r *http.Request) {

@@ -5,20 +5,8 @@ import (
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-// mapSlice converts each element, keeping a nil slice nil (it encodes as null).
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	if in == nil {
-		return nil
-	}
-	out := make([]U, len(in))
-	for i, v := range in {
-		out[i] = f(v)
-	}
-	return out
-}
-
 func actions(in []access.Action) []string {
-	return mapSlice(in, func(a access.Action) string { return string(a) })
+	return wire.MapSlice(in, func(a access.Action) string { return string(a) })
 }
 
 // RoleDefinition is d on the wire, with the actions it comes to.
@@ -36,13 +24,13 @@ func Assignment(a access.Assignment) wire.RoleAssignment {
 // RepositoryToken is t on the wire.
 func RepositoryToken(t access.RepositoryToken) wire.RepositoryToken {
 	return wire.RepositoryToken{Name: t.Name, ObjectID: t.ObjectID, CreatedAt: t.CreatedAt, CreatedBy: t.CreatedBy,
-		ScopeMap: mapSlice(t.ScopeMap, func(e access.ScopeMapEntry) wire.ScopeMapEntry {
+		ScopeMap: wire.MapSlice(t.ScopeMap, func(e access.ScopeMapEntry) wire.ScopeMapEntry {
 			return wire.ScopeMapEntry{Repository: e.Repository, Actions: e.Actions}
 		})}
 }
 
 func scopeMapIn(in []wire.ScopeMapEntry) []access.ScopeMapEntry {
-	return mapSlice(in, func(e wire.ScopeMapEntry) access.ScopeMapEntry {
+	return wire.MapSlice(in, func(e wire.ScopeMapEntry) access.ScopeMapEntry {
 		return access.ScopeMapEntry{Repository: e.Repository, Actions: e.Actions}
 	})
 }

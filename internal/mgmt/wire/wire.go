@@ -84,3 +84,17 @@ func DecodeBytes(s string) ([]byte, error) {
 	}
 	return v, nil
 }
+
+// MapSlice converts each element of in with f, keeping a nil slice nil (so it encodes as
+// null, as the domain slice did): the handlers' domain → wire conversions and the CLI's
+// wire → view conversions use it.
+func MapSlice[T, U any](in []T, f func(T) U) []U {
+	if in == nil {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}

@@ -118,7 +118,7 @@ func decodeLoose(w http.ResponseWriter, r *http.Request, v any) bool {
 func (m *Management) listVaults(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	vs, err := m.svc.ListVaults(r.Context(), caller(r))
-	reply(w, http.StatusOK, wire.List[wire.Vault]{Value: mapSlice(vs, VaultOut)}, err)
+	reply(w, http.StatusOK, wire.List[wire.Vault]{Value: wire.MapSlice(vs, VaultOut)}, err)
 }
 
 func (m *Management) createVault(w http.ResponseWriter, r *http.Request) {
@@ -161,14 +161,14 @@ func (m *Management) listKeys(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListKeys(r.Context(), caller(r), r.PathValue("vault"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, wire.KeyList{Value: mapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
+	reply(w, http.StatusOK, wire.KeyList{Value: wire.MapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) listVersions(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListKeyVersions(r.Context(), caller(r), r.PathValue("vault"), r.PathValue("key"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, wire.KeyList{Value: mapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
+	reply(w, http.StatusOK, wire.KeyList{Value: wire.MapSlice(page.Items, KeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) getKey(w http.ResponseWriter, r *http.Request) {
@@ -284,7 +284,7 @@ func (m *Management) listDeleted(w http.ResponseWriter, r *http.Request) {
 	r = withClient(r)
 	n, _ := strconv.Atoi(r.URL.Query().Get("maxresults"))
 	page, err := m.svc.ListDeletedKeys(r.Context(), caller(r), r.PathValue("vault"), n, r.URL.Query().Get("skiptoken"))
-	reply(w, http.StatusOK, wire.DeletedKeyList{Value: mapSlice(page.Items, DeletedKeyOut), SkipToken: page.Next}, err)
+	reply(w, http.StatusOK, wire.DeletedKeyList{Value: wire.MapSlice(page.Items, DeletedKeyOut), SkipToken: page.Next}, err)
 }
 
 func (m *Management) getDeleted(w http.ResponseWriter, r *http.Request) {
@@ -392,18 +392,6 @@ func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
 
 // ---- wire conversions ----
 
-// mapSlice converts each element, keeping a nil slice nil (it encodes as null).
-func mapSlice[T, U any](in []T, f func(T) U) []U {
-	if in == nil {
-		return nil
-	}
-	out := make([]U, len(in))
-	for i, v := range in {
-		out[i] = f(v)
-	}
-	return out
-}
-
 // VaultOut is v on the wire.
 func VaultOut(v vault.Vault) wire.Vault {
 	return wire.Vault{Name: v.Name, URL: v.URL, EnableRbacAuthorization: v.EnableRbacAuthorization,
@@ -457,7 +445,7 @@ func DeletedKeyOut(d vault.DeletedKey) wire.DeletedKey {
 // RotationPolicyOut is p on the wire.
 func RotationPolicyOut(p vault.RotationPolicy) wire.RotationPolicy {
 	return wire.RotationPolicy{ID: p.ID,
-		LifetimeActions: mapSlice(p.LifetimeActions, func(la vault.LifetimeAction) wire.LifetimeAction {
+		LifetimeActions: wire.MapSlice(p.LifetimeActions, func(la vault.LifetimeAction) wire.LifetimeAction {
 			return wire.LifetimeAction{Trigger: wire.LifetimeTrigger(la.Trigger), Action: wire.LifetimeActionType(la.Action)}
 		}),
 		Attributes: wire.RotationPolicyAttributes(p.Attributes)}
@@ -465,7 +453,7 @@ func RotationPolicyOut(p vault.RotationPolicy) wire.RotationPolicy {
 
 func rotationPolicyIn(p wire.RotationPolicy) vault.RotationPolicy {
 	out := vault.RotationPolicy{ID: p.ID}
-	out.LifetimeActions = mapSlice(p.LifetimeActions, func(la wire.LifetimeAction) vault.LifetimeAction {
+	out.LifetimeActions = wire.MapSlice(p.LifetimeActions, func(la wire.LifetimeAction) vault.LifetimeAction {
 		var v vault.LifetimeAction
 		v.Trigger.TimeAfterCreate, v.Trigger.TimeBeforeExpiry = la.Trigger.TimeAfterCreate, la.Trigger.TimeBeforeExpiry
 		v.Action.Type = la.Action.Type
