@@ -166,7 +166,10 @@ func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, m.authz, access.RegistryManage, access.ScopeRegistry) {
 		return
 	}
-	dry, _ := strconv.ParseBool(r.URL.Query().Get("dryRun"))
+	dry, ok := mgmt.QueryBool(w, r, "dryRun", false)
+	if !ok {
+		return
+	}
 	if r.Header.Get("Accept") != "application/x-ndjson" {
 		rep, err := m.svc.GC(r.Context(), dry, nil)
 		if err != nil {
