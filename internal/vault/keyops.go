@@ -40,6 +40,9 @@ func unixOrZero(t *time.Time) int64 {
 // newVersion seals material and inserts a version of vault/name (creating the key row when
 // needed). create=true refuses a name that exists (live or deleted).
 func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ops []string, enabled bool, nbf, exp int64, tags map[string]string, create bool) (versionRow, error) {
+	if err := checkValidity(nbf, exp); err != nil {
+		return versionRow{}, err
+	}
 	version := newVersionID()
 	plain := jsonMarshal(full)
 	sealed := seal(s.sealer.material, plain, materialAAD(vault, name, version))
@@ -104,6 +107,16 @@ func opsFor(kty string, given []string) ([]string, error) {
 		return nil, err
 	}
 	return ops, nil
+}
+
+// checkValidity refuses a validity period that ends before it starts (0 = no date): such
+// a key could never be used.
+func checkValidity(nbf, exp int64) error {
+	if nbf != 0 && exp != 0 && nbf > exp {
+		return fmt.Errorf("%w: the key's nbf (%s) is after its exp (%s): the key would never be valid",
+			ErrInvalid, time.Unix(nbf, 0).UTC().Format(time.RFC3339), time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // CreateKey creates a key (or a new version of an existing key, as Key Vault does).
@@ -228,6 +241,9 @@ func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vaul
 	}
 	if p.Expires != nil {
 		r.Exp = unixOrZero(p.Expires)
+	}
+	if err := checkValidity(r.NBF, r.Exp); err != nil {
+		return Key{}, err
 	}
 	if p.Tags != nil {
 		if err := validateTags(*p.Tags); err != nil {
