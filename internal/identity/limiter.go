@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// LoginLimiter slows down password guessing: once a key (a login name or a client address)
-// has failed Limit times within Window, further attempts for it are refused until the
-// oldest failure leaves the window. It is in memory, per process.
+// LoginLimiter counts failed logins per key (a client address, a name from an address, a
+// name): once a key has failed Limit times within Window, Check reports how long until the
+// oldest failure leaves the window. The token endpoints decide what that means for each
+// key (refusal for an address, a delay for a name). It is in memory, per process.
 type LoginLimiter struct {
 	limit  int
 	window time.Duration

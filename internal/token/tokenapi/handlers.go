@@ -130,23 +130,41 @@ func (a *API) authenticateClient(ctx context.Context, r *http.Request, clientID,
 	})
 }
 
-// throttled runs check unless name or the client's address is throttled; a failure counts
-// against both, a success resets the name's count.
+// throttled runs check unless the client's address, or this name from this address, is
+// throttled. Names are not secret, so a name's failures from other addresses never refuse a
+// correct secret: a failure counts against the address, the (name, address) pair and the
+// name, and only the first two refuse attempts (429). Once the name itself has failed too
+// often (guesses spread over many addresses), a wrong answer is delayed by up to
+// maxNameDelay, so distributed guessing stays slow while the right secret is answered at
+// once. A success resets the pair's count.
 func (a *API) throttled(ctx context.Context, r *http.Request, name string, check func() (identity.Principal, error)) (identity.Principal, time.Duration, error) {
+	addrKey := clientAddr(r)
 	nameKey := "name:" + strings.ToLower(name)
-	if wait := a.cfg.Limiter.Check(nameKey, clientAddr(r)); wait > 0 {
+	pairKey := "pair:" + strings.ToLower(name) + "|" + addrKey
+	if wait := a.cfg.Limiter.Check(pairKey, addrKey); wait > 0 {
 		return identity.Principal{}, wait, errThrottled
 	}
 	p, err := check()
 	switch {
 	case errors.Is(err, identity.ErrInvalidCredentials):
-		a.cfg.Limiter.Fail(nameKey, clientAddr(r))
+		a.cfg.Limiter.Fail(pairKey, addrKey, nameKey)
 		a.logFailure(ctx, r, name)
+		if wait := a.cfg.Limiter.Check(nameKey); wait > 0 {
+			t := time.NewTimer(min(wait, maxNameDelay))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
 	case err == nil:
-		a.cfg.Limiter.Reset(nameKey)
+		a.cfg.Limiter.Reset(pairKey)
 	}
 	return p, 0, err
 }
+
+// maxNameDelay bounds how long a wrong answer for a much-guessed name is held back.
+const maxNameDelay = time.Second
 
 func (a *API) logFailure(ctx context.Context, r *http.Request, name string) {
 	if a.cfg.Log != nil {
