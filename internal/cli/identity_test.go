@@ -165,7 +165,7 @@ func TestLoginAndIdentityCommands(t *testing.T) {
 		RefreshToken string `json:"refreshToken"`
 	}
 	json.Unmarshal(saved, &creds)
-	if _, err := inst.Server.Identities().RedeemRefreshToken(ctx, creds.RefreshToken); err == nil {
+	if _, err := inst.Server.Identities().RedeemRefreshToken(ctx, creds.RefreshToken, "coffer-management"); err == nil {
 		t.Fatal("the refresh token still works after logout")
 	}
 }

@@ -117,6 +117,11 @@ var migrations = []string{
 		created_at INTEGER NOT NULL,
 		expires_at INTEGER NOT NULL);
 	CREATE INDEX identity_refresh_tokens_principal ON identity_refresh_tokens (principal_id)`,
+	// Refresh tokens are bound to the audience they were issued for. Tokens issued before
+	// (which cannot tell docker's identity token from 'coffer login''s) are kept for the
+	// registry only ("coffer-registry", token.RegistryService): 'coffer login' again gets a
+	// management one.
+	`ALTER TABLE identity_refresh_tokens ADD COLUMN audience TEXT NOT NULL DEFAULT 'coffer-registry'`,
 }
 
 // Open prepares the identity tables, the tenant id and the registry's system-assigned

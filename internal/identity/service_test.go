@@ -199,29 +199,37 @@ func TestDeleteGuardsAndRevocation(t *testing.T) {
 	}
 
 	u, _ := s.CreateUser(ctx, "bob", "bob-password")
-	rt, err := s.IssueRefreshToken(ctx, u)
+	rt, err := s.IssueRefreshToken(ctx, u, "coffer-registry")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := s.RedeemRefreshToken(ctx, rt); err != nil || p.ID != u.ID {
+	if p, err := s.RedeemRefreshToken(ctx, rt, "coffer-registry"); err != nil || p.ID != u.ID {
 		t.Fatalf("redeem: %+v %v", p, err)
 	}
+	// A refresh token is bound to its audience: a registry client's identity token never
+	// mints management tokens.
+	if _, err := s.RedeemRefreshToken(ctx, rt, "coffer-management"); !errors.Is(err, ErrRefreshAudience) || !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatalf("redeem a registry refresh token for management: %v, want ErrRefreshAudience", err)
+	}
+	if _, err := s.IssueRefreshToken(ctx, u, ""); err == nil {
+		t.Fatal("a refresh token without an audience was issued")
+	}
 	for _, bad := range []string{"", "cfr1.", rt + "x", strings.Replace(rt, "cfr1.", "cfr2.", 1)} {
-		if _, err := s.RedeemRefreshToken(ctx, bad); !errors.Is(err, ErrInvalidCredentials) {
+		if _, err := s.RedeemRefreshToken(ctx, bad, "coffer-registry"); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatalf("redeem %q: %v", bad, err)
 		}
 	}
 	if err := s.SetPassword(ctx, "bob", "bob-password-2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RedeemRefreshToken(ctx, rt); !errors.Is(err, ErrInvalidCredentials) {
+	if _, err := s.RedeemRefreshToken(ctx, rt, "coffer-registry"); !errors.Is(err, ErrInvalidCredentials) {
 		t.Fatalf("refresh token after passwd: %v", err)
 	}
-	rt2, _ := s.IssueRefreshToken(ctx, u)
+	rt2, _ := s.IssueRefreshToken(ctx, u, "coffer-registry")
 	if err := s.Delete(ctx, KindUser, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RedeemRefreshToken(ctx, rt2); !errors.Is(err, ErrInvalidCredentials) {
+	if _, err := s.RedeemRefreshToken(ctx, rt2, "coffer-registry"); !errors.Is(err, ErrInvalidCredentials) {
 		t.Fatalf("refresh token after delete: %v", err)
 	}
 	if err := s.DeleteRepositoryToken(ctx, "nope"); !errors.Is(err, ErrNotFound) {

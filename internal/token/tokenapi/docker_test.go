@@ -156,14 +156,22 @@ func TestRefreshFlowAndRevocation(t *testing.T) {
 	verify(t, inst, ans.AccessToken, token.RegistryService)
 	refresh := ans.RefreshToken
 
+	// docker's identity token gets registry tokens, never management ones: a leaked
+	// ~/.docker/config.json does not take over the account.
+	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {token.RegistryService}, "scope": {"repository:app:pull"}, "client_id": {"docker"},
+	})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh grant for the registry: %d %+v", resp.StatusCode, ans)
+	}
+	verify(t, inst, ans.AccessToken, token.RegistryService)
 	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {token.AudienceManagement}, "client_id": {"coffer-cli"},
 	})
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("refresh grant: %d %+v", resp.StatusCode, ans)
+	if resp.StatusCode != http.StatusBadRequest || ans.Error != "invalid_grant" {
+		t.Fatalf("registry refresh token redeemed for management: %d %+v, want 400 invalid_grant", resp.StatusCode, ans)
 	}
-	mgmtToken := ans.AccessToken
-	verify(t, inst, mgmtToken, token.AudienceManagement)
+	mgmtToken := adminToken(t, inst)
 
 	// A tampered refresh token is refused.
 	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh + "x"}, "service": {token.RegistryService}})

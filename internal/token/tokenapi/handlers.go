@@ -245,7 +245,7 @@ func (a *API) issue(w http.ResponseWriter, r *http.Request, p identity.Principal
 	}
 	resp := newTokenResponse(iss, docker)
 	if offline {
-		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p); err != nil {
+		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p, aud); err != nil {
 			a.internal(w, r, err, docker)
 			return
 		}
@@ -320,7 +320,15 @@ func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant st
 			oauthError(w, http.StatusTooManyRequests, "slow_down", throttledMessage)
 			return
 		}
-		p, err = a.cfg.Identity.RedeemRefreshToken(r.Context(), f.Get("refresh_token"))
+		p, err = a.cfg.Identity.RedeemRefreshToken(r.Context(), f.Get("refresh_token"), aud)
+		if errors.Is(err, identity.ErrRefreshAudience) {
+			msg := "this refresh token was issued for another audience: sign in again for " + aud
+			if aud == token.AudienceManagement {
+				msg = "this refresh token was issued to a registry client (docker login) and gets registry tokens only: use 'coffer login' for management"
+			}
+			oauthError(w, http.StatusBadRequest, "invalid_grant", msg)
+			return
+		}
 		if errors.Is(err, identity.ErrInvalidCredentials) {
 			a.cfg.Limiter.Fail(keys...)
 			oauthError(w, http.StatusUnauthorized, "invalid_grant", "the refresh token is invalid, expired or revoked: log in again")
@@ -351,7 +359,7 @@ func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant st
 	resp := newTokenResponse(iss, true)
 	switch {
 	case offline:
-		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p); err != nil {
+		if resp.RefreshToken, err = a.cfg.Identity.IssueRefreshToken(r.Context(), p, aud); err != nil {
 			a.internal(w, r, err, false)
 			return
 		}
