@@ -178,3 +178,21 @@ func TestLoginHelpHasExample(t *testing.T) {
 		}
 	}
 }
+
+// TestUserChangesOwnPassword: changing one's own password needs the current one; a
+// management token alone does not do it.
+func TestUserChangesOwnPassword(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
+	for _, v := range []string{"COFFER_SERVER", "COFFER_CA_FILE", "COFFER_USERNAME", "COFFER_PASSWORD", "COFFER_CLIENT_ID"} {
+		t.Setenv(v, "")
+	}
+	mustCoffer(t, inst.AdminPassword+"\n", "login", inst.URL, "--ca-file", inst.CAFile, "-u", "admin", "--password-stdin")
+	if _, err := coffer(t, "not-the-password\nadmin-password-2\n", "user", "passwd", "admin", "--password-stdin"); err == nil || !strings.Contains(err.Error(), "current password is wrong") {
+		t.Fatalf("own passwd with a wrong current password: %v", err)
+	}
+	mustCoffer(t, inst.AdminPassword+"\nadmin-password-2\n", "user", "passwd", "admin", "--password-stdin")
+	if _, err := inst.Server.Identities().Authenticate(context.Background(), "admin", "admin-password-2"); err != nil {
+		t.Fatalf("the new password does not authenticate: %v", err)
+	}
+}

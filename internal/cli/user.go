@@ -4,12 +4,16 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
@@ -145,22 +149,39 @@ func userPasswdCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "passwd NAME",
 		Short: "Change a user's password (revokes the user's refresh tokens)",
-		Long: `Change a user's password. Any user may change their own; changing another user's
-password needs the identity/manage permission (Owner). The user's refresh tokens
-(saved by 'coffer login' and 'docker login') stop working.`,
-		Example: `  coffer user passwd admin --password-stdin < new-password.txt
-  coffer user passwd alice          # asks for the new password`,
+		Long: `Change a user's password. A user changing their own password gives the current one
+as well (asked for first, or read from --current-password-file): a management token alone
+is not the password. Changing another user's password needs the identity/manage
+permission (Owner) and no current password. The user's refresh tokens (saved by 'coffer
+login' and 'docker login') stop working.
+
+With --password-stdin and your own name, standard input holds the current password on its
+first line and the new one after it.`,
+		Example: `  coffer user passwd alice --password-stdin < new-password.txt      # as an Owner, for alice
+  printf '%s\n%s\n' "$OLD" "$NEW" | coffer user passwd admin --password-stdin   # your own
+  coffer user passwd admin --current-password-file old.txt --password-stdin < new.txt
+  coffer user passwd admin          # asks for the current and the new password`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, err := readPassword(cmd, bufio.NewReader(cmd.InOrStdin()), "New password: ")
-			if err != nil {
-				return err
-			}
 			c, err := newAPIClient(cmd)
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), http.MethodPut, "/coffer/v1/users/"+url.PathEscape(args[0])+"/password", wire.PasswordRequest{Password: pw}, nil); err != nil {
+			var who wire.Whoami
+			if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/whoami", nil, &who); err != nil {
+				return err
+			}
+			in := bufio.NewReader(cmd.InOrStdin())
+			req := wire.PasswordRequest{}
+			if who.Kind == "user" && (who.Name == args[0] || who.ID == args[0]) {
+				if req.CurrentPassword, err = currentPassword(cmd, in); err != nil {
+					return err
+				}
+			}
+			if req.Password, err = readPassword(cmd, in, "New password: "); err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodPut, "/coffer/v1/users/"+url.PathEscape(args[0])+"/password", req, nil); err != nil {
 				return err
 			}
 			res := map[string]any{"name": args[0], "passwordChanged": true}
@@ -170,7 +191,37 @@ password needs the identity/manage permission (Owner). The user's refresh tokens
 		},
 	}
 	addPasswordFlags(cmd)
+	cmd.Flags().String("current-password-file", "", "file holding your current password (when changing your own)")
 	return cmd
+}
+
+// currentPassword reads the caller's current password: from --current-password-file, or
+// asked for (without echo on a terminal; otherwise the first line of standard input).
+func currentPassword(cmd *cobra.Command, in *bufio.Reader) (string, error) {
+	if f, _ := cmd.Flags().GetString("current-password-file"); f != "" {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("read --current-password-file: %w", err)
+		}
+		if pw := strings.TrimRight(string(raw), "\r\n"); pw != "" {
+			return pw, nil
+		}
+		return "", fmt.Errorf("--current-password-file %s is empty", f)
+	}
+	if f, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(cmd.ErrOrStderr(), "Current password: ")
+		raw, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return "", fmt.Errorf("read the current password: %w", err)
+		}
+		return string(raw), nil
+	}
+	pw, err := prompt(cmd, in, "Current password: ")
+	if err == nil && pw == "" {
+		err = errors.New("changing your own password needs your current password: give it on the first line of standard input or with --current-password-file")
+	}
+	return pw, err
 }
 
 func userListCommand() *cobra.Command {

@@ -96,8 +96,9 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	mgmt.WriteJSON(w, http.StatusCreated, Identity(info))
 }
 
-// setPassword: a user may change their own password; changing another's needs
-// identity/manage.
+// setPassword: a user may change their own password with the current one (a token alone
+// is not the password: a stolen ten-minute token must not take the account over);
+// changing another user's needs identity/manage and no current password.
 func (a *API) setPassword(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
 	c, _ := authn.CallerFrom(r.Context())
@@ -108,6 +109,20 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) {
 	var req wire.PasswordRequest
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
+	}
+	if self {
+		if req.CurrentPassword == "" {
+			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "changing your own password needs your current password (currentPassword; 'coffer user passwd' asks for it)")
+			return
+		}
+		if _, err := a.svc.Authenticate(r.Context(), c.Principal.Name, req.CurrentPassword); err != nil {
+			if errors.Is(err, identity.ErrInvalidCredentials) {
+				mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, "the current password is wrong")
+				return
+			}
+			fail(w, err)
+			return
+		}
 	}
 	if err := a.svc.SetPassword(r.Context(), ref, req.Password); err != nil {
 		fail(w, err)

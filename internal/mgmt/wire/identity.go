@@ -50,9 +50,12 @@ type CreateUserRequest struct {
 	Password string `json:"password"`
 }
 
-// PasswordRequest is the body of PUT /users/{ref}/password.
+// PasswordRequest is the body of PUT /users/{ref}/password. A user changing their own
+// password gives the current one; someone allowed to manage identities changing another
+// user's needs none.
 type PasswordRequest struct {
-	Password string `json:"password"`
+	Password        string `json:"password"`
+	CurrentPassword string `json:"currentPassword,omitempty"`
 }
 
 // CreateServicePrincipalRequest is the body of POST /servicePrincipals.

@@ -180,16 +180,26 @@ func TestRefreshFlowAndRevocation(t *testing.T) {
 	}
 
 	// Changing the password revokes the refresh token.
-	req, _ := http.NewRequest(http.MethodPut, inst.URL+"/coffer/v1/users/admin/password", strings.NewReader(`{"password":"a-brand-new-password"}`))
-	req.Header.Set("Authorization", "Bearer "+mgmtToken)
-	req.Header.Set("Content-Type", "application/json")
-	r2, err := inst.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A token alone is not the password: changing one's own needs the current one.
+	passwd := func(body string) int {
+		req, _ := http.NewRequest(http.MethodPut, inst.URL+"/coffer/v1/users/admin/password", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+mgmtToken)
+		req.Header.Set("Content-Type", "application/json")
+		r2, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2.Body.Close()
+		return r2.StatusCode
 	}
-	r2.Body.Close()
-	if r2.StatusCode != http.StatusNoContent {
-		t.Fatalf("passwd: %d", r2.StatusCode)
+	if st := passwd(`{"password":"a-brand-new-password"}`); st != http.StatusBadRequest {
+		t.Fatalf("passwd without the current password: %d, want 400", st)
+	}
+	if st := passwd(`{"password":"a-brand-new-password","currentPassword":"not-it"}`); st != http.StatusForbidden {
+		t.Fatalf("passwd with a wrong current password: %d, want 403", st)
+	}
+	if st := passwd(`{"password":"a-brand-new-password","currentPassword":"` + inst.AdminPassword + `"}`); st != http.StatusNoContent {
+		t.Fatalf("passwd: %d", st)
 	}
 	resp, ans = postForm(t, inst, "/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "service": {token.RegistryService}})
 	if resp.StatusCode != http.StatusUnauthorized {
