@@ -232,6 +232,7 @@ func (s *Service) Delete(ctx context.Context, kind Kind, ref string) error {
 	if err != nil {
 		return err
 	}
+	s.forgetLive(p.ID)
 	for _, h := range hooks {
 		if err := h(ctx, p); err != nil {
 			return fmt.Errorf("%s %q was deleted, but cleaning up after it failed (remove its grants with 'coffer role assignment delete'): %w", kindNoun(kind), ref, err)

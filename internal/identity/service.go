@@ -81,6 +81,10 @@ type Service struct {
 	mu      sync.RWMutex
 	guards  []DeleteGuard
 	deleted []DeletedHook
+
+	// live caches principals found to exist (Exists), by id, with when they were seen.
+	liveMu sync.Mutex
+	live   map[string]time.Time
 }
 
 // Options tune a Service; the zero value is the production default.
@@ -130,7 +134,7 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{db: db, now: opts.Now}
+	s := &Service{db: db, now: opts.Now, live: map[string]time.Time{}}
 	if err := db.Migrate(ctx, "identity", migrations); err != nil {
 		return nil, err
 	}

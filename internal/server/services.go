@@ -63,7 +63,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.tokens = token.NewService(ks, token.Options{TenantID: p.identity.TenantID(), TTL: s.cfg.TokenTTL})
+	p.tokens = token.NewService(ks, token.Options{TenantID: p.identity.TenantID(), TTL: s.cfg.TokenTTL, Principals: p.identity})
 	if p.identityHeader, err = ensureSecretFile(filepath.Join(keysDir, "identity-header")); err != nil {
 		return nil, fmt.Errorf("managed identity header secret: %w", err)
 	}

@@ -22,19 +22,31 @@ const DefaultLeeway = 30 * time.Second
 // client used to reach the server, so a token verifies whatever URL it was fetched from.
 func Issuer(tenantID string) string { return "urn:coffer:tenant:" + tenantID }
 
+// Principals tells whether a token's principal still exists (*identity.Service does).
+type Principals interface {
+	Exists(ctx context.Context, id string) (bool, error)
+}
+
+// ErrPrincipalGone refuses a token whose principal was deleted.
+var ErrPrincipalGone = fmt.Errorf("%w: its principal no longer exists", ErrInvalidToken)
+
 // Service issues and verifies tokens. It implements authn.Verifier.
 type Service struct {
-	keys     *KeySet
-	tenantID string
-	issuer   string
-	ttl      time.Duration
-	leeway   time.Duration
-	now      func() time.Time
+	principals Principals
+	keys       *KeySet
+	tenantID   string
+	issuer     string
+	ttl        time.Duration
+	leeway     time.Duration
+	now        func() time.Time
 }
 
 // Options configure a Service.
 type Options struct {
 	TenantID string
+	// Principals, when set, is asked on every Verify whether the token's principal still
+	// exists: a deleted principal's tokens are refused at once, not when they expire.
+	Principals Principals
 	// TTL is the lifetime of issued tokens.
 	TTL time.Duration
 	// Leeway is the tolerated clock skew (DefaultLeeway when 0).
@@ -53,7 +65,7 @@ func NewService(keys *KeySet, opts Options) *Service {
 	if opts.TTL <= 0 {
 		opts.TTL = 10 * time.Minute
 	}
-	return &Service{keys: keys, tenantID: opts.TenantID, issuer: Issuer(opts.TenantID), ttl: opts.TTL, leeway: opts.Leeway, now: opts.Now}
+	return &Service{principals: opts.Principals, keys: keys, tenantID: opts.TenantID, issuer: Issuer(opts.TenantID), ttl: opts.TTL, leeway: opts.Leeway, now: opts.Now}
 }
 
 // TTL is the lifetime of issued tokens.
@@ -153,6 +165,15 @@ func (s *Service) Verify(ctx context.Context, raw string, audience string) (*Cla
 	}
 	if c.Kind == "" || (c.ObjectID == "" && c.Kind != identity.KindAnonymous) {
 		return nil, fmt.Errorf("%w: no principal", ErrInvalidToken)
+	}
+	if s.principals != nil && c.Kind != identity.KindAnonymous {
+		ok, err := s.principals.Exists(ctx, c.ObjectID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrPrincipalGone
+		}
 	}
 	return c, nil
 }
