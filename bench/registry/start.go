@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/server"
+)
+
+// target is one registry being measured.
+type target struct {
+	name       string
+	url        string
+	how        string // the conditions it runs under, printed with the figures
+	user, pass string
+	client     *http.Client
+	mu         sync.Mutex
+	tokens     map[string]string
+}
+
+func newTarget(name, u, user, pass string, insecure bool, roots *x509.CertPool) *target {
+	tr := http.DefaultTransport.(*http.Transport).Clone() // HTTP/2 over TLS, as real clients
+	tr.MaxIdleConnsPerHost = 64
+	switch {
+	case insecure:
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	case roots != nil:
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+	}
+	return &target{name: name, url: strings.TrimRight(u, "/"), user: user, pass: pass, how: "given by URL",
+		client: &http.Client{Transport: tr, Timeout: 10 * time.Minute}, tokens: map[string]string{}}
+}
+
+// freeAddr picks a free loopback port.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// buildCoffer builds ./cmd/coffer of this module into dir.
+func buildCoffer(ctx context.Context, dir string) string {
+	bin := filepath.Join(dir, "coffer-bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/coffer")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fail("build coffer (run the harness from the module's root, or give --coffer BIN): " + err.Error())
+	}
+	return bin
+}
+
+// child starts bin as a child process whose output goes to dir/log, and returns its stop.
+func child(dir, bin string, args []string, env ...string) func() {
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	must(err)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	must(cmd.Start())
+	return func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+	}
+}
+
+// startCoffer runs `coffer serve` on a fresh data directory as its users do (HTTPS with the
+// local CA, token auth, encryption at rest, GC on its default schedule), or with
+// --plain-http, and logs in as the bootstrap administrator.
+func startCoffer(ctx context.Context, name, dir, bin string, plain bool) (*target, func()) {
+	must(os.MkdirAll(dir, 0o700))
+	addr := freeAddr()
+	args := []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}
+	scheme, how := "https", "coffer serve, HTTPS (local CA, HTTP/2), token auth, encryption at rest, default GC"
+	if plain {
+		args = append(args, "--plain-http")
+		scheme, how = "http", "coffer serve --plain-http, token auth, encryption at rest, default GC"
+	}
+	stop := child(dir, bin, args)
+	pwFile := filepath.Join(dir, "data", "initial-admin-password")
+	deadline := time.Now().Add(60 * time.Second)
+	var pw []byte
+	for {
+		var err error
+		if pw, err = os.ReadFile(pwFile); err == nil && len(pw) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			fail(name + " did not start: see " + filepath.Join(dir, "log"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var roots *x509.CertPool
+	if !plain {
+		roots = loadRoots(filepath.Join(dir, "data", "tls", "ca.pem"), 30*time.Second)
+	}
+	t := newTarget(name, scheme+"://"+addr, "admin", strings.TrimSpace(string(pw)), false, roots)
+	t.how = how
+	waitReady(t.client, t.url+"/readyz")
+	return t, stop
+}
+
+func loadRoots(caFile string, wait time.Duration) *x509.CertPool {
+	deadline := time.Now().Add(wait)
+	for {
+		if raw, err := os.ReadFile(caFile); err == nil {
+			pool := x509.NewCertPool()
+			if pool.AppendCertsFromPEM(raw) {
+				return pool
+			}
+		}
+		if time.Now().After(deadline) {
+			fail("no CA certificate in " + caFile)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startInProcess runs Coffer inside this process over plain HTTP: a profiling aid.
+func startInProcess(ctx context.Context, dir string) (*target, func()) {
+	cfg := config.Defaults()
+	cfg.DataDir = dir
+	cfg.Listen = "127.0.0.1:0"
+	cfg.PlainHTTP = true
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(ctx, cfg, log, io.Discard)
+	must(err)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { srv.Serve(sctx); close(done) }()
+	pw, err := os.ReadFile(filepath.Join(dir, "initial-admin-password"))
+	must(err)
+	t := newTarget("coffer-inproc", srv.URL(), "admin", strings.TrimSpace(string(pw)), false, nil)
+	t.how = "PROFILING AID: Coffer in the harness's process, plain HTTP, token auth, encryption at rest"
+	waitReady(t.client, t.url+"/readyz")
+	return t, func() { cancel(); <-done }
+}
+
+// tlsFiles is a certificate for 127.0.0.1 signed by a CA the harness made, for the peers.
+type tlsFiles struct {
+	cert, key string
+	roots     *x509.CertPool
+}
+
+func makeTLS(dir string) *tlsFiles {
+	must(os.MkdirAll(dir, 0o700))
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	must(err)
+	ca, err := x509.ParseCertificate(caDER)
+	must(err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	must(err)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	must(err)
+	f := &tlsFiles{cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), roots: x509.NewCertPool()}
+	must(os.WriteFile(f.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	must(os.WriteFile(f.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
+	f.roots.AddCert(ca)
+	return f
+}
+
+// startDistribution runs CNCF Distribution with its filesystem driver, TLS when tf is set,
+// no auth (it has no token service of its own).
+func startDistribution(dir, bin string, tf *tlsFiles) (*target, func()) {
+	must(os.MkdirAll(dir, 0o700))
+	addr := freeAddr()
+	tlsCfg, scheme, how := "", "http", "Distribution, plain HTTP, filesystem driver, no auth"
+	if tf != nil {
+		tlsCfg = fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", tf.cert, tf.key)
+		scheme, how = "https", "Distribution, HTTPS (HTTP/2), filesystem driver, no auth"
+	}
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+%s`, filepath.Join(dir, "data"), addr, tlsCfg)
+	cfgFile := filepath.Join(dir, "config.yml")
+	must(os.WriteFile(cfgFile, []byte(cfg), 0o600))
+	stop := child(dir, bin, []string{"serve", cfgFile}, "OTEL_TRACES_EXPORTER=none")
+	t := newTarget("distribution", scheme+"://"+addr, "", "", false, rootsOf(tf))
+	t.how = how
+	waitReady(t.client, t.url+"/v2/")
+	return t, stop
+}
+
+// startZot runs zot with its local storage (dedupe and GC off), TLS when tf is set, no auth.
+func startZot(dir, bin string, tf *tlsFiles) (*target, func()) {
+	must(os.MkdirAll(dir, 0o700))
+	host, port, _ := net.SplitHostPort(freeAddr())
+	tlsCfg, scheme, how := "", "http", "zot, plain HTTP, local storage, no auth"
+	if tf != nil {
+		tlsCfg = fmt.Sprintf(`, "tls": {"cert": %q, "key": %q}`, tf.cert, tf.key)
+		scheme, how = "https", "zot, HTTPS (HTTP/2), local storage, no auth"
+	}
+	cfg := fmt.Sprintf(`{"distSpecVersion": "1.1.1",
+ "storage": {"rootDirectory": %q, "dedupe": false, "gc": false},
+ "http": {"address": %q, "port": %q%s},
+ "log": {"level": "error"}}`, filepath.Join(dir, "data"), host, port, tlsCfg)
+	cfgFile := filepath.Join(dir, "config.json")
+	must(os.WriteFile(cfgFile, []byte(cfg), 0o600))
+	stop := child(dir, bin, []string{"serve", cfgFile})
+	t := newTarget("zot", scheme+"://"+net.JoinHostPort(host, port), "", "", false, rootsOf(tf))
+	t.how = how
+	waitReady(t.client, t.url+"/v2/")
+	return t, stop
+}
+
+func rootsOf(tf *tlsFiles) *x509.CertPool {
+	if tf == nil {
+		return nil
+	}
+	return tf.roots
+}
+
+func waitReady(c *http.Client, u string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(u)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fail("registry at " + u + " did not start")
+}
