@@ -9,7 +9,8 @@
 // Durability: Commit fsyncs the partial file, renames it into data/ and fsyncs the
 // destination directory (and every directory it had to create), so a committed object
 // survives a crash of the process or the machine. Move renames within data/ and fsyncs both
-// directories. Nothing under partial/ is ever visible to Reader, Stat or Walk, so a crash in
+// directories. Concurrent fsyncs of one directory are group-committed (dirsync.go): each
+// caller waits for an fsync that began after its rename. Nothing under partial/ is ever visible to Reader, Stat or Walk, so a crash in
 // the middle of a write leaves no half-written object visible.
 package filesystem
 
@@ -30,7 +31,8 @@ import (
 
 // Driver stores objects as files under a root directory.
 type Driver struct {
-	root string
+	root  string
+	syncs *dirSyncer
 }
 
 // New returns a driver rooted at dir, creating it (mode 0700) if needed.
@@ -40,7 +42,7 @@ func New(dir string) (*Driver, error) {
 			return nil, fmt.Errorf("create blob directory %s: %w", d, err)
 		}
 	}
-	return &Driver{root: dir}, nil
+	return &Driver{root: dir, syncs: newDirSyncer()}, nil
 }
 
 var _ blobstore.Driver = (*Driver)(nil)
@@ -81,8 +83,8 @@ func retryMissingDir(fn func() error) error {
 
 // syncDirIfPresent fsyncs dir, tolerating its removal by a concurrent prune (an empty
 // directory that is gone needs no flushing of its entries).
-func syncDirIfPresent(dir string) error {
-	if err := durable.SyncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+func (d *Driver) syncDirIfPresent(dir string) error {
+	if err := d.syncs.sync(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -231,11 +233,11 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 	}
-	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
+	if err := d.syncs.sync(filepath.Dir(dp)); err != nil {
 		return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 	}
 	if filepath.Dir(sp) != filepath.Dir(dp) {
-		if err := syncDirIfPresent(filepath.Dir(sp)); err != nil {
+		if err := d.syncDirIfPresent(filepath.Dir(sp)); err != nil {
 			return fmt.Errorf("blobstore: move %s to %s: %w", src, dst, err)
 		}
 	}
@@ -373,7 +375,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
 	}
-	if err := durable.SyncDir(filepath.Dir(dp)); err != nil {
+	if err := w.d.syncs.sync(filepath.Dir(dp)); err != nil {
 		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
 	}
 	w.d.pruneEmpty(filepath.Dir(pp), filepath.Join(w.d.root, "partial"))
