@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,11 +14,20 @@ import (
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
+// testKey is the audit key of the tests: the key of a root key of 32 bytes 0x07.
+var testKey = func() []byte {
+	k, err := audit.DeriveKey(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
 func open(t *testing.T) (*audit.Log, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.SQLite(t)
-	l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+	l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,14 +69,14 @@ func TestChainDetectsTampering(t *testing.T) {
 			l, db := open(t)
 			fill(t, l, 10)
 			ctx := context.Background()
-			res, err := l.Verify(ctx)
+			res, err := l.Verify(ctx, audit.VerifyOptions{})
 			if err != nil || !res.OK || res.Records != 10 || res.HeadSeq != 10 {
 				t.Fatalf("fresh chain: %+v %v", res, err)
 			}
 			if _, err := db.ExecContext(ctx, c.sql); err != nil {
 				t.Fatal(err)
 			}
-			res, err = l.Verify(ctx)
+			res, err = l.Verify(ctx, audit.VerifyOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +123,7 @@ func TestRecordSyncAndReopen(t *testing.T) {
 	ctx := context.Background()
 	db := storetest.SQLite(t)
 	for round := 0; round < 2; round++ {
-		l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+		l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: testKey})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,9 +133,9 @@ func TestRecordSyncAndReopen(t *testing.T) {
 		l.Record(audit.Record{Component: "vault", Operation: "KeyGet", Result: audit.ResultSuccess})
 		l.Close() // writes what is queued
 	}
-	l, _ := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+	l, _ := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: testKey})
 	defer l.Close()
-	res, err := l.Verify(ctx)
+	res, err := l.Verify(ctx, audit.VerifyOptions{})
 	if err != nil || !res.OK || res.Records != 4 {
 		t.Fatalf("chain across restarts: %+v %v", res, err)
 	}
@@ -157,7 +167,7 @@ func TestRetryAfterStoreFailure(t *testing.T) {
 		if len(recs) != 1 {
 			t.Fatal("the record queued during the failure was never written")
 		}
-		if res, err := l.Verify(ctx); err != nil || !res.OK || res.Records != 3 {
+		if res, err := l.Verify(ctx, audit.VerifyOptions{}); err != nil || !res.OK || res.Records != 3 {
 			t.Fatalf("chain: %+v %v", res, err)
 		}
 	})

@@ -17,7 +17,8 @@ func vaultAuditCmd() *cobra.Command {
 		Short: "Read and verify the audit trail of key operations and changes",
 		Long: `Every key operation (through the CLI, the Azure Key Vault API or Coffer's own services),
 every vault change and every access-policy change is recorded in an append-only audit
-trail whose records are hash-chained, so an edited or removed record is detected.`,
+trail whose records are chained by an HMAC under a key derived from the vault root key, so
+an edited, inserted or removed record is detected, also by whoever holds the database.`,
 	}
 	list := &cobra.Command{
 		Use:   "list",
@@ -74,33 +75,39 @@ Needs vault/read on the vault given with --vault, or on / (the whole trail) with
 	list.Flags().Int("limit", 1000, "at most this many records")
 	verify := &cobra.Command{
 		Use:   "verify",
-		Short: "Check the whole hash chain; exit 1 and name the first broken record if it was edited",
-		Long: `Recompute the audit trail's hash chain from the first record to the last. Prints whether
-the chain is intact, the number of records and the head (last sequence number and hash;
-keep it elsewhere to detect a truncated trail later). Exits 1 if a record was edited or
-removed, naming the first broken record.
+		Short: "Check the whole keyed hash chain and its head; exit 1 and name the first broken record",
+		Long: `Recompute the audit trail's chain from the first record to the last. The chain is an
+HMAC-SHA256 under a key derived from the vault root key, which is not in the database, so
+whoever holds only the database cannot rewrite it and recompute it (docs/audit.md).
+
+Checks that no record was edited, inserted or removed (in the middle or at the end), that
+no sequence number was used twice, and that the trail reaches its signed high-water mark
+and the signed checkpoint the server keeps beside the root key. Prints whether the chain is
+intact, the number of records, where the keyed chain starts (records before it were written
+before the chain was keyed), and the head as SEQ:HASH: keep it elsewhere (a log shipper, a
+ticket) and pass it later with --expect-head, which fails if the trail no longer reaches
+that record or holds another one there. Exits 1 if anything does not hold, naming the first
+broken record and why.
 
 Needs vault/read on / (a role such as Owner, Contributor or Reader assigned at /).`,
 		Example: `  coffer vault audit verify
+  coffer vault audit verify --expect-head 1042:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
   coffer vault audit verify -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/coffer/v1/audit/verify"
+			if h, _ := cmd.Flags().GetString("expect-head"); h != "" {
+				path += "?" + url.Values{"expectHead": {h}}.Encode()
+			}
 			c, err := newAPIClient(cmd)
 			if err != nil {
 				return err
 			}
 			var res wire.AuditVerifyResult
-			if err := c.do(cmd.Context(), "GET", "/coffer/v1/audit/verify", nil, &res); err != nil {
+			if err := c.do(cmd.Context(), "GET", path, nil, &res); err != nil {
 				return err
 			}
-			if err := printResult(cmd, res, func() Table {
-				status := "intact"
-				if !res.OK {
-					status = fmt.Sprintf("BROKEN at record %d: %s", res.BrokenAt, res.Problem)
-				}
-				return Table{Rows: [][]string{{"chain:", status}, {"records:", strconv.FormatInt(res.Records, 10)},
-					{"head:", fmt.Sprintf("%d %s", res.HeadSeq, res.HeadHash)}}}
-			}); err != nil {
+			if err := printResult(cmd, res, func() Table { return verifyTable(res) }); err != nil {
 				return err
 			}
 			if !res.OK {
@@ -109,6 +116,31 @@ Needs vault/read on / (a role such as Owner, Contributor or Reader assigned at /
 			return nil
 		},
 	}
+	verify.Flags().String("expect-head", "", "SEQ:HASH printed by an earlier verify: fail if the trail does not reach it or differs there")
 	cmd.AddCommand(list, verify)
 	return cmd
+}
+
+// verifyTable is the text answer of audit verify.
+func verifyTable(res wire.AuditVerifyResult) Table {
+	status := "intact"
+	if !res.OK {
+		status = fmt.Sprintf("BROKEN at record %d: %s", res.BrokenAt, res.Problem)
+	}
+	keyed := "-"
+	switch {
+	case res.KeyedFrom == 1:
+		keyed = "keyed from sequence 1 (every record)"
+	case res.KeyedFrom > 1:
+		keyed = fmt.Sprintf("keyed from sequence %d (records before it use the unkeyed chain of older versions)", res.KeyedFrom)
+	}
+	t := Table{Rows: [][]string{{"chain:", status}, {"records:", strconv.FormatInt(res.Records, 10)}, {"keyed:", keyed},
+		{"head:", fmt.Sprintf("%d:%s", res.HeadSeq, res.HeadHash)}}}
+	if res.CheckpointSeq > 0 {
+		t.Rows = append(t.Rows, []string{"checkpoint:", fmt.Sprintf("sequence %d (signed, beside the root key)", res.CheckpointSeq)})
+	}
+	if res.ExpectedHead != "" {
+		t.Rows = append(t.Rows, []string{"expected head:", res.ExpectedHead})
+	}
+	return t
 }

@@ -132,7 +132,8 @@ func Routes() []Route {
 			Query: []Param{{"vault", "only this vault"}, {"key", "only this key"}, {"identity", "only this principal"}, {"operation", "operation name"}, {"result", "success, denied or failure"},
 				{"since", "RFC 3339 time or a duration ago (1h)"}, {"until", "RFC 3339 time or a duration ago"}, {"limit", "at most this many"}, {"after", "records after this sequence number"}},
 			Response: wire.List[wire.AuditRecord]{}, Status: ok},
-		{ID: "verifyAudit", Method: get, Path: p + "/audit/verify", Tag: tagAudit, Summary: "Verify the audit trail's hash chain", Permission: "vault/read at /", Response: wire.AuditVerifyResult{}, Status: ok},
+		{ID: "verifyAudit", Method: get, Path: p + "/audit/verify", Tag: tagAudit, Summary: "Verify the audit trail's keyed hash chain, its signed head and checkpoint", Permission: "vault/read at /",
+			Query: []Param{{"expectHead", "SEQ:HASH, a head kept from an earlier verify: fails if the trail does not reach it or holds another record there"}}, Response: wire.AuditVerifyResult{}, Status: ok},
 
 		// Registry.
 		{ID: "listRepositories", Method: get, Path: p + "/registry/repositories", Tag: tagRegistry, Summary: "List repositories", Permission: "registry/list at /registry",

@@ -40,11 +40,26 @@ type services struct {
 const registryGCGrace = time.Hour
 
 // buildServices builds every service in the order of the service graph:
-// audit, identity → tokens → access → vault → KEK resolver → encryption → registry.
+// root key → audit, identity → tokens → access → vault → KEK resolver → encryption → registry.
 func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	p := &services{}
-	var err error
-	if p.audit, err = audit.Open(ctx, s.db, s.log); err != nil {
+	// The vault root key first: the audit trail is keyed by a key derived from it, and
+	// keeps its checkpoint beside it. The root key itself is cleared once the vault has
+	// its own derived keys.
+	root, where, err := vault.LoadRootKey(s.vaultRootKeyFile(), os.Getenv(vault.RootKeyEnv))
+	if err != nil {
+		return nil, err
+	}
+	defer clear(root)
+	s.log.Info("vault root key loaded", "from", where)
+	auditKey, err := audit.DeriveKey(root)
+	if err != nil {
+		return nil, err
+	}
+	p.audit, err = audit.Open(ctx, s.db, s.log, audit.Options{Key: auditKey,
+		Checkpoint: filepath.Join(filepath.Dir(s.vaultRootKeyFile()), "audit-checkpoint")})
+	clear(auditKey) // audit keeps its own copy
+	if err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
 	s.closers = append(s.closers, p.audit.Close)
@@ -88,11 +103,6 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	})
 
 	// The key vault.
-	root, where, err := vault.LoadRootKey(s.vaultRootKeyFile(), os.Getenv(vault.RootKeyEnv))
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("vault root key loaded", "from", where)
 	p.vaultAddrs = s.vaultAddresses()
 	p.vault, err = vault.New(ctx, vault.Options{
 		DB: s.db, Log: s.log, Audit: p.audit, RootKey: root,

@@ -90,7 +90,7 @@ func setupWith(t testing.TB, mutate func(*vault.Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db := storetest.SQLite(t)
-	al, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler))
+	al, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: make([]byte, audit.KeySize)})
 	if err != nil {
 		t.Fatal(err)
 	}

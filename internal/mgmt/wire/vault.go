@@ -235,4 +235,12 @@ type AuditVerifyResult struct {
 	// BrokenAt is the first record whose chain does not hold, and Problem says how.
 	BrokenAt int64  `json:"brokenAt,omitempty"`
 	Problem  string `json:"problem,omitempty"`
+	// KeyedFrom is the first record of the keyed (HMAC) chain; records before it were
+	// written before the chain was keyed and use the unkeyed scheme (docs/audit.md).
+	KeyedFrom int64 `json:"keyedFrom,omitempty"`
+	// CheckpointSeq is the sequence of the signed checkpoint beside the root key that the
+	// trail was checked against (0: none).
+	CheckpointSeq int64 `json:"checkpointSeq,omitempty"`
+	// ExpectedHead is the head (SEQ:HASH) the caller asked to check, if any.
+	ExpectedHead string `json:"expectedHead,omitempty"`
 }

@@ -373,21 +373,32 @@ func (m *Management) auditList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
+	expect := r.URL.Query().Get("expectHead")
 	r.URL.RawQuery = "" // the chain is verified whole
 	if !m.auditAllowed(w, r) {
 		return
+	}
+	var o audit.VerifyOptions
+	if expect != "" {
+		h, err := audit.ParseHead(expect)
+		if err != nil {
+			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "expectHead: "+err.Error())
+			return
+		}
+		o.ExpectHead = &h
 	}
 	if err := m.audit.Flush(r.Context()); err != nil {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
 		return
 	}
-	res, err := m.audit.Verify(r.Context())
+	res, err := m.audit.Verify(r.Context(), o)
 	if err != nil {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, wire.AuditVerifyResult{OK: res.OK, Records: res.Records, HeadSeq: res.HeadSeq,
-		HeadHash: res.HeadHash, BrokenAt: res.BrokenAt, Problem: res.Problem})
+		HeadHash: res.HeadHash, BrokenAt: res.BrokenAt, Problem: res.Problem, KeyedFrom: res.KeyedFrom,
+		CheckpointSeq: res.CheckpointSeq, ExpectedHead: res.ExpectedHead})
 }
 
 // ---- wire conversions ----
