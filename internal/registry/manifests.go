@@ -105,6 +105,10 @@ func (s *Service) storeBytes(ctx context.Context, d digest.Digest, body []byte) 
 		w.Cancel(ctx)
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
+	if err := bindTo(w, blobPath(d)); err != nil {
+		w.Cancel(ctx)
+		return asRegistryError(fmt.Errorf("store manifest: %w", err))
+	}
 	if err := w.Commit(ctx); err != nil {
 		w.Cancel(ctx)
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
@@ -165,6 +169,11 @@ func (s *Service) GetManifest(ctx context.Context, repo, reference string) (Mani
 	}
 	if int64(buf.Len()) != rec.Size {
 		return rec, nil, fmt.Errorf("manifest %s: stored bytes have the wrong size", rec.Digest)
+	}
+	// Manifests are small and read whole: never serve under a digest bytes that do not have
+	// it (another manifest's file copied over this one would roll a tag back).
+	if !rec.Digest.Algorithm().Available() || rec.Digest.Algorithm().FromBytes(buf.Bytes()) != rec.Digest {
+		return rec, nil, fmt.Errorf("manifest %s: stored bytes do not match the digest (the blob store was altered)", rec.Digest)
 	}
 	return rec, buf.Bytes(), nil
 }

@@ -189,6 +189,11 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 	if got != "" && got != d {
 		return fail(newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d))
 	}
+	if got != "" {
+		if err := bindTo(w, blobPath(d)); err != nil {
+			return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
+		}
+	}
 	if err := w.Commit(ctx); err != nil {
 		return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
 	}
@@ -283,6 +288,10 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 	if !v.Verified() {
 		w.Cancel(ctx)
 		return BlobInfo{}, newError(CodeDigestInvalid, "uploaded content does not match digest %s", d)
+	}
+	if err := bindTo(w, blobPath(d)); err != nil {
+		w.Cancel(ctx)
+		return BlobInfo{}, asRegistryError(fmt.Errorf("commit blob: %w", err))
 	}
 	if err := w.Commit(ctx); err != nil {
 		w.Cancel(ctx)

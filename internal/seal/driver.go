@@ -43,6 +43,11 @@ func WithSegmentSize(n int) Option { return func(d *Driver) { d.segmentSize = n 
 // WithRand sets the source of object ids and nonces (default crypto/rand).
 func WithRand(r io.Reader) Option { return func(d *Driver) { d.rand = r } }
 
+// RefuseVersion1 makes the driver refuse to read objects of format version 1, which are
+// bound to no name (so one could be put in another's place), once a store holds none: see
+// Upgrade.
+func RefuseVersion1() Option { return func(d *Driver) { d.refuseV1 = true } }
+
 // Driver is a blobstore.Driver that seals every object written through it before handing
 // it to an inner driver, and opens it on the way back. No plaintext byte reaches the inner
 // driver: not committed objects, not uploads in progress, not their resumable tails.
@@ -51,6 +56,7 @@ type Driver struct {
 	keys        KeySource
 	segmentSize int
 	rand        io.Reader
+	refuseV1    bool
 	batches     sync.Pool // *[]byte batch buffers for segments of segmentSize
 }
 
@@ -70,10 +76,18 @@ func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) blobstore
 func (d *Driver) Inner() blobstore.Driver { return d.inner }
 
 func checkPath(path string) error {
-	if strings.HasSuffix(path, TailSuffix) {
-		return fmt.Errorf("seal: object paths ending in %q are reserved", TailSuffix)
+	for _, suffix := range []string{TailSuffix, upgradeSuffix} {
+		if strings.HasSuffix(path, suffix) {
+			return fmt.Errorf("seal: object paths ending in %q are reserved", suffix)
+		}
 	}
 	return nil
+}
+
+// reserved tells whether an inner path is the driver's own (resume state, an upgrade's
+// copy), never shown as an object.
+func reserved(path string) bool {
+	return strings.HasSuffix(path, TailSuffix) || strings.HasSuffix(path, upgradeSuffix)
 }
 
 // Stat reports the object's plaintext size (from its header and stored size).
@@ -110,7 +124,9 @@ func (d *Driver) plainInfo(ctx context.Context, info blobstore.Info) (blobstore.
 	return info, nil
 }
 
-// Move moves the sealed object; its contents do not depend on its path.
+// Move moves the sealed object. An object bound to dst already (its writer's Bind named
+// dst), or of version 1 (bound to no name), is renamed; one bound to src is re-sealed for
+// dst, a copy, and src removed. One that authenticates as neither is refused.
 func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := checkPath(src); err != nil {
 		return err
@@ -118,7 +134,79 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := checkPath(dst); err != nil {
 		return err
 	}
+	bound, err := d.boundTo(ctx, src, dst, src)
+	if err != nil {
+		return fmt.Errorf("seal: move %s to %s: %w", src, dst, err)
+	}
+	if bound == src && src != dst {
+		return d.reseal(ctx, src, dst)
+	}
 	return d.inner.Move(ctx, src, dst)
+}
+
+// boundTo tells which of names the committed object at path is bound to: the first its
+// final segment authenticates under, or "" for an object of version 1, which binds none.
+// ErrAuth if it is bound to none of them.
+func (d *Driver) boundTo(ctx context.Context, path string, names ...string) (string, error) {
+	info, err := d.inner.Stat(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	r, err := d.inner.Reader(ctx, path, 0)
+	if err != nil {
+		return "", err
+	}
+	hb := make([]byte, HeaderSize)
+	_, err = io.ReadFull(r, hb)
+	r.Close()
+	if err != nil {
+		return "", fmt.Errorf("seal %s: %w: %v", path, ErrFormat, err)
+	}
+	h, err := ParseHeader(hb)
+	if err != nil {
+		return "", fmt.Errorf("seal %s: %w", path, err)
+	}
+	if !h.Bound() {
+		return "", nil
+	}
+	root, err := d.keys.Key(ctx, h.Generation)
+	if err != nil {
+		return "", fmt.Errorf("seal %s: %w", path, err)
+	}
+	c, err := newObjectCipher(root, h)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range names {
+		c.name = []byte(name)
+		if err = d.checkFinal(ctx, path, h, c, info.Size); err == nil {
+			return name, nil
+		}
+	}
+	return "", err
+}
+
+// reseal copies the object at src, bound to src, into a new object at dst bound to dst,
+// then removes src.
+func (d *Driver) reseal(ctx context.Context, src, dst string) error {
+	r, err := d.reader(ctx, src, src, 0)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	w, err := d.writer(ctx, dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		w.Cancel(ctx)
+		return fmt.Errorf("seal: move %s to %s: %w", src, dst, err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		w.Cancel(ctx)
+		return fmt.Errorf("seal: move %s to %s: %w", src, dst, err)
+	}
+	return d.inner.Delete(ctx, src)
 }
 
 // Delete removes the object and any resume state beside it.
@@ -135,7 +223,7 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 // Walk lists committed objects with their plaintext sizes, hiding resume state.
 func (d *Driver) Walk(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
 	return d.inner.Walk(ctx, prefix, func(info blobstore.Info) error {
-		if strings.HasSuffix(info.Path, TailSuffix) {
+		if reserved(info.Path) {
 			return nil
 		}
 		pi, err := d.plainInfo(ctx, info)

@@ -309,12 +309,18 @@ func TestWrongKey(t *testing.T) {
 	w.Write([]byte("secret"))
 	w.Commit(ctx)
 	other := seal.NewDriver(inner, newKeys()) // same generation number, another root key
+	// The reader authenticates its first segments when it opens: it fails there, or at
+	// the latest on the read, and never returns a byte.
 	r, err := other.Reader(ctx, "x", 0)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		got, rerr := io.ReadAll(r)
+		r.Close()
+		if len(got) > 0 {
+			t.Fatalf("read under the wrong key returned %d bytes", len(got))
+		}
+		err = rerr
 	}
-	defer r.Close()
-	if _, err := io.ReadAll(r); !errors.Is(err, seal.ErrAuth) {
+	if !errors.Is(err, seal.ErrAuth) {
 		t.Fatalf("read under the wrong key: %v, want ErrAuth", err)
 	}
 }
@@ -377,5 +383,53 @@ func TestKeySourceRefusal(t *testing.T) {
 	r.Close()
 	if string(got) != "before" {
 		t.Fatalf("after restore: %q", got)
+	}
+}
+
+// TestSubstitutedObject puts one sealed object in another's place (same size, same root
+// key, as a write to the blob store can): reads of the path fail to open, at offset 0 and
+// at an offset, and never return the other object's bytes.
+func TestSubstitutedObject(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := newFS(t)
+	d := seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(1000))
+	content := map[string][]byte{}
+	for _, p := range []string{"blobs/a", "blobs/b"} {
+		content[p] = make([]byte, 5500)
+		rand.Read(content[p])
+		w, _ := d.Writer(ctx, p)
+		w.Write(content[p])
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(p string) string { return filepath.Join(dir, "data", filepath.FromSlash(p)) }
+	a, _ := os.ReadFile(file("blobs/a"))
+	b, _ := os.ReadFile(file("blobs/b"))
+	os.WriteFile(file("blobs/a"), b, 0o600)
+	os.WriteFile(file("blobs/b"), a, 0o600)
+	for _, p := range []string{"blobs/a", "blobs/b"} {
+		for _, at := range []int64{0, 1500, 5000} {
+			r, err := d.Reader(ctx, p, at)
+			if err == nil {
+				got, rerr := io.ReadAll(r)
+				r.Close()
+				t.Fatalf("%s at %d: opened a substituted object (%d bytes, read err %v)", p, at, len(got), rerr)
+			}
+			if !errors.Is(err, seal.ErrAuth) {
+				t.Fatalf("%s at %d: err = %v, want ErrAuth", p, at, err)
+			}
+		}
+	}
+	// Put back, they read again.
+	os.WriteFile(file("blobs/a"), a, 0o600)
+	r, err := d.Reader(ctx, "blobs/a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, content["blobs/a"]) {
+		t.Fatalf("restored object: %v", err)
 	}
 }

@@ -11,7 +11,8 @@ import (
 	"io"
 )
 
-// Format constants of version 1 (see docs/seal-format.md).
+// Format constants (see docs/seal-format.md). Versions 1 and 2 share the layout; version 2
+// binds an object to its name in the associated data of its final segment.
 const (
 	// HeaderSize is the size of the object header.
 	HeaderSize = 48
@@ -30,7 +31,8 @@ const (
 	// MaxSegmentSize bounds the segment size a decoder accepts from a header.
 	MaxSegmentSize = 16 << 20
 
-	version1 = 1
+	version1 = 1 // no binding to a name: read, never written (except by Seal, for the vectors)
+	version2 = 2 // the final segment's AAD ends with the object's name
 	magic    = "CFSEAL"
 
 	kindSegment = 0 // AAD marker: a non-final segment
@@ -38,6 +40,8 @@ const (
 	kindTail    = 2 // AAD marker: a resume tail record
 )
 
+// dataKeyInfo is the HKDF info of data keys, in both versions (the version is in the header,
+// and the header is in every segment's AAD).
 const dataKeyInfo = "coffer seal v1 data key"
 
 // Errors a decoder returns (wrapped). ErrAuth covers every tampering case and a wrong key:
@@ -50,6 +54,7 @@ var (
 // Header is the clear-text header of a sealed object. It is authenticated as associated
 // data of every segment, so changing any byte of it makes every segment fail.
 type Header struct {
+	Version     byte         // format version: 1 or 2; 0 means the current one (2)
 	Generation  uint32       // root key generation the data key is derived from
 	SegmentSize uint32       // plaintext bytes in every segment but the last
 	ObjectID    [IDSize]byte // random per object; the HKDF salt of its data key
@@ -59,7 +64,7 @@ type Header struct {
 func (h Header) Marshal() []byte {
 	b := make([]byte, HeaderSize)
 	copy(b, magic)
-	b[6] = version1
+	b[6] = h.version()
 	b[7] = 0
 	binary.BigEndian.PutUint32(b[8:], h.Generation)
 	binary.BigEndian.PutUint32(b[12:], h.SegmentSize)
@@ -76,9 +81,10 @@ func ParseHeader(b []byte) (Header, error) {
 	if string(b[:6]) != magic {
 		return h, fmt.Errorf("%w: bad magic", ErrFormat)
 	}
-	if b[6] != version1 {
-		return h, fmt.Errorf("%w: format version %d (this build reads version %d)", ErrFormat, b[6], version1)
+	if b[6] != version1 && b[6] != version2 {
+		return h, fmt.Errorf("%w: format version %d (this build reads versions %d and %d)", ErrFormat, b[6], version1, version2)
 	}
+	h.Version = b[6]
 	if b[7] != 0 {
 		return h, fmt.Errorf("%w: unknown flags %#x", ErrFormat, b[7])
 	}
@@ -90,6 +96,16 @@ func ParseHeader(b []byte) (Header, error) {
 	copy(h.ObjectID[:], b[16:HeaderSize])
 	return h, nil
 }
+
+func (h Header) version() byte {
+	if h.Version == 0 {
+		return version2
+	}
+	return h.Version
+}
+
+// Bound tells whether the object's final segment binds its name (version 2).
+func (h Header) Bound() bool { return h.version() >= version2 }
 
 // slot is the stored size of a full segment.
 func (h Header) slot() int64 { return int64(h.SegmentSize) + Overhead }
@@ -125,7 +141,11 @@ func DeriveDataKey(root []byte, objectID [IDSize]byte) ([]byte, error) {
 type objectCipher struct {
 	header []byte // marshalled header, the AAD prefix
 	aead   cipher.AEAD
-	aad    []byte // scratch: header || index || kind
+	aad    []byte // scratch: header || index || kind [|| name, for a bound final segment]
+	bound  bool   // version 2: the final segment's AAD ends with name
+	// name is the object's identity, bound into its final segment (version 2): the path the
+	// object is read under. A writer's may change (Bind) until the final segment is sealed.
+	name []byte
 }
 
 func newObjectCipher(root []byte, h Header) (*objectCipher, error) {
@@ -144,13 +164,18 @@ func newObjectCipher(root []byte, h Header) (*objectCipher, error) {
 	hb := h.Marshal()
 	aad := make([]byte, HeaderSize+9)
 	copy(aad, hb)
-	return &objectCipher{header: hb, aead: aead, aad: aad}, nil
+	return &objectCipher{header: hb, aead: aead, aad: aad, bound: h.Bound()}, nil
 }
 
 func (c *objectCipher) setAAD(index uint64, kind byte) []byte {
-	binary.BigEndian.PutUint64(c.aad[HeaderSize:], index)
-	c.aad[HeaderSize+8] = kind
-	return c.aad
+	aad := c.aad[:HeaderSize+9]
+	binary.BigEndian.PutUint64(aad[HeaderSize:], index)
+	aad[HeaderSize+8] = kind
+	if kind == kindFinal && c.bound {
+		aad = append(aad, c.name...)
+		c.aad = aad
+	}
+	return aad
 }
 
 // sealSegment appends nonce || ciphertext || tag of plaintext to dst.
@@ -165,20 +190,34 @@ func (c *objectCipher) openSegment(dst []byte, index uint64, kind byte, stored [
 		return nil, fmt.Errorf("%w: segment %d is truncated", ErrAuth, index)
 	}
 	out, err := c.aead.Open(dst, stored[:NonceSize], stored[NonceSize:], c.setAAD(index, kind))
+	if err != nil && kind == kindFinal && c.bound {
+		return nil, fmt.Errorf("%w: final segment %d does not authenticate as %q (damaged, another object put in its place, or sealed under another key)", ErrAuth, index, c.name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: segment %d", ErrAuth, index)
 	}
 	return out, nil
 }
 
-// Seal encrypts a whole object in memory under root key generation gen: the reference
-// encoder used by tests and by the format's test vectors. rand supplies the object id and
-// the nonces.
+// Seal encrypts a whole object in memory in format version 1, which binds no name: the
+// reference encoder of the version 1 test vectors and of the tests that read version 1
+// objects. New objects are written in version 2 (SealNamed, and the driver).
 func Seal(rand io.Reader, root []byte, gen uint32, segmentSize int, plaintext []byte) ([]byte, error) {
-	if segmentSize <= 0 || segmentSize > MaxSegmentSize {
-		return nil, fmt.Errorf("seal: segment size %d out of range", segmentSize)
+	return sealWhole(rand, root, Header{Version: version1, Generation: gen, SegmentSize: uint32(segmentSize)}, "", plaintext)
+}
+
+// SealNamed encrypts a whole object in memory in format version 2, bound to name (the
+// name it will be opened under): the reference encoder used by tests, records and the
+// format's test vectors. rand supplies the object id and the nonces.
+func SealNamed(rand io.Reader, root []byte, gen uint32, segmentSize int, name string, plaintext []byte) ([]byte, error) {
+	return sealWhole(rand, root, Header{Version: version2, Generation: gen, SegmentSize: uint32(segmentSize)}, name, plaintext)
+}
+
+func sealWhole(rand io.Reader, root []byte, h Header, name string, plaintext []byte) ([]byte, error) {
+	if h.SegmentSize == 0 || h.SegmentSize > MaxSegmentSize {
+		return nil, fmt.Errorf("seal: segment size %d out of range", h.SegmentSize)
 	}
-	h := Header{Generation: gen, SegmentSize: uint32(segmentSize)}
+	segmentSize := int(h.SegmentSize)
 	if _, err := io.ReadFull(rand, h.ObjectID[:]); err != nil {
 		return nil, fmt.Errorf("seal: object id: %w", err)
 	}
@@ -186,6 +225,7 @@ func Seal(rand io.Reader, root []byte, gen uint32, segmentSize int, plaintext []
 	if err != nil {
 		return nil, err
 	}
+	c.name = []byte(name)
 	out := append([]byte(nil), c.header...)
 	nonce := make([]byte, NonceSize)
 	for i := uint64(0); ; i++ {
@@ -205,10 +245,18 @@ func Seal(rand io.Reader, root []byte, gen uint32, segmentSize int, plaintext []
 	}
 }
 
-// Open authenticates and decrypts a whole sealed object in memory. keyFor returns the root
-// key of a generation. Every tampering case and a wrong key give an error wrapping ErrAuth
-// (or ErrFormat for a malformed header); Open never panics on bad input.
+// Open authenticates and decrypts a whole sealed object in memory that is bound to the
+// empty name (or is of version 1, which binds none): OpenNamed with name "".
 func Open(sealed []byte, keyFor func(gen uint32) ([]byte, error)) ([]byte, error) {
+	return OpenNamed(sealed, "", keyFor)
+}
+
+// OpenNamed authenticates and decrypts a whole sealed object in memory. keyFor returns the
+// root key of a generation. A version 2 object opens only under the name it was sealed
+// with; version 1 objects bind no name and open under any. Every tampering case, another
+// object's bytes (another name) and a wrong key give an error wrapping ErrAuth (or
+// ErrFormat for a malformed header); OpenNamed never panics on bad input.
+func OpenNamed(sealed []byte, name string, keyFor func(gen uint32) ([]byte, error)) ([]byte, error) {
 	h, err := ParseHeader(sealed)
 	if err != nil {
 		return nil, err
@@ -224,6 +272,7 @@ func Open(sealed []byte, keyFor func(gen uint32) ([]byte, error)) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	c.name = []byte(name)
 	body := sealed[HeaderSize:]
 	var out []byte
 	for i := uint64(0); ; i++ {

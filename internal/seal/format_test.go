@@ -122,7 +122,8 @@ func TestParseHeaderRejects(t *testing.T) {
 		"flags":            func(b []byte) { b[7] = 1 },
 		"zero segment":     func(b []byte) { copy(b[12:16], []byte{0, 0, 0, 0}) },
 		"huge segment":     func(b []byte) { copy(b[12:16], []byte{0xff, 0, 0, 0}) },
-		"future version":   func(b []byte) { b[6] = 2 },
+		"future version":   func(b []byte) { b[6] = 3 },
+		"version zero":     func(b []byte) { b[6] = 0 },
 		"foreign magic":    func(b []byte) { copy(b, "GIF89a") },
 		"everything zeros": func(b []byte) { clear(b) },
 	} {

@@ -8,11 +8,22 @@ import (
 )
 
 // Reader opens the committed object at path from plaintext offset on. Only the segments
-// from the one holding offset onwards are read and decrypted.
+// from the one holding offset onwards are read and decrypted, and the final one (which
+// binds the object to its name).
+//
+// Before it returns, the reader has authenticated the first batch of segments it will
+// return and, for an object of version 2, the final segment under path: an object that is
+// damaged there, or is another object put at path, fails to open (ErrAuth), so that a
+// server can answer with an error status rather than start a response it must cut.
 func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	return d.reader(ctx, path, path, offset)
+}
+
+// reader opens the object stored at path, which must be bound to name.
+func (d *Driver) reader(ctx context.Context, path, name string, offset int64) (io.ReadCloser, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("seal %s: negative offset %d", path, offset)
 	}
@@ -38,6 +49,10 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		src.Close()
 		return nil, fmt.Errorf("seal %s: %w", path, err)
 	}
+	if !h.Bound() && d.refuseV1 {
+		src.Close()
+		return nil, fmt.Errorf("seal %s: %w: format version 1 (bound to no name) is refused by this store; it has to be upgraded", path, ErrAuth)
+	}
 	root, err := d.keys.Key(ctx, h.Generation)
 	if err != nil {
 		src.Close()
@@ -48,6 +63,7 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 		src.Close()
 		return nil, err
 	}
+	c.name = []byte(name)
 	seg := offset / int64(h.SegmentSize)
 	if offset > 0 {
 		size, err := h.PlainSize(sealedSize)
@@ -70,10 +86,61 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 			}
 		}
 	}
-	return &reader{
+	r := &reader{
 		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
 		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
-	}, nil
+	}
+	// The first batch now, so that damage in it fails the open.
+	r.advance()
+	if r.err != nil && r.err != io.EOF {
+		err := r.err
+		r.Close()
+		return nil, err
+	}
+	if h.Bound() && !r.cur.final {
+		// The final segment lies beyond the first batch: authenticate it under the name
+		// before any byte is returned. Every segment is sealed under this header's data key,
+		// so what is streamed afterwards is this object or fails.
+		if sealedSize < 0 {
+			info, err := d.inner.Stat(ctx, path)
+			if err != nil {
+				r.Close()
+				return nil, err
+			}
+			sealedSize = info.Size
+		}
+		if err := d.checkFinal(ctx, path, h, c, sealedSize); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// checkFinal authenticates the final segment of the object stored at path (of sealedSize
+// bytes, with header h) under c, which holds the name it must be bound to.
+func (d *Driver) checkFinal(ctx context.Context, path string, h Header, c *objectCipher, sealedSize int64) error {
+	if _, err := h.PlainSize(sealedSize); err != nil {
+		return fmt.Errorf("seal %s: %w", path, err)
+	}
+	n := (sealedSize - HeaderSize + h.slot() - 1) / h.slot()
+	at := h.SegmentOffset(n - 1)
+	fr, err := d.inner.Reader(ctx, path, at)
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", path, err)
+	}
+	defer fr.Close()
+	stored, err := io.ReadAll(io.LimitReader(fr, h.slot()+1))
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", path, err)
+	}
+	if int64(len(stored)) != sealedSize-at {
+		return fmt.Errorf("seal %s: %w: the object changed while it was opened", path, ErrAuth)
+	}
+	if _, err := c.openSegment(nil, uint64(n-1), kindFinal, stored); err != nil {
+		return fmt.Errorf("seal %s: %w", path, err)
+	}
+	return nil
 }
 
 // rbatch is a run of opened segments: their plaintexts alias buf.

@@ -9,9 +9,10 @@ import (
 
 // SealRecord encrypts a small record that must live outside the blob store (for example an
 // upload's saved hash state, which holds up to 63 bytes of the upload's plaintext) under
-// the current root key, in the sealed object format with one segment. label binds the
-// record to its use and place (say "registry upload hash <id>"): OpenRecord with another
-// label fails.
+// the current root key, in the sealed object format (version 2) with one segment. label
+// binds the record to its use and place (say "registry upload hash <id>"): it is the name
+// the record is bound to, and is also kept in front of the plaintext, so records of
+// version 1 are bound too. OpenRecord with another label fails.
 func SealRecord(ctx context.Context, keys KeySource, label string, plaintext []byte) ([]byte, error) {
 	gen, root, err := keys.CurrentKey(ctx)
 	if err != nil {
@@ -20,12 +21,12 @@ func SealRecord(ctx context.Context, keys KeySource, label string, plaintext []b
 	body := binary.AppendUvarint(nil, uint64(len(label)))
 	body = append(body, label...)
 	body = append(body, plaintext...)
-	return Seal(rand.Reader, root, gen, max(len(body), 1), body)
+	return SealNamed(rand.Reader, root, gen, max(len(body), 1), label, body)
 }
 
 // OpenRecord decrypts what SealRecord made with the same label.
 func OpenRecord(ctx context.Context, keys KeySource, label string, sealed []byte) ([]byte, error) {
-	body, err := Open(sealed, func(gen uint32) ([]byte, error) { return keys.Key(ctx, gen) })
+	body, err := OpenNamed(sealed, label, func(gen uint32) ([]byte, error) { return keys.Key(ctx, gen) })
 	if err != nil {
 		return nil, fmt.Errorf("open record: %w", err)
 	}

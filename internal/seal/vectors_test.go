@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,8 @@ import (
 
 type vector struct {
 	Name        string   `json:"name"`
+	Version     int      `json:"version"`    // 1, or 2: bound to ObjectName
+	ObjectName  string   `json:"objectName"` // version 2: the name the object is bound to
 	RootKey     string   `json:"rootKey"`
 	Generation  uint32   `json:"generation"`
 	SegmentSize int      `json:"segmentSize"`
@@ -62,16 +65,33 @@ func TestVectors(t *testing.T) {
 			if err != nil || hex.EncodeToString(dk) != v.DataKey {
 				t.Fatalf("data key = %x, %v; want %s", dk, err, v.DataKey)
 			}
-			sealed, err := Seal(bytes.NewReader(rnd), root, v.Generation, v.SegmentSize, unhex(t, v.Plaintext))
+			var sealed []byte
+			switch v.Version {
+			case 1:
+				sealed, err = Seal(bytes.NewReader(rnd), root, v.Generation, v.SegmentSize, unhex(t, v.Plaintext))
+			case 2:
+				sealed, err = SealNamed(bytes.NewReader(rnd), root, v.Generation, v.SegmentSize, v.ObjectName, unhex(t, v.Plaintext))
+			default:
+				t.Fatalf("vector of version %d", v.Version)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := hex.EncodeToString(sealed); got != v.Sealed {
 				t.Fatalf("sealed =\n%s\nwant\n%s", got, v.Sealed)
 			}
-			pt, err := Open(unhex(t, v.Sealed), func(gen uint32) ([]byte, error) { return root, nil })
+			keyFor := func(gen uint32) ([]byte, error) { return root, nil }
+			pt, err := OpenNamed(unhex(t, v.Sealed), v.ObjectName, keyFor)
 			if err != nil || hex.EncodeToString(pt) != v.Plaintext {
-				t.Fatalf("Open = %x, %v", pt, err)
+				t.Fatalf("OpenNamed = %x, %v", pt, err)
+			}
+			// A version 2 object opens under its own name only; version 1 binds none.
+			pt, err = OpenNamed(unhex(t, v.Sealed), v.ObjectName+"x", keyFor)
+			if v.Version == 2 && !errors.Is(err, ErrAuth) {
+				t.Fatalf("OpenNamed under another name = %x, %v; want ErrAuth", pt, err)
+			}
+			if v.Version == 1 && err != nil {
+				t.Fatalf("version 1 under another name: %v", err)
 			}
 			if !strings.Contains(docText, v.Sealed) {
 				t.Errorf("docs/seal-format.md does not show the sealed bytes of vector %q", v.Name)

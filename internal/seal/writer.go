@@ -13,16 +13,22 @@ import (
 	"github.com/cofferhq/coffer/internal/blobstore"
 )
 
-// Writer starts a new sealed object at path.
+// Writer starts a new sealed object at path, bound to path unless the writer's Bind names
+// the path it will be moved to.
 func (d *Driver) Writer(ctx context.Context, path string) (blobstore.Writer, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	return d.writer(ctx, path)
+}
+
+// writer starts a new sealed object at path (which may be a reserved name).
+func (d *Driver) writer(ctx context.Context, path string) (*writer, error) {
 	gen, root, err := d.keys.CurrentKey(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", path, err)
 	}
-	h := Header{Generation: gen, SegmentSize: uint32(d.segmentSize)}
+	h := Header{Version: version2, Generation: gen, SegmentSize: uint32(d.segmentSize)}
 	if _, err := io.ReadFull(d.rand, h.ObjectID[:]); err != nil {
 		return nil, fmt.Errorf("seal %s: object id: %w", path, err)
 	}
@@ -30,6 +36,7 @@ func (d *Driver) Writer(ctx context.Context, path string) (blobstore.Writer, err
 	if err != nil {
 		return nil, err
 	}
+	c.name = []byte(path)
 	iw, err := d.inner.Writer(ctx, path)
 	if err != nil {
 		return nil, err
@@ -61,6 +68,9 @@ func (d *Driver) ResumeWriter(ctx context.Context, path string) (blobstore.Write
 		iw.Close()
 		return nil, err
 	}
+	// An upload begun in version 1 is finished in version 1 (its segments are sealed under
+	// that header); the upgrade pass binds it once it is committed in place.
+	c.name = []byte(path)
 	if want := h.SegmentOffset(int64(index)); iw.Size() != want {
 		iw.Close()
 		return nil, fmt.Errorf("seal %s: unfinished upload is inconsistent (%d bytes stored, tail expects %d); restart the upload", path, iw.Size(), want)
@@ -131,6 +141,32 @@ func (w *writer) fail(err error) {
 		// The inner object now ends in an unknown state; it cannot be continued.
 		w.err = fmt.Errorf("seal %s: %w", w.path, err)
 	}
+}
+
+// Binder is implemented by the writers of the sealing driver. An object is bound to a name
+// in its final segment, and opens only when read under that name; by default the name is
+// the path it is written at. A caller that writes an object at one path and moves it to
+// another after Commit (the registry writes uploads/<id> and moves it to its digest's
+// path) names the final path with Bind before Commit, so the move is a rename; without
+// Bind, the driver's Move re-seals the object for its new path (a copy).
+type Binder interface {
+	// Bind names the path the object will be read under. It must come before Commit.
+	Bind(name string) error
+}
+
+// Bind binds the object to name instead of the path it is written at. The caller's Move
+// to name is then a rename; the object no longer reads at the path it was written at.
+func (w *writer) Bind(name string) error {
+	if w.done {
+		return fmt.Errorf("seal %s: bind after close", w.path)
+	}
+	if err := checkPath(name); err != nil {
+		return err
+	}
+	// The final segment is sealed only by Commit, after this (on the caller's goroutine,
+	// or by the sealer, which receives the final batch after this returns).
+	w.c.name = []byte(name)
+	return nil
 }
 
 func (w *writer) Size() int64 {

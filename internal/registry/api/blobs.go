@@ -70,10 +70,29 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	defer rc.Close()
-	w.WriteHeader(status)
 	// Large copies in large writes (the response writer is wrapped, so no sendfile).
 	buf := make([]byte, max(1, min(length, 1<<20)))
-	if _, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf); err != nil && r.Context().Err() == nil {
+	// The first bytes before the status: damage found there is an error status, not a 200
+	// cut short.
+	body := io.LimitReader(rc, length)
+	var first int
+	for first == 0 && length > 0 && err == nil {
+		first, err = body.Read(buf)
+	}
+	if first == 0 && err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the stored blob is shorter than recorded
+		}
+		hd.Del("Content-Length")
+		hd.Del("Content-Range")
+		h.fail(w, r, fmt.Errorf("read blob %s: %w", d, err))
+		return
+	}
+	w.WriteHeader(status)
+	if _, err = w.Write(buf[:first]); err == nil {
+		_, err = io.CopyBuffer(w, body, buf)
+	}
+	if err != nil && r.Context().Err() == nil {
 		h.cfg.Log.WarnContext(r.Context(), "blob read failed mid-response", "repo", rt.name, "digest", d, "request_id", requestID(r), "err", err)
 	}
 }
