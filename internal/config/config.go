@@ -49,6 +49,9 @@ type Server struct {
 	// answered before further attempts are slowed down with 429.
 	LoginFailureLimit int
 
+	// Limits bound what a slow or unauthenticated client can hold on the listeners.
+	Limits Limits
+
 	Vault      Vault
 	Registry   Registry
 	Encryption Encryption
@@ -101,6 +104,21 @@ func AzureFromEnv(getenv func(string) string) Azure {
 	}
 }
 
+// Limits are the listeners' defences against slow and unauthenticated clients.
+type Limits struct {
+	// RequestBodyTimeout is the longest wait for the next bytes of a request body; every
+	// read that returns data extends it. An answer given before the body was read (a 401)
+	// waits at most min(RequestBodyTimeout, 2s) for the rest of the body, then closes.
+	RequestBodyTimeout time.Duration
+	// RequestBodyMinRate (bytes per second) is the average rate a request body must keep
+	// once RequestBodyTimeout has passed since its first read (0: no minimum).
+	RequestBodyMinRate int64
+	// UnauthenticatedConnsPerAddress caps the open connections of one client address that
+	// have not yet completed a request with a valid credential; more are closed when
+	// accepted (0: no cap).
+	UnauthenticatedConnsPerAddress int
+}
+
 // Vault settings.
 type Vault struct {
 	// RootKeyFile holds the vault root key that encrypts every private key at rest.
@@ -142,7 +160,12 @@ func Defaults() Server {
 		TokenTTL:          10 * time.Minute,
 		TokenKeyRotation:  30 * 24 * time.Hour,
 		LoginFailureLimit: 10,
-		Vault:             Vault{Domain: "vault.localhost", RateLimit: 2000},
+		Limits: Limits{
+			RequestBodyTimeout:             30 * time.Second,
+			RequestBodyMinRate:             1024,
+			UnauthenticatedConnsPerAddress: 128,
+		},
+		Vault: Vault{Domain: "vault.localhost", RateLimit: 2000},
 		Registry: Registry{
 			UploadExpiry:    24 * time.Hour,
 			GCInterval:      24 * time.Hour,
@@ -170,6 +193,10 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.TokenTTL, "token-ttl", s.TokenTTL, "lifetime of issued access tokens")
 	fs.DurationVar(&s.TokenKeyRotation, "token-key-rotation", s.TokenKeyRotation, "age after which the token signing key is rotated (old keys verify until their tokens expire)")
 	fs.IntVar(&s.LoginFailureLimit, "login-failure-limit", s.LoginFailureLimit, "failed logins per name or address per minute before 429")
+
+	fs.DurationVar(&s.Limits.RequestBodyTimeout, "request-body-timeout", s.Limits.RequestBodyTimeout, "longest wait for the next bytes of a request body (each read that returns data extends it; 0: none, not recommended)")
+	fs.Int64Var(&s.Limits.RequestBodyMinRate, "request-body-min-rate", s.Limits.RequestBodyMinRate, "bytes per second a request body must average once --request-body-timeout has passed (0: no minimum)")
+	fs.IntVar(&s.Limits.UnauthenticatedConnsPerAddress, "unauthenticated-connections-per-address", s.Limits.UnauthenticatedConnsPerAddress, "open connections per client address that have not yet made an authenticated request; more are closed (0: no cap)")
 
 	fs.StringVar(&s.Vault.RootKeyFile, "vault-root-key-file", s.Vault.RootKeyFile, "file holding the vault root key (default <data-dir>/keys/vault-root.key)")
 	fs.StringVar(&s.Vault.Domain, "vault-domain", s.Vault.Domain, "parent domain of vault host names (vault NAME answers at NAME.<domain>)")

@@ -118,6 +118,7 @@ func (o vaultPortOpener) Open(addr string, h http.Handler) (vaultapi.PortServer,
 		return nil, err
 	}
 	srv := s.newHTTPServer(s.instrument("vault", h))
+	ln = s.connLimiter.wrap(ln)
 	go func() {
 		var err error
 		if s.tlsConfig != nil {

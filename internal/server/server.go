@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,12 @@ type Server struct {
 	listener       net.Listener
 	httpReqs       *prometheus.CounterVec
 	httpDur        *prometheus.HistogramVec
+	// limits, connLimiter and the counters below hold slow and unauthenticated clients in
+	// bounds (limits.go).
+	limits           limits
+	connLimiter      *connLimiter
+	httpBodyTimeouts prometheus.Counter
+	plainOnTLS       prometheus.Counter
 
 	// parts are the services built in phase one (services.go).
 	parts *services
@@ -86,7 +93,19 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 		Name: "coffer_http_request_duration_seconds", Help: "HTTP request latency by API.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"api"})
-	s.metrics.MustRegister(s.httpReqs, s.httpDur)
+	s.httpBodyTimeouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coffer_http_request_body_timeouts_total", Help: "Request bodies cut by --request-body-timeout or --request-body-min-rate.",
+	})
+	s.plainOnTLS = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coffer_http_plaintext_on_tls_total", Help: "Plain-HTTP requests that reached a TLS port (answered 400 by the TLS layer; logged at debug).",
+	})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coffer_http_connections_refused_total", Help: "Connections closed when accepted, by reason.",
+	}, []string{"reason"})
+	s.metrics.MustRegister(s.httpReqs, s.httpDur, s.httpBodyTimeouts, s.plainOnTLS, refused)
+	s.limits = limits{bodyTimeout: cfg.Limits.RequestBodyTimeout, minRate: cfg.Limits.RequestBodyMinRate}
+	s.connLimiter = newConnLimiter(cfg.Limits.UnauthenticatedConnsPerAddress,
+		refused.WithLabelValues("unauthenticated_per_address"), log)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
@@ -204,10 +223,15 @@ func apiOf(path string) string {
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
+	// onHeader, if set, runs once just before the answer's header is sent.
+	onHeader func()
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 {
+	if s.code == 0 && code >= 200 {
+		if s.onHeader != nil {
+			s.onHeader()
+		}
 		s.code = code
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -215,6 +239,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.code == 0 {
+		if s.onHeader != nil {
+			s.onHeader()
+		}
 		s.code = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
@@ -227,10 +254,11 @@ func (s *Server) instrument(api string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
+		s.guard(api, h, rec, w, r)
 		if rec.code == 0 {
 			rec.code = http.StatusOK
 		}
+		s.markAuthenticated(r, api, rec.code)
 		s.httpReqs.WithLabelValues(api, fmt.Sprint(rec.code)).Inc()
 		s.httpDur.WithLabelValues(api).Observe(time.Since(start).Seconds())
 	})
@@ -299,10 +327,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	for i := range servers {
 		go func() {
 			var err error
+			ln := s.connLimiter.wrap(listeners[i])
 			if s.tlsConfig != nil {
-				err = servers[i].ServeTLS(listeners[i], "", "")
+				err = servers[i].ServeTLS(ln, "", "")
 			} else {
-				err = servers[i].Serve(listeners[i])
+				err = servers[i].Serve(ln)
 			}
 			if !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -339,7 +368,8 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		TLSConfig:         s.tlsConfig,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(serverErrorLog{log: s.log, plainOnTLS: s.plainOnTLS}, "", 0),
+		ConnContext:       connContext,
 	}
 }
 

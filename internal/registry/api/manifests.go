@@ -47,7 +47,12 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	max := h.svc.Options().MaxManifestSize
 	if r.ContentLength > max {
-		w.Header().Set("Connection", "close")
+		if r.ProtoMajor == 1 {
+			// HTTP/1: the unread body must not be taken for the next request. Over HTTP/2
+			// the header would make the server send GOAWAY and close the connection while
+			// the client is still sending, and the client would lose this answer.
+			w.Header().Set("Connection", "close")
+		}
 		h.fail(w, r, registry.TooLarge(r.ContentLength, max))
 		return
 	}
