@@ -184,7 +184,7 @@ func ensurePlatformKey(ctx context.Context, o Options) (string, error) {
 
 // Driver wraps the registry's blob driver in the sealing driver: everything stored is
 // encrypted under the registry's keys.
-func (s *Service) Driver(base blobstore.Driver) blobstore.Driver {
+func (s *Service) Driver(base blobstore.Driver) *seal.Driver {
 	return seal.NewDriver(base, s.keys)
 }
 

@@ -140,7 +140,7 @@ func TestUpgrade(t *testing.T) {
 	ctx := context.Background()
 	inner, dir := newFS(t)
 	k := newKeys()
-	d := seal.NewDriver(inner, k, seal.WithSegmentSize(1000)).(*seal.Driver)
+	d := seal.NewDriver(inner, k, seal.WithSegmentSize(1000))
 	content := map[string][]byte{}
 	for i, p := range []string{"blobs/a", "blobs/b", "blobs/empty"} {
 		content[p] = make([]byte, 2500*(2-i))

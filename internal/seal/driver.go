@@ -61,7 +61,7 @@ type Driver struct {
 }
 
 // NewDriver wraps inner so that everything stored in it is sealed with keys from keys.
-func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) blobstore.Driver {
+func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) *Driver {
 	d := &Driver{inner: inner, keys: keys, segmentSize: DefaultSegmentSize, rand: rand.Reader}
 	for _, o := range opts {
 		o(d)

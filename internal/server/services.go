@@ -150,14 +150,15 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
 	s.closers = append(s.closers, meta.Close)
-	p.registry = registry.New(p.encryption.Driver(base), meta, registry.Options{
+	sealed := p.encryption.Driver(base)
+	p.registry = registry.New(sealed, meta, registry.Options{
 		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,
 		GCGrace:         registryGCGrace,
 		Log:             s.log.With("part", "registry"),
 	})
 
-	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry))
+	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))
 	return p, nil
 }
 
