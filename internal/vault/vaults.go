@@ -30,6 +30,8 @@ func validateVaultProps(v *Vault) error {
 func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v Vault) (_ Vault, err error) {
 	e := auditEntry{op: "VaultCreate", target: v.Name, res: resource(v.Name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
+	v.Name = foldVault(v.Name)
+	e.target, e.res = v.Name, resource(v.Name, "")
 	if err := ValidVaultName(v.Name); err != nil {
 		return Vault{}, err
 	}
@@ -76,6 +78,7 @@ func portTaken(ctx context.Context, q queryer, name string, port int) error {
 
 // GetVault returns a vault's properties.
 func (s *Service) GetVault(ctx context.Context, caller identity.Principal, name string) (Vault, error) {
+	name = foldVault(name)
 	v, err := s.vault(ctx, name)
 	if err != nil {
 		return Vault{}, err
@@ -119,6 +122,7 @@ func (s *Service) LookupVault(ctx context.Context, name string) (Vault, error) {
 
 // UpdateVault changes vault properties. Purge protection cannot be turned off.
 func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, name string, u VaultUpdate) (_ Vault, err error) {
+	name = foldVault(name)
 	e := auditEntry{op: "VaultUpdate", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)
@@ -179,6 +183,7 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 // DeleteVault deletes an empty vault. A vault that still holds keys, deleted ones
 // included, is refused: delete and purge them first.
 func (s *Service) DeleteVault(ctx context.Context, caller identity.Principal, name string) (err error) {
+	name = foldVault(name)
 	e := auditEntry{op: "VaultDelete", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)
