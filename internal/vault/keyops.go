@@ -30,6 +30,16 @@ func validateTags(tags map[string]string) error {
 	return nil
 }
 
+// checkDates refuses a validity window that no moment is inside: a key usable from nbf on
+// and no longer at exp (Unix seconds, 0 = none) needs nbf before exp.
+func checkDates(nbf, exp int64) error {
+	if nbf != 0 && exp != 0 && nbf >= exp {
+		return fmt.Errorf("%w: the key's nbf (%s) is not before its exp (%s): it could never be used; give a not-before date earlier than the expiry",
+			ErrInvalid, time.Unix(nbf, 0).UTC().Format(time.RFC3339), time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 func unixOrZero(t *time.Time) int64 {
 	if t == nil || t.IsZero() {
 		return 0
@@ -129,6 +139,9 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return Key{}, err
 	}
+	if err := checkDates(unixOrZero(p.NotBefore), unixOrZero(p.Expires)); err != nil {
+		return Key{}, err
+	}
 	ops, err := opsFor(p.Kty, p.KeyOps)
 	if err != nil {
 		return Key{}, err
@@ -154,6 +167,9 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enterNewVersion(ctx, caller, vault, name, access.KeyImport, p.Tags)
 	if err != nil {
+		return Key{}, err
+	}
+	if err := checkDates(unixOrZero(p.NotBefore), unixOrZero(p.Expires)); err != nil {
 		return Key{}, err
 	}
 	j := p.JWK
@@ -247,6 +263,9 @@ func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vaul
 	}
 	if p.Expires != nil {
 		r.Exp = unixOrZero(p.Expires)
+	}
+	if err := checkDates(r.NBF, r.Exp); err != nil {
+		return Key{}, err
 	}
 	if p.Tags != nil {
 		if err := validateTags(*p.Tags); err != nil {

@@ -70,7 +70,9 @@ type Service struct {
 	mu sync.Mutex
 	// subscribers hear of every vault created, updated or deleted (Subscribe).
 	subscribers []func(v Vault, deleted bool)
-	vaults      map[string]cachedVault
+	// portCheckers check a port before a vault gets it (CheckPortsWith).
+	portCheckers []func(ctx context.Context, vault string, port int) error
+	vaults       map[string]cachedVault
 	// keyCache holds keys by their folded name (ck(vault, lower(name))): names are
 	// case-insensitive, so all the spellings of a name share one entry.
 	keyCache  map[string]*cachedKeys
