@@ -58,6 +58,9 @@ func (s *Service) Crypt(ctx context.Context, caller identity.Principal, vault, n
 		return "", res, fmt.Errorf("%w: alg is required", ErrInvalid)
 	}
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, op, p.Alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
 		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid
@@ -110,6 +113,9 @@ func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, na
 	e := auditEntry{op: "KeySign", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpSign, alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
 		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid
@@ -131,6 +137,9 @@ func (s *Service) Verify(ctx context.Context, caller identity.Principal, vault, 
 	e := auditEntry{op: "KeyVerify", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpVerify, alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
 		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid

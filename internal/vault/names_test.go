@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -51,6 +52,11 @@ func TestKeyNamesAreCaseInsensitive(t *testing.T) {
 		if _, plain, err := f.svc.UnwrapKey(ctx, f.admin, "Team1", strings.ToUpper(name), k.Version, "A256KW", wrapped); err != nil || !bytes.Equal(plain, bytes.Repeat([]byte{7}, 32)) {
 			t.Errorf("unwrap with %s: %v", strings.ToUpper(name), err)
 		}
+	}
+	// The audit trail names the key as stored, whatever the spelling asked.
+	f.audit.Flush(ctx)
+	if recs, _ := f.audit.List(ctx, audit.Filter{Resource: "vaults/team1/keys/lowkey", Operation: "KeyWrapKey"}); len(recs) != 3 {
+		t.Errorf("audit: %d wrap records under vaults/team1/keys/lowkey, want 3", len(recs))
 	}
 	page, err := f.svc.ListKeyVersions(ctx, f.admin, "team1", "LOWKEY", 0, "")
 	if err != nil || len(page.Items) != 2 {
