@@ -484,3 +484,84 @@ func TestPolicyValidation(t *testing.T) {
 		t.Fatalf("ListPolicies(team2) = %+v, %v", list, err)
 	}
 }
+
+// TestScopeNameCase checks every scope kind with names that differ only in case. Vault and
+// key names are case-insensitive (as in Azure Key Vault: the vault refuses a second key that
+// differs from an existing one only in case), so a grant covers its name in any case.
+// Repository names are lower case by the OCI grammar: an upper-case repository is no
+// repository a grant or a scope map can name, so it is refused, never folded onto the
+// lower-case one.
+func TestScopeNameCase(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p := f.principal(t)
+	f.assign(t, access.RoleKeyVaultCryptoUser, p, "/vaults/team1/keys/lowkey")
+	f.assign(t, access.RoleKeyVaultReader, p, "/vaults/team2")
+	f.assign(t, access.RoleAcrPull, p, "/registry/repositories/app")
+	cases := []struct {
+		action access.Action
+		scope  access.Scope
+		want   bool
+	}{
+		{access.KeyWrap, access.KeyScope("team1", "lowkey"), true},
+		{access.KeyWrap, access.KeyScope("team1", "LowKey"), true}, // the same key
+		{access.KeyWrap, access.KeyScope("TEAM1", "LOWKEY"), true},
+		{access.KeyWrap, access.KeyScope("team1", "lowkey2"), false},
+		{access.KeyWrap, access.KeyScope("team1", "other"), false},
+		{access.VaultRead, access.VaultScope("team2"), true},
+		{access.VaultRead, access.VaultScope("Team2"), true},
+		{access.VaultRead, access.VaultScope("team1"), false},
+		{access.RegistryPull, access.RepositoryScope("app"), true},
+		{access.RegistryPull, access.RepositoryScope("App"), false},
+		{access.RegistryPull, access.RepositoryScope("APP"), false},
+	}
+	for _, c := range cases {
+		if got := f.allowed(t, p, c.action, c.scope, false); got != c.want {
+			t.Errorf("role grant: %s on %s: allowed=%v, want %v", c.action, c.scope, got, c.want)
+		}
+	}
+	// A grant above the repositories does not reach a name the registry refuses either.
+	r := f.principal(t)
+	f.assign(t, access.RoleAcrPull, r, "/registry")
+	if !f.allowed(t, r, access.RegistryPull, access.RepositoryScope("app"), false) || f.allowed(t, r, access.RegistryPull, access.RepositoryScope("App"), false) {
+		t.Errorf("AcrPull at /registry: want app allowed and App refused")
+	}
+	// Access policies are per vault: the vault name is case-insensitive there too.
+	q := f.principal(t)
+	if _, err := f.authz.SetPolicy(ctx, "team3", q.ID, []string{"wrapKey"}); err != nil {
+		t.Fatal(err)
+	}
+	if !f.allowed(t, q, access.KeyWrap, access.KeyScope("TEAM3", "Any"), true) {
+		t.Errorf("access policy on team3 does not cover a key of TEAM3")
+	}
+	// A scope map names repositories in lower case; an upper-case one is not in it.
+	tok, pw, err := f.authz.CreateRepositoryToken(ctx, "ci-case", []access.ScopeMapEntry{
+		{Repository: "app", Actions: []string{"content/read"}},
+		{Repository: "team/*", Actions: []string{"content/read"}},
+	}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := f.ids.Authenticate(ctx, "ci-case", pw)
+	if err != nil || tp.ID != tok.ObjectID {
+		t.Fatalf("authenticate the token: %v", err)
+	}
+	for _, c := range []struct {
+		repo string
+		want bool
+	}{{"app", true}, {"App", false}, {"team/x", true}, {"Team/x", false}, {"team/X", false}} {
+		if got := f.allowed(t, tp, access.RegistryPull, access.RepositoryScope(c.repo), false); got != c.want {
+			t.Errorf("scope map: pull %s: allowed=%v, want %v", c.repo, got, c.want)
+		}
+	}
+	for _, bad := range []string{"App", "Team/*", "team/X"} {
+		if _, err := access.NormalizeScopeMap([]access.ScopeMapEntry{{Repository: bad, Actions: []string{"content/read"}}}); err == nil {
+			t.Errorf("scope map with repository %q accepted", bad)
+		}
+	}
+	for _, bad := range []string{"/registry/repositories/App", "repository/APP"} {
+		if _, err := access.ParseScope(bad); err == nil {
+			t.Errorf("scope %q accepted", bad)
+		}
+	}
+}

@@ -34,9 +34,15 @@ func ValidateRepositoryName(name string) error {
 	return wire.ValidateRepositoryName(name)
 }
 
-// canonical returns the scope as grants are stored: vault and key names in lower case.
-// It allocates only when the scope holds an upper-case letter.
+// canonical returns the scope as grants are stored: vault and key names in lower case
+// (they are case-insensitive, as in Azure Key Vault). Repository names are not folded: the
+// OCI grammar allows only lower case, so an upper-case repository names no repository and
+// is refused by Authorize instead of landing on the lower-case one. It allocates only when
+// a vault scope holds an upper-case letter.
 func (s Scope) canonical() Scope {
+	if !strings.HasPrefix(string(s), "/vaults/") {
+		return s
+	}
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 'A' && s[i] <= 'Z' {
 			return Scope(strings.ToLower(string(s)))

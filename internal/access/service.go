@@ -330,6 +330,11 @@ func (s *Service) Authorize(ctx context.Context, req Request) error {
 		return fmt.Errorf("%w: the caller is not authenticated", ErrDenied)
 	}
 	scope := req.Scope.canonical()
+	if repo := scope.repositoryOf(); repo != "" {
+		if err := ValidateRepositoryName(repo); err != nil {
+			return fmt.Errorf("%w: %s on %s: %v (the registry refuses the name, so no grant covers it)", ErrDenied, req.Action, scope, err)
+		}
+	}
 	sn, err := s.current(ctx)
 	if err != nil {
 		return fmt.Errorf("authorize %s on %s: %w", req.Action, scope, err)

@@ -111,6 +111,15 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 // vaultPortOpener opens the per-vault ports the vault part asks for while running.
 type vaultPortOpener struct{ s *Server }
 
+// Check listens on addr and closes it at once: whether a vault can be given that port.
+func (vaultPortOpener) Check(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
 func (o vaultPortOpener) Open(addr string, h http.Handler) (vaultapi.PortServer, error) {
 	s := o.s
 	ln, err := net.Listen("tcp", addr)

@@ -48,6 +48,7 @@ func classify(err error) error {
 // Crypt runs encrypt, decrypt, wrapKey or unwrapKey (op) with the named version, or the
 // newest enabled one when version is "". It returns the kid of the version used.
 func (s *Service) Crypt(ctx context.Context, caller identity.Principal, vault, name, version, op string, p keys.CipherParams) (kid string, res keys.CipherResult, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "Key" + upperFirst(op), target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: p.Alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	if op != OpWrap && op != OpUnwrap && op != OpEncrypt && op != OpDecrypt {
@@ -57,8 +58,11 @@ func (s *Service) Crypt(ctx context.Context, caller identity.Principal, vault, n
 		return "", res, fmt.Errorf("%w: alg is required", ErrInvalid)
 	}
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, op, p.Alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
-		kid = KeyID(s.baseURL(ctx, v), name, r.Version)
+		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid
 	}
 	if err != nil {
@@ -91,23 +95,29 @@ func upperFirst(s string) string {
 // WrapKey wraps plaintext key bytes with the key (version "" = newest enabled version)
 // and returns the kid of the version used with the wrapped bytes.
 func (s *Service) WrapKey(ctx context.Context, caller identity.Principal, vault, name, version, alg string, plaintext []byte) (string, []byte, error) {
+	vault = foldVault(vault)
 	kid, res, err := s.Crypt(ctx, caller, vault, name, version, OpWrap, keys.CipherParams{Alg: alg, Value: plaintext})
 	return kid, res.Value, err
 }
 
 // UnwrapKey unwraps with the key version named (or the newest enabled one).
 func (s *Service) UnwrapKey(ctx context.Context, caller identity.Principal, vault, name, version, alg string, wrapped []byte) (string, []byte, error) {
+	vault = foldVault(vault)
 	kid, res, err := s.Crypt(ctx, caller, vault, name, version, OpUnwrap, keys.CipherParams{Alg: alg, Value: wrapped})
 	return kid, res.Value, err
 }
 
 // Sign signs a digest.
 func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, name, version, alg string, digest []byte) (kid string, sig []byte, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeySign", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpSign, alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
-		kid = KeyID(s.baseURL(ctx, v), name, r.Version)
+		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid
 	}
 	if err != nil {
@@ -123,11 +133,15 @@ func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, na
 
 // Verify checks a signature over a digest.
 func (s *Service) Verify(ctx context.Context, caller identity.Principal, vault, name, version, alg string, digest, sig []byte) (kid string, ok bool, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyVerify", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), alg: alg, start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, r, err := s.resolveForOp(ctx, caller, vault, name, version, OpVerify, alg)
+	if r.Name != "" {
+		e.res = resource(vault, r.Name) // the key\'s stored name, whatever the spelling asked
+	}
 	if r.Version != "" {
-		kid = KeyID(s.baseURL(ctx, v), name, r.Version)
+		kid = KeyID(s.baseURL(ctx, v), r.Name, r.Version)
 		e.target = kid
 	}
 	if err != nil {
@@ -143,6 +157,7 @@ func (s *Service) Verify(ctx context.Context, caller identity.Principal, vault, 
 
 // RandomBytes returns count (1-128) random bytes. Only network rules apply.
 func (s *Service) RandomBytes(ctx context.Context, caller identity.Principal, vault string, count int) (_ []byte, err error) {
+	vault = foldVault(vault)
 	v, err := s.vault(ctx, vault)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,16 @@ func validateTags(tags map[string]string) error {
 	return nil
 }
 
+// checkDates refuses a validity window that no moment is inside: a key usable from nbf on
+// and no longer at exp (Unix seconds, 0 = none) needs nbf before exp.
+func checkDates(nbf, exp int64) error {
+	if nbf != 0 && exp != 0 && nbf >= exp {
+		return fmt.Errorf("%w: the key's nbf (%s) is not before its exp (%s): it could never be used; give a not-before date earlier than the expiry",
+			ErrInvalid, time.Unix(nbf, 0).UTC().Format(time.RFC3339), time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 func unixOrZero(t *time.Time) int64 {
 	if t == nil || t.IsZero() {
 		return 0
@@ -38,11 +48,10 @@ func unixOrZero(t *time.Time) int64 {
 }
 
 // newVersion seals material and inserts a version of vault/name (creating the key row when
-// needed). create=true refuses a name that exists (live or deleted).
-func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ops []string, enabled bool, nbf, exp int64, tags map[string]string, create bool) (versionRow, error) {
-	if err := checkValidity(nbf, exp); err != nil {
-		return versionRow{}, err
-	}
+// needed). name is exact: key names are case-insensitive, so a key whose name differs from
+// name only in case is a conflict, not a key to add a version to (its users would get the
+// new version as its newest) nor one to create beside it.
+func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ops []string, enabled bool, nbf, exp int64, tags map[string]string) (versionRow, error) {
 	version := newVersionID()
 	plain := jsonMarshal(full)
 	sealed := seal(s.sealer.material, plain, materialAAD(vault, name, version))
@@ -55,7 +64,19 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 		Sealed: sealed, Enabled: enabled, NBF: nbf, Exp: exp, Created: now, Updated: now, Tags: tags}
 	row.Public.Kid, row.Public.KeyOps = "", nil
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		k, err := getKeyRow(ctx, tx, vault, name)
+		rows, err := getKeyRows(ctx, tx, vault, name)
+		if err != nil {
+			return err
+		}
+		var k keyRow
+		i, err := keyByName(rows, vault, name)
+		if err == nil && rows[i].Name != name {
+			return fmt.Errorf("%w: key %q already exists in vault %q as %q: key names are case-insensitive, so %q names that key; to add a version to it use its name %q",
+				ErrConflict, name, vault, rows[i].Name, name, rows[i].Name)
+		}
+		if err == nil {
+			k = rows[i]
+		}
 		switch {
 		case errors.Is(err, ErrNotFound):
 			k = keyRow{Vault: vault, Name: name, NextSeq: 1}
@@ -109,22 +130,16 @@ func opsFor(kty string, given []string) ([]string, error) {
 	return ops, nil
 }
 
-// checkValidity refuses a validity period that ends before it starts (0 = no date): such
-// a key could never be used.
-func checkValidity(nbf, exp int64) error {
-	if nbf != 0 && exp != 0 && nbf > exp {
-		return fmt.Errorf("%w: the key's nbf (%s) is after its exp (%s): the key would never be valid",
-			ErrInvalid, time.Unix(nbf, 0).UTC().Format(time.RFC3339), time.Unix(exp, 0).UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
 // CreateKey creates a key (or a new version of an existing key, as Key Vault does).
 func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vault, name string, p CreateKeyParams) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyCreate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enterNewVersion(ctx, caller, vault, name, access.KeyCreate, p.Tags)
 	if err != nil {
+		return Key{}, err
+	}
+	if err := checkDates(unixOrZero(p.NotBefore), unixOrZero(p.Expires)); err != nil {
 		return Key{}, err
 	}
 	ops, err := opsFor(p.Kty, p.KeyOps)
@@ -136,7 +151,7 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 		return Key{}, err
 	}
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, full, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, false)
+	row, err := s.newVersion(ctx, vault, name, full, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
 	if err != nil {
 		return Key{}, err
 	}
@@ -147,10 +162,14 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 
 // ImportKey imports key material given as a JWK (a new version when the key exists).
 func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vault, name string, p ImportKeyParams) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyImport", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enterNewVersion(ctx, caller, vault, name, access.KeyImport, p.Tags)
 	if err != nil {
+		return Key{}, err
+	}
+	if err := checkDates(unixOrZero(p.NotBefore), unixOrZero(p.Expires)); err != nil {
 		return Key{}, err
 	}
 	j := p.JWK
@@ -180,7 +199,7 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 	}
 	j.Kid, j.KeyOps = "", nil
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, j, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, false)
+	row, err := s.newVersion(ctx, vault, name, j, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
 	if err != nil {
 		return Key{}, err
 	}
@@ -191,6 +210,7 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 
 // GetKey returns a key version (version "" = the newest) with public material only.
 func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, name, version string) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyGet", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyGet, access.KeyScope(vault, name), true)
@@ -201,6 +221,7 @@ func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, 
 	if err != nil {
 		return Key{}, err
 	}
+	e.res = resource(vault, c.row.Name)
 	r, err := pick(c, version, false)
 	if err != nil {
 		return Key{}, err
@@ -212,6 +233,7 @@ func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, 
 
 // UpdateKey changes a version's attributes, key_ops and tags (version "" = the newest).
 func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vault, name, version string, p UpdateKeyParams) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyUpdate", target: vault + "/keys/" + name + "/" + version, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyUpdate, access.KeyScope(vault, name), true)
@@ -242,7 +264,7 @@ func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vaul
 	if p.Expires != nil {
 		r.Exp = unixOrZero(p.Expires)
 	}
-	if err := checkValidity(r.NBF, r.Exp); err != nil {
+	if err := checkDates(r.NBF, r.Exp); err != nil {
 		return Key{}, err
 	}
 	if p.Tags != nil {
@@ -308,6 +330,7 @@ func (s *Service) listKeyNames(ctx context.Context, vault string, deleted bool, 
 
 // ListKeys lists the vault's keys (each as its newest version), a page at a time.
 func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[Key], err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyList", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyList, access.VaultScope(vault), true)
@@ -342,6 +365,7 @@ func (s *Service) ListKeys(ctx context.Context, caller identity.Principal, vault
 
 // ListKeyVersions lists a key's versions, oldest first, a page at a time.
 func (s *Service) ListKeyVersions(ctx context.Context, caller identity.Principal, vault, name string, maxResults int, skip string) (_ Page[Key], err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyListVersions", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyList, access.KeyScope(vault, name), true)
@@ -390,6 +414,7 @@ func (k Key) seq(c *cachedKey) int64 {
 // RotateKey creates a new version with the newest version's type, size, key_ops and tags;
 // its expiry follows the rotation policy's expiryTime.
 func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyRotate", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyRotate, access.KeyScope(vault, name), true)
@@ -410,25 +435,23 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error)
 		return Key{}, err
 	}
 	cur, _ := pick(c, "", false)
-	m, err := keys.Parse(cur.Public)
-	if err != nil {
-		return Key{}, err
-	}
 	spec := keys.CreateSpec{Kty: cur.Kty}
 	switch keys.BaseKty(cur.Kty) {
 	case keys.KtyRSA:
+		m, err := keys.Parse(cur.Public)
+		if err != nil {
+			return Key{}, err
+		}
 		spec.Size = m.Size()
 	case keys.KtyEC:
 		spec.Curve = cur.Public.Crv
 	case keys.KtyOct:
-		spec.Size = m.Size()
-		if spec.Size == 0 { // oct public part is empty: use the sealed material
-			full, err := s.material(cur)
-			if err != nil {
-				return Key{}, err
-			}
-			spec.Size = full.Size()
+		// An oct key has no public part (Parse refuses it): its size is the sealed material's.
+		full, err := s.material(cur)
+		if err != nil {
+			return Key{}, err
 		}
+		spec.Size = full.Size()
 	}
 	full, err := keys.Generate(spec)
 	if err != nil {
@@ -440,7 +463,7 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error)
 			exp = s.now().Add(d).Unix()
 		}
 	}
-	row, err := s.newVersion(ctx, v.Name, name, full, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags), false)
+	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags))
 	if err != nil {
 		return Key{}, err
 	}
@@ -459,6 +482,7 @@ func decodePolicy(raw string) (RotationPolicy, error) {
 // GetRotationPolicy returns the key's rotation policy (the default one, Notify 30 days
 // before expiry, when none was set).
 func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string) (_ RotationPolicy, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyGetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyGetRotationPolicy, access.KeyScope(vault, name), true)
@@ -477,15 +501,16 @@ func (s *Service) GetRotationPolicy(ctx context.Context, caller identity.Princip
 		la.Action.Type = "Notify"
 		p.LifetimeActions = []LifetimeAction{la}
 	}
-	p.ID = v.URL + "/keys/" + name + "/rotationpolicy"
+	p.ID = v.URL + "/keys/" + c.row.Name + "/rotationpolicy"
 	if b := s.baseURL(ctx, v); b != "" {
-		p.ID = b + "/keys/" + name + "/rotationpolicy"
+		p.ID = b + "/keys/" + c.row.Name + "/rotationpolicy"
 	}
 	return p, nil
 }
 
 // SetRotationPolicy validates and stores a rotation policy.
 func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Principal, vault, name string, p RotationPolicy) (_ RotationPolicy, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeySetRotationPolicy", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeySetRotationPolicy, access.KeyScope(vault, name), true)
@@ -547,11 +572,11 @@ func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Princip
 	if p.LifetimeActions == nil {
 		p.LifetimeActions = []LifetimeAction{}
 	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET policy = ? WHERE vault = ? AND name = ?`, string(jsonMarshal(p)), vault, name); err != nil {
+	if _, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET policy = ? WHERE vault = ? AND name = ?`, string(jsonMarshal(p)), vault, c.row.Name); err != nil {
 		return RotationPolicy{}, fmt.Errorf("store rotation policy: %w", err)
 	}
 	s.forgetKey(vault, name)
-	p.ID = s.baseURL(ctx, v) + "/keys/" + name + "/rotationpolicy"
+	p.ID = s.baseURL(ctx, v) + "/keys/" + c.row.Name + "/rotationpolicy"
 	return p, nil
 }
 

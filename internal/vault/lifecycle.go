@@ -26,12 +26,19 @@ func (s *Service) toDeleted(ctx context.Context, v Vault, c *cachedKey) DeletedK
 // DeleteKey soft-deletes a key with all its versions. It can be recovered until its
 // scheduled purge date (the vault's retention).
 func (s *Service) DeleteKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyDelete", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyDelete, access.KeyScope(vault, name), true)
 	if err != nil {
 		return DeletedKey{}, err
 	}
+	s.forgetKey(vault, name)
+	live, err := s.liveKey(ctx, vault, name)
+	if err != nil {
+		return DeletedKey{}, err
+	}
+	name = live.row.Name
 	now := s.now()
 	purgeAt := now.Add(time.Duration(v.SoftDeleteRetentionDays) * 24 * time.Hour)
 	res, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET deleted = ?, purge_at = ? WHERE vault = ? AND name = ? AND deleted = 0`,
@@ -63,6 +70,7 @@ func (s *Service) deletedKey(ctx context.Context, vault, name string) (*cachedKe
 
 // GetDeletedKey returns a soft-deleted key.
 func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ DeletedKey, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyGetDeleted", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyGet, access.KeyScope(vault, name), true)
@@ -79,6 +87,7 @@ func (s *Service) GetDeletedKey(ctx context.Context, caller identity.Principal, 
 
 // ListDeletedKeys lists soft-deleted keys.
 func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal, vault string, maxResults int, skip string) (_ Page[DeletedKey], err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyListDeleted", target: vault, res: resource(vault, ""), start: s.now()}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyList, access.VaultScope(vault), true)
@@ -113,12 +122,19 @@ func (s *Service) ListDeletedKeys(ctx context.Context, caller identity.Principal
 
 // RecoverDeletedKey brings a soft-deleted key back with all its versions.
 func (s *Service) RecoverDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyRecover", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyRecover, access.KeyScope(vault, name), true)
 	if err != nil {
 		return Key{}, err
 	}
+	s.forgetKey(vault, name)
+	del, err := s.deletedKey(ctx, vault, name)
+	if err != nil {
+		return Key{}, err
+	}
+	name = del.row.Name
 	res, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET deleted = 0, purge_at = 0 WHERE vault = ? AND name = ? AND deleted <> 0`, vault, name)
 	if err != nil {
 		return Key{}, fmt.Errorf("recover key: %w", err)
@@ -138,6 +154,7 @@ func (s *Service) RecoverDeletedKey(ctx context.Context, caller identity.Princip
 // PurgeDeletedKey destroys a soft-deleted key for good. Refused while the vault's purge
 // protection holds it (until its scheduled purge date).
 func (s *Service) PurgeDeletedKey(ctx context.Context, caller identity.Principal, vault, name string) (err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyPurge", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.vault(ctx, vault)
@@ -156,10 +173,12 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, caller identity.Principal
 		return fmt.Errorf("%w: vault %q has purge protection: key %q can only be purged after %s",
 			ErrPurgeProtected, vault, name, time.Unix(c.row.PurgeAt, 0).UTC().Format(time.RFC3339))
 	}
-	return s.purge(ctx, vault, name, c)
+	return s.purge(ctx, vault, c)
 }
 
-func (s *Service) purge(ctx context.Context, vault, name string, c *cachedKey) error {
+// purge destroys the deleted key c of vault.
+func (s *Service) purge(ctx context.Context, vault string, c *cachedKey) error {
+	name := c.row.Name
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM vault_key_versions WHERE vault = ? AND name = ?`, vault, name); err != nil {
 			return err
@@ -201,6 +220,7 @@ type backupBody struct {
 // authenticated under a key derived from the vault root key: only a Coffer vault with the
 // same root key can restore it.
 func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vault, name string) (_ []byte, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyBackup", target: vault + "/keys/" + name, res: resource(vault, name), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	if _, err := s.enter(ctx, caller, vault, access.KeyBackup, access.KeyScope(vault, name), true); err != nil {
@@ -211,7 +231,7 @@ func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return nil, err
 	}
-	body := backupBody{Name: name, Policy: c.row.Policy}
+	body := backupBody{Name: c.row.Name, Policy: c.row.Policy}
 	for _, r := range c.versions {
 		plain, err := open(s.sealer.material, r.Sealed, materialAAD(r.Vault, r.Name, r.Version))
 		if err != nil {
@@ -233,6 +253,7 @@ func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vaul
 // RestoreKey restores a backup into vault, under its original name and versions. The name
 // must be free (not live, not soft-deleted).
 func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vault string, blob []byte) (_ Key, err error) {
+	vault = foldVault(vault)
 	e := auditEntry{op: "KeyRestore", target: vault, res: resource(vault, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	v, err := s.enter(ctx, caller, vault, access.KeyRestore, access.VaultScope(vault), true)
@@ -269,8 +290,16 @@ func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vau
 		maxSeq = max(maxSeq, bv.Seq)
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := getKeyRow(ctx, tx, vault, body.Name); err == nil {
-			return fmt.Errorf("%w: key %q already exists in vault %q (perhaps deleted): purge it before restoring", ErrConflict, body.Name, vault)
+		taken, err := getKeyRows(ctx, tx, vault, body.Name)
+		if err != nil {
+			return err
+		}
+		if len(taken) > 0 {
+			also := ""
+			if taken[0].Name != body.Name {
+				also = fmt.Sprintf(" as %q (key names are case-insensitive)", taken[0].Name)
+			}
+			return fmt.Errorf("%w: key %q already exists in vault %q%s (perhaps deleted): purge it before restoring", ErrConflict, body.Name, vault, also)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO vault_keys (vault, name, policy, next_seq) VALUES (?, ?, ?, ?)`,
 			vault, body.Name, body.Policy, maxSeq+1); err != nil {
@@ -322,7 +351,7 @@ func (s *Service) RunLifecycle(ctx context.Context) error {
 			continue
 		}
 		start := s.now()
-		err = s.purge(ctx, x.vault, x.name, c)
+		err = s.purge(ctx, x.vault, c)
 		s.record(ctx, system, auditEntry{op: "KeyPurgeScheduled", target: x.vault + "/keys/" + x.name, res: resource(x.vault, x.name), start: start, sync: true}, err)
 	}
 	// Rotation policies.

@@ -93,6 +93,10 @@ func ValidVaultName(name string) error {
 	return nil
 }
 
+// foldVault is the stored form of a vault name: vault names are case-insensitive (they are
+// DNS labels), stored and compared in lower case.
+func foldVault(name string) string { return strings.ToLower(name) }
+
 var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,127}$`)
 
 // ValidKeyName reports whether name can name a key (1-127 letters, digits and hyphens).

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,9 +70,13 @@ type Service struct {
 	mu sync.Mutex
 	// subscribers hear of every vault created, updated or deleted (Subscribe).
 	subscribers []func(v Vault, deleted bool)
-	vaults      map[string]cachedVault
-	keyCache    map[string]*cachedKey
-	materials   map[string]*keys.Material
+	// portCheckers check a port before a vault gets it (CheckPortsWith).
+	portCheckers []func(ctx context.Context, vault string, port int) error
+	vaults       map[string]cachedVault
+	// keyCache holds keys by their folded name (ck(vault, lower(name))): names are
+	// case-insensitive, so all the spellings of a name share one entry.
+	keyCache  map[string]*cachedKeys
+	materials map[string]*keys.Material
 }
 
 type cachedVault struct {
@@ -82,7 +87,14 @@ type cachedVault struct {
 type cachedKey struct {
 	row      keyRow
 	versions []versionRow
-	loaded   time.Time
+}
+
+// cachedKeys are the stored keys whose names fold to one name: one, except in a data
+// directory from before names became case-insensitive (see keyByName).
+type cachedKeys struct {
+	rows   []keyRow
+	keys   []*cachedKey
+	loaded time.Time
 }
 
 // New prepares the vault's tables and returns the service.
@@ -102,7 +114,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	s := &Service{db: o.DB, log: o.Log, audit: o.Audit, authz: o.Authorizer, sealer: sl, addrs: o.Addresses,
 		policies: o.Policies, ttl: o.CacheTTL, now: o.Now,
-		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKey{}, materials: map[string]*keys.Material{}}
+		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKeys{}, materials: map[string]*keys.Material{}}
 	if s.ttl == 0 {
 		s.ttl = 2 * time.Second
 	}
@@ -331,7 +343,10 @@ func resource(vault, key string) string {
 
 // ---- caches ----
 
+// vault returns the vault name (any case: vault names are case-insensitive, stored in
+// lower case).
 func (s *Service) vault(ctx context.Context, name string) (Vault, error) {
+	name = strings.ToLower(name)
 	s.mu.Lock()
 	c, ok := s.vaults[name]
 	s.mu.Unlock()
@@ -354,41 +369,56 @@ func (s *Service) vault(ctx context.Context, name string) (Vault, error) {
 
 func (s *Service) forgetVault(name string) {
 	s.mu.Lock()
-	delete(s.vaults, name)
+	delete(s.vaults, strings.ToLower(name))
 	s.mu.Unlock()
 }
 
 func ck(vault, name string) string { return vault + "\x00" + name }
 
-// loadKey returns the key row and its versions (oldest first), live or deleted.
+// foldKey is the key-cache entry of every spelling of a key name.
+func foldKey(vault, name string) string { return ck(vault, strings.ToLower(name)) }
+
+// loadKey returns the key name addresses (any case: see keyByName) and its versions
+// (oldest first), live or deleted. The key's row carries its stored name: callers use
+// c.row.Name, never the name they were given, from then on.
 func (s *Service) loadKey(ctx context.Context, vault, name string) (*cachedKey, error) {
+	fk := foldKey(vault, name)
 	s.mu.Lock()
-	c, ok := s.keyCache[ck(vault, name)]
+	c, ok := s.keyCache[fk]
 	s.mu.Unlock()
-	if ok && s.now().Sub(c.loaded) < s.ttl {
-		return c, nil
+	if !ok || s.now().Sub(c.loaded) >= s.ttl {
+		rows, err := getKeyRows(ctx, s.db, vault, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			return nil, fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
+		}
+		c = &cachedKeys{rows: rows, loaded: s.now()}
+		for _, row := range rows {
+			versions, err := listVersionRows(ctx, s.db, vault, row.Name)
+			if err != nil {
+				return nil, err
+			}
+			c.keys = append(c.keys, &cachedKey{row: row, versions: versions})
+		}
+		s.mu.Lock()
+		if len(s.keyCache) > 10000 {
+			clear(s.keyCache)
+		}
+		s.keyCache[fk] = c
+		s.mu.Unlock()
 	}
-	row, err := getKeyRow(ctx, s.db, vault, name)
+	i, err := keyByName(c.rows, vault, name)
 	if err != nil {
 		return nil, err
 	}
-	versions, err := listVersionRows(ctx, s.db, vault, name)
-	if err != nil {
-		return nil, err
-	}
-	c = &cachedKey{row: row, versions: versions, loaded: s.now()}
-	s.mu.Lock()
-	if len(s.keyCache) > 10000 {
-		clear(s.keyCache)
-	}
-	s.keyCache[ck(vault, name)] = c
-	s.mu.Unlock()
-	return c, nil
+	return c.keys[i], nil
 }
 
 func (s *Service) forgetKey(vault, name string) {
 	s.mu.Lock()
-	delete(s.keyCache, ck(vault, name))
+	delete(s.keyCache, foldKey(vault, name))
 	s.mu.Unlock()
 }
 

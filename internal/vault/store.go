@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/vault/keys"
@@ -46,6 +48,9 @@ CREATE TABLE vault_key_versions (
 	PRIMARY KEY (vault, name, version)
 );
 CREATE INDEX vault_key_versions_seq ON vault_key_versions (vault, name, seq)`,
+	// Key names are case-insensitive: every lookup is by the folded name. Not unique: a
+	// data directory from before may hold keys that differ only in case (see keyByName).
+	`CREATE INDEX vault_keys_folded ON vault_keys (vault, lower(name))`,
 }
 
 // versionRow is a stored key version.
@@ -139,17 +144,65 @@ func putVaultRow(ctx context.Context, q queryer, v Vault, insert bool) error {
 	return nil
 }
 
-func getKeyRow(ctx context.Context, q queryer, vault, name string) (keyRow, error) {
-	k := keyRow{Vault: vault, Name: name}
-	err := q.QueryRowContext(ctx, `SELECT deleted, purge_at, policy, notified_version, next_seq FROM vault_keys WHERE vault = ? AND name = ?`,
-		vault, name).Scan(&k.Deleted, &k.PurgeAt, &k.Policy, &k.NotifiedVersion, &k.NextSeq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return k, fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
-	}
+// getKeyRows returns the keys of vault whose names equal name but for case (key names are
+// case-insensitive; see keyByName), live or deleted.
+func getKeyRows(ctx context.Context, q queryer, vault, name string) ([]keyRow, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, deleted, purge_at, policy, notified_version, next_seq FROM vault_keys WHERE vault = ? AND lower(name) = ? ORDER BY name`,
+		vault, strings.ToLower(name))
 	if err != nil {
-		return k, fmt.Errorf("read key %s: %w", name, err)
+		return nil, fmt.Errorf("read key %s: %w", name, err)
 	}
-	return k, nil
+	defer rows.Close()
+	var out []keyRow
+	for rows.Next() {
+		k := keyRow{Vault: vault}
+		if err := rows.Scan(&k.Name, &k.Deleted, &k.PurgeAt, &k.Policy, &k.NotifiedVersion, &k.NextSeq); err != nil {
+			return nil, fmt.Errorf("read key %s: %w", name, err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read key %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// keyByName picks the key name addresses among the keys whose names equal it but for case:
+// the one spelled exactly so, else the only one. Names are case-insensitive, as in Azure
+// Key Vault, so there is at most one, except in a data directory from before this rule,
+// which may hold keys that differ only in case: each of those is still served by its
+// exact name, and another spelling, which could mean either, is refused.
+func keyByName(rows []keyRow, vault, name string) (int, error) {
+	for i, k := range rows {
+		if k.Name == name {
+			return i, nil
+		}
+	}
+	switch len(rows) {
+	case 0:
+		return -1, fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
+	case 1:
+		return 0, nil
+	}
+	names := make([]string, len(rows))
+	for i, k := range rows {
+		names[i] = strconv.Quote(k.Name)
+	}
+	return -1, fmt.Errorf("%w: key name %q matches keys %s of vault %q, which differ only in case (they were created before key names became case-insensitive): use the exact name",
+		ErrConflict, name, strings.Join(names, ", "), vault)
+}
+
+// getKeyRow returns the key name addresses (see keyByName), live or deleted.
+func getKeyRow(ctx context.Context, q queryer, vault, name string) (keyRow, error) {
+	rows, err := getKeyRows(ctx, q, vault, name)
+	if err != nil {
+		return keyRow{}, err
+	}
+	i, err := keyByName(rows, vault, name)
+	if err != nil {
+		return keyRow{Vault: vault, Name: name}, err
+	}
+	return rows[i], nil
 }
 
 const versionCols = `vault, name, version, seq, kty, key_ops, public_jwk, sealed, enabled, nbf, exp, created, updated, tags`

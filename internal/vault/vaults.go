@@ -25,11 +25,51 @@ func validateVaultProps(v *Vault) error {
 	return v.NetworkRules.normalize()
 }
 
+// minVaultPort is the lowest port a vault may have of its own: ports below it are
+// privileged, which the server cannot open unless it runs as root, and it should not.
+const minVaultPort = 1024
+
+// checkPort checks a port given to vault name (create, or an update that changes it): not
+// privileged, not the main listener's, not another vault's, and one the server can open
+// (the port checkers, see CheckPortsWith). A vault whose port cannot be served would claim
+// a vaultUri nobody can reach.
+func (s *Service) checkPort(ctx context.Context, q queryer, name string, port int) error {
+	switch {
+	case port < minVaultPort:
+		return fmt.Errorf("%w: port %d is privileged (below %d): give the vault a port from %d to 65535", ErrInvalid, port, minVaultPort, minVaultPort)
+	case s.addrs.Port != 0 && port == s.addrs.Port:
+		return fmt.Errorf("%w: port %d is the server's main port, where vaults answer by host name (NAME.%s): give the vault another port, or none", ErrInvalid, port, s.addrs.Domain)
+	}
+	if err := portTaken(ctx, q, name, port); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	checkers := append([]func(context.Context, string, int) error{}, s.portCheckers...)
+	s.mu.Unlock()
+	for _, check := range checkers {
+		if err := check(ctx, name, port); err != nil {
+			return fmt.Errorf("%w: port %d cannot be served: %v", ErrInvalid, port, err)
+		}
+	}
+	return nil
+}
+
+// CheckPortsWith adds a check of the ports given to vaults, run before a vault is created
+// with a port or moved to another one; an error refuses the change (the vault API checks
+// that it can open the port).
+func (s *Service) CheckPortsWith(fn func(ctx context.Context, vault string, port int) error) {
+	s.mu.Lock()
+	s.portCheckers = append(s.portCheckers, fn)
+	s.mu.Unlock()
+}
+
 // CreateVault creates a vault. Zero properties take the defaults (access policies,
 // 90-day retention, no purge protection, network open).
 func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v Vault) (_ Vault, err error) {
 	e := auditEntry{op: "VaultCreate", target: v.Name, res: resource(v.Name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
+	v.Name = foldVault(v.Name)
+	e.target, e.res = v.Name, resource(v.Name, "")
 	if err := ValidVaultName(v.Name); err != nil {
 		return Vault{}, err
 	}
@@ -46,7 +86,7 @@ func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v 
 			return fmt.Errorf("%w: vault %q already exists", ErrConflict, v.Name)
 		}
 		if v.Port != 0 {
-			if err := portTaken(ctx, tx, v.Name, v.Port); err != nil {
+			if err := s.checkPort(ctx, tx, v.Name, v.Port); err != nil {
 				return err
 			}
 		}
@@ -76,6 +116,7 @@ func portTaken(ctx context.Context, q queryer, name string, port int) error {
 
 // GetVault returns a vault's properties.
 func (s *Service) GetVault(ctx context.Context, caller identity.Principal, name string) (Vault, error) {
+	name = foldVault(name)
 	v, err := s.vault(ctx, name)
 	if err != nil {
 		return Vault{}, err
@@ -119,6 +160,7 @@ func (s *Service) LookupVault(ctx context.Context, name string) (Vault, error) {
 
 // UpdateVault changes vault properties. Purge protection cannot be turned off.
 func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, name string, u VaultUpdate) (_ Vault, err error) {
+	name = foldVault(name)
 	e := auditEntry{op: "VaultUpdate", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)
@@ -138,6 +180,10 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 			v.EnableRbacAuthorization = *u.EnableRbacAuthorization
 		}
 		if u.SoftDeleteRetentionDays != nil {
+			if v.EnablePurgeProtection && *u.SoftDeleteRetentionDays != v.SoftDeleteRetentionDays {
+				return fmt.Errorf("%w: vault %q has purge protection: its soft-delete retention (%d days) cannot be changed any more, as in Azure Key Vault (deleted keys must stay recoverable for the period promised)",
+					ErrConflict, name, v.SoftDeleteRetentionDays)
+			}
 			v.SoftDeleteRetentionDays = *u.SoftDeleteRetentionDays
 			if v.SoftDeleteRetentionDays == 0 {
 				return fmt.Errorf("%w: soft-delete retention must be 7 to 90 days", ErrInvalid)
@@ -152,10 +198,10 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 		if u.NetworkRules != nil {
 			v.NetworkRules = *u.NetworkRules
 		}
-		if u.Port != nil {
+		if u.Port != nil && *u.Port != v.Port {
 			v.Port = *u.Port
-			if v.Port != 0 {
-				if err := portTaken(ctx, tx, name, v.Port); err != nil {
+			if v.Port > 0 && v.Port <= 65535 {
+				if err := s.checkPort(ctx, tx, name, v.Port); err != nil {
 					return err
 				}
 			}
@@ -179,6 +225,7 @@ func (s *Service) UpdateVault(ctx context.Context, caller identity.Principal, na
 // DeleteVault deletes an empty vault. A vault that still holds keys, deleted ones
 // included, is refused: delete and purge them first.
 func (s *Service) DeleteVault(ctx context.Context, caller identity.Principal, name string) (err error) {
+	name = foldVault(name)
 	e := auditEntry{op: "VaultDelete", target: name, res: resource(name, ""), start: s.now(), sync: true}
 	defer func() { s.record(ctx, caller, e, err) }()
 	cur, err := s.vault(ctx, name)

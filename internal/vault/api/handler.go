@@ -153,7 +153,14 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, name string, por
 		writeError(w, http.StatusTooManyRequests, CodeThrottled, fmt.Sprintf("vault %q is over its request rate; retry after %s", name, wait.Round(time.Millisecond)), "")
 		return
 	}
-	c := vault.Client{UserAgent: r.UserAgent(), BaseURL: "https://" + r.Host}
+	// Key ids name the vault that answered. By host name, the host the client used: the
+	// router checked it is NAME.<vault domain>, and its port is the one the client reached
+	// (a proxy may map it), in lower case as the vault's name is stored. On the vault's own
+	// port the Host header may say anything: ids use the vault's configured URL.
+	c := vault.Client{UserAgent: r.UserAgent()}
+	if !portMode {
+		c.BaseURL = "https://" + strings.ToLower(r.Host)
+	}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		c.Addr = ap.Addr().Unmap()
 	}

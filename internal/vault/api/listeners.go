@@ -23,9 +23,12 @@ type PortServer interface {
 }
 
 // Opener opens a listener on addr serving h, with the server's TLS, timeouts and metrics.
-// The server implements it; the vault part says which ports to open and when.
+// The server implements it; the vault part says which ports to open and when. Check tells
+// whether addr can be listened on now (without keeping it): the vault part asks before it
+// gives a vault a port, so that a vault never claims a vaultUri that does not serve.
 type Opener interface {
 	Open(addr string, h http.Handler) (PortServer, error)
+	Check(addr string) error
 }
 
 // Port is a listener to open when the server starts.
@@ -85,7 +88,28 @@ func NewListeners(ctx context.Context, c ListenersConfig) (*Listeners, error) {
 		}
 	}
 	c.Service.Subscribe(l.vaultChanged)
+	c.Service.CheckPortsWith(l.checkPort)
 	return l, nil
+}
+
+// checkPort tells whether vault name can be given port: a port this server holds already
+// (opened at start or while running, for a vault that went away or moved) is reused as it
+// is; any other must be one the opener can listen on now. The check does not keep the port
+// open: vaultChanged opens it once the vault has it, so it is never opened twice.
+func (l *Listeners) checkPort(_ context.Context, name string, port int) error {
+	l.mu.Lock()
+	owner, held, closed := l.portVaults[port], l.start[port] || l.opened[port] != nil, l.closed
+	l.mu.Unlock()
+	switch {
+	case owner != "" && owner != name:
+		return fmt.Errorf("vault %q answers on it", owner)
+	case held || closed:
+		return nil // ours already; or the server is stopping and opens nothing any more
+	}
+	if err := l.opener.Check(l.addrs.ListenAddr(port)); err != nil {
+		return fmt.Errorf("the server cannot listen on %s: %w", l.addrs.ListenAddr(port), err)
+	}
+	return nil
 }
 
 // Route returns the handler of a request to a vault host name (NAME.<vault domain>, any

@@ -35,6 +35,16 @@ type opener struct {
 	mu     sync.Mutex
 	events []string
 	fail   bool
+	// busy are addresses Check finds taken (by another process).
+	busy map[string]bool
+}
+
+func (o *opener) Check(addr string) error {
+	o.log("check " + addr)
+	if o.busy[addr] {
+		return errors.New("bind: address already in use")
+	}
+	return nil
 }
 
 func (o *opener) log(e string) { o.mu.Lock(); o.events = append(o.events, e); o.mu.Unlock() }
@@ -119,7 +129,7 @@ func TestListeners(t *testing.T) {
 	if err := svc.DeleteVault(ctx, none, "later"); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"open 127.0.0.1:7002", "close 127.0.0.1:7002", "open 127.0.0.1:7003", "close 127.0.0.1:7003"}
+	want := []string{"check 127.0.0.1:7002", "open 127.0.0.1:7002", "check 127.0.0.1:7003", "close 127.0.0.1:7002", "open 127.0.0.1:7003", "close 127.0.0.1:7003"}
 	if got := o.take(); !slices.Equal(got, want) {
 		t.Fatalf("opener heard %v, want %v", got, want)
 	}
@@ -174,7 +184,7 @@ func TestListeners(t *testing.T) {
 	if _, err := svc.CreateVault(ctx, none, vault.Vault{Name: "afterwards", Port: 7006}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := o.take(), []string{"open 127.0.0.1:7005", "shutdown 127.0.0.1:7005"}; !slices.Equal(got, want) {
+	if got, want := o.take(), []string{"check 127.0.0.1:7004", "check 127.0.0.1:7005", "open 127.0.0.1:7005", "shutdown 127.0.0.1:7005"}; !slices.Equal(got, want) {
 		t.Fatalf("opener heard %v, want %v", got, want)
 	}
 }
@@ -200,5 +210,59 @@ func TestHTTP1ForVaultHosts(t *testing.T) {
 	}
 	if c, err := get(&tls.ClientHelloInfo{ServerName: "registry.example.com"}); c != nil || err != nil {
 		t.Fatalf("other host got %+v %v, want the main configuration", c, err)
+	}
+}
+
+// TestVaultPortMustOpen: a vault is given a port only if the server can listen on it: a
+// port in use is refused with the reason (the vault is not created, or keeps its port),
+// the check leaves nothing open, and a port the server holds already is reused unchecked.
+func TestVaultPortMustOpen(t *testing.T) {
+	ctx := vault.AsServer(context.Background())
+	svc := newService(t)
+	none := identity.Principal{}
+	if _, err := svc.CreateVault(ctx, none, vault.Vault{Name: "atstart", Port: 7001}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{Service: svc, Verifier: noTokens{}, Domain: "vault.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &opener{busy: map[string]bool{"127.0.0.1:7010": true}}
+	if _, err := api.NewListeners(context.Background(), api.ListenersConfig{Service: svc, API: h, Opener: o}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.CreateVault(ctx, none, vault.Vault{Name: "busy", Port: 7010})
+	if !errors.Is(err, vault.ErrInvalid) || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "7010") {
+		t.Fatalf("create on a port in use: %v, want refused with the reason", err)
+	}
+	if _, err := svc.LookupVault(ctx, "busy"); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("the refused vault exists: %v", err)
+	}
+	if _, err := svc.CreateVault(ctx, none, vault.Vault{Name: "moving", Port: 7011}); err != nil {
+		t.Fatal(err)
+	}
+	p := 7010
+	if _, err := svc.UpdateVault(ctx, none, "moving", vault.VaultUpdate{Port: &p}); !errors.Is(err, vault.ErrInvalid) {
+		t.Fatalf("move to a port in use: %v", err)
+	}
+	if v, _ := svc.LookupVault(ctx, "moving"); v.Port != 7011 {
+		t.Fatalf("port %d after a refused move, want 7011", v.Port)
+	}
+	// Updating something else does not check the port again.
+	days := 30
+	if _, err := svc.UpdateVault(ctx, none, "moving", vault.VaultUpdate{SoftDeleteRetentionDays: &days}); err != nil {
+		t.Fatal(err)
+	}
+	// The start port of a vault that went away is the server's: given to another vault as
+	// it is, never checked nor opened again.
+	if err := svc.DeleteVault(ctx, none, "atstart"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CreateVault(ctx, none, vault.Vault{Name: "reuse", Port: 7001}); err != nil {
+		t.Fatalf("reuse the start port: %v", err)
+	}
+	want := []string{"check 127.0.0.1:7010", "check 127.0.0.1:7011", "open 127.0.0.1:7011", "check 127.0.0.1:7010"}
+	if got := o.take(); !slices.Equal(got, want) {
+		t.Fatalf("opener heard %v, want %v", got, want)
 	}
 }
