@@ -84,6 +84,20 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 		return res, &Error{Code: CodeManifestBlobUnknown, Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, missing.Missing[0].Digest, repo),
 			Detail: map[string]any{"missing": list}}
 	}
+	var mismatch *MismatchError
+	if errors.As(err, &mismatch) {
+		m := mismatch.Mismatched[0]
+		what := "blob"
+		if m.Manifest {
+			what = "manifest"
+		}
+		var detail []map[string]any
+		for _, m := range mismatch.Mismatched {
+			detail = append(detail, map[string]any{"field": m.Field, "digest": m.Digest.String(), "size": m.Size, "storedSize": m.Stored})
+		}
+		return res, &Error{Code: CodeManifestInvalid, Message: fmt.Sprintf("manifest %s declares %s %s with %d bytes, but it has %d bytes in repository %s: fix the descriptor's size",
+			m.Field, what, m.Digest, m.Size, m.Stored, repo), Detail: map[string]any{"sizeMismatch": detail}}
+	}
 	if err != nil {
 		return res, asRegistryError(err)
 	}

@@ -35,12 +35,29 @@ type Reference struct {
 	Digest digest.Digest
 	// Manifest: a child manifest of an index (else a blob: config or layer).
 	Manifest bool
+	// Size is the size the manifest's descriptor declares; the stored content must have it.
+	Size int64
+	// Field names the descriptor in the manifest ("config", "layers[2]", "manifests[0]").
+	Field string
 }
 
 // MissingError lists the references a manifest needs that the repository lacks.
 type MissingError struct{ Missing []Reference }
 
 func (e *MissingError) Error() string { return "manifest references unknown content" }
+
+// SizeMismatch is a reference whose declared size is not the stored content's.
+type SizeMismatch struct {
+	Reference
+	Stored int64
+}
+
+// MismatchError lists the references whose declared size differs from the stored content.
+type MismatchError struct{ Mismatched []SizeMismatch }
+
+func (e *MismatchError) Error() string {
+	return "manifest declares sizes that differ from the stored content"
+}
 
 // Upload is an upload session.
 type Upload struct {
@@ -90,7 +107,8 @@ type Metadata interface {
 
 	// PutManifest records a manifest whose bytes are durable in the blob store, its
 	// references and its tags (if any), in one transaction. It fails with *MissingError if
-	// a reference is absent from the repository.
+	// a reference is absent from the repository, and with *MismatchError if one is present
+	// with another size than its descriptor declares.
 	PutManifest(ctx context.Context, m ManifestRecord, refs []Reference, tags []string, now time.Time) error
 	Manifest(ctx context.Context, repo string, d digest.Digest) (ManifestRecord, error)
 	Tag(ctx context.Context, repo, tag string) (digest.Digest, error)

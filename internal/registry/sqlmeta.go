@@ -301,13 +301,15 @@ func (m *SQLMetadata) UnlinkBlob(ctx context.Context, repo string, d digest.Dige
 func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs []Reference, tags []string, now time.Time) error {
 	return m.db.InTx(ctx, func(tx *sql.Tx) error {
 		var missing []Reference
+		var mismatched []SizeMismatch
 		for _, ref := range refs {
-			q := `SELECT 1 FROM registry_links WHERE repo = ? AND digest = ?`
+			q := `SELECT b.size FROM registry_links l JOIN registry_blobs b ON b.digest = l.digest
+				WHERE l.repo = ? AND l.digest = ?`
 			if ref.Manifest {
-				q = `SELECT 1 FROM registry_manifests WHERE repo = ? AND digest = ?`
+				q = `SELECT size FROM registry_manifests WHERE repo = ? AND digest = ?`
 			}
-			var one int
-			err := tx.QueryRowContext(ctx, q, rec.Repo, ref.Digest.String()).Scan(&one)
+			var size int64
+			err := tx.QueryRowContext(ctx, q, rec.Repo, ref.Digest.String()).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				missing = append(missing, ref)
 				continue
@@ -315,9 +317,15 @@ func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs 
 			if err != nil {
 				return err
 			}
+			if size != ref.Size {
+				mismatched = append(mismatched, SizeMismatch{Reference: ref, Stored: size})
+			}
 		}
 		if len(missing) > 0 {
 			return &MissingError{Missing: missing}
+		}
+		if len(mismatched) > 0 {
+			return &MismatchError{Mismatched: mismatched}
 		}
 		if err := ensureRepo(ctx, tx, rec.Repo, now); err != nil {
 			return err
