@@ -183,7 +183,8 @@ func (s *Service) GetManifest(ctx context.Context, repo, reference string) (Mani
 	return rec, buf.Bytes(), nil
 }
 
-// DeleteManifest deletes a manifest by digest (with its tags), or a tag alone.
+// DeleteManifest deletes a manifest by digest (with its tags), or a tag alone. Deleting by
+// digest is refused (DENIED, ErrReferenced) while an index of repo lists the manifest.
 func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) error {
 	if err := checkName(repo); err != nil {
 		return err
@@ -207,10 +208,27 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) er
 	}
 	ok, err := s.meta.DeleteManifest(ctx, repo, d)
 	if err != nil {
-		return asRegistryError(err)
+		return referencedError(err, "manifest", d, repo, "index")
 	}
 	if !ok {
 		return newError(CodeManifestUnknown, "manifest %s is not in repository %s", d, repo)
 	}
 	return nil
+}
+
+// referencedError explains a delete refused because manifests of repo still need the
+// content (what d), or passes any other error on.
+func referencedError(err error, what string, d digest.Digest, repo, referrer string) error {
+	var ref *ReferencedError
+	if !errors.As(err, &ref) {
+		return asRegistryError(err)
+	}
+	by := make([]string, len(ref.By))
+	for i, m := range ref.By {
+		by[i] = m.String()
+	}
+	return &Error{Code: CodeDenied, cause: ErrReferenced,
+		Message: fmt.Sprintf("%s %s is still referenced by %s %s in repository %s: delete the %s first, so that no tagged image is left unpullable",
+			what, d, referrer, by[0], repo, referrer),
+		Detail: map[string]any{"referencedBy": by}}
 }

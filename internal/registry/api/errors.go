@@ -16,6 +16,8 @@ func statusOf(e *registry.Error) int {
 		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(e, registry.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(e, registry.ErrReferenced):
+		return http.StatusConflict
 	}
 	switch e.Code {
 	case registry.CodeBlobUnknown, registry.CodeBlobUploadUnknown, registry.CodeManifestUnknown, registry.CodeNameUnknown:

@@ -49,6 +49,12 @@ func (m *Management) fail(w http.ResponseWriter, err error) {
 		switch e.Code {
 		case registry.CodeNameUnknown, registry.CodeManifestUnknown, registry.CodeBlobUnknown:
 			mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, e.Message)
+		case registry.CodeDenied:
+			if errors.Is(err, registry.ErrReferenced) {
+				mgmt.WriteError(w, http.StatusConflict, mgmt.CodeConflict, e.Message)
+				return
+			}
+			mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, e.Message)
 		case registry.CodeTooManyRequests:
 			mgmt.WriteError(w, http.StatusTooManyRequests, "TooManyRequests", e.Message)
 		default:
