@@ -8,9 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/cofferhq/coffer/internal/access"
@@ -98,19 +96,3 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // Caller returns the authenticated caller of a protected request.
 func Caller(ctx context.Context) (authn.Caller, bool) { return authn.CallerFrom(ctx) }
-
-// QueryBool reads the boolean query parameter name: absent is def; "true" or "false" (any
-// form strconv.ParseBool takes) is that; anything else, an empty value included, writes
-// 400 and returns ok=false, so a typo never silently reads as false.
-func QueryBool(w http.ResponseWriter, r *http.Request, name string, def bool) (v, ok bool) {
-	q := r.URL.Query()
-	if !q.Has(name) {
-		return def, true
-	}
-	v, err := strconv.ParseBool(q.Get(name))
-	if err != nil {
-		WriteError(w, http.StatusBadRequest, CodeBadParameter, fmt.Sprintf("%s must be true or false, not %q", name, q.Get(name)))
-		return false, false
-	}
-	return v, true
-}

@@ -59,14 +59,15 @@ func (s *Service) ReadBlob(ctx context.Context, b BlobInfo, offset int64) (io.Re
 	return r, nil
 }
 
-// DeleteBlob removes blob d from repo (the bytes go when no repository needs them).
+// DeleteBlob removes blob d from repo (the bytes go when no repository needs them). It is
+// refused (DENIED, ErrReferenced) while a manifest of repo references d.
 func (s *Service) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
 	if err := checkName(repo); err != nil {
 		return err
 	}
 	ok, err := s.meta.UnlinkBlob(ctx, repo, d)
 	if err != nil {
-		return asRegistryError(err)
+		return referencedError(err, "blob", d, repo, "manifest")
 	}
 	if !ok {
 		return newError(CodeBlobUnknown, "blob %s is not in repository %s", d, repo)

@@ -46,6 +46,9 @@ var (
 	ErrRangeNotSatisfiable = errors.New("chunk out of order")
 	// ErrTooLarge: the manifest exceeds the size limit (MANIFEST_INVALID).
 	ErrTooLarge = errors.New("manifest too large")
+	// ErrReferenced: a delete refused while manifests of the repository need the content
+	// (DENIED; the HTTP API answers 409 Conflict).
+	ErrReferenced = errors.New("content still referenced")
 )
 
 // TooLarge is the error for a manifest of size bytes over the limit max.

@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -65,6 +66,11 @@ func nonDistributable(mediaType string) bool {
 func parseManifest(body []byte, contentType string) (parsedManifest, error) {
 	var pm parsedManifest
 	var raw rawManifest
+	// JSON is UTF-8 (RFC 8259), and encoding/json would silently turn invalid bytes into
+	// U+FFFD: annotations the registry shows would not be the ones that were pushed.
+	if !utf8.Valid(body) {
+		return pm, newError(CodeManifestInvalid, "manifest is not valid UTF-8 (first invalid byte at offset %d): encode every string, annotations included, as UTF-8", invalidUTF8At(body))
+	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return pm, newError(CodeManifestInvalid, "manifest is not valid JSON: %v", err)
 	}
@@ -117,7 +123,7 @@ func parseManifest(body []byte, contentType string) (parsedManifest, error) {
 			if err != nil {
 				return pm, err
 			}
-			pm.Refs = append(pm.Refs, Reference{Digest: dg, Manifest: isManifestType(d.MediaType)})
+			pm.Refs = append(pm.Refs, Reference{Digest: dg, Manifest: isManifestType(d.MediaType), Size: d.Size, Field: "manifests[" + itoa(i) + "]"})
 		}
 		pm.ArtifactType = raw.ArtifactType
 	} else {
@@ -131,7 +137,7 @@ func parseManifest(body []byte, contentType string) (parsedManifest, error) {
 		if err != nil {
 			return pm, err
 		}
-		pm.Refs = append(pm.Refs, Reference{Digest: dg})
+		pm.Refs = append(pm.Refs, Reference{Digest: dg, Size: raw.Config.Size, Field: "config"})
 		for i, d := range raw.Layers {
 			dg, err := checkDesc("layers["+itoa(i)+"]", d)
 			if err != nil {
@@ -140,7 +146,7 @@ func parseManifest(body []byte, contentType string) (parsedManifest, error) {
 			if nonDistributable(d.MediaType) {
 				continue
 			}
-			pm.Refs = append(pm.Refs, Reference{Digest: dg})
+			pm.Refs = append(pm.Refs, Reference{Digest: dg, Size: d.Size, Field: "layers[" + itoa(i) + "]"})
 		}
 		pm.ArtifactType = raw.ArtifactType
 		if pm.ArtifactType == "" {
@@ -154,20 +160,43 @@ func parseManifest(body []byte, contentType string) (parsedManifest, error) {
 		}
 		pm.Subject = dg
 	}
-	pm.Refs = dedupRefs(pm.Refs)
+	refs, err := dedupRefs(pm.Refs)
+	if err != nil {
+		return pm, err
+	}
+	pm.Refs = refs
 	return pm, nil
 }
 
-func dedupRefs(refs []Reference) []Reference {
-	seen := map[digest.Digest]bool{}
+// dedupRefs keeps the first reference to each digest; one digest declared with two sizes
+// is refused (one of them is wrong whatever is stored).
+func dedupRefs(refs []Reference) ([]Reference, error) {
+	seen := map[digest.Digest]Reference{}
 	out := refs[:0]
 	for _, r := range refs {
-		if !seen[r.Digest] {
-			seen[r.Digest] = true
+		first, dup := seen[r.Digest]
+		if !dup {
+			seen[r.Digest] = r
 			out = append(out, r)
+			continue
+		}
+		if first.Size != r.Size {
+			return nil, newError(CodeManifestInvalid, "%s and %s both name %s but declare %d and %d bytes", first.Field, r.Field, r.Digest, first.Size, r.Size)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// invalidUTF8At is the offset of the first byte of b that is not valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 func itoa(i int) string {

@@ -84,6 +84,20 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 		return res, &Error{Code: CodeManifestBlobUnknown, Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, missing.Missing[0].Digest, repo),
 			Detail: map[string]any{"missing": list}}
 	}
+	var mismatch *MismatchError
+	if errors.As(err, &mismatch) {
+		m := mismatch.Mismatched[0]
+		what := "blob"
+		if m.Manifest {
+			what = "manifest"
+		}
+		var detail []map[string]any
+		for _, m := range mismatch.Mismatched {
+			detail = append(detail, map[string]any{"field": m.Field, "digest": m.Digest.String(), "size": m.Size, "storedSize": m.Stored})
+		}
+		return res, &Error{Code: CodeManifestInvalid, Message: fmt.Sprintf("manifest %s declares %s %s with %d bytes, but it has %d bytes in repository %s: fix the descriptor's size",
+			m.Field, what, m.Digest, m.Size, m.Stored, repo), Detail: map[string]any{"sizeMismatch": detail}}
+	}
 	if err != nil {
 		return res, asRegistryError(err)
 	}
@@ -178,7 +192,8 @@ func (s *Service) GetManifest(ctx context.Context, repo, reference string) (Mani
 	return rec, buf.Bytes(), nil
 }
 
-// DeleteManifest deletes a manifest by digest (with its tags), or a tag alone.
+// DeleteManifest deletes a manifest by digest (with its tags), or a tag alone. Deleting by
+// digest is refused (DENIED, ErrReferenced) while an index of repo lists the manifest.
 func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) error {
 	if err := checkName(repo); err != nil {
 		return err
@@ -202,10 +217,27 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, reference string) er
 	}
 	ok, err := s.meta.DeleteManifest(ctx, repo, d)
 	if err != nil {
-		return asRegistryError(err)
+		return referencedError(err, "manifest", d, repo, "index")
 	}
 	if !ok {
 		return newError(CodeManifestUnknown, "manifest %s is not in repository %s", d, repo)
 	}
 	return nil
+}
+
+// referencedError explains a delete refused because manifests of repo still need the
+// content (what d), or passes any other error on.
+func referencedError(err error, what string, d digest.Digest, repo, referrer string) error {
+	var ref *ReferencedError
+	if !errors.As(err, &ref) {
+		return asRegistryError(err)
+	}
+	by := make([]string, len(ref.By))
+	for i, m := range ref.By {
+		by[i] = m.String()
+	}
+	return &Error{Code: CodeDenied, cause: ErrReferenced,
+		Message: fmt.Sprintf("%s %s is still referenced by %s %s in repository %s: delete the %s first, so that no tagged image is left unpullable",
+			what, d, referrer, by[0], repo, referrer),
+		Detail: map[string]any{"referencedBy": by}}
 }

@@ -35,12 +35,40 @@ type Reference struct {
 	Digest digest.Digest
 	// Manifest: a child manifest of an index (else a blob: config or layer).
 	Manifest bool
+	// Size is the size the manifest's descriptor declares; the stored content must have it.
+	Size int64
+	// Field names the descriptor in the manifest ("config", "layers[2]", "manifests[0]").
+	Field string
 }
 
 // MissingError lists the references a manifest needs that the repository lacks.
 type MissingError struct{ Missing []Reference }
 
 func (e *MissingError) Error() string { return "manifest references unknown content" }
+
+// ReferencedError is a delete refused because manifests of the repository still need the
+// content (an index lists the manifest, a manifest references the blob).
+type ReferencedError struct {
+	// By are (some of) the referring manifests, sorted.
+	By []digest.Digest
+}
+
+func (e *ReferencedError) Error() string {
+	return "content is referenced by manifests of its repository"
+}
+
+// SizeMismatch is a reference whose declared size is not the stored content's.
+type SizeMismatch struct {
+	Reference
+	Stored int64
+}
+
+// MismatchError lists the references whose declared size differs from the stored content.
+type MismatchError struct{ Mismatched []SizeMismatch }
+
+func (e *MismatchError) Error() string {
+	return "manifest declares sizes that differ from the stored content"
+}
 
 // Upload is an upload session.
 type Upload struct {
@@ -85,16 +113,19 @@ type Metadata interface {
 	// CompleteUpload links the blob an upload produced to repo (as LinkBlob) and deletes
 	// the upload session, in one transaction.
 	CompleteUpload(ctx context.Context, uploadID, repo string, b BlobInfo, now time.Time) error
-	// UnlinkBlob removes the link of d from repo; false if there was none.
+	// UnlinkBlob removes the link of d from repo; false if there was none. It fails with
+	// *ReferencedError, removing nothing, while a manifest of repo references d.
 	UnlinkBlob(ctx context.Context, repo string, d digest.Digest) (bool, error)
 
 	// PutManifest records a manifest whose bytes are durable in the blob store, its
 	// references and its tags (if any), in one transaction. It fails with *MissingError if
-	// a reference is absent from the repository.
+	// a reference is absent from the repository, and with *MismatchError if one is present
+	// with another size than its descriptor declares.
 	PutManifest(ctx context.Context, m ManifestRecord, refs []Reference, tags []string, now time.Time) error
 	Manifest(ctx context.Context, repo string, d digest.Digest) (ManifestRecord, error)
 	Tag(ctx context.Context, repo, tag string) (digest.Digest, error)
-	// DeleteManifest removes the manifest, its references and every tag pointing to it.
+	// DeleteManifest removes the manifest, its references and every tag pointing to it. It
+	// fails with *ReferencedError, removing nothing, while an index of repo lists it.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) (bool, error)
 	DeleteTag(ctx context.Context, repo, tag string) (bool, error)
 	// Tags lists tag names after last in lexical order, at most n (n < 0: all).

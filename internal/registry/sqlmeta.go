@@ -289,25 +289,59 @@ func (m *SQLMetadata) runLinks() {
 	}
 }
 
+// referrersOf fails with *ReferencedError naming up to 10 manifests of repo (other than d
+// itself) whose references include d. It runs inside the deleting transaction, so that a
+// manifest pushed meanwhile is seen: the store's write transactions are serialised
+// (SQLite's single writer), and PutManifest checks its references in its own.
+func referrersOf(ctx context.Context, tx *sql.Tx, repo string, d digest.Digest) error {
+	rows, err := tx.QueryContext(ctx, `SELECT manifest FROM registry_manifest_refs
+		WHERE repo = ? AND ref = ? AND manifest <> ? ORDER BY manifest LIMIT 10`, repo, d.String(), d.String())
+	if err != nil {
+		return err
+	}
+	by, err := scanStrings(rows)
+	if err != nil || len(by) == 0 {
+		return err
+	}
+	e := &ReferencedError{}
+	for _, s := range by {
+		e.By = append(e.By, digest.Digest(s))
+	}
+	return e
+}
+
 func (m *SQLMetadata) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) (bool, error) {
-	res, err := m.db.ExecContext(ctx, `DELETE FROM registry_links WHERE repo = ? AND digest = ?`, repo, d.String())
+	var found bool
+	err := m.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := referrersOf(ctx, tx, repo, d); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM registry_links WHERE repo = ? AND digest = ?`, repo, d.String())
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		found = n > 0
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("unlink blob %s from %s: %w", d, repo, err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	return found, nil
 }
 
 func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs []Reference, tags []string, now time.Time) error {
 	return m.db.InTx(ctx, func(tx *sql.Tx) error {
 		var missing []Reference
+		var mismatched []SizeMismatch
 		for _, ref := range refs {
-			q := `SELECT 1 FROM registry_links WHERE repo = ? AND digest = ?`
+			q := `SELECT b.size FROM registry_links l JOIN registry_blobs b ON b.digest = l.digest
+				WHERE l.repo = ? AND l.digest = ?`
 			if ref.Manifest {
-				q = `SELECT 1 FROM registry_manifests WHERE repo = ? AND digest = ?`
+				q = `SELECT size FROM registry_manifests WHERE repo = ? AND digest = ?`
 			}
-			var one int
-			err := tx.QueryRowContext(ctx, q, rec.Repo, ref.Digest.String()).Scan(&one)
+			var size int64
+			err := tx.QueryRowContext(ctx, q, rec.Repo, ref.Digest.String()).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				missing = append(missing, ref)
 				continue
@@ -315,9 +349,15 @@ func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs 
 			if err != nil {
 				return err
 			}
+			if size != ref.Size {
+				mismatched = append(mismatched, SizeMismatch{Reference: ref, Stored: size})
+			}
 		}
 		if len(missing) > 0 {
 			return &MissingError{Missing: missing}
+		}
+		if len(mismatched) > 0 {
+			return &MismatchError{Mismatched: mismatched}
 		}
 		if err := ensureRepo(ctx, tx, rec.Repo, now); err != nil {
 			return err
@@ -395,6 +435,9 @@ func (m *SQLMetadata) Tag(ctx context.Context, repo, tag string) (digest.Digest,
 func (m *SQLMetadata) DeleteManifest(ctx context.Context, repo string, d digest.Digest) (bool, error) {
 	var found bool
 	err := m.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := referrersOf(ctx, tx, repo, d); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM registry_manifests WHERE repo = ? AND digest = ?`, repo, d.String())
 		if err != nil {
 			return err

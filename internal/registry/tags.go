@@ -43,3 +43,11 @@ func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, bo
 	}
 	return repos, false, nil
 }
+
+// Listing page sizes (catalog, tags list, the management repository list).
+const (
+	// DefaultPageSize is the most entries a listing answers when the client gives no n.
+	DefaultPageSize = 100
+	// MaxPageSize is the most entries a listing answers whatever n asks.
+	MaxPageSize = 1000
+)

@@ -29,16 +29,18 @@ func (h *Handler) base(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// pagination parses n and last; n < 0 means "no limit".
+// pagination parses n and last. Without n a page has registry.DefaultPageSize entries,
+// and n is capped at registry.MaxPageSize (the spec lets a registry answer fewer than n;
+// the Link header leads to the rest), so no listing is unbounded.
 func pagination(r *http.Request) (n int, last string, err error) {
 	q := r.URL.Query()
-	n = -1
+	n = registry.DefaultPageSize
 	if s := q.Get("n"); s != "" {
 		v, perr := strconv.Atoi(s)
 		if perr != nil || v < 0 {
 			return 0, "", &registry.Error{Code: "PAGINATION_NUMBER_INVALID", Message: "n must be a non-negative integer"}
 		}
-		n = v
+		n = min(v, registry.MaxPageSize)
 	}
 	return n, q.Get("last"), nil
 }

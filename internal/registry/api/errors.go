@@ -16,6 +16,8 @@ func statusOf(e *registry.Error) int {
 		return http.StatusRequestedRangeNotSatisfiable
 	case errors.Is(e, registry.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(e, registry.ErrReferenced):
+		return http.StatusConflict
 	}
 	switch e.Code {
 	case registry.CodeBlobUnknown, registry.CodeBlobUploadUnknown, registry.CodeManifestUnknown, registry.CodeNameUnknown:
@@ -62,10 +64,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		Detail:  map[string]string{"requestId": id}})
 }
 
-// failUpload answers an upload failure; a broken request body is the client's fault.
+// failUpload answers an upload failure; a broken request body is the client's fault. A
+// refused key is not: it is answered as on every other endpoint (403 DENIED with the cause,
+// as pulls are), never as the client's BLOB_UPLOAD_INVALID.
 func (h *Handler) failUpload(w http.ResponseWriter, r *http.Request, err error) {
 	var e *registry.Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) || errors.Is(err, blobstore.ErrAccessDenied) {
 		h.fail(w, r, err)
 		return
 	}

@@ -3,8 +3,10 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/blobstore"
@@ -15,7 +17,8 @@ import (
 
 // Management serves the registry's management API under /coffer/v1/registry:
 //
-//	GET    /coffer/v1/registry/repositories[?last=&n=]  list (registry/list at /registry)
+//	GET    /coffer/v1/registry/repositories[?last=&n=]  list (registry/list at /registry),
+//	       registry.DefaultPageSize a page unless n says (at most registry.MaxPageSize)
 //	GET    /coffer/v1/registry/repositories/{name...}   show (registry/pull at the repository)
 //	DELETE /coffer/v1/registry/repositories/{name...}   delete (registry/delete at the repository)
 //	GET    /coffer/v1/registry/tags?repository=NAME     tags (registry/pull at the repository)
@@ -46,6 +49,12 @@ func (m *Management) fail(w http.ResponseWriter, err error) {
 		switch e.Code {
 		case registry.CodeNameUnknown, registry.CodeManifestUnknown, registry.CodeBlobUnknown:
 			mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, e.Message)
+		case registry.CodeDenied:
+			if errors.Is(err, registry.ErrReferenced) {
+				mgmt.WriteError(w, http.StatusConflict, mgmt.CodeConflict, e.Message)
+				return
+			}
+			mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, e.Message)
 		case registry.CodeTooManyRequests:
 			mgmt.WriteError(w, http.StatusTooManyRequests, "TooManyRequests", e.Message)
 		default:
@@ -72,16 +81,11 @@ func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, m.authz, access.RegistryList, access.ScopeRegistry) {
 		return
 	}
-	n := -1
-	if s := r.URL.Query().Get("n"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 0 {
-			mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "n must be a non-negative integer")
-			return
-		}
-		n = v
+	n, ok := intParam(w, r, "n", registry.DefaultPageSize)
+	if !ok {
+		return
 	}
-	names, more, err := m.svc.Catalog(r.Context(), r.URL.Query().Get("last"), n)
+	names, more, err := m.svc.Catalog(r.Context(), r.URL.Query().Get("last"), min(n, registry.MaxPageSize))
 	if err != nil {
 		m.fail(w, err)
 		return
@@ -166,7 +170,7 @@ func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.Authorize(w, r, m.authz, access.RegistryManage, access.ScopeRegistry) {
 		return
 	}
-	dry, ok := mgmt.QueryBool(w, r, "dryRun", false)
+	dry, ok := boolParam(w, r, "dryRun")
 	if !ok {
 		return
 	}
@@ -203,6 +207,41 @@ func (m *Management) gc(w http.ResponseWriter, r *http.Request) {
 	}
 	out := GCReportOut(rep)
 	enc.Encode(wire.GCEvent{Phase: "done", Report: &out})
+}
+
+// boolParam parses the optional boolean query parameter name (strconv.ParseBool's forms:
+// true, false, 1, 0, t, f). A value that does not parse, or a parameter given twice, is a
+// 400: a typo must not turn a dry run into a real one.
+func boolParam(w http.ResponseWriter, r *http.Request, name string) (v, ok bool) {
+	vals, given := r.URL.Query()[name]
+	if !given {
+		return false, true
+	}
+	if len(vals) == 1 {
+		if b, err := strconv.ParseBool(vals[0]); err == nil {
+			return b, true
+		}
+	}
+	mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter,
+		fmt.Sprintf("%s must be given once, as true or false (got %s)", name, strconv.Quote(strings.Join(vals, ","))))
+	return false, false
+}
+
+// intParam parses the optional non-negative integer query parameter name (def when
+// absent); anything else is a 400.
+func intParam(w http.ResponseWriter, r *http.Request, name string, def int) (int, bool) {
+	vals, given := r.URL.Query()[name]
+	if !given {
+		return def, true
+	}
+	if len(vals) == 1 {
+		if n, err := strconv.Atoi(vals[0]); err == nil && n >= 0 {
+			return n, true
+		}
+	}
+	mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter,
+		fmt.Sprintf("%s must be given once, as a non-negative integer (got %s)", name, strconv.Quote(strings.Join(vals, ","))))
+	return 0, false
 }
 
 // RepositoryOut is info on the wire.

@@ -22,6 +22,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	} else {
 		rec, body, err = h.svc.GetManifest(r.Context(), rt.name, rt.ref)
 	}
+	if err == nil {
+		err = acceptable(r, rec.MediaType)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
