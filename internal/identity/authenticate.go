@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"fmt"
 )
@@ -9,10 +10,11 @@ import (
 // Authenticate checks a username and secret: a user's name and password, a service
 // principal's client id and client secret, or a repository token's name and password.
 // Every failure returns ErrInvalidCredentials; the work done does not depend on whether the
-// name exists.
+// name exists. A success is remembered for a short time (see loginCache): the same name and
+// secret again skip argon2id while the stored credential is unchanged.
 func (s *Service) Authenticate(ctx context.Context, username, secret string) (Principal, error) {
 	if username == "" || secret == "" || len(username) > 256 || len(secret) > 1024 {
-		checkPassword(dummyHash, secret)
+		s.checkPassword(dummyHash, secret)
 		return Principal{}, ErrInvalidCredentials
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, COALESCE(client_id, ''), COALESCE(secret_hash, '') FROM identity_principals
@@ -40,7 +42,35 @@ func (s *Service) Authenticate(ctx context.Context, username, secret string) (Pr
 	if err := rows.Err(); err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)
 	}
-	var found *Principal
+	now := s.now()
+	ck := s.logins.key(username, secret)
+	if e, hit := s.logins.get(ck, now); hit {
+		// A login these credentials passed a moment ago: accept it again only if the
+		// principal and its stored credential are still the ones it passed against.
+		for i := range cands {
+			c := &cands[i]
+			if c.p.ID != e.principalID {
+				continue
+			}
+			var ok bool
+			switch c.p.Kind {
+			case KindUser:
+				st := s.logins.stamp(c.hash)
+				ok = hmac.Equal(e.stamp[:], st[:])
+			case KindRepositoryToken:
+				ok = c.hash != "" && checkSecret(c.hash, secret)
+			case KindServicePrincipal:
+				if ok, err = s.checkClientSecret(ctx, c.p.ID, secret); err != nil {
+					return Principal{}, err
+				}
+			}
+			if ok {
+				return c.p, nil
+			}
+		}
+		s.logins.drop(ck) // stale: verify in full below
+	}
+	var found *cand
 	checkedPassword := false
 	for i := range cands {
 		c := &cands[i]
@@ -48,7 +78,7 @@ func (s *Service) Authenticate(ctx context.Context, username, secret string) (Pr
 		switch c.p.Kind {
 		case KindUser:
 			checkedPassword = true
-			ok, _ = checkPassword(c.hash, secret)
+			ok, _ = s.checkPassword(c.hash, secret)
 		case KindRepositoryToken:
 			ok = c.hash != "" && checkSecret(c.hash, secret)
 		case KindServicePrincipal:
@@ -58,17 +88,22 @@ func (s *Service) Authenticate(ctx context.Context, username, secret string) (Pr
 			}
 		}
 		if ok && found == nil {
-			found = &c.p
+			found = c
 		}
 	}
 	if !checkedPassword {
 		// Equalize timing with a user login so names cannot be probed.
-		checkPassword(dummyHash, secret)
+		s.checkPassword(dummyHash, secret)
 	}
 	if found == nil {
 		return Principal{}, ErrInvalidCredentials
 	}
-	return *found, nil
+	e := loginEntry{principalID: found.p.ID, expires: now.Add(s.logins.ttl)}
+	if found.p.Kind == KindUser {
+		e.stamp = s.logins.stamp(found.hash)
+	}
+	s.logins.put(ck, e, now)
+	return found.p, nil
 }
 
 // AuthenticateClient checks a service principal's client id and secret (OAuth2 client

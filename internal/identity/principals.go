@@ -229,6 +229,7 @@ func (s *Service) Delete(ctx context.Context, kind Kind, ref string) error {
 		}
 		return nil
 	})
+	s.logins.forget(p.ID)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,11 @@ type Service struct {
 	tenantID string
 	system   Principal
 
+	// logins remembers recent successful logins (logincache.go).
+	logins *loginCache
+	// checkPassword verifies a user password against its argon2id hash (tests count it).
+	checkPassword func(encoded, password string) (bool, error)
+
 	mu      sync.RWMutex
 	guards  []DeleteGuard
 	deleted []DeletedHook
@@ -134,7 +139,7 @@ func Open(ctx context.Context, db *store.DB, opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Service{db: db, now: opts.Now, live: map[string]time.Time{}}
+	s := &Service{db: db, now: opts.Now, live: map[string]time.Time{}, logins: newLoginCache(loginCacheMax, loginCacheTTL), checkPassword: checkPassword}
 	if err := db.Migrate(ctx, "identity", migrations); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,9 @@ func (s *Service) addSecret(ctx context.Context, principalID string, lifetime ti
 			sec.ID, principalID, hashSecret(value), sec.Hint, sec.CreatedAt.Unix(), sec.ExpiresAt.Unix())
 		return err
 	})
+	if replace {
+		s.logins.forget(principalID)
+	}
 	if err != nil {
 		return Secret{}, fmt.Errorf("store client secret: %w", err)
 	}

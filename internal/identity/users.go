@@ -89,6 +89,7 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	if err != nil {
 		return err
 	}
+	defer s.logins.forget(p.ID)
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE identity_principals SET secret_hash = ?, updated_at = ? WHERE id = ?`,
 			hash, s.now().Unix(), p.ID); err != nil {
