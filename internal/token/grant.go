@@ -95,6 +95,10 @@ func (g *Granter) allowed(ctx context.Context, p identity.Principal, action acce
 	return err == nil
 }
 
+// repositoryActions are the access actions each Docker action needs. "*" is one action, as
+// in Distribution (its token server filters requested actions one by one, and its resource
+// server lets a token holding "*" do everything): it is granted only to a principal allowed
+// all three, never narrowed to the allowed subset. Ask for pull,push by name instead.
 var repositoryActions = map[string][]access.Action{
 	"pull":   {access.RegistryPull},
 	"push":   {access.RegistryPush},

@@ -3,6 +3,8 @@ package token
 import (
 	"fmt"
 	"strings"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // Scope is one requested resource scope of the Docker registry token flow:
@@ -50,6 +52,26 @@ func ParseScopes(values []string) ([]Scope, error) {
 		}
 	}
 	return out, nil
+}
+
+// ParseRegistryScopes parses the scope parameters of a registry token request, as
+// ParseScopes, and refuses repository names the registry refuses (upper case, over 255
+// characters, a host:port prefix, anything outside the OCI distribution grammar): a token
+// for a repository that cannot exist would only hide the client's mistake.
+func ParseRegistryScopes(values []string) ([]Scope, error) {
+	scopes, err := ParseScopes(values)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range scopes {
+		if sc.Type != "repository" {
+			continue
+		}
+		if err := wire.ValidateRepositoryName(sc.Name); err != nil {
+			return nil, fmt.Errorf("scope %q: %w", clip(sc.String()), err)
+		}
+	}
+	return scopes, nil
 }
 
 // ParseScope parses one scope.
