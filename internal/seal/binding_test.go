@@ -214,3 +214,28 @@ func TestRefuseVersion1(t *testing.T) {
 		t.Fatalf("a version 2 object: %q %v", got, err)
 	}
 }
+
+// TestUpgradeStopsWithoutKey: with the key revoked the pass stops at once with the key's
+// error (rather than failing every object), and the next pass does the work.
+func TestUpgradeStopsWithoutKey(t *testing.T) {
+	ctx := context.Background()
+	inner, dir := newFS(t)
+	k := newKeys()
+	d := seal.NewDriver(inner, k).(*seal.Driver)
+	for _, p := range []string{"blobs/a", "blobs/b"} {
+		writeV1(t, inner, k, p, []byte(p))
+	}
+	k.revoke(seal.ErrKeyUnavailable)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rep, err := d.Upgrade(ctx, "blobs/", log)
+	if !errors.Is(err, seal.ErrKeyUnavailable) || rep.Examined != 1 || rep.Failed != 0 {
+		t.Fatalf("pass without the key: %+v, %v", rep, err)
+	}
+	k.revoke(nil)
+	if rep, err := d.Upgrade(ctx, "blobs/", log); err != nil || rep.Upgraded != 2 {
+		t.Fatalf("pass with the key back: %+v, %v", rep, err)
+	}
+	if v := version(t, dir, "blobs/b"); v != 2 {
+		t.Fatalf("version %d", v)
+	}
+}

@@ -73,6 +73,11 @@ func (d *Driver) Upgrade(ctx context.Context, prefix string, log *slog.Logger) (
 			if ctx.Err() != nil {
 				return rep, ctx.Err()
 			}
+			if errors.Is(err, blobstore.ErrAccessDenied) {
+				// The key is not accessible now: nothing can be upgraded; the next pass resumes.
+				log.Warn("sealed object upgrade stopped: the encryption key is not accessible", "examined", rep.Examined, "upgraded", rep.Upgraded, "err", err)
+				return rep, fmt.Errorf("seal upgrade: %w", err)
+			}
 			rep.Failed++
 			log.Warn("sealed object upgrade failed; the object is left in version 1", "path", p, "err", err)
 		case outcome == upgradeCurrent:
