@@ -221,7 +221,7 @@ func TestUpgradeStopsWithoutKey(t *testing.T) {
 	ctx := context.Background()
 	inner, dir := newFS(t)
 	k := newKeys()
-	d := seal.NewDriver(inner, k).(*seal.Driver)
+	d := seal.NewDriver(inner, k)
 	for _, p := range []string{"blobs/a", "blobs/b"} {
 		writeV1(t, inner, k, p, []byte(p))
 	}

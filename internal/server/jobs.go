@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -59,16 +61,31 @@ func (s *Server) registryJobs(svc *registry.Service) func(context.Context) {
 // sealUpgrade re-seals, once after each start, the registry's objects still in the sealed
 // format's version 1 (bound to no name) into version 2, which binds each to its digest
 // (docs/seal-format.md). It is idempotent and resumable: a store with nothing left to
-// upgrade costs one walk. A failure is logged; the objects stay readable as they are.
+// upgrade costs one walk. While the key is not accessible it tries again every minute; any
+// other failure is logged and waits for the next start (the objects stay readable).
 func (s *Server) sealUpgrade(d *seal.Driver) func(context.Context) {
 	return func(ctx context.Context) {
 		log := s.log.With("part", "seal", "job", "upgrade")
-		rep, err := d.Upgrade(ctx, "blobs/", log)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("upgrade of sealed objects to format version 2 stopped; it runs again at the next start", "err", err, "upgraded", rep.Upgraded)
-		case rep.Upgraded > 0 || rep.Failed > 0:
-			log.Info("sealed objects upgraded to format version 2", "upgraded", rep.Upgraded, "failed", rep.Failed, "examined", rep.Examined)
+		for {
+			rep, err := d.Upgrade(ctx, "blobs/", log)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				if rep.Upgraded > 0 || rep.Failed > 0 {
+					log.Info("sealed objects upgraded to format version 2", "upgraded", rep.Upgraded, "failed", rep.Failed, "examined", rep.Examined)
+				}
+				return
+			}
+			log.Warn("upgrade of sealed objects to format version 2 stopped", "err", err, "upgraded", rep.Upgraded)
+			if !errors.Is(err, blobstore.ErrAccessDenied) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
 		}
 	}
 }
