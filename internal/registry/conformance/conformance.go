@@ -943,8 +943,11 @@ func (s *suite) testReferrers(t *testing.T) {
 }
 
 func (s *suite) testNames(t *testing.T) {
+	// A name the registry refuses gets no token (the token endpoint refuses it too), so the
+	// request carries a token for another repository: the name is refused before access.
+	other := s.repo("names/other")
 	for _, bad := range []string{"UPPER/case", "a..b", "-lead", "trail-"} {
-		resp, body := s.do(t, req{method: "GET", path: "/v2/" + bad + "/tags/list", scopes: pull(bad)})
+		resp, body := s.do(t, req{method: "GET", path: "/v2/" + bad + "/tags/list", scopes: pull(other)})
 		expectError(t, "invalid name "+bad, resp, body, 400, "NAME_INVALID")
 	}
 	// Deep names work.
