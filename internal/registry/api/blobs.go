@@ -73,7 +73,9 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 	w.WriteHeader(status)
 	// Large copies in large writes (the response writer is wrapped, so no sendfile).
 	buf := make([]byte, max(1, min(length, 1<<20)))
-	if _, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf); err != nil && r.Context().Err() == nil {
+	n, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf)
+	h.cfg.Metrics.Pull("blob", n, err)
+	if err != nil && r.Context().Err() == nil {
 		h.cfg.Log.WarnContext(r.Context(), "blob read failed mid-response", "repo", rt.name, "digest", d, "request_id", requestID(r), "err", err)
 	}
 }

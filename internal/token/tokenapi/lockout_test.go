@@ -17,7 +17,9 @@ func from(t *testing.T, inst *servertest.Instance, ip string) *servertest.Instan
 	t.Helper()
 	tr := inst.Client.Transport.(*http.Transport).Clone()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) { return d.DialContext(ctx, network, addr) }
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
 	c := *inst
 	c.Client = &http.Client{Transport: tr}
 	return &c
