@@ -36,7 +36,7 @@ type GCProgress struct {
 	Total int
 }
 
-// GC collects garbage online, safely beside concurrent pushes and pulls:
+// collect collects garbage online, safely beside concurrent pushes and pulls:
 //
 //   - mark: the metadata store finds blobs that no manifest references, that are not a
 //     manifest's own bytes, and that no repository linked within the grace period;
@@ -48,7 +48,7 @@ type GCProgress struct {
 //     grace period are removed the same way.
 //
 // Uploads in progress live apart from blobs and are only removed when they expire.
-func (s *Service) GC(ctx context.Context, dryRun bool, progress func(GCProgress)) (GCReport, error) {
+func (s *Service) collect(ctx context.Context, dryRun bool, progress func(GCProgress)) (GCReport, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 	if progress == nil {

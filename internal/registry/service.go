@@ -33,6 +33,8 @@ type Options struct {
 	// Now is the clock (tests move it).
 	Now func() time.Time
 	Log *slog.Logger
+	// Metrics, if set, records garbage collections.
+	Metrics *Metrics
 }
 
 // Service is the registry.

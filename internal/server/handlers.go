@@ -40,6 +40,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		IdentityHeader: p.identityHeader,
 		Limiter:        identity.NewLoginLimiter(s.cfg.LoginFailureLimit, time.Minute, nil),
 		Log:            s.log,
+		Metrics:        tokenapi.NewMetrics(s.metrics),
 	}).Register(s.mux)
 
 	// The management API (/coffer/v1): every route through the one route table.
@@ -104,6 +105,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		Service: p.registry,
 		Auth:    auth,
 		Log:     s.log.With("part", "registry"),
+		Metrics: p.registry.Options().Metrics,
 	}))
 	return nil
 }

@@ -156,6 +156,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,
 		GCGrace:         registryGCGrace,
 		Log:             s.log.With("part", "registry"),
+		Metrics:         s.registryMetrics(meta),
 	})
 
 	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))

@@ -21,6 +21,8 @@ type Config struct {
 	// Trust, if set, serves /v2/<name>/_trust/...; otherwise those paths answer 404.
 	Trust http.Handler
 	Log   *slog.Logger
+	// Metrics, if set, counts pushes and pulls.
+	Metrics *registry.Metrics
 }
 
 // Handler serves /v2/.

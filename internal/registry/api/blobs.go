@@ -85,13 +85,18 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 		}
 		hd.Del("Content-Length")
 		hd.Del("Content-Range")
+		h.cfg.Metrics.Pull("blob", 0, err)
 		h.fail(w, r, fmt.Errorf("read blob %s: %w", d, err))
 		return
 	}
 	w.WriteHeader(status)
-	if _, err = w.Write(buf[:first]); err == nil {
-		_, err = io.CopyBuffer(w, body, buf)
+	n, err := w.Write(buf[:first])
+	if err == nil {
+		var rest int64
+		rest, err = io.CopyBuffer(w, body, buf)
+		n += int(rest)
 	}
+	h.cfg.Metrics.Pull("blob", int64(n), err)
 	if err != nil && r.Context().Err() == nil {
 		h.cfg.Log.WarnContext(r.Context(), "blob read failed mid-response", "repo", rt.name, "digest", d, "request_id", requestID(r), "err", err)
 	}

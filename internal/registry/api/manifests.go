@@ -40,7 +40,8 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
-		w.Write(body)
+		n, err := w.Write(body)
+		h.cfg.Metrics.Pull("manifest", int64(n), err)
 	}
 }
 
@@ -65,6 +66,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		return
 	}
 	res, err := h.svc.PutManifest(r.Context(), rt.name, rt.ref, r.Header.Get("Content-Type"), body, r.URL.Query()["tag"]...)
+	h.cfg.Metrics.Push("manifest", int64(len(body)), err)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -72,6 +72,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt route) 
 			return
 		}
 		b, err := h.svc.PutBlob(r.Context(), rt.name, d, r.Body)
+		h.cfg.Metrics.Push("blob", b.Size, err)
 		if err != nil {
 			h.failUpload(w, r, err)
 			return
@@ -175,6 +176,7 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt route) {
 		body = r.Body
 	}
 	b, err := h.svc.FinishUpload(r.Context(), rt.name, rt.ref, start, body, d)
+	h.cfg.Metrics.Push("blob", b.Size, err)
 	if err != nil {
 		h.failUpload(w, r, err)
 		return

@@ -23,4 +23,6 @@ type Config struct {
 	IdentityHeader string
 	Limiter        *identity.LoginLimiter
 	Log            *slog.Logger
+	// Metrics, if set, counts token requests.
+	Metrics *Metrics
 }

@@ -33,17 +33,17 @@ func New(cfg Config) *API {
 // (no path wildcard), so they never overlap other parts' routes.
 func (a *API) Register(mux *http.ServeMux) {
 	tenant := a.cfg.Tokens.TenantID()
-	mux.HandleFunc("GET /oauth2/token", a.dockerToken)
-	mux.HandleFunc("POST /oauth2/token", a.postToken)
+	mux.HandleFunc("GET /oauth2/token", a.cfg.Metrics.counted("docker", a.dockerToken))
+	mux.HandleFunc("POST /oauth2/token", a.cfg.Metrics.counted("", a.postToken))
 	mux.HandleFunc("POST /oauth2/revoke", a.revoke)
 	mux.HandleFunc("GET /oauth2/keys", a.jwks)
 	mux.HandleFunc("GET /.well-known/openid-configuration", a.discovery)
 	mux.HandleFunc("GET /"+tenant+"/v2.0/.well-known/openid-configuration", a.discovery)
 	mux.HandleFunc("GET /"+tenant+"/.well-known/openid-configuration", a.discovery)
-	mux.HandleFunc("POST /"+tenant+"/oauth2/v2.0/token", a.entraToken)
-	mux.HandleFunc("POST /"+tenant+"/oauth2/token", a.entraToken)
+	mux.HandleFunc("POST /"+tenant+"/oauth2/v2.0/token", a.cfg.Metrics.counted("", a.entraToken))
+	mux.HandleFunc("POST /"+tenant+"/oauth2/token", a.cfg.Metrics.counted("", a.entraToken))
 	mux.HandleFunc("GET /"+tenant+"/discovery/v2.0/keys", a.jwks)
-	mux.HandleFunc("GET /msi/token", a.managedIdentityToken)
+	mux.HandleFunc("GET /msi/token", a.cfg.Metrics.counted("managed_identity", a.managedIdentityToken))
 }
 
 // tokenResponse is the answer of every token endpoint: the Docker fields (token,
