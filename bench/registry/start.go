@@ -2,17 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/server"
+	"github.com/cofferhq/coffer/internal/tlsca"
 )
 
 // target is one registry being measured.
@@ -164,38 +159,17 @@ func startInProcess(ctx context.Context, dir string) (*target, func()) {
 	return t, func() { cancel(); <-done }
 }
 
-// tlsFiles is a certificate for 127.0.0.1 signed by a CA the harness made, for the peers.
+// tlsFiles is a certificate for 127.0.0.1 from a local CA (internal/tlsca), for the peers.
 type tlsFiles struct {
 	cert, key string
 	roots     *x509.CertPool
 }
 
 func makeTLS(dir string) *tlsFiles {
-	must(os.MkdirAll(dir, 0o700))
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	_, err := tlsca.Ensure(dir, []string{"127.0.0.1", "localhost"}, time.Now())
 	must(err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	must(err)
-	ca, err := x509.ParseCertificate(caDER)
-	must(err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	must(err)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	must(err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	must(err)
-	f := &tlsFiles{cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), roots: x509.NewCertPool()}
-	must(os.WriteFile(f.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	must(os.WriteFile(f.key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600))
-	f.roots.AddCert(ca)
-	return f
+	f := tlsca.Files{Dir: dir}
+	return &tlsFiles{cert: f.ServerCert(), key: f.ServerKey(), roots: loadRoots(f.CACert(), 0)}
 }
 
 // startDistribution runs CNCF Distribution with its filesystem driver, TLS when tf is set,
