@@ -121,6 +121,7 @@ var classes = map[string]class{
 	"internal/architecture":         helper,
 	"internal/blobstore/drivertest": helper,
 	"internal/clocktest":            helper,
+	"internal/mgmt/wire/wiretest":   helper,
 	"internal/kek/kektest":          helper,
 	"internal/registry/conformance": helper,
 	"internal/servertest":           helper,

@@ -45,10 +45,6 @@ COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
 			if err != nil {
 				return err
 			}
-			if err := srv.Listen(); err != nil {
-				srv.Close()
-				return err
-			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Coffer is serving on %s (data in %s)\n", srv.URL(), cfg.DataDir)
 			return srv.Serve(cmd.Context())
 		},

@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	s.db = db
 	s.closers = append(s.closers, db.Close)
 	// The main listener is bound before the parts are built: vault URLs carry its port.
-	if err := s.Listen(); err != nil {
+	if err := s.listen(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -264,12 +264,9 @@ func (s *Server) instrument(api string, h http.Handler) http.Handler {
 	})
 }
 
-// Listen opens the main listener. New opens it already (vault URLs carry its port), so a
-// call after New does nothing; callers learn the address (tests use port 0) before Serve.
-func (s *Server) Listen() error {
-	if s.listener != nil {
-		return nil
-	}
+// listen opens the main listener; New calls it before building the parts (vault URLs
+// carry its port), so callers learn the address (tests use port 0) before Serve.
+func (s *Server) listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
@@ -301,11 +298,6 @@ func (s *Server) URL() string {
 // in-flight requests get up to ShutdownTimeout to finish, background jobs stop, and the
 // stores close.
 func (s *Server) Serve(ctx context.Context) error {
-	if s.listener == nil {
-		if err := s.Listen(); err != nil {
-			return err
-		}
-	}
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	for _, job := range s.background {

@@ -69,11 +69,6 @@ func StartConfig(cfg config.Server) (*Instance, error) {
 		cancel()
 		return nil, err
 	}
-	if err := srv.Listen(); err != nil {
-		srv.Close()
-		cancel()
-		return nil, err
-	}
 	inst := &Instance{URL: srv.URL(), Addr: srv.Addr(), DataDir: cfg.DataDir, Config: cfg, Server: srv, stop: cancel, done: make(chan error, 1)}
 	go func() { inst.done <- srv.Serve(ctx) }()
 	pw, _ := os.ReadFile(filepath.Join(cfg.DataDir, "initial-admin-password"))

@@ -1,7 +1,6 @@
 package accessapi_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -9,24 +8,9 @@ import (
 	"github.com/cofferhq/coffer/internal/access/accessapi"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/mgmt/wire/wiretest"
 	"github.com/cofferhq/coffer/internal/token"
 )
-
-// sameJSON fails unless the wire value encodes byte for byte as the domain value did.
-func sameJSON(t *testing.T, name string, domain, onWire any) {
-	t.Helper()
-	a, err := json.Marshal(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(onWire)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(a) != string(b) {
-		t.Errorf("%s on the wire changed:\nwas %s\nnow %s", name, a, b)
-	}
-}
 
 func TestWireTypesEncodeAsTheDomainTypesDid(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
@@ -39,28 +23,28 @@ func TestWireTypesEncodeAsTheDomainTypesDid(t *testing.T) {
 			access.RoleDefinition
 			EffectiveActions []access.Action `json:"effectiveActions"`
 		}{d, d.EffectiveActions()}
-		sameJSON(t, "role definition", old, accessapi.RoleDefinition(d))
+		wiretest.SameJSON(t, "role definition", old, accessapi.RoleDefinition(d))
 	}
 	for _, a := range []access.Assignment{
 		{ID: "i", Role: "r", PrincipalID: "p", PrincipalKind: identity.KindUser, PrincipalName: "n", Scope: "/vaults/v", CreatedAt: now, CreatedBy: "c"},
 		{},
 	} {
-		sameJSON(t, "role assignment", a, accessapi.Assignment(a))
+		wiretest.SameJSON(t, "role assignment", a, accessapi.Assignment(a))
 	}
 	for _, tok := range []access.RepositoryToken{
 		{Name: "ci", ObjectID: "o", ScopeMap: []access.ScopeMapEntry{{Repository: "app", Actions: []string{"content/read"}}, {Repository: "x"}}, CreatedAt: now, CreatedBy: "c"},
 		{ScopeMap: []access.ScopeMapEntry{}},
 		{},
 	} {
-		sameJSON(t, "repository token", tok, accessapi.RepositoryToken(tok))
+		wiretest.SameJSON(t, "repository token", tok, accessapi.RepositoryToken(tok))
 		old := struct {
 			access.RepositoryToken
 			Password string `json:"password"`
 		}{tok, "pw"}
-		sameJSON(t, "created token", old, wire.CreateTokenResponse{RepositoryToken: accessapi.RepositoryToken(tok), Password: "pw"})
+		wiretest.SameJSON(t, "created token", old, wire.CreateTokenResponse{RepositoryToken: accessapi.RepositoryToken(tok), Password: "pw"})
 	}
 	for _, p := range []access.AccessPolicy{{Vault: "v", ObjectID: "o", KeyPermissions: []string{"get"}, UpdatedAt: now}, {}} {
-		sameJSON(t, "access policy", p, accessapi.AccessPolicy(p))
+		wiretest.SameJSON(t, "access policy", p, accessapi.AccessPolicy(p))
 	}
 	if wire.AudienceManagement != token.AudienceManagement {
 		t.Errorf("wire.AudienceManagement = %q, the token service issues %q", wire.AudienceManagement, token.AudienceManagement)

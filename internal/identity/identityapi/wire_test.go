@@ -1,23 +1,14 @@
 package identityapi_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/identity/identityapi"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/mgmt/wire/wiretest"
 )
-
-func sameJSON(t *testing.T, name string, domain, onWire any) {
-	t.Helper()
-	a, _ := json.Marshal(domain)
-	b, _ := json.Marshal(onWire)
-	if string(a) != string(b) {
-		t.Errorf("%s on the wire changed:\nwas %s\nnow %s", name, a, b)
-	}
-}
 
 func TestWireTypesEncodeAsTheIdentityTypesDid(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -27,18 +18,18 @@ func TestWireTypesEncodeAsTheIdentityTypesDid(t *testing.T) {
 		{Credentials: []identity.CredentialInfo{}},
 		{},
 	} {
-		sameJSON(t, "identity", info, identityapi.Identity(info))
+		wiretest.SameJSON(t, "identity", info, identityapi.Identity(info))
 		mi := struct {
 			identity.Info
 			PrincipalID string `json:"principalId"`
 			TenantID    string `json:"tenantId"`
 		}{info, info.ID, "t"}
-		sameJSON(t, "managed identity", mi, wire.ManagedIdentity{Identity: identityapi.Identity(info), PrincipalID: info.ID, TenantID: "t"})
+		wiretest.SameJSON(t, "managed identity", mi, wire.ManagedIdentity{Identity: identityapi.Identity(info), PrincipalID: info.ID, TenantID: "t"})
 		who := struct {
 			identity.Principal
 			TenantID  string    `json:"tenantId"`
 			ExpiresAt time.Time `json:"tokenExpiresAt"`
 		}{info.Principal, "t", now}
-		sameJSON(t, "whoami", who, wire.Whoami{Principal: identityapi.Principal(info.Principal), TenantID: "t", ExpiresAt: now})
+		wiretest.SameJSON(t, "whoami", who, wire.Whoami{Principal: identityapi.Principal(info.Principal), TenantID: "t", ExpiresAt: now})
 	}
 }

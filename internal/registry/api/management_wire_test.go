@@ -1,27 +1,20 @@
 package api_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/mgmt/wire/wiretest"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/api"
 )
 
 func TestManagementWireTypesEncodeAsTheRegistryTypesDid(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	same := func(name string, domain, onWire any) {
-		t.Helper()
-		a, _ := json.Marshal(domain)
-		b, _ := json.Marshal(onWire)
-		if string(a) != string(b) {
-			t.Errorf("%s on the wire changed:\nwas %s\nnow %s", name, a, b)
-		}
-	}
+	same := func(name string, domain, onWire any) { t.Helper(); wiretest.SameJSON(t, name, domain, onWire) }
 	info := registry.RepositoryInfo{Name: "a/b", Created: now, ManifestCount: 1, TagCount: 2, BlobCount: 3, Size: 4}
 	same("repository", info, api.RepositoryOut(info))
 	same("repository", registry.RepositoryInfo{}, api.RepositoryOut(registry.RepositoryInfo{}))

@@ -7,25 +7,11 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/mgmt/wire/wiretest"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/api"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
-
-func sameWireJSON(t *testing.T, name string, domain, onWire any) {
-	t.Helper()
-	a, err := json.Marshal(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(onWire)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(a) != string(b) {
-		t.Errorf("%s on the wire changed:\nwas %s\nnow %s", name, a, b)
-	}
-}
 
 // TestManagementWireTypesEncodeAsTheVaultTypesDid: the management API answers the same
 // bytes it did when it wrote vault.Key, vault.Vault, audit.Record... directly.
@@ -39,16 +25,16 @@ func TestManagementWireTypesEncodeAsTheVaultTypesDid(t *testing.T) {
 			RecoveryLevel: "Recoverable", RecoverableDays: 7, Exportable: true, HSMPlatform: "x"},
 		Tags: map[string]string{"b": "2", "a": "1"}, Managed: true, Size: 2048}
 	for _, k := range []vault.Key{full, {}, {Tags: map[string]string{}}} {
-		sameWireJSON(t, "key", k, api.KeyOut(k))
+		wiretest.SameJSON(t, "key", k, api.KeyOut(k))
 		d := vault.DeletedKey{Key: k, RecoveryID: "r", DeletedDate: now, ScheduledPurgeDate: later}
-		sameWireJSON(t, "deleted key", d, api.DeletedKeyOut(d))
+		wiretest.SameJSON(t, "deleted key", d, api.DeletedKeyOut(d))
 	}
 	for _, v := range []vault.Vault{
 		{Name: "v", URL: "https://v", EnableRbacAuthorization: true, SoftDeleteRetentionDays: 7, EnablePurgeProtection: true,
 			NetworkRules: vault.NetworkRules{DefaultAction: "Deny", IPRules: []string{"10.0.0.0/8"}, Bypass: "None"}, Port: 8443, Created: now, Updated: later},
 		{},
 	} {
-		sameWireJSON(t, "vault", v, api.VaultOut(v))
+		wiretest.SameJSON(t, "vault", v, api.VaultOut(v))
 	}
 	var p vault.RotationPolicy
 	p.ID = "id"
@@ -57,7 +43,7 @@ func TestManagementWireTypesEncodeAsTheVaultTypesDid(t *testing.T) {
 	la.Action.Type, la.Trigger.TimeAfterCreate = "Rotate", "P90D"
 	for _, lifetime := range [][]vault.LifetimeAction{nil, {}, {la, {}}} {
 		p.LifetimeActions = lifetime
-		sameWireJSON(t, "rotation policy", p, api.RotationPolicyOut(p))
+		wiretest.SameJSON(t, "rotation policy", p, api.RotationPolicyOut(p))
 	}
 	for _, r := range []audit.Record{
 		{Seq: 3, Time: now, Component: "vault", PrincipalID: "p", PrincipalName: "n", PrincipalKind: "user", ClientAddr: "1.2.3.4",
@@ -65,7 +51,7 @@ func TestManagementWireTypesEncodeAsTheVaultTypesDid(t *testing.T) {
 			Detail: "d", Duration: 1500 * time.Microsecond, PrevHash: "a", Hash: "b"},
 		{},
 	} {
-		sameWireJSON(t, "audit record", r, api.AuditRecordOut(r))
+		wiretest.SameJSON(t, "audit record", r, api.AuditRecordOut(r))
 		var back wire.AuditRecord
 		raw, _ := json.Marshal(r)
 		if err := json.Unmarshal(raw, &back); err != nil || back.Duration() != r.Duration.Truncate(time.Microsecond) {
@@ -73,9 +59,9 @@ func TestManagementWireTypesEncodeAsTheVaultTypesDid(t *testing.T) {
 		}
 	}
 	res := audit.VerifyResult{OK: false, Records: 4, HeadSeq: 4, HeadHash: "h", BrokenAt: 2, Problem: "p"}
-	sameWireJSON(t, "verify result", res, wire.AuditVerifyResult{OK: res.OK, Records: res.Records, HeadSeq: res.HeadSeq, HeadHash: res.HeadHash, BrokenAt: res.BrokenAt, Problem: res.Problem})
-	sameWireJSON(t, "backup", map[string]keys.B64{"value": {1, 2, 3}}, wire.KeyBackup{Value: wire.Bytes{1, 2, 3}})
-	sameWireJSON(t, "deleted key page", map[string]any{"value": []vault.DeletedKey(nil), "skipToken": ""}, wire.DeletedKeyList{})
+	wiretest.SameJSON(t, "verify result", res, wire.AuditVerifyResult{OK: res.OK, Records: res.Records, HeadSeq: res.HeadSeq, HeadHash: res.HeadHash, BrokenAt: res.BrokenAt, Problem: res.Problem})
+	wiretest.SameJSON(t, "backup", map[string]keys.B64{"value": {1, 2, 3}}, wire.KeyBackup{Value: wire.Bytes{1, 2, 3}})
+	wiretest.SameJSON(t, "deleted key page", map[string]any{"value": []vault.DeletedKey(nil), "skipToken": ""}, wire.DeletedKeyList{})
 
 	// Binary members decode as leniently, and fail with the same messages.
 	for _, in := range []string{`"AQID"`, `"AQID=="`, `"+/+/"`, `"-_-_"`, `null`, `"a"`, `"$$"`, `"+/$"`, `3`} {
