@@ -76,7 +76,8 @@ const (
 
 // classes places every package of the module (paths relative to the module).
 var classes = map[string]class{
-	"internal/durable": util,
+	"internal/durable":    util,
+	"internal/httpstatus": util,
 
 	"internal/store":                foundation,
 	"internal/blobstore":            foundation,

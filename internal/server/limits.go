@@ -36,6 +36,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cofferhq/coffer/internal/httpstatus"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/registry"
@@ -293,7 +294,7 @@ func (l limits) drainWindow() time.Duration {
 
 // guard runs h with the request body under its deadlines and handles early answers;
 // rec is the writer h writes to.
-func (s *Server) guard(api string, h http.Handler, rec *statusRecorder, w http.ResponseWriter, r *http.Request) {
+func (s *Server) guard(api string, h http.Handler, rec *httpstatus.Recorder, w http.ResponseWriter, r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 || s.limits.bodyTimeout <= 0 {
 		h.ServeHTTP(rec, r)
 		return
@@ -302,7 +303,7 @@ func (s *Server) guard(api string, h http.Handler, rec *statusRecorder, w http.R
 	r = r.WithContext(r.Context()) // a copy: the server keeps its view of the original body
 	r.Body = g
 	early := false
-	rec.onHeader = func() {
+	rec.OnHeader = func() {
 		if g.done {
 			return
 		}
@@ -318,7 +319,7 @@ func (s *Server) guard(api string, h http.Handler, rec *statusRecorder, w http.R
 		}
 	}
 	h.ServeHTTP(rec, r)
-	if g.timedOut != nil && rec.code == 0 {
+	if g.timedOut != nil && !rec.Answered() {
 		// The handler gave up on the body without answering (it saw the request's context
 		// end): say why, in the API's error shape.
 		s.httpBodyTimeouts.Inc()

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/httpstatus"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/tlsca"
@@ -220,46 +221,13 @@ func apiOf(path string) string {
 	}
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-	// onHeader, if set, runs once just before the answer's header is sent.
-	onHeader func()
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 && code >= 200 {
-		if s.onHeader != nil {
-			s.onHeader()
-		}
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		if s.onHeader != nil {
-			s.onHeader()
-		}
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
 func (s *Server) instrument(api string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := httpstatus.NewRecorder(w)
 		s.guard(api, h, rec, w, r)
-		if rec.code == 0 {
-			rec.code = http.StatusOK
-		}
-		s.markAuthenticated(r, api, rec.code)
-		s.httpReqs.WithLabelValues(api, fmt.Sprint(rec.code)).Inc()
+		s.markAuthenticated(r, api, rec.Status())
+		s.httpReqs.WithLabelValues(api, fmt.Sprint(rec.Status())).Inc()
 		s.httpDur.WithLabelValues(api).Observe(time.Since(start).Seconds())
 	})
 }

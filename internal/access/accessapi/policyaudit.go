@@ -9,6 +9,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/httpstatus"
 )
 
 // policyChangeKey carries the audit record of an access-policy change from auditPolicy,
@@ -35,17 +36,17 @@ func (a *API) auditPolicy(op string) func(http.Handler) http.Handler {
 			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 				rec.ClientAddr = host
 			}
-			sw := &statusWriter{ResponseWriter: w}
+			sw := httpstatus.NewRecorder(w)
 			next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), policyChangeKey{}, rec)))
 			rec.Result = audit.ResultSuccess
-			switch code := sw.status(); {
+			switch code := sw.Status(); {
 			case code == http.StatusUnauthorized || code == http.StatusForbidden:
 				rec.Result = audit.ResultDenied
 			case code >= 300:
 				rec.Result = audit.ResultFailure
 			}
 			if rec.Result != audit.ResultSuccess {
-				rec.Detail = fmt.Sprintf("answered %d", sw.status())
+				rec.Detail = fmt.Sprintf("answered %d", sw.Status())
 			}
 			rec.Duration = time.Since(rec.Time)
 			al.Record(*rec)
@@ -62,33 +63,4 @@ func notePolicyCaller(r *http.Request) {
 	if c, ok := authn.CallerFrom(r.Context()); ok {
 		rec.PrincipalID, rec.PrincipalName, rec.PrincipalKind = c.Principal.ID, c.Principal.Name, string(c.Principal.Kind)
 	}
-}
-
-// statusWriter remembers the status answered.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) status() int {
-	if s.code == 0 {
-		return http.StatusOK
-	}
-	return s.code
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cofferhq/coffer/internal/httpstatus"
 )
 
 // Metrics count token requests by grant and result; labels take a few fixed values
@@ -29,7 +31,7 @@ func (m *Metrics) counted(grant string, h http.HandlerFunc) http.HandlerFunc {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		sw := httpstatus.NewRecorder(w)
 		h(sw, r)
 		g := grant
 		if g == "" {
@@ -37,30 +39,15 @@ func (m *Metrics) counted(grant string, h http.HandlerFunc) http.HandlerFunc {
 				g = "other"
 			}
 		}
-		result := "ok"
+		result, code := "ok", sw.Status()
 		switch {
-		case sw.code == http.StatusUnauthorized || sw.code == http.StatusForbidden || sw.code == http.StatusTooManyRequests:
+		case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusTooManyRequests:
 			result = "denied"
-		case sw.code >= 500:
+		case code >= 500:
 			result = "error"
-		case sw.code >= 400:
+		case code >= 400:
 			result = "client_error"
 		}
 		m.requests.WithLabelValues(g, result).Inc()
 	}
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	code  int
-	wrote bool
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if !w.wrote {
-		w.code, w.wrote = code, true
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
