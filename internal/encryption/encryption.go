@@ -67,13 +67,16 @@ type Options struct {
 	AccessCheckInterval time.Duration
 	// RotationCheckInterval is how often a versionless key is checked for a newer version.
 	RotationCheckInterval time.Duration
-	Log                   *slog.Logger
+	// Metrics, if set, counts the bytes sealed and opened and the key access checks.
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // Service is encryption at rest of one registry.
 type Service struct {
-	keys *keyring.Keyring
-	log  *slog.Logger
+	keys    *keyring.Keyring
+	metrics *Metrics
+	log     *slog.Logger
 }
 
 // Open opens the keyring and makes sure the registry has a root key. On first start it
@@ -94,11 +97,13 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		DB: o.DB, Resolver: o.Resolver, Log: o.Log,
 		AccessCheckInterval:   o.AccessCheckInterval,
 		RotationCheckInterval: o.RotationCheckInterval,
+		Checked:               o.Metrics.checked,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{keys: kr, log: o.Log}
+	s := &Service{keys: kr, metrics: o.Metrics, log: o.Log}
+	o.Metrics.watch(kr)
 	st, err := kr.Settings()
 	switch {
 	case errors.Is(err, keyring.ErrNotInitialized):
@@ -185,7 +190,7 @@ func ensurePlatformKey(ctx context.Context, o Options) (string, error) {
 // Driver wraps the registry's blob driver in the sealing driver: everything stored is
 // encrypted under the registry's keys.
 func (s *Service) Driver(base blobstore.Driver) *seal.Driver {
-	return seal.NewDriver(base, s.keys)
+	return seal.NewDriver(base, s.keys, s.metrics.driverOptions()...)
 }
 
 // GuardIdentityRemoval refuses the deletion of an identity the registry reaches its key as

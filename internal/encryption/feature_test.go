@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -295,8 +296,18 @@ func TestRevocationAndRecovery(t *testing.T) {
 		t.Fatalf("show after revocation = %+v", st)
 	}
 
+	// Operators see it on /metrics: the key is not accessible and a check was denied.
+	if m := scrape(t, e); !strings.Contains(m, "\ncoffer_encryption_key_accessible 0\n") ||
+		!regexp.MustCompile(`coffer_encryption_key_checks_total\{result="denied"\} [1-9]`).MatchString(m) {
+		t.Fatalf("/metrics after revocation does not show the key inaccessible and a denied check:\n%s", grepLines(m, "coffer_encryption_key"))
+	}
+
 	e.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
 	eventually(t, interval+3*time.Second, "pull after access restored", func() error { return c.pull("team/app:v1") })
+	if m := scrape(t, e); !strings.Contains(m, "\ncoffer_encryption_key_accessible 1\n") ||
+		!regexp.MustCompile(`coffer_encryption_key_checks_total\{result="ok"\} [1-9]`).MatchString(m) {
+		t.Fatalf("/metrics after recovery does not show the key accessible and an ok check:\n%s", grepLines(m, "coffer_encryption_key"))
+	}
 	for _, tag := range []string{"v1", "v2"} {
 		if err := c.pull("team/app:" + tag); err != nil {
 			t.Fatalf("pull %s after recovery: %v", tag, err)
@@ -323,6 +334,32 @@ func TestRevocationAndRecovery(t *testing.T) {
 	if denied == 0 || allowed == 0 {
 		t.Fatalf("audit trail: %d denied and %d allowed unwraps by the registry identity; records: %v", denied, allowed, audit.Value)
 	}
+}
+
+// scrape reads the server's /metrics.
+func scrape(t *testing.T, e *vaulttest.Env) string {
+	t.Helper()
+	resp, err := e.Inst.Client.Get(e.Inst.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// grepLines keeps the lines of text that start with prefix.
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // kvProcess is a `coffer serve` child process: the remote key vault.

@@ -48,6 +48,17 @@ func WithRand(r io.Reader) Option { return func(d *Driver) { d.rand = r } }
 // Upgrade.
 func RefuseVersion1() Option { return func(d *Driver) { d.refuseV1 = true } }
 
+// Counter is told how many plaintext bytes were sealed or opened (metrics). It is called
+// once per batch of segments, from the driver's pipeline goroutines, so it must be cheap
+// and safe for concurrent use (a Prometheus counter's Add is).
+type Counter func(n int)
+
+// WithCounters reports the plaintext bytes sealed (written) and opened (read and
+// authenticated). Either may be nil.
+func WithCounters(sealed, opened Counter) Option {
+	return func(d *Driver) { d.sealed, d.opened = sealed, opened }
+}
+
 // Driver is a blobstore.Driver that seals every object written through it before handing
 // it to an inner driver, and opens it on the way back. No plaintext byte reaches the inner
 // driver: not committed objects, not uploads in progress, not their resumable tails.
@@ -57,6 +68,8 @@ type Driver struct {
 	segmentSize int
 	rand        io.Reader
 	refuseV1    bool
+	sealed      Counter   // plaintext bytes sealed, if set
+	opened      Counter   // plaintext bytes opened, if set
 	batches     sync.Pool // *[]byte batch buffers for segments of segmentSize
 }
 

@@ -338,6 +338,7 @@ func (r *reader) open(b *rbatch) *rbatch {
 		segs = 1 // an empty body: the missing final segment fails to open
 	}
 	b.plains = make([][]byte, 0, segs)
+	opened := 0
 	for i := range segs {
 		kind := byte(kindSegment)
 		if b.final && i == segs-1 {
@@ -358,6 +359,10 @@ func (r *reader) open(b *rbatch) *rbatch {
 		plain, r.skip = plain[r.skip:], 0
 		r.index++
 		b.plains = append(b.plains, plain)
+		opened += len(plain)
+	}
+	if r.d.opened != nil {
+		r.d.opened(opened)
 	}
 	return b
 }

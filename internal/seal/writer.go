@@ -293,6 +293,9 @@ func (w *writer) seal(b *wbatch) bool {
 		}
 		w.c.sealInPlace(b.buf[i*w.slot:], b.first+uint64(i), kind, nonces[i*NonceSize:(i+1)*NonceSize], n)
 	}
+	if w.d.sealed != nil {
+		w.d.sealed((b.segs-1)*w.seg + b.lastLen)
+	}
 	return true
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,6 +99,16 @@ func TestRegistryMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// Encryption at rest: the blob was sealed on push and opened on pull, and the key is
+	// accessible (the start checked it).
+	for _, name := range []string{"coffer_encryption_sealed_bytes_total", "coffer_encryption_opened_bytes_total"} {
+		if v := metricValue(t, text, name); v < float64(len(blob)) {
+			t.Errorf("%s = %v, want at least the %d bytes of the blob", name, v, len(blob))
+		}
+	}
+	if v := metricValue(t, text, "coffer_encryption_key_accessible"); v != 1 {
+		t.Errorf("coffer_encryption_key_accessible = %v, want 1", v)
+	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", grepCoffer(text))
 	}
@@ -108,10 +119,25 @@ func TestRegistryMetrics(t *testing.T) {
 	}
 }
 
+// metricValue is the value of an unlabelled sample in a /metrics text (-1 when absent).
+func metricValue(t *testing.T, text, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		t.Errorf("/metrics lacks %s", name)
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return v
+}
+
 func grepCoffer(text string) string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
-		if strings.HasPrefix(l, "coffer_registry") || strings.HasPrefix(l, "coffer_token") || strings.HasPrefix(l, "coffer_seal") {
+		if strings.HasPrefix(l, "coffer_registry") || strings.HasPrefix(l, "coffer_token") || strings.HasPrefix(l, "coffer_encryption") {
 			out = append(out, l)
 		}
 	}

@@ -132,6 +132,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		Identity:              s.cfg.Encryption.Identity,
 		AccessCheckInterval:   s.cfg.Encryption.KeyAccessCheckInterval,
 		RotationCheckInterval: s.cfg.Encryption.KeyRotationCheckInterval,
+		Metrics:               encryption.NewMetrics(s.metrics),
 		Log:                   s.log.With("part", "encryption"),
 	})
 	if err != nil {

@@ -74,6 +74,10 @@ type Options struct {
 	CheckTimeout time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
+	// Checked, if set, is told the result of every access check against the vault (nil:
+	// the root keys unwrapped), for metrics. It is called with the check lock held: it
+	// must not call back into the keyring.
+	Checked func(cause error)
 }
 
 // Settings are the registry's encryption settings.
@@ -235,6 +239,9 @@ func (k *Keyring) checkLocked(ctx context.Context) error {
 		return err
 	}
 	roots, cause := k.unwrapAll(ctx, st, rows)
+	if k.o.Checked != nil {
+		k.o.Checked(cause)
+	}
 	now := k.o.Now().UTC()
 	k.mu.Lock()
 	defer k.mu.Unlock()
