@@ -175,3 +175,54 @@ func TestEarlyAnswerOverHTTP2WaitsForTheRestOfABody(t *testing.T) {
 		t.Fatalf("early answer body = %q, want the registry's UNAUTHORIZED error", body)
 	}
 }
+
+// TestHTTP2ReceiveWindows: the server advertises the larger receive windows that keep a
+// push streaming (a 4 MiB stream window, a 16 MiB connection window) and 1 MiB frames.
+func TestHTTP2ReceiveWindows(t *testing.T) {
+	inst := servertest.Start(t, nil)
+	conn, err := tls.Dial("tcp", inst.Addr, &tls.Config{RootCAs: inst.CAPool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(bound))
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings()
+	var streamWindow, frameSize uint32
+	var connWindow uint32 = 65535 // the connection window every HTTP/2 connection starts with
+	gotSettings := false
+	for !gotSettings || connWindow == 65535 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the server's preface: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if f.IsAck() {
+				continue
+			}
+			gotSettings = true
+			f.ForeachSetting(func(s http2.Setting) error {
+				switch s.ID {
+				case http2.SettingInitialWindowSize:
+					streamWindow = s.Val
+				case http2.SettingMaxFrameSize:
+					frameSize = s.Val
+				}
+				return nil
+			})
+			fr.WriteSettingsAck()
+		case *http2.WindowUpdateFrame:
+			if f.StreamID == 0 {
+				connWindow += f.Increment
+			}
+		}
+	}
+	if streamWindow != 4<<20 || connWindow != 16<<20 || frameSize != 1<<20 {
+		t.Fatalf("server advertises stream window %d, connection window %d, max frame %d; want %d, %d, %d",
+			streamWindow, connWindow, frameSize, 4<<20, 16<<20, 1<<20)
+	}
+}

@@ -52,6 +52,26 @@ const (
 	http2DrainLimit = 8 << 20
 )
 
+// The HTTP/2 receive windows: how much a client may send on a stream, and on a
+// connection, before the server has read it. Go's defaults (1 MiB each) make a layer push
+// wait for a window update every MiB; 4 MiB per stream keeps a push streaming, and the
+// per-connection window caps what one connection can make the server buffer however many
+// streams it opens (docs/registry.md, "HTTP/2").
+const (
+	http2StreamWindow     = 4 << 20
+	http2ConnectionWindow = 16 << 20
+)
+
+// http2Settings is the server's HTTP/2 configuration. Pulls are governed by the client's
+// windows; frames the server writes are as large as the client accepts.
+func http2Settings() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxReceiveBufferPerStream:     http2StreamWindow,
+		MaxReceiveBufferPerConnection: http2ConnectionWindow,
+		MaxReadFrameSize:              1 << 20,
+	}
+}
+
 // connLimiter counts, per client address, the open connections that have not yet
 // completed an authenticated request, and refuses new ones over the cap.
 type connLimiter struct {

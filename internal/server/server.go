@@ -328,6 +328,7 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		TLSConfig:         s.tlsConfig,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		HTTP2:             http2Settings(),
 		ErrorLog:          log.New(serverErrorLog{log: s.log, plainOnTLS: s.plainOnTLS}, "", 0),
 		ConnContext:       connContext,
 	}
