@@ -70,6 +70,15 @@ type KEK interface {
 	UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error)
 }
 
+// AlgorithmUnwrapper is a KEK that can also unwrap with another RSA algorithm than
+// Algorithm: a JWE that an ocicrypt client (skopeo, buildah) wrote to an RSA public key uses
+// RSA-OAEP (SHA-1), and image decryption through the vault (package imagecrypt) must unwrap
+// it with the vault's unwrapKey. Both drivers implement it.
+type AlgorithmUnwrapper interface {
+	// UnwrapKeyAlgorithm is UnwrapKey with alg (RSA-OAEP-256 or RSA-OAEP).
+	UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error)
+}
+
 // Error is a failed vault operation. It wraps Kind (one of the sentinel errors) and keeps
 // the vault's own message.
 type Error struct {

@@ -120,11 +120,17 @@ func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (stri
 
 // UnwrapKey unwraps with RSA-OAEP-256.
 func (d *Driver) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
+	return d.UnwrapKeyAlgorithm(ctx, kid, kek.Algorithm, wrapped)
+}
+
+// UnwrapKeyAlgorithm unwraps with alg (kek.AlgorithmUnwrapper).
+func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error) {
 	c, id, err := d.client(kid)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, params(wrapped), nil)
+	a := azkeys.EncryptionAlgorithm(alg)
+	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, azkeys.KeyOperationParameters{Algorithm: &a, Value: wrapped}, nil)
 	if err != nil {
 		return nil, mapError("unwrapKey", kid, err)
 	}
