@@ -56,6 +56,9 @@ type KeyInfo struct {
 	Enabled bool
 	// Ops are the operations the key allows (JWK key_ops).
 	Ops []string
+	// N and E are an RSA key's public modulus and exponent (big-endian), when the vault
+	// gave them: image encryption encrypts to the public half of a vault key.
+	N, E []byte
 }
 
 // KEK is a key vault as a key-encryption-key service. Key ids are URLs; a versionless id

@@ -66,7 +66,7 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	if err != nil {
 		return kek.KeyInfo{}, mapError("get", keyID, err)
 	}
-	return kek.KeyInfo{KID: sameForm(id, k.ID), Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps}, nil
+	return kek.KeyInfo{KID: sameForm(id, k.ID), Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps, N: k.JWK.N, E: k.JWK.E}, nil
 }
 
 // sameForm writes the vault's kid with the vault URL the caller used (a vault has several:

@@ -85,7 +85,7 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	if resp.Key == nil || resp.Key.KID == nil || resp.Key.Kty == nil {
 		return kek.KeyInfo{}, &kek.Error{Op: "get", KeyID: keyID, Kind: kek.ErrUnavailable, Detail: "the vault's answer has no key"}
 	}
-	info := kek.KeyInfo{KID: string(*resp.Key.KID), Type: string(*resp.Key.Kty), Enabled: true}
+	info := kek.KeyInfo{KID: string(*resp.Key.KID), Type: string(*resp.Key.Kty), Enabled: true, N: resp.Key.N, E: resp.Key.E}
 	if resp.Attributes != nil && resp.Attributes.Enabled != nil {
 		info.Enabled = *resp.Attributes.Enabled
 	}
