@@ -15,6 +15,7 @@ import (
 	encutils "github.com/containers/ocicrypt/utils"
 
 	"github.com/cofferhq/coffer/internal/kek"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // KEKs gives the vault driver that reaches a key as an identity: *resolve.Resolver, the
@@ -239,4 +240,12 @@ func ParseRSAPrivateKey(data, password []byte) (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("%w: the key is a %T; only RSA keys can hold image keys", ErrKeyFormat, k)
 	}
 	return rk, nil
+}
+
+// RSAPrivateJWK is an RSA private key as the JWK that `coffer vault key import` sends.
+func RSAPrivateJWK(k *rsa.PrivateKey) wire.JWK {
+	k.Precompute()
+	e := big.NewInt(int64(k.E)).Bytes()
+	return wire.JWK{Kty: "RSA", N: k.N.Bytes(), E: e, D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
+		DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
 }
