@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -71,7 +72,7 @@ func newEnv(t *testing.T) *env {
 	writeFile(t, e.privPEM, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 	writeFile(t, e.pubPEM, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
 	var k wire.Key
-	e.MustDo(t, "PUT", "/coffer/v1/vaults/images/keys/image-key", wire.ImportKeyRequest{Key: imagecrypt.RSAPrivateJWK(key)}, &k)
+	e.MustDo(t, "PUT", "/coffer/v1/vaults/images/keys/image-key", wire.ImportKeyRequest{Key: rsaPrivateJWK(key)}, &k)
 	e.keyURL = v.VaultURI + "/keys/image-key"
 	e.node = e.ServicePrincipal(t, "node-1")
 	e.SetPolicy(t, "images", e.node.ObjectID, "get", "unwrapKey")
@@ -254,4 +255,11 @@ func otherKey(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	writeFile(t, path, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
+}
+
+// rsaPrivateJWK is an RSA private key as the JWK that the vault imports.
+func rsaPrivateJWK(k *rsa.PrivateKey) wire.JWK {
+	k.Precompute()
+	return wire.JWK{Kty: "RSA", N: k.N.Bytes(), E: big.NewInt(int64(k.E)).Bytes(), D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
+		DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
 }

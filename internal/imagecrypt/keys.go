@@ -15,7 +15,7 @@ import (
 	encutils "github.com/containers/ocicrypt/utils"
 
 	"github.com/cofferhq/coffer/internal/kek"
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/kek/resolve"
 )
 
 // KEKs gives the vault driver that reaches a key as an identity: *resolve.Resolver, the
@@ -242,10 +242,21 @@ func ParseRSAPrivateKey(data, password []byte) (*rsa.PrivateKey, error) {
 	return rk, nil
 }
 
-// RSAPrivateJWK is an RSA private key as the JWK that `coffer vault key import` sends.
-func RSAPrivateJWK(k *rsa.PrivateKey) wire.JWK {
-	k.Precompute()
-	e := big.NewInt(int64(k.E)).Bytes()
-	return wire.JWK{Kty: "RSA", N: k.N.Bytes(), E: e, D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
-		DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
+// RemoteKEKs is the KEK resolver of a client process (the CLI): every vault key is reached
+// over REST as the client-secret credential given, else as the host's managed identity.
+func RemoteKEKs(tenantID, clientID, clientSecret, authorityHost, caFile string) KEKs {
+	return resolve.NewRemote(resolve.Credential{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret, AuthorityHost: authorityHost}, caFile)
+}
+
+// PublicKeyPEM is an RSA public key (modulus and exponent, big-endian) as PKIX PEM, as
+// `coffer vault key download --public` writes it for skopeo and buildah.
+func PublicKeyPEM(n, e []byte) ([]byte, error) {
+	if len(n) == 0 || len(e) == 0 {
+		return nil, fmt.Errorf("%w: not an RSA public key", ErrKeyFormat)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())})
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
