@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/imagecrypt"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // TestSkopeoEncryptsCofferDecrypts: Debian's skopeo (ocicrypt 1.0.3) encrypts an image to
@@ -26,6 +27,13 @@ func TestSkopeoEncryptsCofferDecrypts(t *testing.T) {
 		t.Fatalf("skopeo copy --encryption-key: %v\n%s", err, out)
 	}
 	o := e.opts(t, e.node)
+
+	// The registry took the +encrypted layers, and its tag listing marks the image.
+	var tags wire.TagList
+	e.MustDo(t, "GET", "/coffer/v1/registry/tags?repository=team/app", nil, &tags)
+	if len(tags.Tags) != 1 || tags.Tags[0].EncryptedLayers != 3 {
+		t.Fatalf("tag listing %+v: want tag enc with 3 encrypted layers", tags)
+	}
 
 	insp, err := imagecrypt.Inspect(ctx, e.reg("team/app:enc"), o)
 	if err != nil {
