@@ -79,7 +79,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func writeFile(t *testing.T, p string, b []byte) {
+func writeFile(t testing.TB, p string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)

@@ -23,7 +23,9 @@ import (
 )
 
 // localKeys writes an RSA key pair for tests that need no server.
-func localKeys(t *testing.T, dir string) (priv, pub string) {
+func localKeys(t *testing.T, dir string) (priv, pub string) { return localKeysTB(t, dir) }
+
+func localKeysTB(t testing.TB, dir string) (priv, pub string) {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
