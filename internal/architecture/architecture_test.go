@@ -99,6 +99,10 @@ var classes = map[string]class{
 	"internal/kek/inproc":  feature,
 	"internal/kek/resolve": feature,
 	"internal/encryption":  feature,
+	// imagecrypt and its key provider run on the client (the CLI, a node); they reach
+	// vaults over REST through kek/resolve.
+	"internal/imagecrypt":             feature,
+	"internal/imagecrypt/keyprovider": feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/identity/identityapi":     handler,
@@ -152,6 +156,10 @@ var mayImport = map[class][]class{
 var cliAllowed = []string{
 	"internal/config",
 	"internal/durable",
+	// Client-side image encryption and the ocicrypt key provider: `coffer image …` and
+	// `coffer keyprovider` run them in the CLI's process.
+	"internal/imagecrypt",
+	"internal/imagecrypt/keyprovider",
 	"internal/mgmt/wire",
 	"internal/server",
 	"internal/tlsca",

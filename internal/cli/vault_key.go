@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/url"
 	"os"
 	"slices"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/durable"
+	"github.com/cofferhq/coffer/internal/imagecrypt"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
@@ -167,26 +170,39 @@ Needs the create key permission (role Key Vault Crypto Officer).`,
 	create.Flags().Bool("disabled", false, "create the key disabled")
 
 	importCmd := &cobra.Command{
-		Use: "import VAULT NAME --jwk-file FILE", Short: "Import a private key given as a JSON Web Key", Args: cobra.ExactArgs(2),
+		Use: "import VAULT NAME (--jwk-file FILE | --pem-file FILE)", Short: "Import a private key given as a JSON Web Key or an RSA PEM", Args: cobra.ExactArgs(2),
 		Long: `Import a key you generated elsewhere (bring your own key) as a new version of NAME. The file
 holds one JSON Web Key with its private members: RSA (n, e, d, p, q, dp, dq, qi), EC (crv,
-x, y, d) or oct (k). Prints the imported key version.
+x, y, d) or oct (k); or --pem-file, an RSA private key PEM (PKCS#1 or PKCS#8, as
+'openssl genrsa' writes it; an encrypted one with --password-file), e.g. the key an image was
+encrypted to, so that 'coffer image decrypt --key vault:KEY-URL' unwraps in the vault and
+the private key file can be destroyed. Prints the imported key version.
 
 Needs the import key permission (role Key Vault Crypto Officer).`,
 		Example: `  coffer vault key import team1 byok --jwk-file ./rsa-private.jwk.json
+  coffer vault key import team1 images --pem-file ./private.pem
   coffer vault key import team1 byok-hsm --jwk-file ./ec-private.jwk.json --hsm`,
 		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
 			file, _ := cmd.Flags().GetString("jwk-file")
-			if file == "" {
-				return fmt.Errorf("give --jwk-file")
-			}
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				return fmt.Errorf("read the JWK: %w", err)
-			}
+			pemFile, _ := cmd.Flags().GetString("pem-file")
 			req := wire.ImportKeyRequest{}
-			if err := json.Unmarshal(raw, &req.Key); err != nil {
-				return fmt.Errorf("%s is not a JSON Web Key: %w", file, err)
+			switch {
+			case pemFile != "" && file == "":
+				k, err := readRSAPEM(cmd, pemFile)
+				if err != nil {
+					return err
+				}
+				req.Key = rsaPrivateJWK(k)
+			case file != "" && pemFile == "":
+				raw, err := os.ReadFile(file)
+				if err != nil {
+					return fmt.Errorf("read the JWK: %w", err)
+				}
+				if err := json.Unmarshal(raw, &req.Key); err != nil {
+					return fmt.Errorf("%s is not a JSON Web Key: %w", file, err)
+				}
+			default:
+				return fmt.Errorf("give --jwk-file or --pem-file")
 			}
 			req.HSM, _ = cmd.Flags().GetBool("hsm")
 			var k wire.Key
@@ -198,6 +214,48 @@ Needs the import key permission (role Key Vault Crypto Officer).`,
 	}
 	importCmd.Flags().String("jwk-file", "", "file holding the JWK (with its private members)")
 	importCmd.Flags().Bool("hsm", false, "mark the key as an HSM kind (still software-protected)")
+	importCmd.Flags().String("pem-file", "", "file holding an RSA private key PEM")
+	importCmd.Flags().String("password-file", "", "file holding the password of an encrypted --pem-file")
+
+	download := &cobra.Command{
+		Use: "download VAULT NAME --public [--file FILE]", Short: "Write a key's public half as PKIX PEM", Args: cobra.ExactArgs(2),
+		Long: `Write the public key of an RSA key version (the newest by default) as a PKIX PEM, the form
+skopeo, buildah and podman take as --encryption-key jwe:FILE, so publishers encrypt images to
+a key whose private half stays in the vault. Only the public half can be downloaded.
+
+Needs the get key permission (roles Key Vault Crypto User, Key Vault Reader...).`,
+		Example: `  coffer vault key download team1 images --public --file pub.pem
+  skopeo copy --encryption-key jwe:pub.pem oci:./app:v1 docker://localhost:5000/team/app:enc`,
+		RunE: keyRun(2, func(cmd *cobra.Command, c *apiClient, args []string) error {
+			if pub, _ := cmd.Flags().GetBool("public"); !pub {
+				return fmt.Errorf("give --public: a private key never leaves the vault")
+			}
+			v, _ := cmd.Flags().GetString("version")
+			var k wire.Key
+			if err := c.do(cmd.Context(), "GET", keyPath(args[0], args[1])+"?version="+url.QueryEscape(v), nil, &k); err != nil {
+				return err
+			}
+			pemBytes, err := imagecrypt.PublicKeyPEM(k.JWK.N, k.JWK.E)
+			if err != nil {
+				return fmt.Errorf("key %s is of type %s: %w", k.ID, k.JWK.Kty, err)
+			}
+			file, _ := cmd.Flags().GetString("file")
+			if file == "" {
+				if f, _ := cmd.Flags().GetString("output"); f == "json" {
+					return printResult(cmd, map[string]string{"kid": k.ID, "publicKeyPem": string(pemBytes)}, nil)
+				}
+				_, err = cmd.OutOrStdout().Write(pemBytes)
+				return err
+			}
+			if err := os.WriteFile(file, pemBytes, 0o644); err != nil {
+				return err
+			}
+			return printResult(cmd, map[string]string{"kid": k.ID, "file": file}, nil)
+		}),
+	}
+	download.Flags().Bool("public", false, "download the public key (the only form offered)")
+	download.Flags().String("version", "", "key version (default: the newest)")
+	download.Flags().String("file", "", "write to FILE instead of stdout")
 
 	show := &cobra.Command{
 		Use: "show VAULT NAME", Short: "Show a key version (the newest by default)", Args: cobra.ExactArgs(2),
@@ -584,7 +642,7 @@ Needs the restore key permission (role Key Vault Crypto Officer).`,
 		return c
 	}
 
-	cmd.AddCommand(create, importCmd, show, list, versions, update, del, recoverCmd, purge, listDeleted, rotate, policy, backup, restore,
+	cmd.AddCommand(create, importCmd, download, show, list, versions, update, del, recoverCmd, purge, listDeleted, rotate, policy, backup, restore,
 		op("wrapKey", "Wrap (encrypt) a key, such as a data-encryption key, with a vault key", `Wrap a key with a vault key: RSA keys take RSA-OAEP, RSA-OAEP-256 or RSA1_5, oct keys
 A128KW, A192KW or A256KW. --value is the key to wrap. Prints the kid of the key version used
 (keep it: unwrap with that version) and the wrapped key (value, base64url).
@@ -644,4 +702,32 @@ func rotationPolicyTable(p wire.RotationPolicy) func() Table {
 		t.Rows = append(t.Rows, []string{}, []string{"expiry of new versions:", exp, ""})
 		return t
 	}
+}
+
+// readRSAPEM reads an RSA private key PEM (and its password from --password-file).
+func readRSAPEM(cmd *cobra.Command, file string) (*rsa.PrivateKey, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read the PEM: %w", err)
+	}
+	var pw []byte
+	if pf, _ := cmd.Flags().GetString("password-file"); pf != "" {
+		b, err := os.ReadFile(pf)
+		if err != nil {
+			return nil, fmt.Errorf("read the password: %w", err)
+		}
+		pw = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	k, err := imagecrypt.ParseRSAPrivateKey(raw, pw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return k, nil
+}
+
+// rsaPrivateJWK is an RSA private key as the JWK that the vault imports.
+func rsaPrivateJWK(k *rsa.PrivateKey) wire.JWK {
+	k.Precompute()
+	return wire.JWK{Kty: "RSA", N: k.N.Bytes(), E: big.NewInt(int64(k.E)).Bytes(), D: k.D.Bytes(), P: k.Primes[0].Bytes(), Q: k.Primes[1].Bytes(),
+		DP: k.Precomputed.Dp.Bytes(), DQ: k.Precomputed.Dq.Bytes(), QI: k.Precomputed.Qinv.Bytes()}
 }

@@ -56,6 +56,9 @@ type KeyInfo struct {
 	Enabled bool
 	// Ops are the operations the key allows (JWK key_ops).
 	Ops []string
+	// N and E are an RSA key's public modulus and exponent (big-endian), when the vault
+	// gave them: image encryption encrypts to the public half of a vault key.
+	N, E []byte
 }
 
 // KEK is a key vault as a key-encryption-key service. Key ids are URLs; a versionless id
@@ -68,6 +71,15 @@ type KEK interface {
 	WrapKey(ctx context.Context, keyID string, secret []byte) (kid string, wrapped []byte, err error)
 	// UnwrapKey unwraps what WrapKey returned (permission "unwrapKey"); kid is versioned.
 	UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error)
+}
+
+// AlgorithmUnwrapper is a KEK that can also unwrap with another RSA algorithm than
+// Algorithm: a JWE that an ocicrypt client (skopeo, buildah) wrote to an RSA public key uses
+// RSA-OAEP (SHA-1), and image decryption through the vault (package imagecrypt) must unwrap
+// it with the vault's unwrapKey. Both drivers implement it.
+type AlgorithmUnwrapper interface {
+	// UnwrapKeyAlgorithm is UnwrapKey with alg (RSA-OAEP-256 or RSA-OAEP).
+	UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error)
 }
 
 // Error is a failed vault operation. It wraps Kind (one of the sentinel errors) and keeps

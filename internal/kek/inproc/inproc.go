@@ -66,7 +66,7 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	if err != nil {
 		return kek.KeyInfo{}, mapError("get", keyID, err)
 	}
-	return kek.KeyInfo{KID: sameForm(id, k.ID), Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps}, nil
+	return kek.KeyInfo{KID: sameForm(id, k.ID), Type: k.JWK.Kty, Enabled: k.Attributes.Enabled, Ops: k.JWK.KeyOps, N: k.JWK.N, E: k.JWK.E}, nil
 }
 
 // sameForm writes the vault's kid with the vault URL the caller used (a vault has several:
@@ -95,12 +95,17 @@ func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (stri
 
 // UnwrapKey unwraps with RSA-OAEP-256.
 func (d *Driver) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
+	return d.UnwrapKeyAlgorithm(ctx, kid, kek.Algorithm, wrapped)
+}
+
+// UnwrapKeyAlgorithm unwraps with alg (kek.AlgorithmUnwrapper).
+func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error) {
 	ctx = vault.AsService(ctx, service)
 	v, id, err := d.resolve(ctx, "unwrapKey", kid)
 	if err != nil {
 		return nil, err
 	}
-	_, out, err := d.svc.UnwrapKey(ctx, d.caller, v, id.Name, id.Version, kek.Algorithm, wrapped)
+	_, out, err := d.svc.UnwrapKey(ctx, d.caller, v, id.Name, id.Version, alg, wrapped)
 	if err != nil {
 		return nil, mapError("unwrapKey", kid, err)
 	}

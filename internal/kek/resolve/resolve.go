@@ -237,3 +237,16 @@ func newRESTDriver(c credentialChoice, vaultURL string, hc *http.Client) (kek.KE
 	byAddress := host == "localhost" || net.ParseIP(host) != nil
 	return rest.New(cred, &rest.Options{ClientOptions: opts, DisableChallengeResourceVerification: byAddress}), nil
 }
+
+// NewRemote returns a resolver for a process that holds no vault of its own (the CLI's image
+// decryption, the ocicrypt key provider on a node): every key is reached over REST with the
+// Azure SDK, as the client-secret credential cred when it is set, else as the host's managed
+// identity. caFile adds CA certificates to trust (as Options.CAFile).
+func NewRemote(cred Credential, caFile string) *Resolver {
+	return &Resolver{o: Options{Local: noLocalVaults{}, Credential: cred, CAFile: caFile}, rest: map[string]kek.KEK{}, newREST: newRESTDriver}
+}
+
+// noLocalVaults: a client process has no vault of its own.
+type noLocalVaults struct{}
+
+func (noLocalVaults) LocalVault(context.Context, string) (string, bool, error) { return "", false, nil }

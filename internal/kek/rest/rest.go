@@ -85,7 +85,7 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	if resp.Key == nil || resp.Key.KID == nil || resp.Key.Kty == nil {
 		return kek.KeyInfo{}, &kek.Error{Op: "get", KeyID: keyID, Kind: kek.ErrUnavailable, Detail: "the vault's answer has no key"}
 	}
-	info := kek.KeyInfo{KID: string(*resp.Key.KID), Type: string(*resp.Key.Kty), Enabled: true}
+	info := kek.KeyInfo{KID: string(*resp.Key.KID), Type: string(*resp.Key.Kty), Enabled: true, N: resp.Key.N, E: resp.Key.E}
 	if resp.Attributes != nil && resp.Attributes.Enabled != nil {
 		info.Enabled = *resp.Attributes.Enabled
 	}
@@ -120,11 +120,17 @@ func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (stri
 
 // UnwrapKey unwraps with RSA-OAEP-256.
 func (d *Driver) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
+	return d.UnwrapKeyAlgorithm(ctx, kid, kek.Algorithm, wrapped)
+}
+
+// UnwrapKeyAlgorithm unwraps with alg (kek.AlgorithmUnwrapper).
+func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error) {
 	c, id, err := d.client(kid)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, params(wrapped), nil)
+	a := azkeys.EncryptionAlgorithm(alg)
+	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, azkeys.KeyOperationParameters{Algorithm: &a, Value: wrapped}, nil)
 	if err != nil {
 		return nil, mapError("unwrapKey", kid, err)
 	}

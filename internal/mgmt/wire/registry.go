@@ -24,6 +24,9 @@ type Tag struct {
 	Name    string    `json:"name"`
 	Digest  string    `json:"digest"`
 	Updated time.Time `json:"updated"`
+	// EncryptedLayers counts the layers of the tagged image (of all its platforms, for an
+	// index) that are client-encrypted (ocicrypt's +encrypted media types); 0: none.
+	EncryptedLayers int `json:"encryptedLayers,omitempty"`
 }
 
 // TagList is the answer of GET /registry/tags.

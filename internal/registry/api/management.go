@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,7 +146,8 @@ func (m *Management) listTags(w http.ResponseWriter, r *http.Request) {
 	}
 	out := wire.TagList{Repository: name, Tags: make([]wire.Tag, len(tags))}
 	for i, t := range tags {
-		out.Tags[i] = wire.Tag{Name: t.Name, Digest: string(t.Digest), Updated: t.Updated}
+		out.Tags[i] = wire.Tag{Name: t.Name, Digest: string(t.Digest), Updated: t.Updated,
+			EncryptedLayers: m.encryptedLayers(r.Context(), name, string(t.Digest), 0)}
 	}
 	mgmt.WriteJSON(w, http.StatusOK, out)
 }
@@ -261,4 +263,32 @@ func GCReportOut(rep registry.GCReport) wire.GCReport {
 		}
 	}
 	return out
+}
+
+// encryptedLayers counts the client-encrypted (ocicrypt "+encrypted") layers of a manifest,
+// and of the manifests of an index (one level deep). A manifest that cannot be read counts 0.
+func (m *Management) encryptedLayers(ctx context.Context, repo, dgst string, depth int) int {
+	_, raw, err := m.svc.GetManifest(ctx, repo, dgst)
+	if err != nil {
+		return 0
+	}
+	var doc struct {
+		Layers    []struct{ MediaType string } `json:"layers"`
+		Manifests []struct{ Digest string }    `json:"manifests"`
+	}
+	if json.Unmarshal(raw, &doc) != nil {
+		return 0
+	}
+	n := 0
+	for _, l := range doc.Layers {
+		if strings.HasSuffix(l.MediaType, "+encrypted") {
+			n++
+		}
+	}
+	if depth == 0 {
+		for _, c := range doc.Manifests {
+			n += m.encryptedLayers(ctx, repo, c.Digest, 1)
+		}
+	}
+	return n
 }
