@@ -195,7 +195,7 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
 		return
 	}
-	scopes, err := token.ParseRegistryScopes(q["scope"])
+	scopes, err := token.ParseRegistryScopes(q["scope"], a.granter.OwnRegistryHost)
 	if err != nil {
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid scope: "+err.Error())
 		return
@@ -297,7 +297,7 @@ func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant st
 		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
 	}
-	scopes, err := token.ParseRegistryScopes(f["scope"])
+	scopes, err := token.ParseRegistryScopes(f["scope"], a.granter.OwnRegistryHost)
 	if err != nil {
 		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
@@ -422,7 +422,7 @@ func (a *API) clientAudience(f url.Values) (string, []token.Scope, error) {
 		}
 		var scopes []token.Scope
 		if aud == token.RegistryService {
-			if scopes, err = token.ParseRegistryScopes(f["scope"]); err != nil {
+			if scopes, err = token.ParseRegistryScopes(f["scope"], a.granter.OwnRegistryHost); err != nil {
 				return "", nil, err
 			}
 		}
