@@ -100,8 +100,8 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		return nil, fmt.Errorf("make the administrator Owner: %w", err)
 	}
 	p.granter = token.NewGranter(token.GranterOptions{
-		Authorizer:    p.access,
-		AnonymousPull: s.cfg.Registry.AnonymousPull,
+		Authorizer:      p.access,
+		AnonymousPull:   s.cfg.Registry.AnonymousPull,
 		VaultResource:   token.VaultResource(s.cfg.Vault.Domain),
 		OwnRegistryHost: s.ownRegistryHost,
 		Log:             s.log,

@@ -175,3 +175,13 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// HasTrustScope reports whether any scope names a content-trust GUN of this registry.
+func HasTrustScope(scopes []Scope) bool {
+	for _, s := range scopes {
+		if s.Repository != "" {
+			return true
+		}
+	}
+	return false
+}

@@ -220,6 +220,11 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 		}
 	case a.granter.AnonymousPull() && aud == token.RegistryService:
 		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
+	case aud == token.RegistryService && token.HasTrustScope(scopes):
+		// No credentials for a content-trust collection: a token that grants nothing. The
+		// notary CLI asks anonymously first for its reads and, on the trust API's 401,
+		// asks again with credentials (as Distribution's token servers allow).
+		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
 	default:
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: send a username and password (HTTP Basic)")
 		return
