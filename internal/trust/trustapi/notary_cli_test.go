@@ -1,12 +1,20 @@
 package trustapi_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // notaryCLI runs the Debian notary 0.7 CLI against the server as user.
@@ -111,15 +119,10 @@ func TestNotaryCLI(t *testing.T) {
 
 	// A delegation: a second signer publishes into targets/releases.
 	signer := newNotary(t, e, "admin", e.inst.AdminPassword)
-	keyOut := signer.must("key", "generate", "ecdsa", "--role", "targets/releases", "-o", filepath.Join(signer.dir, "releases"))
-	_ = keyOut
-	cert := filepath.Join(signer.dir, "releases.pub")
-	if _, err := os.Stat(cert); err != nil {
-		t.Fatalf("generated delegation key: %v\n%s", err, keyOut)
-	}
+	cert, keyFile := delegationKey(t, signer.dir, "releases")
 	n.must("delegation", "add", gun, "targets/releases", cert, "--all-paths")
 	n.must("publish", gun)
-	signer.must("key", "import", filepath.Join(signer.dir, "releases.key"), "--role", "targets/releases")
+	signer.must("key", "import", keyFile, "--role", "targets/releases", "--gun", gun)
 	f3 := writeFile(t, signer.dir, "v4.bin", "release four")
 	signer.must("add", gun, "v4", f3, "--roles", "targets/releases")
 	signer.must("publish", gun)
@@ -130,7 +133,29 @@ func TestNotaryCLI(t *testing.T) {
 
 	// delete --remote removes the collection and its server-held keys.
 	n.must("delete", gun, "--remote")
-	if out, err := other.run("list", gun); err == nil || !strings.Contains(out, "does not have trust data") {
+	fresh := newNotary(t, e, "admin", e.inst.AdminPassword)
+	if out, err := fresh.run("list", gun); err == nil || !strings.Contains(out, "does not have trust data") {
 		t.Fatalf("list after delete --remote: %v\n%s", err, out)
 	}
+}
+
+// delegationKey writes a delegate's key (unencrypted PEM, which notary key import takes)
+// and its self-signed certificate, which the collection owner adds as the delegation's key.
+func delegationKey(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalECPrivateKey(k)
+	certFile = writeFile(t, dir, name+".crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	keyFile = writeFile(t, dir, name+".key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})))
+	return certFile, keyFile
 }
