@@ -7,7 +7,7 @@ import (
 
 	"github.com/theupdateframework/notary/tuf/data"
 
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/registry"
 )
 
 // SplitGUN splits a GUN as docker forms it, "<registry host[:port]>/<repository>", into
@@ -27,8 +27,8 @@ func SplitGUN(gun string) (host, repo string, err error) {
 			return "", "", fmt.Errorf("%q has an invalid registry host %q", clip(gun), clip(host))
 		}
 	}
-	if err := wire.ValidateRepositoryName(repo); err != nil {
-		return "", "", fmt.Errorf("trusted collection %q: %w", clip(gun), err)
+	if !registry.ValidName(repo) {
+		return "", "", fmt.Errorf("trusted collection %q: invalid repository name %q: components are lower-case letters and digits separated by '.', '_', '__' or '-', joined by '/'", clip(gun), clip(repo))
 	}
 	return host, repo, nil
 }
