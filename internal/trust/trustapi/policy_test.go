@@ -27,7 +27,6 @@ func trustKeys(t *testing.T, e *env) []string {
 	return names
 }
 
-
 // TestDisableWipesAndEnableStartsEmpty publishes with the notary CLI (server-managed
 // snapshot), disables content trust (the trust API then answers 404 saying so, and the
 // vault no longer lists the server-held keys), and enables it again with no trust data.
