@@ -628,50 +628,45 @@ func (s *Service) Get(ctx context.Context, gun string, role data.RoleName) (Meta
 
 // GetChecksum returns role's metadata whose SHA-256 is sha.
 func (s *Service) GetChecksum(ctx context.Context, gun string, role data.RoleName, sha string) (Meta, error) {
-	if err := s.requireEnabled(ctx); err != nil {
-		return Meta{}, err
-	}
-	if _, err := s.CheckGUN(gun); err != nil {
-		return Meta{}, err
-	}
-	return s.byChecksum(ctx, gun, role, sha, true)
-}
-
-func (s *Service) byChecksum(ctx context.Context, gun string, role data.RoleName, sha string, consistent bool) (Meta, error) {
-	m, err := s.store.ByChecksum(ctx, gun, role.String(), sha)
-	if errors.Is(err, store.ErrNotFound) {
-		return Meta{}, notFound(gun, role)
-	}
-	if err != nil {
-		return Meta{}, err
-	}
-	b, err := s.readBlob(ctx, m)
-	if err != nil {
-		return Meta{}, storageErr(err)
-	}
-	return Meta{Data: b, SHA256: m.SHA256, Modified: time.Unix(m.Created, 0), Consistent: consistent}, nil
+	return s.getBy(ctx, gun, role, func() (MetaRow, error) { return s.store.ByChecksum(ctx, gun, role.String(), sha) })
 }
 
 // GetVersion returns version v of role's metadata.
 func (s *Service) GetVersion(ctx context.Context, gun string, role data.RoleName, v int) (Meta, error) {
+	return s.getBy(ctx, gun, role, func() (MetaRow, error) { return s.store.ByVersion(ctx, gun, role.String(), v) })
+}
+
+// getBy serves a checksum- or version-addressed file, which never changes.
+func (s *Service) getBy(ctx context.Context, gun string, role data.RoleName, lookup func() (MetaRow, error)) (Meta, error) {
 	if err := s.requireEnabled(ctx); err != nil {
 		return Meta{}, err
 	}
 	if _, err := s.CheckGUN(gun); err != nil {
 		return Meta{}, err
 	}
-	m, err := s.store.ByVersion(ctx, gun, role.String(), v)
-	if errors.Is(err, store.ErrNotFound) {
-		return Meta{}, notFound(gun, role)
+	return s.serveRow(gun, role, lookup, true)(ctx)
+}
+
+func (s *Service) byChecksum(ctx context.Context, gun string, role data.RoleName, sha string, consistent bool) (Meta, error) {
+	return s.serveRow(gun, role, func() (MetaRow, error) { return s.store.ByChecksum(ctx, gun, role.String(), sha) }, consistent)(ctx)
+}
+
+// serveRow reads the metadata the row lookup finds.
+func (s *Service) serveRow(gun string, role data.RoleName, lookup func() (MetaRow, error), consistent bool) func(context.Context) (Meta, error) {
+	return func(ctx context.Context) (Meta, error) {
+		m, err := lookup()
+		if errors.Is(err, store.ErrNotFound) {
+			return Meta{}, notFound(gun, role)
+		}
+		if err != nil {
+			return Meta{}, err
+		}
+		b, err := s.readBlob(ctx, m)
+		if err != nil {
+			return Meta{}, storageErr(err)
+		}
+		return Meta{Data: b, SHA256: m.SHA256, Modified: time.Unix(m.Created, 0), Consistent: consistent}, nil
 	}
-	if err != nil {
-		return Meta{}, err
-	}
-	b, err := s.readBlob(ctx, m)
-	if err != nil {
-		return Meta{}, storageErr(err)
-	}
-	return Meta{Data: b, SHA256: m.SHA256, Modified: time.Unix(m.Created, 0), Consistent: true}, nil
 }
 
 // timestamp returns the current timestamp, signing a new one when the stored one has
