@@ -53,6 +53,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.write(w, r, &trust.Error{Status: http.StatusBadRequest, Code: trust.CodeInvalidRole, Message: err.Error()})
 		return
 	}
+	// While content trust is disabled every trust path is absent (404, saying why).
+	if on, err := h.svc.Enabled(r.Context()); err != nil || !on {
+		if err == nil {
+			err = &trust.Error{Status: http.StatusNotFound, Code: trust.CodeMetadataNotFound, Message: trust.ErrDisabled.Error()}
+		}
+		h.write(w, r, err)
+		return
+	}
 	m := r.Method
 	switch {
 	case p.Kind == trust.KindChangefeed && m == http.MethodGet:
