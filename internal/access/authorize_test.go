@@ -105,8 +105,8 @@ outer:
 // definitions.
 func expectedRoleActions() map[string][]access.Action {
 	return map[string][]access.Action{
-		"Owner":                    everyAction(),
-		"Contributor":              without(everyAction(), access.AccessManage, access.IdentityManage),
+		"Owner":                    without(everyAction(), access.RegistrySign),
+		"Contributor":              without(everyAction(), access.AccessManage, access.IdentityManage, access.RegistrySign),
 		"Reader":                   {access.RegistryPull, access.RegistryList, access.VaultRead, access.KeyGet, access.KeyList, access.KeyGetRotationPolicy, access.IdentityRead, access.AccessRead},
 		"AcrPull":                  {access.RegistryPull, access.RegistryList},
 		"AcrPush":                  {access.RegistryPull, access.RegistryPush, access.RegistryList},

@@ -95,14 +95,15 @@ func BuiltinRoles() []RoleDefinition {
 	return []RoleDefinition{
 		{
 			Name:        RoleOwner,
-			Description: "Full access to everything, including assigning roles, repository tokens and identities.",
+			Description: "Full access to everything, including assigning roles, repository tokens and identities; signing content trust needs AcrImageSigner besides, as in Azure.",
 			Actions:     []Action{"*"},
+			NotActions:  []Action{RegistrySign},
 		},
 		{
 			Name:        RoleContributor,
 			Description: "Full access to the registry and vaults, but cannot assign roles, create repository tokens or manage identities.",
 			Actions:     []Action{"*"},
-			NotActions:  []Action{AccessManage, IdentityManage},
+			NotActions:  []Action{AccessManage, IdentityManage, RegistrySign},
 		},
 		{
 			Name:        RoleReader,

@@ -21,6 +21,7 @@ const (
 	ScopeContentDelete  = wire.ScopeContentDelete // delete manifests, tags and blobs
 	ScopeMetadataRead   = wire.ScopeMetadataRead  // read tags and manifests: the same as content/read in Coffer
 	ScopeMetadataWrite  = wire.ScopeMetadataWrite // change repository attributes (reserved)
+	ScopeContentSign    = wire.ScopeContentSign   // write content-trust data (AcrImageSigner's action)
 	maxRepositoryTokens = 10000
 )
 
@@ -40,6 +41,8 @@ func scopeMapAction(name string) (Action, bool) {
 		return RegistryDelete, true
 	case ScopeMetadataWrite:
 		return RegistryMetadataWrite, true
+	case ScopeContentSign:
+		return RegistrySign, true
 	}
 	return "", false
 }

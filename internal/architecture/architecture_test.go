@@ -103,6 +103,7 @@ var classes = map[string]class{
 	// vaults over REST through kek/resolve.
 	"internal/imagecrypt":             feature,
 	"internal/imagecrypt/keyprovider": feature,
+	"internal/trust":                  feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/identity/identityapi":     handler,
@@ -110,6 +111,7 @@ var classes = map[string]class{
 	"internal/registry/api":             handler,
 	"internal/registry/registryauth":    handler,
 	"internal/encryption/encryptionapi": handler,
+	"internal/trust/trustapi":           handler,
 	"internal/token/tokenapi":           handler,
 	"internal/vault/api":                handler,
 

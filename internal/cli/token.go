@@ -23,6 +23,7 @@ scope-map actions:
   content/write    push: blob uploads, manifest and tag writes (docker push also needs content/read)
   content/delete   delete manifests, tags and blobs
   metadata/read    read tags and manifests: the same as content/read in Coffer
+  content/sign     write content-trust data (notary / docker trust sign); push also needs content/write
   metadata/write   change repository attributes (reserved: no operation needs it yet)
 
 A repository NAME/* covers every repository under NAME/. Roles and access policies never
@@ -75,7 +76,7 @@ func tokenCreateCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().String("name", "", "token name (the user name for docker login)")
-	cmd.Flags().StringArray("repository", nil, "REPO:ACTION[,ACTION...] (repeatable); actions: content/read, content/write, content/delete, metadata/read, metadata/write")
+	cmd.Flags().StringArray("repository", nil, "REPO:ACTION[,ACTION...] (repeatable); actions: content/read, content/write, content/delete, metadata/read, metadata/write, content/sign")
 	cmd.MarkFlagRequired("name")
 	return cmd
 }

@@ -22,7 +22,7 @@ func TestUnknownSubcommandFails(t *testing.T) {
 		err := root.Execute()
 		return out.String(), err
 	}
-	if _, err := run("registry", "config", "foo"); err == nil || !strings.Contains(err.Error(), `unknown command "config" for "coffer registry"`) {
+	if _, err := run("registry", "config", "foo"); err == nil || !strings.Contains(err.Error(), `unknown command "foo" for "coffer registry config"`) {
 		t.Fatalf("coffer registry config foo: %v", err)
 	}
 	if _, err := run("registry", "tags", "list"); err == nil || !strings.Contains(err.Error(), "did you mean tag?") {

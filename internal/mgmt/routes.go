@@ -148,6 +148,8 @@ func Routes() []Route {
 			Query: []Param{{"dryRun", "report only"}}, Response: wire.GCReport{}, Status: ok, Stream: "application/x-ndjson"},
 
 		// Encryption at rest.
+		{ID: "getContentTrust", Method: get, Path: p + "/registry/config/content-trust", Tag: tagRegistry, Summary: "Show the registry's content-trust policy (Notary v1 / Docker Content Trust)", Permission: "registry/list at /registry", Response: wire.ContentTrustPolicy{}, Status: ok},
+		{ID: "updateContentTrust", Method: patch, Path: p + "/registry/config/content-trust", Tag: tagRegistry, Summary: "Enable or disable content trust; disabling deletes all Notary v1 trust data and server-held trust keys", Permission: "registry/manage at /registry", Request: wire.ContentTrustUpdate{}, Response: wire.ContentTrustUpdated{}, Status: ok},
 		{ID: "getEncryption", Method: get, Path: p + "/registry/encryption", Tag: tagEncryption, Summary: "Show the registry's encryption at rest, checking key access now", Permission: "registry/manage at /registry", Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "enableEncryption", Method: post, Path: p + "/registry/encryption/enable", Tag: tagEncryption, Summary: "Encrypt under a customer-managed key (cannot be undone)", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "rotateEncryptionKey", Method: post, Path: p + "/registry/encryption/rotate-key", Tag: tagEncryption, Summary: "Re-wrap the root key under another key, version or identity", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Repository summarises a repository (NAME_UNKNOWN if absent).
@@ -42,6 +43,11 @@ func (s *Service) DeleteRepository(ctx context.Context, repo string) error {
 	for _, id := range uploads {
 		s.hashes.drop(id)
 		s.driver.Delete(ctx, uploadPath(id))
+	}
+	if s.opts.OnRepositoryDeleted != nil {
+		if err := s.opts.OnRepositoryDeleted(ctx, repo); err != nil {
+			return fmt.Errorf("repository %s deleted, but not its trust data: %w", repo, err)
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -35,6 +36,9 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics, if set, records garbage collections.
 	Metrics *Metrics
+	// OnRepositoryDeleted, if set, is called after a repository is deleted (content trust
+	// deletes the repository's trust data and keys). Its error is returned to the caller.
+	OnRepositoryDeleted func(ctx context.Context, repo string) error
 }
 
 // Service is the registry.

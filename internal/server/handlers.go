@@ -19,6 +19,7 @@ import (
 	registryapi "github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
 	"github.com/cofferhq/coffer/internal/token/tokenapi"
+	"github.com/cofferhq/coffer/internal/trust/trustapi"
 	vaultapi "github.com/cofferhq/coffer/internal/vault/api"
 )
 
@@ -59,6 +60,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	vaultapi.NewManagement(p.vault, p.audit, p.access).Register(rt)
 	encryptionapi.New(p.encryption, p.access, s.log.With("part", "encryption")).Register(rt)
 	registryapi.MountManagement(rt, p.registry, p.access)
+	trustapi.NewManagement(p.trust, p.access, p.audit, s.log.With("part", "trust")).Register(rt)
 
 	// Vaults: by host name on the main listener, or on ports of their own.
 	vh, err := vaultapi.New(vaultapi.Config{
@@ -101,9 +103,11 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	if err != nil {
 		return err
 	}
+	s.mux.HandleFunc("GET /_notary_server/health", trustapi.Health)
 	s.mux.Handle("/v2/", registryapi.New(registryapi.Config{
 		Service: p.registry,
 		Auth:    auth,
+		Trust:   trustapi.New(p.trust, auth, p.access, s.log.With("part", "trust")),
 		Log:     s.log.With("part", "registry"),
 		Metrics: p.registry.Options().Metrics,
 	}))

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
@@ -16,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/token"
+	"github.com/cofferhq/coffer/internal/trust"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -31,6 +34,7 @@ type services struct {
 	// vaultAddrs are where this server's vaults answer (the main listener is bound).
 	vaultAddrs vault.Addresses
 	encryption *encryption.Service
+	trust      *trust.Service
 	registry   *registry.Service
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
@@ -96,10 +100,11 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		return nil, fmt.Errorf("make the administrator Owner: %w", err)
 	}
 	p.granter = token.NewGranter(token.GranterOptions{
-		Authorizer:    p.access,
-		AnonymousPull: s.cfg.Registry.AnonymousPull,
-		VaultResource: token.VaultResource(s.cfg.Vault.Domain),
-		Log:           s.log,
+		Authorizer:      p.access,
+		AnonymousPull:   s.cfg.Registry.AnonymousPull,
+		VaultResource:   token.VaultResource(s.cfg.Vault.Domain),
+		OwnRegistryHost: s.ownRegistryHost,
+		Log:             s.log,
 	})
 
 	// The key vault.
@@ -141,6 +146,25 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	// An identity the encryption reaches its key with cannot be deleted.
 	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
 
+	// Content trust: metadata through its own sealed store, server-held keys in the vault.
+	trustBase, err := filesystem.New(filepath.Join(s.cfg.DataDir, "trust"))
+	if err != nil {
+		return nil, fmt.Errorf("content trust store: %w", err)
+	}
+	p.trust, err = trust.Open(ctx, trust.Options{
+		DB: s.db, Blobs: p.encryption.Driver(trustBase), Vault: p.vault,
+		Grant: func(ctx context.Context, v, objectID string, perms []string) error {
+			_, err := p.access.SetPolicy(ctx, v, objectID, perms)
+			return err
+		},
+		Identity: p.identity.SystemIdentity(),
+		OwnHost:  s.ownRegistryHost,
+		Log:      s.log.With("part", "trust"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
 	// The registry: every byte through the sealing driver.
 	base, err := filesystem.New(filepath.Join(s.cfg.DataDir, "blobs"))
 	if err != nil {
@@ -158,6 +182,8 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		GCGrace:         registryGCGrace,
 		Log:             s.log.With("part", "registry"),
 		Metrics:         s.registryMetrics(meta),
+		// A deleted repository's trust data and keys go with it.
+		OnRepositoryDeleted: p.trust.DeleteRepository,
 	})
 
 	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))
@@ -184,4 +210,23 @@ func (s *Server) vaultAddresses() vault.Addresses {
 		a.Port = tcp.Port
 	}
 	return a
+}
+
+// ownRegistryHost reports whether hostport ("host" or "host:port", as in a content-trust
+// GUN) names this registry: a name of this server on its port (no port: 443).
+func (s *Server) ownRegistryHost(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, "443"
+	}
+	host = strings.Trim(host, "[]")
+	a := s.vaultAddresses()
+	if port != strconv.Itoa(a.Port) {
+		return false
+	}
+	if a.IsLocalHost(host) {
+		return true
+	}
+	h, err := os.Hostname()
+	return err == nil && strings.EqualFold(h, host)
 }

@@ -21,6 +21,10 @@ type GranterOptions struct {
 	// VaultResource is the vault API's resource (audience), e.g. https://vault.localhost;
 	// empty when no vault API is served.
 	VaultResource string
+	// OwnRegistryHost says whether "host[:port]" names this registry, so that a
+	// content-trust GUN scope ("host:port/team/app") is granted as its repository (nil: no
+	// host is).
+	OwnRegistryHost func(hostport string) bool
 	// Log receives authorization failures that are not refusals (nil: discarded).
 	Log *slog.Logger
 }
@@ -33,7 +37,13 @@ type Granter struct {
 	authz         access.Authorizer
 	anonymousPull bool
 	vaultResource string
+	ownHost       func(string) bool
 	log           *slog.Logger
+}
+
+// OwnRegistryHost reports whether hostport names this registry (content-trust GUNs).
+func (g *Granter) OwnRegistryHost(hostport string) bool {
+	return g.ownHost != nil && g.ownHost(hostport)
 }
 
 // NewGranter returns the grant policy for opts. opts.Authorizer is required.
@@ -42,7 +52,7 @@ func NewGranter(opts GranterOptions) *Granter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Granter{authz: opts.Authorizer, anonymousPull: opts.AnonymousPull, vaultResource: opts.VaultResource, log: log}
+	return &Granter{authz: opts.Authorizer, anonymousPull: opts.AnonymousPull, vaultResource: opts.VaultResource, ownHost: opts.OwnRegistryHost, log: log}
 }
 
 // AnonymousPull reports whether callers without credentials may get pull-only registry tokens.
@@ -130,7 +140,7 @@ func (g *Granter) RegistryAccess(ctx context.Context, p identity.Principal, scop
 				}
 				all := true
 				for _, act := range acts {
-					if !g.allowed(ctx, p, act, access.RepositoryScope(sc.Name)) {
+					if !g.allowed(ctx, p, act, access.RepositoryScope(sc.repository())) {
 						all = false
 						break
 					}

@@ -19,6 +19,17 @@ type Scope struct {
 	Class   string
 	Name    string
 	Actions []string
+	// Repository is the repository a repository scope refers to: Name, or Name without
+	// its host when Name is a content-trust GUN of this registry ("host:port/team/app").
+	Repository string
+}
+
+// repository is the repository name grants are decided on.
+func (s Scope) repository() string {
+	if s.Repository != "" {
+		return s.Repository
+	}
+	return s.Name
 }
 
 // String is the scope in its wire form.
@@ -57,14 +68,21 @@ func ParseScopes(values []string) ([]Scope, error) {
 // ParseRegistryScopes parses the scope parameters of a registry token request, as
 // ParseScopes, and refuses repository names the registry refuses (upper case, over 255
 // characters, a host:port prefix, anything outside the OCI distribution grammar): a token
-// for a repository that cannot exist would only hide the client's mistake.
-func ParseRegistryScopes(values []string) ([]Scope, error) {
+// for a repository that cannot exist would only hide the client's mistake. The one
+// prefixed name accepted is a content-trust GUN, "<host[:port]>/<repository>", whose
+// host ownHost says is this registry's (docker and notary ask for the GUN's scope);
+// its grants are decided on the repository.
+func ParseRegistryScopes(values []string, ownHost func(hostport string) bool) ([]Scope, error) {
 	scopes, err := ParseScopes(values)
 	if err != nil {
 		return nil, err
 	}
-	for _, sc := range scopes {
+	for i, sc := range scopes {
 		if sc.Type != "repository" {
+			continue
+		}
+		if host, repo, ok := strings.Cut(sc.Name, "/"); ok && ownHost != nil && ownHost(host) && wire.ValidateRepositoryName(repo) == nil {
+			scopes[i].Repository = repo
 			continue
 		}
 		if err := wire.ValidateRepositoryName(sc.Name); err != nil {
@@ -156,4 +174,14 @@ func clip(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// HasTrustScope reports whether any scope names a content-trust GUN of this registry.
+func HasTrustScope(scopes []Scope) bool {
+	for _, s := range scopes {
+		if s.Repository != "" {
+			return true
+		}
+	}
+	return false
 }

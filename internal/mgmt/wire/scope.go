@@ -207,6 +207,8 @@ const (
 	ScopeContentDelete = "content/delete"
 	ScopeMetadataRead  = "metadata/read"
 	ScopeMetadataWrite = "metadata/write"
+	// ScopeContentSign writes content-trust data (sign tags), beside content/write.
+	ScopeContentSign = "content/sign"
 )
 
 // maxScopeMapEntries is how many repositories one scope map may name.
@@ -214,7 +216,7 @@ const maxScopeMapEntries = 100
 
 // ScopeMapActionNames lists the scope-map actions in their canonical order.
 func ScopeMapActionNames() []string {
-	return []string{ScopeContentRead, ScopeContentWrite, ScopeContentDelete, ScopeMetadataRead, ScopeMetadataWrite}
+	return []string{ScopeContentRead, ScopeContentWrite, ScopeContentDelete, ScopeMetadataRead, ScopeMetadataWrite, ScopeContentSign}
 }
 
 // NormalizeScopeMap validates a scope map and returns its canonical form: at least one and

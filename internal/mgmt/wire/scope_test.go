@@ -88,7 +88,7 @@ func TestScopeMessages(t *testing.T) {
 }
 
 func TestParseScopeMapEntry(t *testing.T) {
-	const use = "use content/read, content/write, content/delete, metadata/read, metadata/write"
+	const use = "use content/read, content/write, content/delete, metadata/read, metadata/write, content/sign"
 	tests := []struct {
 		in, want, wantErr string
 	}{

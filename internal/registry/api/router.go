@@ -29,6 +29,9 @@ func parsePath(p string) (route, bool) {
 	if rest == "_catalog" {
 		return route{kind: "catalog"}, true
 	}
+	if rest == "_trust/changefeed" {
+		return route{kind: "trust", name: rest}, true
+	}
 	if i := strings.Index(rest, "/_trust/"); i > 0 {
 		return route{kind: "trust", name: rest[:i]}, true
 	}

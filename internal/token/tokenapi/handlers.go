@@ -195,7 +195,7 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
 		return
 	}
-	scopes, err := token.ParseRegistryScopes(q["scope"])
+	scopes, err := token.ParseRegistryScopes(q["scope"], a.granter.OwnRegistryHost)
 	if err != nil {
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid scope: "+err.Error())
 		return
@@ -219,6 +219,11 @@ func (a *API) dockerToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case a.granter.AnonymousPull() && aud == token.RegistryService:
+		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
+	case aud == token.RegistryService && token.HasTrustScope(scopes):
+		// No credentials for a content-trust collection: a token that grants nothing. The
+		// notary CLI asks anonymously first for its reads and, on the trust API's 401,
+		// asks again with credentials (as Distribution's token servers allow).
 		p = identity.Principal{Kind: identity.KindAnonymous, Name: "anonymous"}
 	default:
 		dockerError(w, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required: send a username and password (HTTP Basic)")
@@ -297,7 +302,7 @@ func (a *API) passwordOrRefresh(w http.ResponseWriter, r *http.Request, grant st
 		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
 	}
-	scopes, err := token.ParseRegistryScopes(f["scope"])
+	scopes, err := token.ParseRegistryScopes(f["scope"], a.granter.OwnRegistryHost)
 	if err != nil {
 		oauthError(w, http.StatusUnauthorized, "invalid_scope", err.Error())
 		return
@@ -422,7 +427,7 @@ func (a *API) clientAudience(f url.Values) (string, []token.Scope, error) {
 		}
 		var scopes []token.Scope
 		if aud == token.RegistryService {
-			if scopes, err = token.ParseRegistryScopes(f["scope"]); err != nil {
+			if scopes, err = token.ParseRegistryScopes(f["scope"], a.granter.OwnRegistryHost); err != nil {
 				return "", nil, err
 			}
 		}
