@@ -21,9 +21,18 @@ func keyPath(v, k string) string {
 	return "/coffer/v1/vaults/" + url.PathEscape(v) + "/keys/" + url.PathEscape(k)
 }
 
+// keyProtection says where a key's material lives: in an HSM token (named), or in
+// software, which a -HSM key of a vault without an HSM is.
+func keyProtection(k wire.Key) string {
+	if k.Attributes.HSMPlatform != "" {
+		return "HSM: " + k.Attributes.HSMPlatform
+	}
+	return "software"
+}
+
 func keyTable(ks ...wire.Key) func() Table {
 	return func() Table {
-		t := Table{Header: []string{"KID", "TYPE", "SIZE", "ENABLED", "EXPIRES", "OPS", "TAGS"}}
+		t := Table{Header: []string{"KID", "TYPE", "SIZE", "ENABLED", "EXPIRES", "OPS", "TAGS", "PROTECTION"}}
 		for _, k := range ks {
 			exp := ""
 			if k.Attributes.Expires != nil {
@@ -41,7 +50,7 @@ func keyTable(ks ...wire.Key) func() Table {
 				size = strconv.Itoa(k.Size)
 			}
 			t.Rows = append(t.Rows, []string{k.ID, k.JWK.Kty, size, strconv.FormatBool(k.Attributes.Enabled), exp,
-				strings.Join(k.JWK.KeyOps, ","), strings.Join(tags, ",")})
+				strings.Join(k.JWK.KeyOps, ","), strings.Join(tags, ","), keyProtection(k)})
 		}
 		return t
 	}

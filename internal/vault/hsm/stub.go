@@ -46,4 +46,6 @@ func (b *Backend) Exists(ctx context.Context, ref string) (bool, error) { return
 func (b *Backend) SealRootKey(ctx context.Context, root []byte) ([]byte, error) { return nil, errNoCGO }
 
 // UnsealRootKey refuses.
-func (b *Backend) UnsealRootKey(ctx context.Context, sealed []byte) ([]byte, error) { return nil, errNoCGO }
+func (b *Backend) UnsealRootKey(ctx context.Context, sealed []byte) ([]byte, error) {
+	return nil, errNoCGO
+}
