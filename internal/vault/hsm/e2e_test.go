@@ -23,8 +23,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/servertest"
-	"github.com/cofferhq/coffer/internal/vault/hsm"
-	"github.com/cofferhq/coffer/internal/vault/hsm/hsmtest"
+		"github.com/cofferhq/coffer/internal/vault/hsm/hsmtest"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
@@ -60,23 +59,7 @@ func keyError(t *testing.T, err error, status int) *azcore.ResponseError {
 	return re
 }
 
-// tokenHolds opens the token beside the server and says whether object ref is there.
-func tokenHolds(t *testing.T, tok hsmtest.Token, ref string) bool {
-	t.Helper()
-	b, err := hsm.Open(context.Background(), tok.Config, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ok, err := b.Exists(context.Background(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ok
-}
-
-// refOf reads the token object reference of a key version from the metadata store's file:
-// the test looks at the token directly, so it needs the CKA_ID the vault recorded.
+// refsInToken counts the objects in the token's storage (SoftHSM keeps one file each).
 func refsInToken(t *testing.T, tok hsmtest.Token) int {
 	t.Helper()
 	n := 0
@@ -204,9 +187,12 @@ func TestHSMVaultThroughSDK(t *testing.T) {
 		t.Fatalf("token objects after purging a key of two versions: %d, want %d", got, objs-4)
 	}
 
-	// Import as HSM into an HSM vault is refused (the key existed outside the token).
-	if err := e.Do("POST", "/coffer/v1/vaults/nohsm/keys/x/create", map[string]any{"kty": "RSA"}, nil); err == nil {
-		t.Fatal("create in a missing vault")
+	// Importing a key as HSM-protected into an HSM vault is refused: it existed outside
+	// the token.
+	_, err = c.ImportKey(ctx, "imported", azkeys.ImportKeyParameters{HSM: to.Ptr(true), Key: &azkeys.JSONWebKey{
+		Kty: to.Ptr(azkeys.KeyTypeOct), K: secret}}, nil)
+	if re := keyError(t, err, http.StatusBadRequest); !strings.Contains(err.Error(), "cannot be imported") {
+		t.Fatalf("HSM import: %v %v", re, err)
 	}
 }
 
