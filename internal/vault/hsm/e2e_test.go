@@ -23,7 +23,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/servertest"
-		"github.com/cofferhq/coffer/internal/vault/hsm/hsmtest"
+	"github.com/cofferhq/coffer/internal/vault/hsm/hsmtest"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
