@@ -166,7 +166,7 @@ Needs the create key permission (role Key Vault Crypto Officer).`,
 			return printResult(cmd, k, keyTable(k))
 		}),
 	}
-	create.Flags().String("kty", "RSA", "key type: RSA, RSA-HSM, EC, EC-HSM, oct, oct-HSM (HSM kinds are software-protected)")
+	create.Flags().String("kty", "RSA", "key type: RSA, RSA-HSM, EC, EC-HSM, oct, oct-HSM (HSM kinds live in the HSM in a vault created with --hsm, in software elsewhere)")
 	create.Flags().Int("size", 0, "RSA 2048/3072/4096, oct 128/192/256 (default 2048 / 256)")
 	create.Flags().String("curve", "", "EC curve: P-256 (default), P-384, P-521")
 	create.Flags().StringSlice("ops", nil, "allowed operations (encrypt,decrypt,sign,verify,wrapKey,unwrapKey)")
