@@ -205,6 +205,35 @@ func TestHSMVaultNeedsServerHSM(t *testing.T) {
 	}
 }
 
+// TestHSMAllVaults: with --hsm-all-vaults, a vault created without --hsm keeps its -HSM
+// keys in the token too, and its other keys in software.
+func TestHSMAllVaults(t *testing.T) {
+	tok := hsmtest.New(t, "coffer-all")
+	e := vaulttest.Start(t, withHSM(tok, func(c *config.Server) { c.Vault.HSMAllVaults = true }))
+	e.CreateVault(t, "plain", nil)
+	var who struct {
+		ID string `json:"id"`
+	}
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &who)
+	e.SetPolicy(t, "plain", who.ID, "create", "get")
+	var k struct {
+		Attributes struct {
+			HSMPlatform string `json:"hsmPlatform"`
+		} `json:"attributes"`
+	}
+	e.MustDo(t, "POST", "/coffer/v1/vaults/plain/keys/h/create", map[string]any{"kty": "EC-HSM"}, &k)
+	if !strings.Contains(k.Attributes.HSMPlatform, "SoftHSM") {
+		t.Fatalf("EC-HSM key of a vault without --hsm under --hsm-all-vaults: platform %q", k.Attributes.HSMPlatform)
+	}
+	var soft struct {
+		Attributes map[string]any `json:"attributes"`
+	}
+	e.MustDo(t, "POST", "/coffer/v1/vaults/plain/keys/s/create", map[string]any{"kty": "EC"}, &soft)
+	if p, ok := soft.Attributes["hsmPlatform"]; ok || soft.Attributes == nil {
+		t.Fatalf("EC key: platform %v (%v)", p, soft.Attributes)
+	}
+}
+
 // TestAutoUnseal: the root key sealed by the token; the server restarts and serves keys;
 // the file alone does not hold the key; with the token gone the server refuses to start.
 func TestAutoUnseal(t *testing.T) {
