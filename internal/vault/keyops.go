@@ -193,6 +193,9 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 			j.Kty = keys.KtyOctHSM
 		}
 	}
+	if len(j.KeyHSM) > 0 {
+		return Key{}, fmt.Errorf("%w: key_hsm (a BYOK transfer blob) is not supported: import the key's private members, or create the key in an HSM vault", ErrInvalid)
+	}
 	if s.inHSM(v, j.Kty) {
 		return Key{}, fmt.Errorf("%w: vault %q keeps %s keys in its HSM, where they are generated: a key that existed outside the token cannot be imported as HSM-protected (create it in the vault, or import it as %s)",
 			ErrInvalid, vault, j.Kty, keys.BaseKty(j.Kty))
