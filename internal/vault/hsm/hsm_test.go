@@ -7,12 +7,16 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ThalesGroup/crypto11"
 
+	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/hsm"
 	"github.com/cofferhq/coffer/internal/vault/hsm/hsmtest"
 	"github.com/cofferhq/coffer/internal/vault/keys"
@@ -235,5 +239,29 @@ func TestDestroyAndRootKey(t *testing.T) {
 	bad.Token = "no-such-token"
 	if _, err := hsm.Open(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), `"coffer-test"`) || !strings.Contains(err.Error(), "not present") {
 		t.Fatalf("absent token: %v", err)
+	}
+}
+
+// TestPlainRootKeySealedInPlace: a plain root-key file is sealed on the first start with
+// --vault-root-key-hsm, keeps its key, and no longer holds it.
+func TestPlainRootKeySealedInPlace(t *testing.T) {
+	ctx := context.Background()
+	b, _ := open(t)
+	file := filepath.Join(t.TempDir(), "vault-root.key")
+	plain, _, err := vault.LoadRootKey(file, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, where, err := vault.LoadRootKeyWith(ctx, file, "", b, true)
+	if err != nil || !bytes.Equal(got, plain) || !strings.Contains(where, "sealed by HSM") {
+		t.Fatalf("seal in place: %v %q", err, where)
+	}
+	raw, _ := os.ReadFile(file)
+	if !strings.HasPrefix(string(raw), "coffer-vault-root-key-hsm-v1:") || strings.Contains(string(raw), base64.StdEncoding.EncodeToString(plain)) {
+		t.Fatalf("file after sealing: %q", raw)
+	}
+	again, _, err := vault.LoadRootKeyWith(ctx, file, "", b, false)
+	if err != nil || !bytes.Equal(again, plain) {
+		t.Fatalf("unseal: %v", err)
 	}
 }
