@@ -374,120 +374,122 @@ func (k *key) Encrypt(p keys.CipherParams, wrap bool) (keys.CipherResult, error)
 		}
 		return k.pub.Encrypt(p, wrap)
 	}
-	if err := k.octAlg(p.Alg, wrap); err != nil {
-		return keys.CipherResult{}, err
-	}
-	var res keys.CipherResult
-	err := protect("encrypt", func() error {
-		switch {
-		case wrap:
-			out, err := keys.KeyWrap(block{k.secret}, p.Value)
-			res.Value = out
-			return err
-		case strings.HasSuffix(p.Alg, "GCM"):
-			g, err := k.secret.NewGCM()
-			if err != nil {
-				return err
-			}
-			iv := make([]byte, g.NonceSize())
-			rand.Read(iv)
-			sealed := g.Seal(nil, iv, p.Value, p.AAD)
-			n := len(sealed) - g.Overhead()
-			res = keys.CipherResult{Value: sealed[:n], Tag: sealed[n:], IV: iv, AAD: p.AAD}
-			return nil
-		default:
-			iv := p.IV
-			if len(iv) == 0 {
-				iv = make([]byte, 16)
-				rand.Read(iv)
-			}
-			if len(iv) != 16 {
-				return fmt.Errorf("%w: iv must be 16 bytes", keys.ErrInvalid)
-			}
-			buf := keys.Pad(p.Value)
-			bm, err := k.secret.NewCBCEncrypterCloser(iv)
-			if err != nil {
-				return err
-			}
-			defer bm.Close()
-			bm.CryptBlocks(buf, buf)
-			res = keys.CipherResult{Value: buf, IV: iv}
-			return nil
-		}
-	})
-	return res, err
+	return k.octCrypt(p, wrap, true)
 }
 
 func (k *key) Decrypt(p keys.CipherParams, wrap bool) (keys.CipherResult, error) {
-	if k.secret == nil {
-		d, ok := k.signer.(crypto.Decrypter)
-		if !ok || keys.BaseKty(k.kty) != keys.KtyRSA {
-			return keys.CipherResult{}, fmt.Errorf("%w: algorithm %q cannot be used with a %s key", keys.ErrUnsupported, p.Alg, k.kty)
-		}
-		var opts crypto.DecrypterOpts
-		switch p.Alg {
-		case keys.AlgRSAOAEP:
-			opts = &rsa.OAEPOptions{Hash: crypto.SHA1}
-		case keys.AlgRSAOAEP256:
-			if !k.b.oaep256 {
-				return keys.CipherResult{}, k.tokenLimit(p.Alg)
-			}
-			opts = &rsa.OAEPOptions{Hash: crypto.SHA256}
-		case keys.AlgRSA15:
-			opts = nil
-		default:
-			return keys.CipherResult{}, fmt.Errorf("%w: algorithm %q cannot be used with a %s key", keys.ErrUnsupported, p.Alg, k.kty)
-		}
-		out, err := d.Decrypt(rand.Reader, p.Value, opts)
-		if err != nil {
-			return keys.CipherResult{}, fmt.Errorf("%w: %s in the HSM: %v", keys.ErrDecrypt, p.Alg, err)
-		}
-		return keys.CipherResult{Value: out}, nil
+	if k.secret != nil {
+		return k.octCrypt(p, wrap, false)
 	}
+	d, ok := k.signer.(crypto.Decrypter)
+	if !ok || keys.BaseKty(k.kty) != keys.KtyRSA {
+		return keys.CipherResult{}, fmt.Errorf("%w: algorithm %q cannot be used with a %s key", keys.ErrUnsupported, p.Alg, k.kty)
+	}
+	var opts crypto.DecrypterOpts
+	switch p.Alg {
+	case keys.AlgRSAOAEP:
+		opts = &rsa.OAEPOptions{Hash: crypto.SHA1}
+	case keys.AlgRSAOAEP256:
+		if !k.b.oaep256 {
+			return keys.CipherResult{}, k.tokenLimit(p.Alg)
+		}
+		opts = &rsa.OAEPOptions{Hash: crypto.SHA256}
+	case keys.AlgRSA15:
+		opts = nil
+	default:
+		return keys.CipherResult{}, fmt.Errorf("%w: algorithm %q cannot be used with a %s key", keys.ErrUnsupported, p.Alg, k.kty)
+	}
+	out, err := d.Decrypt(rand.Reader, p.Value, opts)
+	if err != nil {
+		return keys.CipherResult{}, fmt.Errorf("%w: %s in the HSM: %v", keys.ErrDecrypt, p.Alg, err)
+	}
+	return keys.CipherResult{Value: out}, nil
+}
+
+// octCrypt runs an oct-HSM operation in the token: key wrap (RFC 3394), AES-GCM or
+// AES-CBC with PKCS#7 padding, encrypting or decrypting.
+func (k *key) octCrypt(p keys.CipherParams, wrap, enc bool) (keys.CipherResult, error) {
 	if err := k.octAlg(p.Alg, wrap); err != nil {
 		return keys.CipherResult{}, err
 	}
 	var res keys.CipherResult
-	err := protect("decrypt", func() error {
+	err := protect("an AES operation", func() error {
 		switch {
+		case wrap && enc:
+			out, err := keys.KeyWrap(block{k.secret}, p.Value)
+			res.Value = out
+			return err
 		case wrap:
 			out, err := keys.KeyUnwrap(block{k.secret}, p.Value)
 			res.Value = out
 			return err
 		case strings.HasSuffix(p.Alg, "GCM"):
-			g, err := k.secret.NewGCM()
-			if err != nil {
-				return err
-			}
-			if len(p.IV) != g.NonceSize() || len(p.Tag) != g.Overhead() {
-				return fmt.Errorf("%w: %s needs a %d-byte iv and a %d-byte tag", keys.ErrInvalid, p.Alg, g.NonceSize(), g.Overhead())
-			}
-			out, err := g.Open(nil, p.IV, append(append([]byte{}, p.Value...), p.Tag...), p.AAD)
-			if err != nil {
-				return fmt.Errorf("%w: authentication failed", keys.ErrDecrypt)
-			}
-			res.Value = out
-			return nil
+			return k.gcm(p, enc, &res)
 		default:
-			if len(p.IV) != 16 {
-				return fmt.Errorf("%w: iv must be 16 bytes", keys.ErrInvalid)
-			}
-			if len(p.Value) == 0 || len(p.Value)%16 != 0 {
-				return fmt.Errorf("%w: ciphertext is not a whole number of blocks", keys.ErrDecrypt)
-			}
-			buf := append([]byte{}, p.Value...)
-			bm, err := k.secret.NewCBCDecrypterCloser(p.IV)
-			if err != nil {
-				return err
-			}
-			defer bm.Close()
-			bm.CryptBlocks(buf, buf)
-			out, err := keys.Unpad(buf)
-			res.Value = out
-			return err
+			return k.cbcPad(p, enc, &res)
 		}
 	})
 	return res, err
+}
+
+func (k *key) gcm(p keys.CipherParams, enc bool, res *keys.CipherResult) error {
+	g, err := k.secret.NewGCM()
+	if err != nil {
+		return err
+	}
+	if enc {
+		iv := make([]byte, g.NonceSize())
+		rand.Read(iv)
+		sealed := g.Seal(nil, iv, p.Value, p.AAD)
+		n := len(sealed) - g.Overhead()
+		*res = keys.CipherResult{Value: sealed[:n], Tag: sealed[n:], IV: iv, AAD: p.AAD}
+		return nil
+	}
+	if len(p.IV) != g.NonceSize() || len(p.Tag) != g.Overhead() {
+		return fmt.Errorf("%w: %s needs a %d-byte iv and a %d-byte tag", keys.ErrInvalid, p.Alg, g.NonceSize(), g.Overhead())
+	}
+	out, err := g.Open(nil, p.IV, append(append([]byte{}, p.Value...), p.Tag...), p.AAD)
+	if err != nil {
+		return fmt.Errorf("%w: authentication failed", keys.ErrDecrypt)
+	}
+	res.Value = out
+	return nil
+}
+
+func (k *key) cbcPad(p keys.CipherParams, enc bool, res *keys.CipherResult) error {
+	iv := p.IV
+	if enc && len(iv) == 0 {
+		iv = make([]byte, 16)
+		rand.Read(iv)
+	}
+	if len(iv) != 16 {
+		return fmt.Errorf("%w: iv must be 16 bytes", keys.ErrInvalid)
+	}
+	var bm crypto11.BlockModeCloser
+	var err error
+	var buf []byte
+	if enc {
+		buf = keys.Pad(p.Value)
+		bm, err = k.secret.NewCBCEncrypterCloser(iv)
+	} else {
+		if len(p.Value) == 0 || len(p.Value)%16 != 0 {
+			return fmt.Errorf("%w: ciphertext is not a whole number of blocks", keys.ErrDecrypt)
+		}
+		buf = append([]byte{}, p.Value...)
+		bm, err = k.secret.NewCBCDecrypterCloser(iv)
+	}
+	if err != nil {
+		return err
+	}
+	defer bm.Close()
+	bm.CryptBlocks(buf, buf)
+	if enc {
+		*res = keys.CipherResult{Value: buf, IV: iv}
+		return nil
+	}
+	out, err := keys.Unpad(buf)
+	res.Value = out
+	return err
 }
 
 func (k *key) Sign(alg string, digest []byte) ([]byte, error) {
