@@ -22,7 +22,7 @@ func (s *Server) openHSM(ctx context.Context) (*hsm.Backend, error) {
 	}
 	b, err := hsm.Open(ctx, c, s.log.With("part", "hsm"))
 	if err != nil {
-		return nil, fmt.Errorf("HSM: %w", err)
+		return nil, err
 	}
 	s.closers = append(s.closers, b.Close)
 	return b, nil

@@ -96,7 +96,9 @@ func tokenInfo(module, label string) (pkcs11.TokenInfo, error) {
 		if strings.TrimSpace(ti.Label) == label {
 			return ti, nil
 		}
-		present = append(present, fmt.Sprintf("%q", strings.TrimSpace(ti.Label)))
+		if l := strings.TrimSpace(ti.Label); l != "" {
+			present = append(present, fmt.Sprintf("%q", l))
+		}
 	}
 	have := "none"
 	if len(present) > 0 {
