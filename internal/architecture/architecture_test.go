@@ -93,6 +93,7 @@ var classes = map[string]class{
 	"internal/seal/keyring": core,
 	"internal/token":        core,
 	"internal/vault/keys":   core,
+	"internal/vault/hsm":    core, // the PKCS#11 backend of -HSM keys (the server wires it into the vault)
 
 	"internal/registry":    feature,
 	"internal/vault":       feature,
@@ -134,6 +135,7 @@ var classes = map[string]class{
 	"internal/servertest":           helper,
 	"internal/store/storetest":      helper,
 	"internal/vault/vaulttest":      helper,
+	"internal/vault/hsm/hsmtest":    helper,
 }
 
 // mayImport lists, for each class, the classes its packages may import (besides

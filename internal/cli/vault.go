@@ -105,7 +105,8 @@ func vaultCreateCmd() *cobra.Command {
 Needs vault/manage on the vault (role Owner or Contributor at / or /vaults/NAME).`,
 		Example: `  coffer vault create team1
   coffer vault create prod --rbac --retention-days 30 --purge-protection
-  coffer vault create edge --default-action Deny --ip-rule 10.0.0.0/8 --port 8443 -o json`,
+  coffer vault create edge --default-action Deny --ip-rule 10.0.0.0/8 --port 8443 -o json
+  coffer vault create premium --hsm`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newAPIClient(cmd)
@@ -113,8 +114,9 @@ Needs vault/manage on the vault (role Owner or Contributor at / or /vaults/NAME)
 				return err
 			}
 			u := vaultUpdateFromFlags(cmd, true)
+			hsm, _ := cmd.Flags().GetBool("hsm")
 			v := wire.Vault{Name: args[0], EnableRbacAuthorization: *u.EnableRbacAuthorization, SoftDeleteRetentionDays: *u.SoftDeleteRetentionDays,
-				EnablePurgeProtection: *u.EnablePurgeProtection, Port: *u.Port, NetworkRules: *u.NetworkRules}
+				EnablePurgeProtection: *u.EnablePurgeProtection, Port: *u.Port, NetworkRules: *u.NetworkRules, HSM: hsm}
 			var out wire.Vault
 			if err := c.do(cmd.Context(), "POST", "/coffer/v1/vaults", v, &out); err != nil {
 				return err
@@ -123,6 +125,7 @@ Needs vault/manage on the vault (role Owner or Contributor at / or /vaults/NAME)
 		},
 	}
 	vaultPropertyFlags(cmd)
+	cmd.Flags().Bool("hsm", false, "keep the vault's RSA-HSM, EC-HSM and oct-HSM keys inside the server's PKCS#11 token (the server needs --hsm-module; docs/hsm.md)")
 	return cmd
 }
 

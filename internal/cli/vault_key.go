@@ -24,9 +24,18 @@ func keyPath(v, k string) string {
 	return "/coffer/v1/vaults/" + url.PathEscape(v) + "/keys/" + url.PathEscape(k)
 }
 
+// keyProtection says where a key's material lives: in an HSM token (named), or in
+// software, which a -HSM key of a vault without an HSM is.
+func keyProtection(k wire.Key) string {
+	if k.Attributes.HSMPlatform != "" {
+		return "HSM: " + k.Attributes.HSMPlatform
+	}
+	return "software"
+}
+
 func keyTable(ks ...wire.Key) func() Table {
 	return func() Table {
-		t := Table{Header: []string{"KID", "TYPE", "SIZE", "ENABLED", "EXPIRES", "OPS", "TAGS"}}
+		t := Table{Header: []string{"KID", "TYPE", "SIZE", "ENABLED", "EXPIRES", "OPS", "TAGS", "PROTECTION"}}
 		for _, k := range ks {
 			exp := ""
 			if k.Attributes.Expires != nil {
@@ -44,7 +53,7 @@ func keyTable(ks ...wire.Key) func() Table {
 				size = strconv.Itoa(k.Size)
 			}
 			t.Rows = append(t.Rows, []string{k.ID, k.JWK.Kty, size, strconv.FormatBool(k.Attributes.Enabled), exp,
-				strings.Join(k.JWK.KeyOps, ","), strings.Join(tags, ",")})
+				strings.Join(k.JWK.KeyOps, ","), strings.Join(tags, ","), keyProtection(k)})
 		}
 		return t
 	}
@@ -160,7 +169,7 @@ Needs the create key permission (role Key Vault Crypto Officer).`,
 			return printResult(cmd, k, keyTable(k))
 		}),
 	}
-	create.Flags().String("kty", "RSA", "key type: RSA, RSA-HSM, EC, EC-HSM, oct, oct-HSM (HSM kinds are software-protected)")
+	create.Flags().String("kty", "RSA", "key type: RSA, RSA-HSM, EC, EC-HSM, oct, oct-HSM (HSM kinds live in the HSM in a vault created with --hsm, in software elsewhere)")
 	create.Flags().Int("size", 0, "RSA 2048/3072/4096, oct 128/192/256 (default 2048 / 256)")
 	create.Flags().String("curve", "", "EC curve: P-256 (default), P-384, P-521")
 	create.Flags().StringSlice("ops", nil, "allowed operations (encrypt,decrypt,sign,verify,wrapKey,unwrapKey)")

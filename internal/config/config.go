@@ -128,6 +128,13 @@ type Vault struct {
 	Domain string
 	// RateLimit is data-plane requests per second per vault before 429 (0: unlimited).
 	RateLimit float64
+	// HSMModule, HSMToken and HSMPinFile name a PKCS#11 module, a token (by label) and the
+	// file holding its user PIN: vaults created with --hsm keep their -HSM keys there.
+	HSMModule, HSMToken, HSMPinFile string
+	// HSMAllVaults keeps the -HSM keys of every vault in the token.
+	HSMAllVaults bool
+	// RootKeyHSM seals the vault root key file with a key in the token (auto-unseal).
+	RootKeyHSM bool
 }
 
 // Registry settings.
@@ -200,6 +207,11 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 
 	fs.StringVar(&s.Vault.RootKeyFile, "vault-root-key-file", s.Vault.RootKeyFile, "file holding the vault root key (default <data-dir>/keys/vault-root.key)")
 	fs.StringVar(&s.Vault.Domain, "vault-domain", s.Vault.Domain, "parent domain of vault host names (vault NAME answers at NAME.<domain>)")
+	fs.StringVar(&s.Vault.HSMModule, "hsm-module", s.Vault.HSMModule, "PKCS#11 module of the HSM that holds -HSM keys (for SoftHSM: /usr/lib/softhsm/libsofthsm2.so; needs a CGO build)")
+	fs.StringVar(&s.Vault.HSMToken, "hsm-token", s.Vault.HSMToken, "label of the HSM token")
+	fs.StringVar(&s.Vault.HSMPinFile, "hsm-pin-file", s.Vault.HSMPinFile, "file holding the token's user PIN (mode 0600)")
+	fs.BoolVar(&s.Vault.HSMAllVaults, "hsm-all-vaults", s.Vault.HSMAllVaults, "keep the RSA-HSM, EC-HSM and oct-HSM keys of every vault in the HSM, not only of vaults created with --hsm")
+	fs.BoolVar(&s.Vault.RootKeyHSM, "vault-root-key-hsm", s.Vault.RootKeyHSM, "seal the vault root key file with a key in the HSM, unsealed at start (a plain file already there is sealed in place)")
 	fs.Float64Var(&s.Vault.RateLimit, "vault-rate-limit", s.Vault.RateLimit, "data-plane requests per second per vault before 429 (0: no limit)")
 
 	fs.BoolVar(&s.Registry.AnonymousPull, "anonymous-pull", s.Registry.AnonymousPull, "allow pulls without credentials")

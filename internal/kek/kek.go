@@ -26,8 +26,57 @@ import (
 	"strings"
 )
 
-// Algorithm is the only wrapping algorithm Coffer uses.
+// Algorithm is the wrapping algorithm Coffer uses.
 const Algorithm = "RSA-OAEP-256"
+
+// FallbackAlgorithm is what the drivers wrap with when the key lives in an HSM token that
+// cannot run Algorithm (SoftHSM 2.6 does RSA-OAEP with SHA-1 only): the vault refuses
+// Algorithm with ErrAlgorithmUnsupported, and the wrapped value records the algorithm
+// used (RecordAlgorithm), so UnwrapKey needs nothing else.
+const FallbackAlgorithm = "RSA-OAEP"
+
+// algMarker starts a wrapped value made with another algorithm than Algorithm. A bare
+// RSA-OAEP-256 ciphertext (every value wrapped before, and every one a token able to run
+// it makes) starts with these 16 bytes with probability 2^-128.
+const algMarker = "\x00coffer-kek-alg\x00"
+
+// RecordAlgorithm is the wrapped value to store for raw, made with alg: raw itself for
+// Algorithm, else raw prefixed with the algorithm's name.
+func RecordAlgorithm(alg string, raw []byte) []byte {
+	if alg == Algorithm {
+		return raw
+	}
+	return append([]byte(algMarker+alg+"\x00"), raw...)
+}
+
+// RecordedAlgorithm splits a stored wrapped value into the algorithm it was made with and
+// the vault's ciphertext.
+func RecordedAlgorithm(wrapped []byte) (alg string, raw []byte) {
+	rest, ok := strings.CutPrefix(string(wrapped), algMarker)
+	if !ok {
+		return Algorithm, wrapped
+	}
+	name, _, ok := strings.Cut(rest, "\x00")
+	if !ok || name != FallbackAlgorithm {
+		return Algorithm, wrapped
+	}
+	return name, wrapped[len(algMarker)+len(name)+1:]
+}
+
+// WrapWithFallback runs wrap with Algorithm and, when the key's HSM cannot run it, with
+// FallbackAlgorithm; it returns the wrapped value with the algorithm recorded. The
+// drivers' WrapKey use it.
+func WrapWithFallback(wrap func(alg string) (kid string, raw []byte, err error)) (string, []byte, error) {
+	kid, raw, err := wrap(Algorithm)
+	if errors.Is(err, ErrAlgorithmUnsupported) {
+		kid, raw, err = wrap(FallbackAlgorithm)
+		if err != nil {
+			return "", nil, err
+		}
+		return kid, RecordAlgorithm(FallbackAlgorithm, raw), nil
+	}
+	return kid, raw, err
+}
 
 // Sentinel errors; driver errors wrap one of them (errors.Is).
 var (
@@ -43,6 +92,9 @@ var (
 	// ErrInvalid: the vault refused the request as malformed (for example, a wrapped key
 	// that does not unwrap under the key).
 	ErrInvalid = errors.New("the vault rejected the request")
+	// ErrAlgorithmUnsupported: the key's HSM token cannot run the algorithm (the drivers
+	// then wrap with FallbackAlgorithm).
+	ErrAlgorithmUnsupported = errors.New("the key's HSM cannot run the algorithm")
 	// ErrUnwrapMismatch: a wrap/unwrap round trip did not give back the secret.
 	ErrUnwrapMismatch = errors.New("key vault returned a different key on unwrap")
 )
@@ -66,7 +118,8 @@ type KeyInfo struct {
 type KEK interface {
 	// GetKey reads the key's public properties (permission "get").
 	GetKey(ctx context.Context, keyID string) (KeyInfo, error)
-	// WrapKey wraps secret with RSA-OAEP-256 (permission "wrapKey") and returns the
+	// WrapKey wraps secret with RSA-OAEP-256, or RSA-OAEP recorded in the result when the
+	// key's HSM cannot do RSA-OAEP-256 (permission "wrapKey"), and returns the
 	// versioned id of the key version that wrapped it.
 	WrapKey(ctx context.Context, keyID string, secret []byte) (kid string, wrapped []byte, err error)
 	// UnwrapKey unwraps what WrapKey returned (permission "unwrapKey"); kid is versioned.

@@ -32,3 +32,36 @@ func TestParseKeyID(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordAlgorithm(t *testing.T) {
+	raw := []byte{0, 1, 2, 3}
+	if got := RecordAlgorithm(Algorithm, raw); string(got) != string(raw) {
+		t.Fatalf("RSA-OAEP-256 values are stored bare, got %q", got)
+	}
+	rec := RecordAlgorithm(FallbackAlgorithm, raw)
+	alg, back := RecordedAlgorithm(rec)
+	if alg != FallbackAlgorithm || string(back) != string(raw) {
+		t.Fatalf("round trip: %q %q", alg, back)
+	}
+	// A bare value, and a marker naming an algorithm Coffer never records, are RSA-OAEP-256.
+	for _, w := range [][]byte{raw, []byte("\x00coffer-kek-alg\x00RSA1_5\x00xyz"), []byte("\x00coffer-kek-alg\x00RSA-OAEP")} {
+		if alg, back := RecordedAlgorithm(w); alg != Algorithm || string(back) != string(w) {
+			t.Errorf("%q: %q %q", w, alg, back)
+		}
+	}
+}
+
+func FuzzRecordedAlgorithm(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(RecordAlgorithm(FallbackAlgorithm, []byte("abc")))
+	f.Add([]byte("\x00coffer-kek-alg\x00"))
+	f.Fuzz(func(t *testing.T, w []byte) {
+		alg, raw := RecordedAlgorithm(w)
+		if alg != Algorithm && alg != FallbackAlgorithm {
+			t.Fatalf("algorithm %q", alg)
+		}
+		if alg == FallbackAlgorithm && string(RecordAlgorithm(alg, raw)) != string(w) {
+			t.Fatalf("not the value recorded")
+		}
+	})
+}

@@ -47,10 +47,15 @@ const registryGCGrace = time.Hour
 // root key → audit, identity → tokens → access → vault → KEK resolver → encryption → registry.
 func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	p := &services{}
+	// The HSM, when configured, before the root key: it may seal it.
+	tokenHSM, err := s.openHSM(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// The vault root key first: the audit trail is keyed by a key derived from it, and
 	// keeps its checkpoint beside it. The root key itself is cleared once the vault has
 	// its own derived keys.
-	root, where, err := vault.LoadRootKey(s.vaultRootKeyFile(), os.Getenv(vault.RootKeyEnv))
+	root, where, err := loadRootKey(ctx, s.vaultRootKeyFile(), tokenHSM, s.cfg.Vault.RootKeyHSM)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +119,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		Authorizer: p.access,
 		Addresses:  p.vaultAddrs,
 		Policies:   p.access, // a deleted vault's access policies go with it
+		HSM:        vaultHSM(tokenHSM), HSMAllVaults: s.cfg.Vault.HSMAllVaults,
 	})
 	clear(root)
 	if err != nil {

@@ -68,7 +68,7 @@ func (s *Service) Crypt(ctx context.Context, caller identity.Principal, vault, n
 	if err != nil {
 		return kid, res, err
 	}
-	m, err := s.material(r)
+	m, err := s.material(ctx, r)
 	if err != nil {
 		return kid, res, err
 	}
@@ -123,7 +123,7 @@ func (s *Service) Sign(ctx context.Context, caller identity.Principal, vault, na
 	if err != nil {
 		return kid, nil, err
 	}
-	m, err := s.material(r)
+	m, err := s.material(ctx, r)
 	if err != nil {
 		return kid, nil, err
 	}
@@ -147,7 +147,7 @@ func (s *Service) Verify(ctx context.Context, caller identity.Principal, vault, 
 	if err != nil {
 		return kid, false, err
 	}
-	m, err := s.material(r)
+	m, err := s.material(ctx, r)
 	if err != nil {
 		return kid, false, err
 	}

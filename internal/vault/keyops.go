@@ -51,9 +51,16 @@ func unixOrZero(t *time.Time) int64 {
 // needed). name is exact: key names are case-insensitive, so a key whose name differs from
 // name only in case is a conflict, not a key to add a version to (its users would get the
 // new version as its newest) nor one to create beside it.
-func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ops []string, enabled bool, nbf, exp int64, tags map[string]string) (versionRow, error) {
+//
+// ref, when not empty, is the HSM object holding the material: full is then its public
+// part, sealed with the reference (key_hsm), so the row's reference is authenticated.
+func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ref string, ops []string, enabled bool, nbf, exp int64, tags map[string]string) (versionRow, error) {
 	version := newVersionID()
-	plain := jsonMarshal(full)
+	sealedJWK := full
+	if ref != "" {
+		sealedJWK.KeyHSM = []byte(ref)
+	}
+	plain := jsonMarshal(sealedJWK)
 	sealed := seal(s.sealer.material, plain, materialAAD(vault, name, version))
 	clear(plain)
 	now := s.now().Unix()
@@ -61,7 +68,7 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 		tags = map[string]string{}
 	}
 	row := versionRow{Vault: vault, Name: name, Version: version, Kty: full.Kty, KeyOps: ops, Public: full.Public(),
-		Sealed: sealed, Enabled: enabled, NBF: nbf, Exp: exp, Created: now, Updated: now, Tags: tags}
+		Sealed: sealed, Enabled: enabled, NBF: nbf, Exp: exp, Created: now, Updated: now, Tags: tags, HSM: ref}
 	row.Public.Kid, row.Public.KeyOps = "", nil
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		rows, err := getKeyRows(ctx, tx, vault, name)
@@ -146,12 +153,12 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return Key{}, err
 	}
-	full, err := keys.Generate(keys.CreateSpec{Kty: p.Kty, Size: p.Size, Curve: p.Curve, PublicExponent: p.PublicExponent})
+	full, ref, err := s.generate(ctx, v, name, keys.CreateSpec{Kty: p.Kty, Size: p.Size, Curve: p.Curve, PublicExponent: p.PublicExponent})
 	if err != nil {
 		return Key{}, err
 	}
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, full, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
+	row, err := s.newVersion(ctx, vault, name, full, ref, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
 	if err != nil {
 		return Key{}, err
 	}
@@ -186,6 +193,13 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 			j.Kty = keys.KtyOctHSM
 		}
 	}
+	if len(j.KeyHSM) > 0 {
+		return Key{}, fmt.Errorf("%w: key_hsm (a BYOK transfer blob) is not supported: import the key's private members, or create the key in an HSM vault", ErrInvalid)
+	}
+	if s.inHSM(v, j.Kty) {
+		return Key{}, fmt.Errorf("%w: vault %q keeps %s keys in its HSM, where they are generated: a key that existed outside the token cannot be imported as HSM-protected (create it in the vault, or import it as %s)",
+			ErrInvalid, vault, j.Kty, keys.BaseKty(j.Kty))
+	}
 	m, err := keys.Parse(j)
 	if err != nil {
 		return Key{}, err
@@ -199,7 +213,7 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 	}
 	j.Kid, j.KeyOps = "", nil
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, j, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
+	row, err := s.newVersion(ctx, vault, name, j, "", ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
 	if err != nil {
 		return Key{}, err
 	}
@@ -447,13 +461,13 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error)
 		spec.Curve = cur.Public.Crv
 	case keys.KtyOct:
 		// An oct key has no public part (Parse refuses it): its size is the sealed material's.
-		full, err := s.material(cur)
+		full, err := s.material(ctx, cur)
 		if err != nil {
 			return Key{}, err
 		}
 		spec.Size = full.Size()
 	}
-	full, err := keys.Generate(spec)
+	full, ref, err := s.generate(ctx, v, c.row.Name, spec)
 	if err != nil {
 		return Key{}, err
 	}
@@ -463,7 +477,7 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error)
 			exp = s.now().Add(d).Unix()
 		}
 	}
-	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags))
+	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, ref, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags))
 	if err != nil {
 		return Key{}, err
 	}

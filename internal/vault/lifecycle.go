@@ -191,6 +191,7 @@ func (s *Service) purge(ctx context.Context, vault string, c *cachedKey) error {
 	}
 	s.forgetKey(vault, name)
 	s.forgetMaterial(vault, name, c.versions)
+	s.destroyHSMObjects(ctx, c.versions)
 	return nil
 }
 
@@ -232,6 +233,12 @@ func (s *Service) BackupKey(ctx context.Context, caller identity.Principal, vaul
 		return nil, err
 	}
 	body := backupBody{Name: c.row.Name, Policy: c.row.Policy}
+	for _, r := range c.versions {
+		if r.HSM != "" {
+			return nil, fmt.Errorf("%w: key %q (version %s) lives in the vault's HSM and its material cannot leave the token: backups of HSM-protected keys are refused; keep the token's own backup instead (docs/hsm.md)",
+				ErrOperationNotAllowed, c.row.Name, r.Version)
+		}
+	}
 	for _, r := range c.versions {
 		plain, err := open(s.sealer.material, r.Sealed, materialAAD(r.Vault, r.Name, r.Version))
 		if err != nil {

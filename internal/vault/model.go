@@ -68,7 +68,10 @@ type Vault struct {
 	NetworkRules            NetworkRules `json:"networkAcls"`
 	// Port, when not zero, is a port of the vault's own on which it answers whatever the
 	// Host header says (so clients need no DNS name for the vault).
-	Port    int       `json:"port,omitempty"`
+	Port int `json:"port,omitempty"`
+	// HSM: the vault's -HSM keys are generated and used inside the server's PKCS#11 token
+	// (set at creation; needs coffer serve --hsm-module).
+	HSM     bool      `json:"hsm,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }
@@ -164,7 +167,8 @@ type Attributes struct {
 	RecoveryLevel   string `json:"recoveryLevel"`
 	RecoverableDays int    `json:"recoverableDays"`
 	Exportable      bool   `json:"exportable"`
-	// HSMPlatform is empty: keys are software-protected even when their type says HSM.
+	// HSMPlatform names the PKCS#11 token holding the key; empty for a key held in
+	// software (which a -HSM key of a vault without an HSM is).
 	HSMPlatform string `json:"hsmPlatform,omitempty"`
 }
 

@@ -47,6 +47,10 @@ type Options struct {
 	// may change it). Default 2s.
 	CacheTTL time.Duration
 	Now      func() time.Time
+	// HSM, when set, holds the -HSM keys of vaults created with HSM (package vault/hsm).
+	HSM HSM
+	// HSMAllVaults puts the -HSM keys of every vault in HSM, whatever the vault says.
+	HSMAllVaults bool
 }
 
 // Policies removes the access policies of a deleted vault (the access part's
@@ -66,6 +70,8 @@ type Service struct {
 	policies Policies
 	ttl      time.Duration
 	now      func() time.Time
+	hsm      HSM
+	hsmAll   bool
 
 	mu sync.Mutex
 	// subscribers hear of every vault created, updated or deleted (Subscribe).
@@ -76,7 +82,7 @@ type Service struct {
 	// keyCache holds keys by their folded name (ck(vault, lower(name))): names are
 	// case-insensitive, so all the spellings of a name share one entry.
 	keyCache  map[string]*cachedKeys
-	materials map[string]*keys.Material
+	materials map[string]keys.Operator
 }
 
 type cachedVault struct {
@@ -113,8 +119,8 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{db: o.DB, log: o.Log, audit: o.Audit, authz: o.Authorizer, sealer: sl, addrs: o.Addresses,
-		policies: o.Policies, ttl: o.CacheTTL, now: o.Now,
-		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKeys{}, materials: map[string]*keys.Material{}}
+		policies: o.Policies, ttl: o.CacheTTL, now: o.Now, hsm: o.HSM, hsmAll: o.HSMAllVaults && o.HSM != nil,
+		vaults: map[string]cachedVault{}, keyCache: map[string]*cachedKeys{}, materials: map[string]keys.Operator{}}
 	if s.ttl == 0 {
 		s.ttl = 2 * time.Second
 	}
@@ -463,7 +469,9 @@ func pick(c *cachedKey, version string, enabledOnly bool) (versionRow, error) {
 	return versionRow{}, fmt.Errorf("%w: key %q has no version %q", ErrNotFound, c.row.Name, version)
 }
 
-func (s *Service) material(r versionRow) (*keys.Material, error) {
+// material returns the operations of version r: its sealed material parsed, or for a key
+// in the HSM, the token object the sealed record names.
+func (s *Service) material(ctx context.Context, r versionRow) (keys.Operator, error) {
 	id := ck(r.Vault, r.Name) + "\x00" + r.Version
 	s.mu.Lock()
 	m, ok := s.materials[id]
@@ -480,7 +488,11 @@ func (s *Service) material(r versionRow) (*keys.Material, error) {
 		return nil, fmt.Errorf("unseal key %s/%s: %w", r.Name, r.Version, err)
 	}
 	clear(plain)
-	m, err = keys.Parse(j)
+	if r.HSM != "" || len(j.KeyHSM) > 0 {
+		m, err = s.hsmOperator(ctx, r, j)
+	} else {
+		m, err = keys.Parse(j)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unseal key %s/%s: %w", r.Name, r.Version, err)
 	}
@@ -540,6 +552,12 @@ func (s *Service) toKey(ctx context.Context, v Vault, r versionRow) Key {
 	}
 	if m, err := keys.Parse(r.Public); err == nil {
 		k.Size = m.Size()
+	}
+	if r.HSM != "" {
+		k.Attributes.HSMPlatform = "PKCS#11"
+		if s.hsm != nil {
+			k.Attributes.HSMPlatform = s.hsm.Platform()
+		}
 	}
 	return k
 }

@@ -51,6 +51,8 @@ CREATE INDEX vault_key_versions_seq ON vault_key_versions (vault, name, seq)`,
 	// Key names are case-insensitive: every lookup is by the folded name. Not unique: a
 	// data directory from before may hold keys that differ only in case (see keyByName).
 	`CREATE INDEX vault_keys_folded ON vault_keys (vault, lower(name))`,
+	// hsm is the token object holding an HSM-protected version ('' = software).
+	`ALTER TABLE vault_key_versions ADD COLUMN hsm TEXT NOT NULL DEFAULT ''`,
 }
 
 // versionRow is a stored key version.
@@ -65,6 +67,8 @@ type versionRow struct {
 	NBF, Exp             int64 // Unix seconds, 0 = none
 	Created, Updated     int64
 	Tags                 map[string]string
+	// HSM is the reference of the token object that holds the material ("" = software).
+	HSM string
 }
 
 // keyRow is a stored key (the part shared by its versions).
@@ -205,14 +209,14 @@ func getKeyRow(ctx context.Context, q queryer, vault, name string) (keyRow, erro
 	return rows[i], nil
 }
 
-const versionCols = `vault, name, version, seq, kty, key_ops, public_jwk, sealed, enabled, nbf, exp, created, updated, tags`
+const versionCols = `vault, name, version, seq, kty, key_ops, public_jwk, sealed, enabled, nbf, exp, created, updated, tags, hsm`
 
 func scanVersion(sc interface{ Scan(...any) error }) (versionRow, error) {
 	var r versionRow
 	var ops, pub, tags string
 	var enabled int
 	if err := sc.Scan(&r.Vault, &r.Name, &r.Version, &r.Seq, &r.Kty, &ops, &pub, &r.Sealed, &enabled, &r.NBF, &r.Exp,
-		&r.Created, &r.Updated, &tags); err != nil {
+		&r.Created, &r.Updated, &tags, &r.HSM); err != nil {
 		return r, err
 	}
 	r.Enabled = enabled != 0
@@ -253,8 +257,8 @@ func insertVersion(ctx context.Context, q queryer, r versionRow) error {
 	if r.Enabled {
 		enabled = 1
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO vault_key_versions (`+versionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		r.Vault, r.Name, r.Version, r.Seq, r.Kty, string(ops), string(pub), r.Sealed, enabled, r.NBF, r.Exp, r.Created, r.Updated, string(tags))
+	_, err := q.ExecContext(ctx, `INSERT INTO vault_key_versions (`+versionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.Vault, r.Name, r.Version, r.Seq, r.Kty, string(ops), string(pub), r.Sealed, enabled, r.NBF, r.Exp, r.Created, r.Updated, string(tags), r.HSM)
 	if err != nil {
 		return fmt.Errorf("store key version: %w", err)
 	}

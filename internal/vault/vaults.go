@@ -79,6 +79,9 @@ func (s *Service) CreateVault(ctx context.Context, caller identity.Principal, v 
 	if err := validateVaultProps(&v); err != nil {
 		return Vault{}, err
 	}
+	if v.HSM && s.hsm == nil {
+		return Vault{}, fmt.Errorf("%w: vault %q asks for an HSM, but this server has none: start coffer serve with --hsm-module, --hsm-token and --hsm-pin-file (docs/hsm.md)", ErrInvalid, v.Name)
+	}
 	v.Created = s.now().UTC().Truncate(1e9)
 	v.Updated = v.Created
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {

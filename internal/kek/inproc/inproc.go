@@ -79,26 +79,30 @@ func sameForm(asked kek.KeyID, kid string) string {
 	return kek.KeyID{Vault: asked.Vault, Name: asked.Name, Version: got.Version}.String()
 }
 
-// WrapKey wraps with RSA-OAEP-256.
+// WrapKey wraps with RSA-OAEP-256 (RSA-OAEP, recorded, when the key's HSM cannot).
 func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (string, []byte, error) {
 	ctx = vault.AsService(ctx, service)
 	v, id, err := d.resolve(ctx, "wrapKey", keyID)
 	if err != nil {
 		return "", nil, err
 	}
-	kid, out, err := d.svc.WrapKey(ctx, d.caller, v, id.Name, id.Version, kek.Algorithm, secret)
-	if err != nil {
-		return "", nil, mapError("wrapKey", keyID, err)
-	}
-	return sameForm(id, kid), out, nil
+	return kek.WrapWithFallback(func(alg string) (string, []byte, error) {
+		kid, out, err := d.svc.WrapKey(ctx, d.caller, v, id.Name, id.Version, alg, secret)
+		if err != nil {
+			return "", nil, mapError("wrapKey", keyID, err)
+		}
+		return sameForm(id, kid), out, nil
+	})
 }
 
-// UnwrapKey unwraps with RSA-OAEP-256.
+// UnwrapKey unwraps with the algorithm the wrapped value records.
 func (d *Driver) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
-	return d.UnwrapKeyAlgorithm(ctx, kid, kek.Algorithm, wrapped)
+	alg, raw := kek.RecordedAlgorithm(wrapped)
+	return d.UnwrapKeyAlgorithm(ctx, kid, alg, raw)
 }
 
-// UnwrapKeyAlgorithm unwraps with alg (kek.AlgorithmUnwrapper).
+// UnwrapKeyAlgorithm unwraps a bare wrapped value (no recorded algorithm) with alg
+// (kek.AlgorithmUnwrapper): a JWE's encrypted key names its algorithm in its header.
 func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error) {
 	ctx = vault.AsService(ctx, service)
 	v, id, err := d.resolve(ctx, "unwrapKey", kid)
@@ -115,6 +119,8 @@ func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrappe
 func mapError(op, keyID string, err error) error {
 	var kind error
 	switch {
+	case errors.Is(err, keys.ErrTokenLimit):
+		kind = kek.ErrAlgorithmUnsupported
 	case errors.Is(err, vault.ErrNetworkDenied):
 		kind = kek.ErrNetworkDenied
 	case errors.Is(err, vault.ErrDisabled), errors.Is(err, vault.ErrExpired), errors.Is(err, vault.ErrNotYetValid):

@@ -97,45 +97,52 @@ func (d *Driver) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	return info, nil
 }
 
-func params(value []byte) azkeys.KeyOperationParameters {
-	alg := azkeys.EncryptionAlgorithmRSAOAEP256
-	return azkeys.KeyOperationParameters{Algorithm: &alg, Value: value}
+func params(alg string, value []byte) azkeys.KeyOperationParameters {
+	a := azkeys.EncryptionAlgorithm(alg)
+	return azkeys.KeyOperationParameters{Algorithm: &a, Value: value}
 }
 
-// WrapKey wraps secret with RSA-OAEP-256.
+// WrapKey wraps secret with RSA-OAEP-256 (RSA-OAEP, recorded, when the key's HSM cannot).
 func (d *Driver) WrapKey(ctx context.Context, keyID string, secret []byte) (string, []byte, error) {
 	c, id, err := d.client(keyID)
 	if err != nil {
 		return "", nil, err
 	}
-	resp, err := c.WrapKey(ctx, id.Name, id.Version, params(secret), nil)
-	if err != nil {
-		return "", nil, mapError("wrapKey", keyID, err)
-	}
-	if resp.KID == nil || len(resp.Result) == 0 {
-		return "", nil, &kek.Error{Op: "wrapKey", KeyID: keyID, Kind: kek.ErrUnavailable, Detail: "the vault's answer has no kid or result"}
-	}
-	return string(*resp.KID), resp.Result, nil
+	return kek.WrapWithFallback(func(alg string) (string, []byte, error) {
+		resp, err := c.WrapKey(ctx, id.Name, id.Version, params(alg, secret), nil)
+		if err != nil {
+			return "", nil, mapError("wrapKey", keyID, err)
+		}
+		if resp.KID == nil || len(resp.Result) == 0 {
+			return "", nil, &kek.Error{Op: "wrapKey", KeyID: keyID, Kind: kek.ErrUnavailable, Detail: "the vault's answer has no kid or result"}
+		}
+		return string(*resp.KID), resp.Result, nil
+	})
 }
 
-// UnwrapKey unwraps with RSA-OAEP-256.
+// UnwrapKey unwraps with the algorithm the wrapped value records.
 func (d *Driver) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
-	return d.UnwrapKeyAlgorithm(ctx, kid, kek.Algorithm, wrapped)
+	alg, raw := kek.RecordedAlgorithm(wrapped)
+	return d.UnwrapKeyAlgorithm(ctx, kid, alg, raw)
 }
 
-// UnwrapKeyAlgorithm unwraps with alg (kek.AlgorithmUnwrapper).
+// UnwrapKeyAlgorithm unwraps a bare wrapped value (no recorded algorithm) with alg
+// (kek.AlgorithmUnwrapper): a JWE's encrypted key names its algorithm in its header.
 func (d *Driver) UnwrapKeyAlgorithm(ctx context.Context, kid, alg string, wrapped []byte) ([]byte, error) {
 	c, id, err := d.client(kid)
 	if err != nil {
 		return nil, err
 	}
-	a := azkeys.EncryptionAlgorithm(alg)
-	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, azkeys.KeyOperationParameters{Algorithm: &a, Value: wrapped}, nil)
+	resp, err := c.UnwrapKey(ctx, id.Name, id.Version, params(alg, wrapped), nil)
 	if err != nil {
 		return nil, mapError("unwrapKey", kid, err)
 	}
 	return resp.Result, nil
 }
+
+// innerAlgorithmNotSupportedByHSM is the innererror code with which Coffer's vault refuses
+// an algorithm the key's HSM token cannot run.
+const innerAlgorithmNotSupportedByHSM = "AlgorithmNotSupportedByHSM"
 
 // mapError turns an SDK error into a *kek.Error of the right kind, keeping the vault's
 // status, code and message.
@@ -178,6 +185,8 @@ func mapError(op, keyID string, err error) error {
 		kind = kek.ErrDisabled
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
 		kind = kek.ErrForbidden
+	case re.StatusCode == http.StatusBadRequest && inner == innerAlgorithmNotSupportedByHSM:
+		kind = kek.ErrAlgorithmUnsupported
 	case re.StatusCode == http.StatusBadRequest:
 		kind = kek.ErrInvalid
 	default:

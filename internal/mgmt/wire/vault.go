@@ -22,7 +22,9 @@ type Vault struct {
 	EnablePurgeProtection   bool         `json:"enablePurgeProtection"`
 	NetworkRules            NetworkRules `json:"networkAcls"`
 	// Port, when not zero, is a port of the vault's own.
-	Port    int       `json:"port,omitempty"`
+	Port int `json:"port,omitempty"`
+	// HSM: the vault keeps its -HSM keys in the server's PKCS#11 token (set at creation).
+	HSM     bool      `json:"hsm,omitempty"`
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 }

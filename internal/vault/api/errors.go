@@ -24,6 +24,10 @@ const (
 	CodeInternal     = "InternalServerError"
 )
 
+// InnerAlgorithmNotSupportedByHSM is the innererror code of an algorithm the key's type
+// allows but the HSM token holding it cannot run (kek/rest chooses another on it).
+const InnerAlgorithmNotSupportedByHSM = "AlgorithmNotSupportedByHSM"
+
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
@@ -71,6 +75,8 @@ func (h *Handler) writeServiceError(w http.ResponseWriter, r *http.Request, err 
 		writeError(w, http.StatusForbidden, CodeForbidden, msg, "KeyNotYetValid")
 	case errors.Is(err, vault.ErrPurgeProtected):
 		writeError(w, http.StatusForbidden, CodeForbidden, msg, "PurgeProtected")
+	case errors.Is(err, keys.ErrTokenLimit):
+		writeError(w, http.StatusBadRequest, CodeBadParameter, msg, InnerAlgorithmNotSupportedByHSM)
 	case errors.Is(err, keys.ErrUnsupported):
 		writeError(w, http.StatusBadRequest, CodeBadParameter, msg, "KeyAlgorithmMismatch")
 	case errors.Is(err, vault.ErrOperationNotAllowed):

@@ -407,13 +407,13 @@ func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
 func VaultOut(v vault.Vault) wire.Vault {
 	return wire.Vault{Name: v.Name, URL: v.URL, EnableRbacAuthorization: v.EnableRbacAuthorization,
 		SoftDeleteRetentionDays: v.SoftDeleteRetentionDays, EnablePurgeProtection: v.EnablePurgeProtection,
-		NetworkRules: wire.NetworkRules(v.NetworkRules), Port: v.Port, Created: v.Created, Updated: v.Updated}
+		NetworkRules: wire.NetworkRules(v.NetworkRules), Port: v.Port, HSM: v.HSM, Created: v.Created, Updated: v.Updated}
 }
 
 func vaultIn(v wire.Vault) vault.Vault {
 	return vault.Vault{Name: v.Name, URL: v.URL, EnableRbacAuthorization: v.EnableRbacAuthorization,
 		SoftDeleteRetentionDays: v.SoftDeleteRetentionDays, EnablePurgeProtection: v.EnablePurgeProtection,
-		NetworkRules: vault.NetworkRules(v.NetworkRules), Port: v.Port, Created: v.Created, Updated: v.Updated}
+		NetworkRules: vault.NetworkRules(v.NetworkRules), Port: v.Port, HSM: v.HSM, Created: v.Created, Updated: v.Updated}
 }
 
 func vaultUpdateIn(u wire.VaultUpdate) vault.VaultUpdate {

@@ -59,6 +59,7 @@ type attributesOut struct {
 	RecoveryLevel   string `json:"recoveryLevel"`
 	RecoverableDays int    `json:"recoverableDays"`
 	Exportable      bool   `json:"exportable"`
+	HSMPlatform     string `json:"hsmPlatform,omitempty"`
 }
 
 type attributesIn struct {
@@ -99,7 +100,7 @@ type deletedKeyItem struct {
 func attrsOut(a vault.Attributes) attributesOut {
 	return attributesOut{Enabled: a.Enabled, NotBefore: secsPtr(a.NotBefore), Expires: secsPtr(a.Expires),
 		Created: secs(a.Created), Updated: secs(a.Updated), RecoveryLevel: a.RecoveryLevel,
-		RecoverableDays: a.RecoverableDays, Exportable: a.Exportable}
+		RecoverableDays: a.RecoverableDays, Exportable: a.Exportable, HSMPlatform: a.HSMPlatform}
 }
 
 func bundle(k vault.Key) keyBundle {

@@ -126,7 +126,7 @@ func (j JWK) Public() JWK {
 	return p
 }
 
-// BaseKty maps HSM kinds to their software kind (this vault has no HSM backend).
+// BaseKty maps HSM kinds to their software kind (the algorithms are the same).
 func BaseKty(kty string) string {
 	switch kty {
 	case KtyRSA, KtyRSAHSM:
@@ -249,6 +249,9 @@ func ecJWK(kty, crv string, k *ecdsa.PrivateKey) (JWK, error) {
 	}
 	return JWK{Kty: kty, Crv: crv, X: pub[1 : 1+size], Y: pub[1+size:], D: priv}, nil
 }
+
+// Curve returns the curve a JWK crv names (P-256, P-384, P-521).
+func Curve(crv string) (elliptic.Curve, error) { return curveOf(crv) }
 
 func curveOf(crv string) (elliptic.Curve, error) {
 	switch crv {

@@ -12,6 +12,7 @@ import (
 	_ "crypto/sha512" // SHA-384/512 for PS384/PS512
 
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"hash"
 	"math/big"
@@ -187,12 +188,7 @@ func (m *Material) octEncrypt(p CipherParams) (CipherResult, error) {
 	if len(iv) != aes.BlockSize {
 		return CipherResult{}, invalidf("iv must be %d bytes", aes.BlockSize)
 	}
-	pad := aes.BlockSize - len(p.Value)%aes.BlockSize
-	buf := make([]byte, len(p.Value)+pad)
-	copy(buf, p.Value)
-	for i := len(p.Value); i < len(buf); i++ {
-		buf[i] = byte(pad)
-	}
+	buf := Pad(p.Value)
 	cipher.NewCBCEncrypter(b, iv).CryptBlocks(buf, buf)
 	return CipherResult{Value: buf, IV: iv}, nil
 }
@@ -221,16 +217,39 @@ func (m *Material) octDecrypt(p CipherParams) (CipherResult, error) {
 	}
 	buf := append([]byte{}, p.Value...)
 	cipher.NewCBCDecrypter(b, p.IV).CryptBlocks(buf, buf)
+	out, err := Unpad(buf)
+	if err != nil {
+		return CipherResult{}, err
+	}
+	return CipherResult{Value: out}, nil
+}
+
+// Pad returns a copy of b with PKCS#7 padding to the AES block size (CBCPAD).
+func Pad(b []byte) []byte {
+	pad := aes.BlockSize - len(b)%aes.BlockSize
+	buf := make([]byte, len(b)+pad)
+	copy(buf, b)
+	for i := len(b); i < len(buf); i++ {
+		buf[i] = byte(pad)
+	}
+	return buf
+}
+
+// Unpad removes PKCS#7 padding from a decrypted CBCPAD message.
+func Unpad(buf []byte) ([]byte, error) {
+	if len(buf) == 0 {
+		return nil, fmt.Errorf("%w: bad padding", ErrDecrypt)
+	}
 	pad := int(buf[len(buf)-1])
-	if pad == 0 || pad > aes.BlockSize {
-		return CipherResult{}, fmt.Errorf("%w: bad padding", ErrDecrypt)
+	if pad == 0 || pad > aes.BlockSize || pad > len(buf) {
+		return nil, fmt.Errorf("%w: bad padding", ErrDecrypt)
 	}
 	for _, c := range buf[len(buf)-pad:] {
 		if int(c) != pad {
-			return CipherResult{}, fmt.Errorf("%w: bad padding", ErrDecrypt)
+			return nil, fmt.Errorf("%w: bad padding", ErrDecrypt)
 		}
 	}
-	return CipherResult{Value: buf[:len(buf)-pad]}, nil
+	return buf[:len(buf)-pad], nil
 }
 
 // signAlg describes a signature algorithm.
@@ -325,6 +344,28 @@ func (m *Material) Verify(alg string, digest, sig []byte) (bool, error) {
 	}
 }
 
+// Operator runs a key version's operations: a *Material for a key held in software, or a
+// key whose private part lives in an HSM (package vault/hsm).
+type Operator interface {
+	Encrypt(p CipherParams, wrap bool) (CipherResult, error)
+	Decrypt(p CipherParams, wrap bool) (CipherResult, error)
+	Sign(alg string, digest []byte) ([]byte, error)
+	Verify(alg string, digest, sig []byte) (bool, error)
+	// Size is the key size in bits.
+	Size() int
+}
+
+// ErrTokenLimit is wrapped (with ErrUnsupported) when an algorithm fits the key type but
+// the HSM token holding the key cannot run it (SoftHSM 2.6 has no OAEP with SHA-256).
+var ErrTokenLimit = errors.New("the HSM token cannot run this algorithm")
+
+// SignParams checks alg and digest for a signature with m's public part and returns the
+// hash the algorithm signs with and its family (RS, PS or ES).
+func (m *Material) SignParams(alg string, digest []byte) (crypto.Hash, string, error) {
+	a, err := m.signParams(alg, digest)
+	return a.hash, a.family, err
+}
+
 // HashFor returns the hash an algorithm signs with (for callers that sign data).
 func HashFor(alg string) (crypto.Hash, bool) {
 	a, ok := signAlgs[alg]
@@ -333,12 +374,18 @@ func HashFor(alg string) (crypto.Hash, bool) {
 
 // aesKeyWrap implements RFC 3394 key wrap with the default IV.
 func aesKeyWrap(kek, plain []byte) ([]byte, error) {
-	if len(plain)%8 != 0 || len(plain) < 16 {
-		return nil, invalidf("key wrap needs a key of at least 16 bytes in multiples of 8")
-	}
 	b, err := aes.NewCipher(kek)
 	if err != nil {
 		return nil, fmt.Errorf("aes: %w", err)
+	}
+	return KeyWrap(b, plain)
+}
+
+// KeyWrap is RFC 3394 AES key wrap (default IV) over any AES block cipher, such as one
+// whose key lives in an HSM.
+func KeyWrap(b cipher.Block, plain []byte) ([]byte, error) {
+	if len(plain)%8 != 0 || len(plain) < 16 {
+		return nil, invalidf("key wrap needs a key of at least 16 bytes in multiples of 8")
 	}
 	n := len(plain) / 8
 	r := make([]byte, len(plain))
@@ -363,12 +410,18 @@ func aesKeyWrap(kek, plain []byte) ([]byte, error) {
 
 // aesKeyUnwrap implements RFC 3394 key unwrap and checks the integrity value.
 func aesKeyUnwrap(kek, wrapped []byte) ([]byte, error) {
-	if len(wrapped)%8 != 0 || len(wrapped) < 24 {
-		return nil, fmt.Errorf("%w: wrapped key has a bad length", ErrDecrypt)
-	}
 	b, err := aes.NewCipher(kek)
 	if err != nil {
 		return nil, fmt.Errorf("aes: %w", err)
+	}
+	return KeyUnwrap(b, wrapped)
+}
+
+// KeyUnwrap is RFC 3394 AES key unwrap over any AES block cipher; it checks the integrity
+// value.
+func KeyUnwrap(b cipher.Block, wrapped []byte) ([]byte, error) {
+	if len(wrapped)%8 != 0 || len(wrapped) < 24 {
+		return nil, fmt.Errorf("%w: wrapped key has a bad length", ErrDecrypt)
 	}
 	n := len(wrapped)/8 - 1
 	a := append([]byte{}, wrapped[:8]...)
