@@ -101,6 +101,7 @@ var classes = map[string]class{
 	"internal/encryption":  feature,
 
 	"internal/access/accessapi":         handler,
+	"internal/console":                  handler,
 	"internal/identity/identityapi":     handler,
 	"internal/mgmt":                     handler,
 	"internal/registry/api":             handler,
