@@ -246,9 +246,10 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, rq *request,
 	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 	filters := map[string]string{}
 	for _, f := range auditFilters {
-		if v := strings.TrimSpace(in.Get(f)); v != "" {
+		v := strings.TrimSpace(in.Get(f))
+		filters[f] = v // every key present: the template passes each on
+		if v != "" {
 			q.Set(f, v)
-			filters[f] = v
 		}
 	}
 	if a := in.Get("after"); a != "" {
@@ -263,7 +264,9 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, rq *request,
 		if len(recs.Value) == pageSize {
 			next := url.Values{}
 			for k, v := range filters {
-				next.Set(k, v)
+				if v != "" {
+					next.Set(k, v)
+				}
 			}
 			next.Set("after", strconv.FormatInt(recs.Value[len(recs.Value)-1].Seq, 10))
 			data["NextQuery"] = next.Encode()

@@ -142,8 +142,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	} else {
 		var events []wire.AuditRecord
 		for _, rec := range slices.Backward(recs.Value) {
-			if rec.Result != "success" || !strings.HasPrefix(rec.Operation, "get") && !strings.HasPrefix(rec.Operation, "list") &&
-				!strings.HasPrefix(rec.Operation, "unwrap") && !strings.HasPrefix(rec.Operation, "wrap") {
+			if rec.Result != "success" || !routine(rec.Operation) {
 				events = append(events, rec)
 			}
 			if len(events) == 8 {
@@ -335,6 +334,16 @@ func (c *Console) deleteTag(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	http.Redirect(w, r, Prefix+"repository?name="+url.QueryEscape(repo)+"&deleted="+url.QueryEscape(want), http.StatusSeeOther)
+}
+
+// routine tells reads and key uses (KeyGet, KeyList, KeyWrap, ...) from changes.
+func routine(op string) bool {
+	for _, w := range []string{"Get", "List", "Wrap", "Unwrap", "Encrypt", "Decrypt", "Sign", "Verify"} {
+		if strings.HasSuffix(op, w) || strings.Contains(op, w+"Key") {
+			return true
+		}
+	}
+	return false
 }
 
 // opsChart counts key operations per hour over the last 24 hours.
