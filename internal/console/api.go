@@ -206,7 +206,13 @@ func (a *apiClient) registry(method, repo, rest, accept string, actions ...strin
 				msg = e.Errors[0].Message
 			}
 		}
-		return rec, &apiError{Status: rec.status, Code: code, Message: msg}
+		status := rec.status
+		if status == http.StatusUnauthorized {
+			// The console minted this token with everything the grant policy allows the
+			// user: a 401 means the user may not do this, not that the session is over.
+			status = http.StatusForbidden
+		}
+		return rec, &apiError{Status: status, Code: code, Message: msg}
 	}
 	return rec, nil
 }

@@ -305,7 +305,11 @@ func (c *Console) showSignin(w http.ResponseWriter, r *http.Request, status int,
 	tok := newSecret()
 	setCookie(w, signinCookie, tok, 15*time.Minute)
 	w.Header().Set("Cache-Control", "no-store")
-	c.render(w, r, status, "signin", nil, map[string]any{"Title": "Sign in", "SigninToken": tok, "Next": safeNext(r.FormValue("next")), "Problem": problem})
+	data := map[string]any{"Title": "Sign in", "SigninToken": tok, "Next": safeNext(r.FormValue("next"))}
+	if problem != "" {
+		data["Problem"] = map[string]string{"Message": problem}
+	}
+	c.render(w, r, status, "signin", nil, data)
 }
 
 func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
