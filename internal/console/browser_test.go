@@ -107,6 +107,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("key accessible after: %q", got)
 	}
 	b.doc("encryption")
+	// Rotate the key in its vault, then "Rotate now": the registry moves to the new version.
+	before := b.text("#versioned-key-id")
+	var rotated struct{ Kid string }
+	e.MustDo(t, "POST", "/coffer/v1/vaults/cmk/keys/registry-key/rotate", nil, &rotated)
+	b.run("rotate now", chromedp.Click(chromedp.CSS("#rotate-now")), chromedp.WaitVisible(chromedp.CSS("#done")))
+	if after := b.text("#versioned-key-id"); after == before || after != rotated.Kid {
+		t.Fatalf("after Rotate now the versioned key id is %q (before %q, the vault's newest %q)", after, before, rotated.Kid)
+	}
 
 	// Create a key in the vault and rotate it.
 	b.run("vault", chromedp.Navigate(b.base+"/console/vault?name=cmk"), chromedp.WaitVisible(chromedp.CSS("#create-key")),

@@ -37,7 +37,7 @@ type env struct {
 	digest string
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	e := &env{Env: vaulttest.Start(t, nil)}
 	u, _ := url.Parse(e.Inst.URL)
@@ -47,7 +47,7 @@ func start(t *testing.T) *env {
 }
 
 // push writes a random OCI image to ref with go-containerregistry and returns its digest.
-func (e *env) push(t *testing.T, user, password, ref string, annotations map[string]string) string {
+func (e *env) push(t testing.TB, user, password, ref string, annotations map[string]string) string {
 	t.Helper()
 	img, err := random.Image(2048, 2)
 	if err != nil {
@@ -69,7 +69,7 @@ func (e *env) push(t *testing.T, user, password, ref string, annotations map[str
 }
 
 // pushReferrer pushes an artifact whose subject is digest in repo.
-func (e *env) pushReferrer(t *testing.T, repo, digest, artifactType string) string {
+func (e *env) pushReferrer(t testing.TB, repo, digest, artifactType string) string {
 	t.Helper()
 	base, err := remote.Get(mustRef(t, e.host+"/"+repo+"@"+digest), e.remoteOpts("admin", e.Inst.AdminPassword)...)
 	if err != nil {
@@ -88,7 +88,7 @@ func (e *env) pushReferrer(t *testing.T, repo, digest, artifactType string) stri
 	return d.String()
 }
 
-func mustRef(t *testing.T, s string) name.Reference {
+func mustRef(t testing.TB, s string) name.Reference {
 	t.Helper()
 	r, err := name.ParseReference(s)
 	if err != nil {
@@ -103,7 +103,7 @@ func (e *env) remoteOpts(user, password string) []remote.Option {
 
 // browserClient is an HTTP client with a cookie jar that does not follow redirects, for
 // the security tests that look at answers one by one.
-func (e *env) browserClient(t *testing.T) *http.Client {
+func (e *env) browserClient(t testing.TB) *http.Client {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	tr := e.Inst.Client.Transport.(*http.Transport).Clone()
@@ -115,7 +115,7 @@ func (e *env) browserClient(t *testing.T) *http.Client {
 var hiddenInput = regexp.MustCompile(`name="(signin|csrf)" value="([^"]+)"`)
 
 // formToken is the value of the page's hidden signin or csrf input.
-func formToken(t *testing.T, html, field string) string {
+func formToken(t testing.TB, html, field string) string {
 	t.Helper()
 	for _, m := range hiddenInput.FindAllStringSubmatch(html, -1) {
 		if m[1] == field {

@@ -14,7 +14,7 @@ import (
 
 // session signs in over HTTP as a browser would (the sign-in form's token, then the
 // form), returning the client with its session cookie and the Set-Cookie of the answer.
-func (e *env) session(t *testing.T, user, password string) (*http.Client, string) {
+func (e *env) session(t testing.TB, user, password string) (*http.Client, string) {
 	t.Helper()
 	c := e.browserClient(t)
 	form := e.get(t, c, "/console/signin", http.StatusOK)
@@ -37,7 +37,7 @@ func (e *env) session(t *testing.T, user, password string) (*http.Client, string
 }
 
 // get fetches path and checks its status, returning the body.
-func (e *env) get(t *testing.T, c *http.Client, path string, want int) string {
+func (e *env) get(t testing.TB, c *http.Client, path string, want int) string {
 	t.Helper()
 	resp, err := c.Get(e.Inst.URL + path)
 	if err != nil {
@@ -51,7 +51,7 @@ func (e *env) get(t *testing.T, c *http.Client, path string, want int) string {
 	return string(body)
 }
 
-func (e *env) post(t *testing.T, c *http.Client, path string, form url.Values, hdr map[string]string) (int, string) {
+func (e *env) post(t testing.TB, c *http.Client, path string, form url.Values, hdr map[string]string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, e.Inst.URL+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -67,7 +67,7 @@ func (e *env) post(t *testing.T, c *http.Client, path string, form url.Values, h
 	return resp.StatusCode, string(body)
 }
 
-func (e *env) tagExists(t *testing.T, repo, tag string) bool {
+func (e *env) tagExists(t testing.TB, repo, tag string) bool {
 	t.Helper()
 	var tl struct{ Tags []struct{ Name string } }
 	e.MustDo(t, "GET", "/coffer/v1/registry/tags?repository="+url.QueryEscape(repo), nil, &tl)
