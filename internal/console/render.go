@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
 // parsePages parses each page template with the layout.
@@ -56,19 +58,8 @@ var funcs = template.FuncMap{
 	},
 }
 
-// humanBytes is n in B, KB, MB, GB (powers of 1024, as docker prints them).
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is n as the CLI prints sizes.
+func humanBytes(n int64) string { return wire.HumanBytes(n) }
 
 // timeTag renders t as a <time> in UTC; console.js rewrites its text into the browser's zone
 // and keeps the UTC value on hover.
