@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strings"
 
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
@@ -180,8 +182,20 @@ func (a *apiClient) can(repo, action string) bool {
 	return false
 }
 
-// registry calls the registry API (/v2/<repo>/<rest>) with a token for actions.
+// repoName and reference are the distribution spec's grammars of a repository name and of
+// a tag or digest: what a page puts into a /v2 path is checked against them first, so no
+// input can change the path or add a query.
+var (
+	repoName  = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+	reference = regexp.MustCompile(`^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+)$`)
+)
+
+// registry calls the registry API (/v2/<repo>/<kind>/<ref>) with a token for actions.
 func (a *apiClient) registry(method, repo, rest, accept string, actions ...string) (*recorder, error) {
+	kind, ref, _ := strings.Cut(rest, "/")
+	if len(repo) > 255 || !repoName.MatchString(repo) || !reference.MatchString(ref) || kind != "manifests" && kind != "blobs" && kind != "referrers" {
+		return nil, &apiError{Status: http.StatusBadRequest, Code: "NAME_INVALID", Message: "the repository name or the tag or digest is not valid"}
+	}
 	tok, _, err := a.registryToken(repo, actions...)
 	if err != nil {
 		return nil, err

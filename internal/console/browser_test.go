@@ -131,6 +131,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("%d versions listed after a rotation, want 2", versions)
 	}
 	b.doc("key")
+	b.run("disable a version", chromedp.Click(chromedp.CSS(`#versions tbody tr:first-child button`)), chromedp.WaitVisible(chromedp.CSS("#done")))
+	if got := b.text("#done"); !strings.HasSuffix(got, "disabled.") {
+		t.Fatalf("after disabling a version: %q", got)
+	}
+	if got := b.text("#versions tbody"); strings.Count(got, "false") != 1 {
+		t.Fatalf("versions after disabling one: %q", got)
+	}
 	b.run("vault page", chromedp.Navigate(b.base+"/console/vault?name=cmk"), chromedp.WaitVisible(chromedp.CSS("#keys")))
 	b.doc("vault")
 

@@ -44,3 +44,22 @@ func TestPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryPathsChecked: a repository or reference that could change the /v2 path or
+// add a query is refused before any request is made.
+func TestRegistryPathsChecked(t *testing.T) {
+	a := &apiClient{c: &Console{}, r: httptest.NewRequest("GET", "/console/", nil)}
+	for _, tc := range []struct{ repo, rest string }{
+		{"../coffer/v1/users", "manifests/v1"}, {"team/app", "manifests/v1?x=1"}, {"team/app", "manifests/../../x"},
+		{"Team/App", "manifests/v1"}, {"team/app", "uploads/x"}, {"team/app", "manifests/v1#frag"}, {"", "manifests/v1"},
+	} {
+		if _, err := a.registry("GET", tc.repo, tc.rest, ""); err == nil || !strings.Contains(err.Error(), "not valid") {
+			t.Errorf("registry(%q, %q) = %v, want refused", tc.repo, tc.rest, err)
+		}
+	}
+	for _, ref := range []string{"v1", "sha256:" + strings.Repeat("a", 64), "1.2.3_rc-1"} {
+		if !reference.MatchString(ref) {
+			t.Errorf("reference %q refused", ref)
+		}
+	}
+}
