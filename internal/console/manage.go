@@ -55,7 +55,7 @@ func (c *Console) changeKey(w http.ResponseWriter, r *http.Request, rq *request)
 		return
 	}
 	route := "/registry/encryption/rotate-key"
-	if cur.KeySource != "Microsoft.KeyVault" && cur.Status != "enabled" {
+	if cur.Status != "enabled" { // the platform key: move to a customer-managed one
 		route = "/registry/encryption/enable"
 	}
 	if err := rq.api.mgmt(http.MethodPost, route, nil, wire.EncryptionKeyRequest{KeyEncryptionKey: kid, Identity: ident}, nil); err != nil {
