@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -206,6 +207,24 @@ func (b *browser) text(sel string) string {
 	b.t.Helper()
 	b.run("wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
 	return get(b, "read "+sel, chromedp.Text(chromedp.CSS(sel)))
+}
+
+// waitText waits (bounded) until the element sel exists and its text contains want: after a
+// click that loads a new page, an element of the same id on the old page must not count.
+func (b *browser) waitText(sel, want string) string {
+	b.t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : ""; })()`, sel)
+	deadline := time.Now().Add(30 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got = get(b, "read "+sel, chromedp.Evaluate[string](js))
+		if strings.Contains(got, want) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.t.Fatalf("%s never showed %q (last: %q)", sel, want, got)
+	return ""
 }
 
 // shot saves a full-page screenshot as dir/name.png.
