@@ -107,6 +107,7 @@ var classes = map[string]class{
 	"internal/trust":                  feature,
 
 	"internal/access/accessapi":         handler,
+	"internal/console":                  handler,
 	"internal/identity/identityapi":     handler,
 	"internal/mgmt":                     handler,
 	"internal/registry/api":             handler,

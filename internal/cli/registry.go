@@ -27,22 +27,9 @@ func repoRows(list []wire.Repository) Table {
 	t := Table{Header: []string{"NAME", "MANIFESTS", "TAGS", "BLOBS", "SIZE", "CREATED"}}
 	for _, r := range list {
 		t.Rows = append(t.Rows, []string{r.Name, strconv.Itoa(r.ManifestCount), strconv.Itoa(r.TagCount),
-			strconv.Itoa(r.BlobCount), humanBytes(r.Size), r.Created.Local().Format(time.DateTime)})
+			strconv.Itoa(r.BlobCount), wire.HumanBytes(r.Size), r.Created.Local().Format(time.DateTime)})
 	}
 	return t
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func registryRepoCommand() *cobra.Command {
@@ -241,7 +228,7 @@ only reports what it would remove. Progress is printed to stderr.`,
 				t := Table{Header: []string{"WHAT", "COUNT"}}
 				t.Rows = append(t.Rows,
 					[]string{verb + " blobs", strconv.Itoa(len(rep.Blobs))},
-					[]string{verb + " bytes", humanBytes(rep.BytesFreed)},
+					[]string{verb + " bytes", wire.HumanBytes(rep.BytesFreed)},
 					[]string{verb + " stale blob links", strconv.Itoa(rep.StaleLinks)},
 					[]string{verb + " orphan files", strconv.Itoa(rep.OrphanFiles)},
 					[]string{"Expired uploads", strconv.Itoa(rep.ExpiredUploads)})

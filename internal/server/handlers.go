@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cofferhq/coffer/internal/access/accessapi"
+	"github.com/cofferhq/coffer/internal/console"
 	"github.com/cofferhq/coffer/internal/encryption/encryptionapi"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/identity/identityapi"
@@ -34,7 +35,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
 
 	// Tokens: the Docker registry token flow, OAuth2, the OIDC authority, /msi/token.
-	tokenapi.New(tokenapi.Config{
+	tokens := tokenapi.New(tokenapi.Config{
 		Identity:       p.identity,
 		Tokens:         p.tokens,
 		Granter:        p.granter,
@@ -42,7 +43,8 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		Limiter:        identity.NewLoginLimiter(s.cfg.LoginFailureLimit, time.Minute, nil),
 		Log:            s.log,
 		Metrics:        tokenapi.NewMetrics(s.metrics),
-	}).Register(s.mux)
+	})
+	tokens.Register(s.mux)
 
 	// The management API (/coffer/v1): every route through the one route table.
 	rt, err := mgmt.NewRouter(s.mux, p.tokens)
@@ -111,6 +113,27 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		Log:     s.log.With("part", "registry"),
 		Metrics: p.registry.Options().Metrics,
 	}))
+
+	// The web console (/console/, and / for a browser): every page goes through the
+	// handlers above (s.mux), with a token minted for the signed-in user.
+	sessions, err := console.OpenSQLSessions(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	con, err := console.New(console.Config{
+		API:           s.mux,
+		CheckPassword: tokens.CheckPassword,
+		Tokens:        p.tokens,
+		Grants:        p.granter,
+		Sessions:      sessions,
+		Log:           s.log.With("part", "console"),
+	})
+	if err != nil {
+		return err
+	}
+	con.Register(s.mux)
+	s.console = con
+	s.background = append(s.background, s.consoleJobs(con))
 	return nil
 }
 

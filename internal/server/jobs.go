@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
+	"github.com/cofferhq/coffer/internal/console"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -85,6 +86,25 @@ func (s *Server) sealUpgrade(d *seal.Driver) func(context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Minute):
+			}
+		}
+	}
+}
+
+// consoleJobs deletes the web console's expired sessions every ten minutes (an expired
+// session is refused when used anyway; this only keeps the table small).
+func (s *Server) consoleJobs(c *console.Console) func(context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(10 * time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := c.SweepSessions(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("sweep console sessions", "err", err)
+				}
 			}
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/console"
 	"github.com/cofferhq/coffer/internal/httpstatus"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/store"
@@ -71,6 +72,8 @@ type Server struct {
 	parts *services
 	// mgmt mounts the management API's routes through its route table.
 	mgmt *mgmt.Router
+	// console is the web console (its expired sessions are swept by a job).
+	console *console.Console
 }
 
 type extraListener struct {

@@ -1,0 +1,292 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
+)
+
+func (c *Console) encryption(w http.ResponseWriter, r *http.Request, rq *request) {
+	c.encryptionPage(w, r, rq, http.StatusOK, nil, "")
+}
+
+func (c *Console) encryptionPage(w http.ResponseWriter, r *http.Request, rq *request, status int, prob map[string]string, done string) {
+	data := map[string]any{"Title": "Encryption", "Problem": prob, "Done": done}
+	var enc wire.EncryptionStatus
+	if err := rq.api.mgmt(http.MethodGet, "/registry/encryption", nil, nil, &enc); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	data["Enc"] = enc
+	var vaults wire.List[wire.Vault]
+	if err := rq.api.mgmt(http.MethodGet, "/vaults", nil, nil, &vaults); err == nil {
+		data["Vaults"] = vaults.Value
+	}
+	var mis wire.List[wire.ManagedIdentity]
+	if err := rq.api.mgmt(http.MethodGet, "/managedIdentities", nil, nil, &mis); err == nil {
+		data["Identities"] = mis.Value
+	}
+	c.render(w, r, status, "encryption", rq.s, data)
+}
+
+// changeKey turns on a customer-managed key (from the platform key) or moves to another
+// key, version or identity; the API checks the identity's permissions on the key first.
+func (c *Console) changeKey(w http.ResponseWriter, r *http.Request, rq *request) {
+	vaultName, key, version, ident := r.PostFormValue("vault"), strings.TrimSpace(r.PostFormValue("key")), strings.TrimSpace(r.PostFormValue("version")), r.PostFormValue("identity")
+	var v wire.Vault
+	if err := rq.api.mgmt(http.MethodGet, "/vaults/"+url.PathEscape(vaultName), nil, nil, &v); err != nil {
+		c.encryptionPage(w, r, rq, http.StatusBadRequest, problem(err), "")
+		return
+	}
+	if key == "" {
+		c.encryptionPage(w, r, rq, http.StatusBadRequest, map[string]string{"Message": "Choose a key.", "Next": "Type the name of an RSA key in the vault."}, "")
+		return
+	}
+	kid := strings.TrimSuffix(v.URL, "/") + "/keys/" + url.PathEscape(key)
+	if version != "" {
+		kid += "/" + url.PathEscape(version)
+	}
+	var cur wire.EncryptionStatus
+	if err := rq.api.mgmt(http.MethodGet, "/registry/encryption", nil, nil, &cur); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	route := "/registry/encryption/rotate-key"
+	if cur.Status != "enabled" { // the platform key: move to a customer-managed one
+		route = "/registry/encryption/enable"
+	}
+	if err := rq.api.mgmt(http.MethodPost, route, nil, wire.EncryptionKeyRequest{KeyEncryptionKey: kid, Identity: ident}, nil); err != nil {
+		c.encryptionPage(w, r, rq, http.StatusConflict, problem(err), "")
+		return
+	}
+	c.encryptionPage(w, r, rq, http.StatusOK, nil, "The registry's key is now "+kid+".")
+}
+
+func (c *Console) rotateNow(w http.ResponseWriter, r *http.Request, rq *request) {
+	if err := rq.api.mgmt(http.MethodPost, "/registry/encryption/rotation", nil, nil, nil); err != nil {
+		c.encryptionPage(w, r, rq, http.StatusConflict, problem(err), "")
+		return
+	}
+	c.encryptionPage(w, r, rq, http.StatusOK, nil, "Rotation check done: the registry uses the key's newest version.")
+}
+
+func (c *Console) vaults(w http.ResponseWriter, r *http.Request, rq *request) {
+	var vaults wire.List[wire.Vault]
+	if err := rq.api.mgmt(http.MethodGet, "/vaults", nil, nil, &vaults); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "vaults", rq.s, map[string]any{"Title": "Vaults", "Vaults": vaults.Value})
+}
+
+func (c *Console) vault(w http.ResponseWriter, r *http.Request, rq *request) {
+	c.vaultPage(w, r, rq, r.URL.Query().Get("name"), http.StatusOK, nil, "")
+}
+
+func (c *Console) vaultPage(w http.ResponseWriter, r *http.Request, rq *request, name string, status int, prob map[string]string, done string) {
+	var v wire.Vault
+	vp := "/vaults/" + url.PathEscape(name)
+	if err := rq.api.mgmt(http.MethodGet, vp, nil, nil, &v); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	data := map[string]any{"Title": "Vault " + v.Name, "Vault": v, "Problem": prob, "Done": done}
+	var keys wire.KeyList
+	if err := rq.api.mgmt(http.MethodGet, vp+"/keys", url.Values{"maxresults": {"25"}, "skiptoken": {r.URL.Query().Get("skiptoken")}}, nil, &keys); err != nil {
+		data["KeysProblem"] = problem(err)
+	} else {
+		data["Keys"], data["SkipToken"] = keys.Value, keys.SkipToken
+	}
+	var deleted wire.DeletedKeyList
+	if err := rq.api.mgmt(http.MethodGet, vp+"/deletedkeys", nil, nil, &deleted); err == nil {
+		data["Deleted"] = deleted.Value
+	}
+	if !v.EnableRbacAuthorization {
+		var pols wire.List[wire.AccessPolicy]
+		if err := rq.api.mgmt(http.MethodGet, vp+"/access-policies", nil, nil, &pols); err == nil {
+			data["Policies"] = pols.Value
+		}
+	}
+	c.render(w, r, status, "vault", rq.s, data)
+}
+
+func (c *Console) createKey(w http.ResponseWriter, r *http.Request, rq *request) {
+	vaultName, name, kty := r.PostFormValue("vault"), strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("kty")
+	req := wire.CreateKeyRequest{Kty: kty}
+	if s := r.PostFormValue("size"); s != "" && strings.HasPrefix(kty, "RSA") {
+		req.Size, _ = strconv.Atoi(s)
+	}
+	if strings.HasPrefix(kty, "EC") {
+		req.Curve = r.PostFormValue("curve")
+	}
+	var k wire.Key
+	if err := rq.api.mgmt(http.MethodPost, "/vaults/"+url.PathEscape(vaultName)+"/keys/"+url.PathEscape(name)+"/create", nil, req, &k); err != nil {
+		c.vaultPage(w, r, rq, vaultName, http.StatusBadRequest, problem(err), "")
+		return
+	}
+	http.Redirect(w, r, Prefix+"key?"+url.Values{"vault": {vaultName}, "name": {k.Name}, "created": {k.Version}}.Encode(), http.StatusSeeOther)
+}
+
+func (c *Console) key(w http.ResponseWriter, r *http.Request, rq *request) {
+	q := r.URL.Query()
+	done := ""
+	if v := q.Get("created"); v != "" {
+		done = "Created version " + v + "."
+	}
+	if v := q.Get("rotated"); v != "" {
+		done = "Rotated: the newest version is " + v + "."
+	}
+	c.keyPage(w, r, rq, q.Get("vault"), q.Get("name"), http.StatusOK, nil, done)
+}
+
+func (c *Console) keyPage(w http.ResponseWriter, r *http.Request, rq *request, vaultName, name string, status int, prob map[string]string, done string) {
+	kp := "/vaults/" + url.PathEscape(vaultName) + "/keys/" + url.PathEscape(name)
+	var k wire.Key
+	if err := rq.api.mgmt(http.MethodGet, kp, nil, nil, &k); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	data := map[string]any{"Title": "Key " + k.Name, "VaultName": vaultName, "Key": k, "Problem": prob, "Done": done}
+	var versions wire.KeyList
+	if err := rq.api.mgmt(http.MethodGet, kp+"/versions", nil, nil, &versions); err != nil {
+		data["VersionsProblem"] = problem(err)
+	} else {
+		data["Versions"] = versions.Value
+	}
+	var pol wire.RotationPolicy
+	if err := rq.api.mgmt(http.MethodGet, kp+"/rotationpolicy", nil, nil, &pol); err == nil {
+		data["Policy"] = pol
+	}
+	c.render(w, r, status, "key", rq.s, data)
+}
+
+func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, rq *request) {
+	vaultName, name := r.PostFormValue("vault"), r.PostFormValue("name")
+	var k wire.Key
+	if err := rq.api.mgmt(http.MethodPost, "/vaults/"+url.PathEscape(vaultName)+"/keys/"+url.PathEscape(name)+"/rotate", nil, nil, &k); err != nil {
+		c.keyPage(w, r, rq, vaultName, name, http.StatusConflict, problem(err), "")
+		return
+	}
+	http.Redirect(w, r, Prefix+"key?"+url.Values{"vault": {vaultName}, "name": {name}, "rotated": {k.Version}}.Encode(), http.StatusSeeOther)
+}
+
+func (c *Console) setKeyEnabled(w http.ResponseWriter, r *http.Request, rq *request) {
+	vaultName, name, version := r.PostFormValue("vault"), r.PostFormValue("name"), r.PostFormValue("version")
+	enabled := r.PostFormValue("enabled") == "true"
+	q := url.Values{}
+	if version != "" {
+		q.Set("version", version)
+	}
+	if err := rq.api.mgmt(http.MethodPatch, "/vaults/"+url.PathEscape(vaultName)+"/keys/"+url.PathEscape(name), q, wire.UpdateKeyRequest{Enabled: &enabled}, nil); err != nil {
+		c.keyPage(w, r, rq, vaultName, name, http.StatusConflict, problem(err), "")
+		return
+	}
+	word := "disabled"
+	if enabled {
+		word = "enabled"
+	}
+	c.keyPage(w, r, rq, vaultName, name, http.StatusOK, nil, "Version "+version+" "+word+".")
+}
+
+func (c *Console) accessPage(w http.ResponseWriter, r *http.Request, rq *request) {
+	c.accessView(w, r, rq, http.StatusOK, nil, nil)
+}
+
+func (c *Console) accessView(w http.ResponseWriter, r *http.Request, rq *request, status int, prob map[string]string, created *wire.CreateTokenResponse) {
+	data := map[string]any{"Title": "Access", "Problem": prob, "Created": created}
+	var users, sps wire.List[wire.Identity]
+	var mis wire.List[wire.ManagedIdentity]
+	var toks wire.List[wire.RepositoryToken]
+	var asgs wire.List[wire.RoleAssignment]
+	for _, l := range []struct {
+		path, key string
+		out       any
+	}{
+		{"/users", "Users", &users}, {"/servicePrincipals", "SPs", &sps}, {"/managedIdentities", "MIs", &mis},
+		{"/tokens", "Tokens", &toks}, {"/role-assignments", "Assignments", &asgs},
+	} {
+		if err := rq.api.mgmt(http.MethodGet, l.path, nil, nil, l.out); err != nil {
+			data[l.key+"Problem"] = problem(err)
+		}
+	}
+	data["Users"], data["SPs"], data["MIs"], data["Tokens"], data["Assignments"] = users.Value, sps.Value, mis.Value, toks.Value, asgs.Value
+	c.render(w, r, status, "access", rq.s, data)
+}
+
+// createToken creates a repository token; its password is shown on this answer only.
+func (c *Console) createToken(w http.ResponseWriter, r *http.Request, rq *request) {
+	var actions []string
+	for _, a := range []string{"content/read", "content/write", "content/delete", "metadata/read", "metadata/write"} {
+		if r.PostFormValue(a) == "on" {
+			actions = append(actions, a)
+		}
+	}
+	req := wire.CreateTokenRequest{Name: strings.TrimSpace(r.PostFormValue("name")),
+		ScopeMap: []wire.ScopeMapEntry{{Repository: strings.TrimSpace(r.PostFormValue("repository")), Actions: actions}}}
+	var out wire.CreateTokenResponse
+	if err := rq.api.mgmt(http.MethodPost, "/tokens", nil, req, &out); err != nil {
+		c.accessView(w, r, rq, http.StatusBadRequest, problem(err), nil)
+		return
+	}
+	c.accessView(w, r, rq, http.StatusCreated, nil, &out)
+}
+
+// auditFilters are the audit trail's filters, passed through to the API.
+var auditFilters = []string{"identity", "vault", "key", "operation", "result", "since", "until"}
+
+func (c *Console) audit(w http.ResponseWriter, r *http.Request, rq *request) {
+	c.auditPage(w, r, rq, nil)
+}
+
+func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, rq *request, verify *wire.AuditVerifyResult) {
+	in := r.URL.Query()
+	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	filters := map[string]string{}
+	for _, f := range auditFilters {
+		v := strings.TrimSpace(in.Get(f))
+		filters[f] = v // every key present: the template passes each on
+		if v != "" {
+			q.Set(f, v)
+		}
+	}
+	if a := in.Get("after"); a != "" {
+		q.Set("after", a)
+	}
+	data := map[string]any{"Title": "Audit", "F": filters, "Verify": verify}
+	var recs wire.List[wire.AuditRecord]
+	if err := rq.api.mgmt(http.MethodGet, "/audit", q, nil, &recs); err != nil {
+		data["Problem"] = problem(err)
+	} else {
+		data["Records"] = recs.Value
+		if len(recs.Value) == pageSize {
+			next := url.Values{}
+			for k, v := range filters {
+				if v != "" {
+					next.Set(k, v)
+				}
+			}
+			next.Set("after", strconv.FormatInt(recs.Value[len(recs.Value)-1].Seq, 10))
+			data["NextQuery"] = next.Encode()
+		}
+	}
+	if d := in.Get("seq"); d != "" {
+		for _, rec := range recs.Value {
+			if strconv.FormatInt(rec.Seq, 10) == d {
+				data["Detail"] = rec
+			}
+		}
+	}
+	c.render(w, r, http.StatusOK, "audit", rq.s, data)
+}
+
+func (c *Console) verifyAudit(w http.ResponseWriter, r *http.Request, rq *request) {
+	var res wire.AuditVerifyResult
+	if err := rq.api.mgmt(http.MethodGet, "/audit/verify", nil, nil, &res); err != nil {
+		c.fail(w, r, rq, err)
+		return
+	}
+	c.auditPage(w, r, rq, &res)
+}
