@@ -58,7 +58,7 @@ func (k *keys) Key(ctx context.Context, gen uint32) ([]byte, error) {
 
 func (k *keys) revoke(err error) { k.mu.Lock(); k.err = err; k.mu.Unlock() }
 
-func newFS(t *testing.T) (blobstore.Driver, string) {
+func newFS(t *testing.T) (*filesystem.Driver, string) {
 	t.Helper()
 	dir := t.TempDir()
 	d, err := filesystem.New(dir)
@@ -75,6 +75,84 @@ func TestDriverContract(t *testing.T) {
 				inner, _ := newFS(t)
 				return seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(seg))
 			})
+		})
+	}
+}
+
+// TestDriverContractPlainInner: the sealing driver over a driver with no optional
+// capability (no append across requests, no rename, no commit elsewhere), as over S3.
+func TestDriverContractPlainInner(t *testing.T) {
+	drivertest.Run(t, func(t *testing.T) blobstore.Driver {
+		inner, _ := newFS(t)
+		return seal.NewDriver(drivertest.Plain(inner), newKeys(), seal.WithSegmentSize(1000))
+	})
+}
+
+// ctxDriver refuses to create or commit objects under a context that is done, as a network
+// store does (a request to S3 under a cancelled context never leaves).
+type ctxDriver struct{ *filesystem.Driver }
+
+type ctxWriter struct {
+	blobstore.Writer
+	ctx context.Context
+}
+
+func (d ctxDriver) Writer(ctx context.Context, path string) (blobstore.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	w, err := d.Driver.Writer(ctx, path)
+	return ctxWriter{w, ctx}, err
+}
+
+func (w ctxWriter) Commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.Writer.Commit(ctx)
+}
+
+// TestTailSurvivesDisconnect: an upload whose request context ends (the client went away)
+// mid-segment keeps its partial last segment: Close writes the tail object under a context
+// the disconnect does not cancel, and the upload resumes from the last byte received.
+func TestTailSurvivesDisconnect(t *testing.T) {
+	inner, _ := newFS(t)
+	for _, tc := range []struct {
+		name  string
+		inner blobstore.Driver
+	}{{"resumable", ctxDriver{inner}}, {"plain", drivertest.Plain(ctxDriver{inner})}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := seal.NewDriver(tc.inner, newKeys(), seal.WithSegmentSize(1000))
+			data := make([]byte, 25_500)
+			rand.Read(data)
+			ctx, cancel := context.WithCancel(context.Background())
+			w, err := d.Writer(ctx, "uploads/"+tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(data[:20_500]); err != nil {
+				t.Fatal(err)
+			}
+			cancel() // the client disconnects; the handler closes the upload
+			if err := w.Close(); err != nil {
+				t.Fatalf("Close after the request's context ended: %v", err)
+			}
+			bg := context.Background()
+			w, err = d.ResumeWriter(bg, "uploads/"+tc.name)
+			if err != nil {
+				t.Fatalf("resume after the disconnect: %v", err)
+			}
+			if w.Size() != 20_500 {
+				t.Fatalf("resumed at %d, want 20500 (every byte received)", w.Size())
+			}
+			w.Write(data[20_500:])
+			if err := w.Commit(bg); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAll(t, d, "uploads/"+tc.name, 0)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("resumed object differs: %v", err)
+			}
 		})
 	}
 }
