@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -183,3 +184,17 @@ type Composer interface {
 
 // ErrNotComposable is returned by Compose for objects the store cannot concatenate.
 var ErrNotComposable = errors.New("blobstore: these objects cannot be composed in the store")
+
+// CheckPath validates an object path as every driver accepts it: slash-separated,
+// relative, with no empty, "." or ".." parts, no NUL and no backslash.
+func CheckPath(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return fmt.Errorf("blobstore: invalid object path %q", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, 0) || strings.ContainsRune(part, '\\') {
+			return fmt.Errorf("blobstore: invalid object path %q", p)
+		}
+	}
+	return nil
+}

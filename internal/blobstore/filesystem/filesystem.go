@@ -51,15 +51,10 @@ var (
 	_ blobstore.CommitterAt = (*writer)(nil)
 )
 
-// clean validates an object path: slash-separated, relative, no empty, "." or ".." parts.
+// clean validates an object path (blobstore.CheckPath).
 func clean(p string) (string, error) {
-	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
-		return "", fmt.Errorf("blobstore: invalid object path %q", p)
-	}
-	for _, part := range strings.Split(p, "/") {
-		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, 0) || strings.ContainsRune(part, '\\') {
-			return "", fmt.Errorf("blobstore: invalid object path %q", p)
-		}
+	if err := blobstore.CheckPath(p); err != nil {
+		return "", err
 	}
 	return p, nil
 }
