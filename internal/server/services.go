@@ -10,7 +10,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/encryption"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
@@ -141,7 +140,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
 
 	// The registry: every byte through the sealing driver.
-	base, err := filesystem.New(filepath.Join(s.cfg.DataDir, "blobs"))
+	base, err := s.blobStore(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry blob store: %w", err)
 	}
