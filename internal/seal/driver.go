@@ -58,6 +58,7 @@ type Driver struct {
 	rand        io.Reader
 	refuseV1    bool
 	batches     sync.Pool // *[]byte batch buffers for segments of segmentSize
+	opened      openedCache
 }
 
 // NewDriver wraps inner so that everything stored in it is sealed with keys from keys. An
@@ -143,6 +144,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := checkPath(dst); err != nil {
 		return err
 	}
+	d.opened.drop(src, dst)
 	bound, err := d.boundTo(ctx, src, dst, src)
 	if err != nil {
 		return fmt.Errorf("seal: move %s to %s: %w", src, dst, err)
@@ -223,6 +225,7 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 	if err := checkPath(path); err != nil {
 		return err
 	}
+	d.opened.drop(path)
 	if err := d.inner.Delete(ctx, path); err != nil {
 		return err
 	}

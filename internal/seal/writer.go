@@ -357,6 +357,7 @@ func (w *writer) commit(ctx context.Context, dst string) error {
 	if err := w.wait(); err != nil {
 		return err
 	}
+	w.d.opened.drop(dst)
 	if dst == w.path {
 		if err := w.inner.Commit(ctx); err != nil {
 			return err
