@@ -30,8 +30,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -401,7 +403,8 @@ func (d *Driver) Compose(ctx context.Context, dst string, srcs []blobstore.Info)
 	return nil
 }
 
-// writer buffers a part and sends full parts as it goes.
+// writer buffers a part and sends full parts as it goes: one part is sent in the background
+// while the next one fills, so the caller's sealing overlaps the network.
 type writer struct {
 	d        *Driver
 	ctx      context.Context
@@ -410,29 +413,40 @@ type writer struct {
 	buf      []byte
 	size     int64
 	uploadID *string // the multipart upload, once the first part is full
-	parts    []types.CompletedPart
+	next     int32   // number of the next part
 	done     bool
-	err      error // sticky: a part failed
+
+	sending chan []byte    // holds the buffer of the part in flight (capacity 1)
+	spare   []byte         // a buffer a sent part has released
+	wg      sync.WaitGroup // the part in flight
+	mu      sync.Mutex
+	parts   []types.CompletedPart
+	err     error // sticky: a part failed
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
 
 func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, fmt.Errorf("s3: write %s: writer closed", w.path)
 	}
-	if w.err != nil {
-		return 0, w.err
+	if err := w.failed(); err != nil {
+		return 0, err
 	}
 	written := 0
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = make([]byte, 0, w.d.partSize)
+			w.buf = w.takeBuffer()
 		}
 		n := min(len(p), int(w.d.partSize)-len(w.buf))
 		w.buf = append(w.buf, p[:n]...)
 		p, written, w.size = p[n:], written+n, w.size+int64(n)
 		if int64(len(w.buf)) == w.d.partSize {
-			if err := w.sendPart(w.ctx); err != nil {
-				w.err = err
+			if err := w.sendPart(w.ctx, true); err != nil {
 				return written, err
 			}
 		}
@@ -440,28 +454,74 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+func (w *writer) takeBuffer() []byte {
+	if b := w.spare; b != nil {
+		w.spare = nil
+		return b[:0]
+	}
+	return make([]byte, 0, w.d.partSize)
+}
+
 func (w *writer) Size() int64 { return w.size }
 
-// sendPart uploads the buffer as the next part, starting the multipart upload if needed.
-func (w *writer) sendPart(ctx context.Context) error {
+// sendPart uploads the buffer as the next part, starting the multipart upload if needed:
+// in the background (after the part before it has gone) with async, else before it returns.
+func (w *writer) sendPart(ctx context.Context, async bool) error {
 	if w.uploadID == nil {
 		mp, err := w.d.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(w.d.bucket), Key: aws.String(w.key)})
 		if err != nil {
 			return w.d.fail("write", w.path, err)
 		}
 		w.uploadID = mp.UploadId
+		w.sending = make(chan []byte, 1)
 	}
-	n := int32(len(w.parts) + 1)
-	out, err := w.d.c.UploadPart(ctx, &s3.UploadPartInput{
-		Bucket: aws.String(w.d.bucket), Key: aws.String(w.key), UploadId: w.uploadID, PartNumber: aws.Int32(n),
-		Body: bytes.NewReader(w.buf), ContentLength: aws.Int64(int64(len(w.buf))),
-	})
-	if err != nil {
-		return w.d.fail("write", w.path, err)
+	w.wait() // one part in flight at a time
+	if err := w.failed(); err != nil {
+		return err
 	}
-	w.parts = append(w.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
-	w.buf = w.buf[:0]
+	w.next++
+	n, body := w.next, w.buf
+	w.buf = nil
+	send := func() {
+		out, err := w.d.c.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(w.d.bucket), Key: aws.String(w.key), UploadId: w.uploadID, PartNumber: aws.Int32(n),
+			Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
+		})
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			if w.err == nil {
+				w.err = w.d.fail("write", w.path, err)
+			}
+			return
+		}
+		w.parts = append(w.parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(n)})
+	}
+	if !async {
+		send()
+		w.spare = body
+		return w.failed()
+	}
+	w.sending <- body
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		send()
+	}()
 	return nil
+}
+
+// wait lets the part in flight finish and takes its buffer back.
+func (w *writer) wait() {
+	if w.sending == nil {
+		return
+	}
+	w.wg.Wait()
+	select {
+	case b := <-w.sending:
+		w.spare = b
+	default:
+	}
 }
 
 func (w *writer) Commit(ctx context.Context) error { return w.CommitAt(ctx, w.path) }
@@ -473,8 +533,9 @@ func (w *writer) CommitAt(ctx context.Context, dst string) error {
 	if w.done {
 		return fmt.Errorf("s3: commit %s: writer closed", w.path)
 	}
-	if w.err != nil {
-		return w.err
+	w.wait()
+	if err := w.failed(); err != nil {
+		return err
 	}
 	dk, err := w.d.key(dst)
 	if err != nil {
@@ -493,13 +554,13 @@ func (w *writer) CommitAt(ctx context.Context, dst string) error {
 		return nil
 	}
 	if len(w.buf) > 0 {
-		if err := w.sendPart(ctx); err != nil {
-			w.err = err
+		if err := w.sendPart(ctx, false); err != nil {
 			return err
 		}
 	}
 	w.done = true
-	w.buf = nil
+	w.buf, w.spare = nil, nil
+	slices.SortFunc(w.parts, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
 	if _, err := w.d.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(w.d.bucket), Key: aws.String(w.key), UploadId: w.uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
@@ -535,6 +596,8 @@ func (w *writer) Cancel(ctx context.Context) error {
 		return nil
 	}
 	w.done, w.buf = true, nil
+	w.wait()
+	w.spare = nil
 	return w.abort(ctx)
 }
 
