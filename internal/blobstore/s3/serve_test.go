@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -25,8 +28,62 @@ import (
 
 	"github.com/cofferhq/coffer/internal/blobstore/s3/s3test"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/registry/conformance"
 	"github.com/cofferhq/coffer/internal/servertest"
 )
+
+// startOnS3 starts versitygw with bucket "coffer" and a coffer server storing there under
+// the prefix "registry", configured as an operator would: the secret in a 0600 file.
+func startOnS3(t *testing.T) (*s3test.Server, *servertest.Instance) {
+	t.Helper()
+	srv := s3test.Start(t, "coffer")
+	secret := filepath.Join(t.TempDir(), "s3-secret")
+	if err := os.WriteFile(secret, []byte(s3test.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst := servertest.Start(t, func(c *config.Server) {
+		c.BlobStore = config.BlobStore{URL: "s3://coffer/registry", S3Endpoint: srv.Endpoint, S3Region: "us-east-1",
+			S3PathStyle: true, S3AccessKeyID: s3test.AccessKey, S3SecretAccessKeyFile: secret}
+	})
+	return srv, inst
+}
+
+// TestConformanceOnS3 runs Coffer's raw-HTTP conformance suite (pushes monolithic, POST+PUT,
+// chunked, resumed after a dropped connection, cancelled, sha512, mounts, manifests,
+// referrers, deletes) against a coffer whose blob store is S3.
+func TestConformanceOnS3(t *testing.T) {
+	_, inst := startOnS3(t)
+	var mu sync.Mutex
+	tokens := map[string]string{}
+	conformance.Run(t, conformance.Target{
+		URL: inst.URL, Client: inst.Client,
+		Token: func(t *testing.T, scopes ...string) string {
+			t.Helper()
+			key := strings.Join(scopes, " ")
+			mu.Lock()
+			defer mu.Unlock()
+			if tok, ok := tokens[key]; ok {
+				return tok
+			}
+			q := url.Values{"service": {"coffer-registry"}, "scope": scopes}
+			req, _ := http.NewRequest(http.MethodGet, inst.URL+"/oauth2/token?"+q.Encode(), nil)
+			req.SetBasicAuth("admin", inst.AdminPassword)
+			resp, err := inst.Client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var tr struct {
+				Token string `json:"token"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK || tr.Token == "" {
+				t.Fatalf("token: %d %v", resp.StatusCode, err)
+			}
+			tokens[key] = tr.Token
+			return tr.Token
+		},
+	})
+}
 
 const marker = "COFFER-S3-PLAINTEXT-MARKER-7d1e"
 
@@ -62,15 +119,7 @@ func markedImage(t *testing.T) v1.Image {
 // open ends in the marker; and no object in the bucket (whose files the gateway's
 // directory holds) contains the marker, while the data directory holds no blob at all.
 func TestServeOnS3(t *testing.T) {
-	srv := s3test.Start(t, "coffer")
-	secret := filepath.Join(t.TempDir(), "s3-secret")
-	if err := os.WriteFile(secret, []byte(s3test.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inst := servertest.Start(t, func(c *config.Server) {
-		c.BlobStore = config.BlobStore{URL: "s3://coffer/registry", S3Endpoint: srv.Endpoint, S3Region: "us-east-1",
-			S3PathStyle: true, S3AccessKeyID: s3test.AccessKey, S3SecretAccessKeyFile: secret}
-	})
+	srv, inst := startOnS3(t)
 	auth := &authn.Basic{Username: "admin", Password: inst.AdminPassword}
 	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(inst.Client.Transport), remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
 	ref, err := name.ParseReference(inst.Addr + "/team/app:v1")
