@@ -82,6 +82,17 @@ func (d *Driver) readerKnown(ctx context.Context, path string, e openedObject, o
 		src.Close()
 		return nil, errStale
 	}
+	r, err := d.open(ctx, path, src, h, c, offset)
+	if errors.Is(err, ErrAuth) {
+		return nil, errStale
+	}
+	return r, err
+}
+
+// open starts a reader of the object at path whose segments from offset's on src yields,
+// and opens its first batch now, so that damage in it fails the open.
+func (d *Driver) open(ctx context.Context, path string, src io.ReadCloser, h Header, c *objectCipher, offset int64) (*reader, error) {
+	seg := offset / int64(h.SegmentSize)
 	r := &reader{
 		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
 		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
@@ -90,9 +101,6 @@ func (d *Driver) readerKnown(ctx context.Context, path string, e openedObject, o
 	if r.err != nil && r.err != io.EOF {
 		err := r.err
 		r.Close()
-		if errors.Is(err, ErrAuth) {
-			return nil, errStale
-		}
 		return nil, err
 	}
 	return r, nil
@@ -171,15 +179,8 @@ func (d *Driver) readerFirst(ctx context.Context, path, name string, offset int6
 			}
 		}
 	}
-	r := &reader{
-		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
-		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
-	}
-	// The first batch now, so that damage in it fails the open.
-	r.advance()
-	if r.err != nil && r.err != io.EOF {
-		err := r.err
-		r.Close()
+	r, err := d.open(ctx, path, src, h, c, offset)
+	if err != nil {
 		return nil, err
 	}
 	if h.Bound() && !r.cur.final {
