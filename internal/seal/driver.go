@@ -53,6 +53,7 @@ func RefuseVersion1() Option { return func(d *Driver) { d.refuseV1 = true } }
 // driver: not committed objects, not uploads in progress, not their resumable tails.
 type Driver struct {
 	inner       blobstore.Resumer
+	raw         blobstore.Driver // inner before Resumable: for whole objects (resume state)
 	keys        KeySource
 	segmentSize int
 	rand        io.Reader
@@ -65,7 +66,7 @@ type Driver struct {
 // inner driver that cannot append to an object across requests (S3) gets uploads stored as
 // chunk objects (blobstore.Resumable): the chunks hold sealed segments, like everything else.
 func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) *Driver {
-	d := &Driver{inner: blobstore.Resumable(inner), keys: keys, segmentSize: DefaultSegmentSize, rand: rand.Reader}
+	d := &Driver{inner: blobstore.Resumable(inner), raw: inner, keys: keys, segmentSize: DefaultSegmentSize, rand: rand.Reader}
 	for _, o := range opts {
 		o(d)
 	}
@@ -229,7 +230,7 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 	if err := d.inner.Delete(ctx, path); err != nil {
 		return err
 	}
-	return d.inner.Delete(ctx, path+TailSuffix)
+	return d.raw.Delete(ctx, path+TailSuffix)
 }
 
 // Walk lists committed objects with their plaintext sizes, hiding resume state.

@@ -66,7 +66,7 @@ func (d *Driver) writer(ctx context.Context, path string) (*writer, error) {
 		return nil, err
 	}
 	// A stale tail from an earlier object at this path must not be resumed into this one.
-	if err := d.inner.Delete(ctx, path+TailSuffix); err != nil {
+	if err := d.raw.Delete(ctx, path+TailSuffix); err != nil {
 		iw.Cancel(ctx)
 		return nil, fmt.Errorf("seal %s: %w", path, err)
 	}
@@ -366,7 +366,7 @@ func (w *writer) commit(ctx context.Context, dst string) error {
 		return err
 	}
 	w.done = true
-	if err := w.d.inner.Delete(ctx, w.path+TailSuffix); err != nil {
+	if err := w.d.raw.Delete(ctx, w.path+TailSuffix); err != nil {
 		return fmt.Errorf("seal %s: remove resume state: %w", w.path, err)
 	}
 	return nil
@@ -381,7 +381,7 @@ func (w *writer) Cancel(ctx context.Context) error {
 	}
 	w.done = true
 	err := w.inner.Cancel(ctx)
-	return errors.Join(err, w.d.inner.Delete(ctx, w.path+TailSuffix))
+	return errors.Join(err, w.d.raw.Delete(ctx, w.path+TailSuffix))
 }
 
 // Close keeps the upload for ResumeWriter: the full segments are written, and the partial
@@ -419,7 +419,7 @@ func (w *writer) writeTail(tail []byte) error {
 	rec = append(rec, w.c.header...)
 	rec = binary.BigEndian.AppendUint64(rec, w.index)
 	rec = w.c.sealSegment(rec, w.index, kindTail, nonce, tail)
-	tw, err := w.d.inner.Writer(ctx, w.path+TailSuffix)
+	tw, err := w.d.raw.Writer(ctx, w.path+TailSuffix)
 	if err != nil {
 		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
 	}
