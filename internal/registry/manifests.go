@@ -120,6 +120,7 @@ func (s *Service) storeBytes(ctx context.Context, d digest.Digest, body []byte) 
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	if err := s.commitAt(ctx, w, path, blobPath(d)); err != nil {
+		w.Cancel(ctx)
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	return nil

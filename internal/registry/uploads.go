@@ -295,17 +295,16 @@ func (s *Service) placeWriter(ctx context.Context, repo string, w blobstore.Writ
 
 // commitAt makes the verified bytes of w, opened at src, the object at dst: committed there
 // directly when the driver's writers can (no move), otherwise committed at src and moved.
-// The object is bound to dst (see bindTo). On failure nothing is visible at dst.
+// The object is bound to dst (see bindTo). On failure nothing is visible at dst, and w is
+// left to the caller (to Cancel, or to Close so that an upload may be retried).
 func (s *Service) commitAt(ctx context.Context, w blobstore.Writer, src, dst string) error {
 	if err := bindTo(w, dst); err != nil {
-		w.Cancel(ctx)
 		return err
 	}
 	if ca, ok := w.(blobstore.CommitterAt); ok {
 		return ca.CommitAt(ctx, dst)
 	}
 	if err := w.Commit(ctx); err != nil {
-		w.Cancel(ctx)
 		return err
 	}
 	if err := blobstore.Move(ctx, s.driver, src, dst); err != nil {
