@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,4 +231,60 @@ func TestServeOnS3(t *testing.T) {
 		t.Fatalf("the data directory has a blob store too: %v", ents)
 	}
 	t.Logf("%d objects in the bucket, %d under registry/blobs/", objects, blobs)
+}
+
+// TestServeProcessFlags: the real `coffer serve` binary takes the S3 blob store from its
+// flags and the environment (the secret's file as COFFER_S3_SECRET_ACCESS_KEY_FILE); an
+// image pushed to it lands in the bucket under the prefix. A secret file others may read
+// is refused at start with a message saying so.
+func TestServeProcessFlags(t *testing.T) {
+	srv := s3test.Start(t, "coffer")
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "s3-secret")
+	if err := os.WriteFile(secret, []byte(s3test.SecretKey), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--blob-store", "s3://coffer/via-flags", "--s3-endpoint", srv.Endpoint, "--s3-region", "us-east-1",
+		"--s3-path-style", "--s3-access-key-id", s3test.AccessKey}
+	env := []string{"COFFER_S3_SECRET_ACCESS_KEY_FILE=" + secret}
+
+	cmd := exec.Command(servertest.Binary(t), append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "readable by others") {
+		t.Fatalf("serve with a secret file of mode 0644: %v\n%s", err, out)
+	}
+
+	if err := os.Chmod(secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := servertest.StartProcess(t, dir, env, args...)
+	defer func() {
+		p.Cmd.Process.Signal(os.Interrupt)
+		p.Wait()
+	}()
+	pw, err := os.ReadFile(filepath.Join(dir, "data", "initial-admin-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := servertest.ClientTrusting(t, filepath.Join(dir, "data", "tls", "ca.pem"))
+	u, _ := url.Parse(p.URL)
+	ref, err := name.ParseReference(u.Host + "/flags/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img, err = mutate.AppendLayers(img, static.NewLayer([]byte(marker+" via flags"), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "admin", Password: strings.TrimSpace(string(pw))}),
+		remote.WithTransport(client.Transport)); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(srv.Dir, "coffer", "via-flags", "blobs", "sha256"))
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("no blobs under the prefix in the bucket: %v", err)
+	}
 }
