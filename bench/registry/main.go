@@ -20,6 +20,7 @@
 //
 //	go run ./bench/registry --distribution "$(go env GOPATH)/bin/registry" --zot /path/to/zot
 //	go run ./bench/registry --coffer-plain-http
+//	go run ./bench/registry --versitygw "${COFFER_TOOLS:-$HOME/.cache/coffer-tools}/bin/versitygw"
 //	go run ./bench/registry --no-coffer --target https://host:5000 --user admin --password ... --insecure
 package main
 
@@ -68,7 +69,14 @@ func run() (code int) {
 		insecure    = flag.Bool("insecure", false, "do not verify the TLS certificates of --target and --target2")
 		keepDataDir = flag.Bool("keep", false, "keep the temporary data directories")
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of this process (the clients, and Coffer with --in-process)")
+		blobStore   = flag.String("blob-store", "", "also start a `coffer serve --blob-store URL` (s3://BUCKET[/PREFIX]; its --s3-* flags with --blob-store-flag)")
+		versitygw   = flag.String("versitygw", "", "also start a `coffer serve` on S3: versitygw from this binary on a temporary directory")
+		blobFlags   []string
 	)
+	flag.Func("blob-store-flag", "a flag for the --blob-store coffer, e.g. --blob-store-flag=--s3-endpoint=http://127.0.0.1:7070 (repeatable)", func(v string) error {
+		blobFlags = append(blobFlags, v)
+		return nil
+	})
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -121,6 +129,16 @@ func run() (code int) {
 			add(startCoffer(ctx, "coffer", filepath.Join(tmp, "coffer"), bin, false))
 			if *cofferPlain {
 				add(startCoffer(ctx, "coffer-plain", filepath.Join(tmp, "coffer-plain"), bin, true))
+			}
+			if *versitygw != "" {
+				url, flags, stop := startVersitygw(filepath.Join(tmp, "versitygw"), *versitygw)
+				cleanups = append(cleanups, stop)
+				*blobStore, blobFlags = url, append(flags, blobFlags...)
+			}
+			if *blobStore != "" {
+				t, stop := startCoffer(ctx, "coffer-s3", filepath.Join(tmp, "coffer-s3"), bin, false, append([]string{"--blob-store", *blobStore}, blobFlags...)...)
+				t.how += ", blob store " + *blobStore
+				add(t, stop)
 			}
 		}
 	}

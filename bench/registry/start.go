@@ -89,10 +89,10 @@ func child(dir, bin string, args []string, env ...string) func() {
 // startCoffer runs `coffer serve` on a fresh data directory as its users do (HTTPS with the
 // local CA, token auth, encryption at rest, GC on its default schedule), or with
 // --plain-http, and logs in as the bootstrap administrator.
-func startCoffer(ctx context.Context, name, dir, bin string, plain bool) (*target, func()) {
+func startCoffer(ctx context.Context, name, dir, bin string, plain bool, extra ...string) (*target, func()) {
 	must(os.MkdirAll(dir, 0o700))
 	addr := freeAddr()
-	args := []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}
+	args := append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}, extra...)
 	scheme, how := "https", "coffer serve, HTTPS (local CA, HTTP/2), token auth, encryption at rest, default GC"
 	if plain {
 		args = append(args, "--plain-http")

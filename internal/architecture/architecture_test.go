@@ -82,6 +82,7 @@ var classes = map[string]class{
 	"internal/store":                foundation,
 	"internal/blobstore":            foundation,
 	"internal/blobstore/filesystem": foundation,
+	"internal/blobstore/s3":         foundation,
 
 	"internal/access":       core,
 	"internal/audit":        core,
@@ -129,6 +130,7 @@ var classes = map[string]class{
 	"bench/registry":                helper,
 	"internal/architecture":         helper,
 	"internal/blobstore/drivertest": helper,
+	"internal/blobstore/s3/s3test":  helper,
 	"internal/clocktest":            helper,
 	"internal/mgmt/wire/wiretest":   helper,
 	"internal/kek/kektest":          helper,

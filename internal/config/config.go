@@ -55,6 +55,8 @@ type Server struct {
 	Vault      Vault
 	Registry   Registry
 	Encryption Encryption
+	// BlobStore is where the registry's bytes live.
+	BlobStore BlobStore
 	// Azure is the credential for vaults of other servers (or Azure Key Vault), read from
 	// the environment by Load.
 	Azure Azure
@@ -145,6 +147,24 @@ type Registry struct {
 	MaxManifestSize int64
 }
 
+// BlobStore settings: the registry's (sealed) bytes on the local disk or in S3-compatible
+// object storage. With S3 and no access key here, the AWS SDK finds credentials in the
+// standard AWS sources itself (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the
+// shared config and credentials files, web identity, container and instance metadata).
+type BlobStore struct {
+	// URL is "" (the filesystem under <data-dir>/blobs) or s3://BUCKET[/PREFIX].
+	URL string
+	// S3Endpoint is the S3 service's URL; "" means AWS S3.
+	S3Endpoint string
+	// S3Region is the bucket's region ("" takes the AWS sources, then us-east-1).
+	S3Region string
+	// S3PathStyle addresses the bucket as <endpoint>/<bucket> (most S3-compatible servers).
+	S3PathStyle bool
+	// S3AccessKeyID and the file holding its secret (mode 0600) are the credentials.
+	S3AccessKeyID         string
+	S3SecretAccessKeyFile string
+}
+
 // Encryption at rest settings.
 type Encryption struct {
 	KeyID                    string
@@ -218,6 +238,13 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.Registry.UploadExpiry, "upload-expiry", s.Registry.UploadExpiry, "how long an idle upload session lives")
 	fs.DurationVar(&s.Registry.GCInterval, "gc-interval", s.Registry.GCInterval, "how often the online garbage collector runs (0: never)")
 	fs.Int64Var(&s.Registry.MaxManifestSize, "max-manifest-size", s.Registry.MaxManifestSize, "largest manifest accepted, in bytes")
+
+	fs.StringVar(&s.BlobStore.URL, "blob-store", s.BlobStore.URL, "where registry content is stored: empty for <data-dir>/blobs, or s3://BUCKET[/PREFIX] (sealed either way)")
+	fs.StringVar(&s.BlobStore.S3Endpoint, "s3-endpoint", s.BlobStore.S3Endpoint, "S3 service URL for --blob-store s3://… (empty: AWS S3)")
+	fs.StringVar(&s.BlobStore.S3Region, "s3-region", s.BlobStore.S3Region, "S3 bucket region (empty: the AWS configuration, then us-east-1)")
+	fs.BoolVar(&s.BlobStore.S3PathStyle, "s3-path-style", s.BlobStore.S3PathStyle, "address the bucket as <endpoint>/<bucket> (most S3-compatible servers need it)")
+	fs.StringVar(&s.BlobStore.S3AccessKeyID, "s3-access-key-id", s.BlobStore.S3AccessKeyID, "S3 access key id (empty: the standard AWS credential sources)")
+	fs.StringVar(&s.BlobStore.S3SecretAccessKeyFile, "s3-secret-access-key-file", s.BlobStore.S3SecretAccessKeyFile, "file (mode 0600) holding the secret of --s3-access-key-id")
 
 	fs.StringVar(&s.Encryption.KeyID, "encryption-key-id", s.Encryption.KeyID, "customer-managed key (vault key URL) for a fresh registry; default: platform-managed key")
 	fs.StringVar(&s.Encryption.Identity, "encryption-identity", s.Encryption.Identity, "identity used to reach the customer-managed key: a managed identity's client id, or [system]")

@@ -91,3 +91,28 @@ func TestLoadReadsTheAzureCredential(t *testing.T) {
 		t.Fatalf("Load with an empty environment: %+v, %v", s.Azure, err)
 	}
 }
+
+// TestBlobStoreSettings: the S3 blob store's settings come from the YAML file and the
+// environment like every other flag.
+func TestBlobStoreSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "coffer.yaml")
+	yaml := "blob-store: s3://team-bucket/coffer\ns3-endpoint: https://s3.example.com\ns3-path-style: true\ns3-secret-access-key-file: /run/secrets/s3\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := Defaults()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	s.BindFlags(fs)
+	if err := fs.Parse([]string{"--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"COFFER_S3_REGION": "eu-west-1", "COFFER_S3_ACCESS_KEY_ID": "AKIAEXAMPLE"}
+	if err := Apply(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	want := BlobStore{URL: "s3://team-bucket/coffer", S3Endpoint: "https://s3.example.com", S3Region: "eu-west-1",
+		S3PathStyle: true, S3AccessKeyID: "AKIAEXAMPLE", S3SecretAccessKeyFile: "/run/secrets/s3"}
+	if s.BlobStore != want {
+		t.Fatalf("BlobStore = %+v, want %+v", s.BlobStore, want)
+	}
+}

@@ -119,16 +119,8 @@ func (s *Service) storeBytes(ctx context.Context, d digest.Digest, body []byte) 
 		w.Cancel(ctx)
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
-	if err := bindTo(w, blobPath(d)); err != nil {
+	if err := s.commitAt(ctx, w, path, blobPath(d)); err != nil {
 		w.Cancel(ctx)
-		return asRegistryError(fmt.Errorf("store manifest: %w", err))
-	}
-	if err := w.Commit(ctx); err != nil {
-		w.Cancel(ctx)
-		return asRegistryError(fmt.Errorf("store manifest: %w", err))
-	}
-	if err := s.driver.Move(ctx, path, blobPath(d)); err != nil {
-		s.driver.Delete(ctx, path)
 		return asRegistryError(fmt.Errorf("store manifest: %w", err))
 	}
 	return nil

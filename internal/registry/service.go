@@ -43,7 +43,7 @@ type Options struct {
 
 // Service is the registry.
 type Service struct {
-	driver blobstore.Driver
+	driver blobstore.Resumer
 	meta   Metadata
 	opts   Options
 	// digestLocks serialise, per digest, moving bytes into place with deleting them, so the
@@ -57,7 +57,10 @@ type Service struct {
 	gcMu sync.Mutex
 }
 
-// New returns a registry storing bytes in driver and metadata in meta.
+// New returns a registry storing bytes in driver and metadata in meta. A driver that cannot
+// append across requests gets uploads as chunk objects (blobstore.Resumable); one whose
+// writers commit at another path (blobstore.CommitterAt) has verified uploads committed
+// straight at their digest's path, with no move.
 func New(driver blobstore.Driver, meta Metadata, opts Options) *Service {
 	if opts.MaxManifestSize <= 0 {
 		opts.MaxManifestSize = 4 << 20
@@ -74,7 +77,7 @@ func New(driver blobstore.Driver, meta Metadata, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{driver: driver, meta: meta, opts: opts}
+	return &Service{driver: blobstore.Resumable(driver), meta: meta, opts: opts}
 }
 
 // Options returns the service's options.

@@ -23,7 +23,7 @@ import (
 
 type fixture struct {
 	svc    *Service
-	driver blobstore.Driver
+	driver blobstore.Resumer
 	clock  *clocktest.Clock
 }
 

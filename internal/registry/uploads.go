@@ -190,20 +190,25 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, start int64
 		return fail(newError(CodeDigestInvalid, "uploaded content has digest %s, not %s", got, d))
 	}
 	if got != "" {
-		if err := bindTo(w, blobPath(d)); err != nil {
+		// Verified already: commit straight at the digest's path.
+		b := BlobInfo{Digest: d, Size: u.Offset}
+		if committed, err := s.placeWriter(ctx, repo, w, uploadPath(id), b, id); err != nil {
+			if committed {
+				return BlobInfo{}, err
+			}
 			return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
 		}
+		s.hashes.drop(id)
+		return b, nil
 	}
 	if err := w.Commit(ctx); err != nil {
 		return fail(asRegistryError(fmt.Errorf("commit upload: %w", err)))
 	}
-	if got == "" {
-		// No running hash of this algorithm (sha512, or an upload resumed after a
-		// restart): verify by reading the bytes back.
-		if err := s.verifyStored(ctx, uploadPath(id), d); err != nil {
-			s.dropUpload(ctx, id)
-			return BlobInfo{}, err
-		}
+	// No running hash of this algorithm (sha512, or an upload resumed after a restart):
+	// verify by reading the bytes back, then move them into place.
+	if err := s.verifyStored(ctx, uploadPath(id), d); err != nil {
+		s.dropUpload(ctx, id)
+		return BlobInfo{}, err
 	}
 	s.hashes.drop(id)
 	b := BlobInfo{Digest: d, Size: u.Offset}
@@ -252,10 +257,61 @@ func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploa
 			return record()
 		}
 	}
-	if err := s.driver.Move(ctx, src, dst); err != nil {
+	if err := blobstore.Move(ctx, s.driver, src, dst); err != nil {
 		return asRegistryError(fmt.Errorf("store blob %s: %w", b.Digest, err))
 	}
 	return record()
+}
+
+// placeWriter commits the verified bytes of w (opened at src) at the blob's path and links
+// the blob to repo, like place; the commit happens under the digest's lock, so the garbage
+// collector never removes what it has just put there. If the blob is stored already, w's
+// bytes are discarded instead. committed tells whether an error came after the bytes were
+// in place (the upload is over) or before (its bytes are kept for a retry where the
+// driver allows).
+func (s *Service) placeWriter(ctx context.Context, repo string, w blobstore.Writer, src string, b BlobInfo, uploadID string) (committed bool, err error) {
+	unlock := s.digestLocks.lock(string(b.Digest))
+	defer unlock()
+	dst := blobPath(b.Digest)
+	known, err := s.meta.BlobKnown(ctx, b.Digest)
+	if err != nil {
+		return false, asRegistryError(err)
+	}
+	stored := false
+	if known {
+		_, serr := s.driver.Stat(ctx, dst)
+		stored = serr == nil
+	}
+	if stored {
+		w.Cancel(ctx)
+	} else if err := s.commitAt(ctx, w, src, dst); err != nil {
+		return false, err
+	}
+	if uploadID != "" {
+		return true, asRegistryError(s.meta.CompleteUpload(ctx, uploadID, repo, b, s.now()))
+	}
+	return true, asRegistryError(s.meta.LinkBlob(ctx, repo, b, s.now()))
+}
+
+// commitAt makes the verified bytes of w, opened at src, the object at dst: committed there
+// directly when the driver's writers can (no move), otherwise committed at src and moved.
+// The object is bound to dst (see bindTo). On failure nothing is visible at dst, and w is
+// left to the caller (to Cancel, or to Close so that an upload may be retried).
+func (s *Service) commitAt(ctx context.Context, w blobstore.Writer, src, dst string) error {
+	if err := bindTo(w, dst); err != nil {
+		return err
+	}
+	if ca, ok := w.(blobstore.CommitterAt); ok {
+		return ca.CommitAt(ctx, dst)
+	}
+	if err := w.Commit(ctx); err != nil {
+		return err
+	}
+	if err := blobstore.Move(ctx, s.driver, src, dst); err != nil {
+		s.driver.Delete(ctx, src)
+		return err
+	}
+	return nil
 }
 
 // CancelUpload abandons the session.
@@ -289,18 +345,14 @@ func (s *Service) PutBlob(ctx context.Context, repo string, d digest.Digest, r i
 		w.Cancel(ctx)
 		return BlobInfo{}, newError(CodeDigestInvalid, "uploaded content does not match digest %s", d)
 	}
-	if err := bindTo(w, blobPath(d)); err != nil {
-		w.Cancel(ctx)
-		return BlobInfo{}, asRegistryError(fmt.Errorf("commit blob: %w", err))
-	}
-	if err := w.Commit(ctx); err != nil {
-		w.Cancel(ctx)
-		return BlobInfo{}, asRegistryError(fmt.Errorf("commit blob: %w", err))
-	}
 	b := BlobInfo{Digest: d, Size: n}
-	if err := s.place(ctx, repo, path, b, ""); err != nil {
+	if committed, err := s.placeWriter(ctx, repo, w, path, b, ""); err != nil {
+		if committed {
+			return BlobInfo{}, err
+		}
+		w.Cancel(ctx)
 		s.driver.Delete(ctx, path)
-		return BlobInfo{}, err
+		return BlobInfo{}, asRegistryError(fmt.Errorf("commit blob: %w", err))
 	}
 	return b, nil
 }

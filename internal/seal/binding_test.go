@@ -13,12 +13,13 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
+	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/seal"
 )
 
 // movesCounted counts the inner driver's renames and new objects.
 type movesCounted struct {
-	blobstore.Driver
+	*filesystem.Driver
 	moves, writers atomic.Int32
 }
 

@@ -56,26 +56,30 @@ type Counter func(n int)
 // WithCounters reports the plaintext bytes sealed (written) and opened (read and
 // authenticated). Either may be nil.
 func WithCounters(sealed, opened Counter) Option {
-	return func(d *Driver) { d.sealed, d.opened = sealed, opened }
+	return func(d *Driver) { d.sealedBytes, d.openedBytes = sealed, opened }
 }
 
 // Driver is a blobstore.Driver that seals every object written through it before handing
 // it to an inner driver, and opens it on the way back. No plaintext byte reaches the inner
 // driver: not committed objects, not uploads in progress, not their resumable tails.
 type Driver struct {
-	inner       blobstore.Driver
+	inner       blobstore.Resumer
+	raw         blobstore.Driver // inner before Resumable: for whole objects (resume state)
 	keys        KeySource
 	segmentSize int
 	rand        io.Reader
 	refuseV1    bool
-	sealed      Counter   // plaintext bytes sealed, if set
-	opened      Counter   // plaintext bytes opened, if set
+	sealedBytes Counter   // plaintext bytes sealed, if set
+	openedBytes Counter   // plaintext bytes opened, if set
 	batches     sync.Pool // *[]byte batch buffers for segments of segmentSize
+	opened      openedCache
 }
 
-// NewDriver wraps inner so that everything stored in it is sealed with keys from keys.
+// NewDriver wraps inner so that everything stored in it is sealed with keys from keys. An
+// inner driver that cannot append to an object across requests (S3) gets uploads stored as
+// chunk objects (blobstore.Resumable): the chunks hold sealed segments, like everything else.
 func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) *Driver {
-	d := &Driver{inner: inner, keys: keys, segmentSize: DefaultSegmentSize, rand: rand.Reader}
+	d := &Driver{inner: blobstore.Resumable(inner), raw: inner, keys: keys, segmentSize: DefaultSegmentSize, rand: rand.Reader}
 	for _, o := range opts {
 		o(d)
 	}
@@ -86,7 +90,13 @@ func NewDriver(inner blobstore.Driver, keys KeySource, opts ...Option) *Driver {
 }
 
 // Inner is the driver that holds the sealed bytes.
-func (d *Driver) Inner() blobstore.Driver { return d.inner }
+func (d *Driver) Inner() blobstore.Resumer { return d.inner }
+
+var (
+	_ blobstore.Resumer     = (*Driver)(nil)
+	_ blobstore.Mover       = (*Driver)(nil)
+	_ blobstore.CommitterAt = atWriter{}
+)
 
 func checkPath(path string) error {
 	for _, suffix := range []string{TailSuffix, upgradeSuffix} {
@@ -138,8 +148,9 @@ func (d *Driver) plainInfo(ctx context.Context, info blobstore.Info) (blobstore.
 }
 
 // Move moves the sealed object. An object bound to dst already (its writer's Bind named
-// dst), or of version 1 (bound to no name), is renamed; one bound to src is re-sealed for
-// dst, a copy, and src removed. One that authenticates as neither is refused.
+// dst), or of version 1 (bound to no name), is moved as it is (a rename, or a copy and a
+// delete where the inner driver cannot rename); one bound to src is re-sealed for dst, a
+// copy, and src removed. One that authenticates as neither is refused.
 func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := checkPath(src); err != nil {
 		return err
@@ -147,6 +158,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := checkPath(dst); err != nil {
 		return err
 	}
+	d.opened.drop(src, dst)
 	bound, err := d.boundTo(ctx, src, dst, src)
 	if err != nil {
 		return fmt.Errorf("seal: move %s to %s: %w", src, dst, err)
@@ -154,7 +166,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if bound == src && src != dst {
 		return d.reseal(ctx, src, dst)
 	}
-	return d.inner.Move(ctx, src, dst)
+	return blobstore.Move(ctx, d.inner, src, dst)
 }
 
 // boundTo tells which of names the committed object at path is bound to: the first its
@@ -227,10 +239,11 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 	if err := checkPath(path); err != nil {
 		return err
 	}
+	d.opened.drop(path)
 	if err := d.inner.Delete(ctx, path); err != nil {
 		return err
 	}
-	return d.inner.Delete(ctx, path+TailSuffix)
+	return d.raw.Delete(ctx, path+TailSuffix)
 }
 
 // Walk lists committed objects with their plaintext sizes, hiding resume state.

@@ -58,7 +58,7 @@ func (k *keys) Key(ctx context.Context, gen uint32) ([]byte, error) {
 
 func (k *keys) revoke(err error) { k.mu.Lock(); k.err = err; k.mu.Unlock() }
 
-func newFS(t *testing.T) (blobstore.Driver, string) {
+func newFS(t *testing.T) (*filesystem.Driver, string) {
 	t.Helper()
 	dir := t.TempDir()
 	d, err := filesystem.New(dir)
@@ -75,6 +75,84 @@ func TestDriverContract(t *testing.T) {
 				inner, _ := newFS(t)
 				return seal.NewDriver(inner, newKeys(), seal.WithSegmentSize(seg))
 			})
+		})
+	}
+}
+
+// TestDriverContractPlainInner: the sealing driver over a driver with no optional
+// capability (no append across requests, no rename, no commit elsewhere), as over S3.
+func TestDriverContractPlainInner(t *testing.T) {
+	drivertest.Run(t, func(t *testing.T) blobstore.Driver {
+		inner, _ := newFS(t)
+		return seal.NewDriver(drivertest.Plain(inner), newKeys(), seal.WithSegmentSize(1000))
+	})
+}
+
+// ctxDriver refuses to create or commit objects under a context that is done, as a network
+// store does (a request to S3 under a cancelled context never leaves).
+type ctxDriver struct{ *filesystem.Driver }
+
+type ctxWriter struct {
+	blobstore.Writer
+	ctx context.Context
+}
+
+func (d ctxDriver) Writer(ctx context.Context, path string) (blobstore.Writer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	w, err := d.Driver.Writer(ctx, path)
+	return ctxWriter{w, ctx}, err
+}
+
+func (w ctxWriter) Commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.Writer.Commit(ctx)
+}
+
+// TestTailSurvivesDisconnect: an upload whose request context ends (the client went away)
+// mid-segment keeps its partial last segment: Close writes the tail object under a context
+// the disconnect does not cancel, and the upload resumes from the last byte received.
+func TestTailSurvivesDisconnect(t *testing.T) {
+	inner, _ := newFS(t)
+	for _, tc := range []struct {
+		name  string
+		inner blobstore.Driver
+	}{{"resumable", ctxDriver{inner}}, {"plain", drivertest.Plain(ctxDriver{inner})}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := seal.NewDriver(tc.inner, newKeys(), seal.WithSegmentSize(1000))
+			data := make([]byte, 25_500)
+			rand.Read(data)
+			ctx, cancel := context.WithCancel(context.Background())
+			w, err := d.Writer(ctx, "uploads/"+tc.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write(data[:20_500]); err != nil {
+				t.Fatal(err)
+			}
+			cancel() // the client disconnects; the handler closes the upload
+			if err := w.Close(); err != nil {
+				t.Fatalf("Close after the request's context ended: %v", err)
+			}
+			bg := context.Background()
+			w, err = d.ResumeWriter(bg, "uploads/"+tc.name)
+			if err != nil {
+				t.Fatalf("resume after the disconnect: %v", err)
+			}
+			if w.Size() != 20_500 {
+				t.Fatalf("resumed at %d, want 20500 (every byte received)", w.Size())
+			}
+			w.Write(data[20_500:])
+			if err := w.Commit(bg); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readAll(t, d, "uploads/"+tc.name, 0)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("resumed object differs: %v", err)
+			}
 		})
 	}
 }
@@ -431,5 +509,85 @@ func TestSubstitutedObject(t *testing.T) {
 	r.Close()
 	if err != nil || !bytes.Equal(got, content["blobs/a"]) {
 		t.Fatalf("restored object: %v", err)
+	}
+}
+
+// countingInner counts the inner driver's reads and stats.
+type countingInner struct {
+	*filesystem.Driver
+	mu            sync.Mutex
+	readers, stat int
+}
+
+func (c *countingInner) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	c.mu.Lock()
+	c.readers++
+	c.mu.Unlock()
+	return c.Driver.Reader(ctx, path, offset)
+}
+
+func (c *countingInner) Stat(ctx context.Context, path string) (blobstore.Info, error) {
+	c.mu.Lock()
+	c.stat++
+	c.mu.Unlock()
+	return c.Driver.Stat(ctx, path)
+}
+
+func (c *countingInner) take() (readers, stats int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	readers, stats, c.readers, c.stat = c.readers, c.stat, 0, 0
+	return readers, stats
+}
+
+// TestRangeReadIsOneRequest: the first read of an object fetches its header and final
+// segment besides the range; a later range read of it is one inner read and no stat. An
+// object replaced at the path (by another replica: another driver on the same store) is
+// read as the new object, never as a mix.
+func TestRangeReadIsOneRequest(t *testing.T) {
+	fsd, _ := newFS(t)
+	inner := &countingInner{Driver: fsd}
+	k := newKeys()
+	d := seal.NewDriver(inner, k)
+	other := seal.NewDriver(fsd, k)
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	put(t, d, "blobs/a", data, "")
+	inner.take()
+	if got, err := readAll(t, d, "blobs/a", 2<<20+5); err != nil || !bytes.Equal(got, data[2<<20+5:]) {
+		t.Fatalf("first range read: %v", err)
+	}
+	if r, s := inner.take(); r+s > 3 {
+		t.Fatalf("the first range read made %d reads and %d stats, want at most 3 requests", r, s)
+	}
+	for _, off := range []int64{1<<20 + 100_000, 0, 3<<20 - 1} {
+		r, err := d.Reader(context.Background(), "blobs/a", off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, data[off:]) {
+			t.Fatalf("range read at %d: %v", off, err)
+		}
+		if r, s := inner.take(); r != 1 || s != 0 {
+			t.Fatalf("a range read at %d of an object read before made %d reads and %d stats, want 1 read", off, r, s)
+		}
+	}
+	// Another replica replaces the object with one of the same size.
+	data2 := make([]byte, len(data))
+	rand.Read(data2)
+	put(t, other, "blobs/a", data2, "")
+	if got, err := readAll(t, d, "blobs/a", 1<<20); err != nil || !bytes.Equal(got, data2[1<<20:]) {
+		t.Fatalf("range read after the object was replaced elsewhere: %v (old bytes: %v)", err, bytes.Equal(got, data[1<<20:]))
+	}
+	// And truncates it.
+	w, _ := fsd.Writer(context.Background(), "blobs/a")
+	r, _ := fsd.Reader(context.Background(), "blobs/a", 0)
+	io.CopyN(w, r, 2<<20)
+	r.Close()
+	w.Commit(context.Background())
+	if _, err := readAll(t, d, "blobs/a", 1<<20); !errors.Is(err, seal.ErrAuth) {
+		t.Fatalf("range read of a truncated object: %v, want ErrAuth", err)
 	}
 }

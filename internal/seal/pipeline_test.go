@@ -21,7 +21,7 @@ import (
 // 100-byte segments a batch is 1600 bytes, so these sizes cross batch boundaries every way.
 const pipeSeg = 100
 
-func pipeDriver(t *testing.T) (blobstore.Driver, blobstore.Driver, string, *keys) {
+func pipeDriver(t *testing.T) (*seal.Driver, blobstore.Driver, string, *keys) {
 	inner, dir := newFS(t)
 	k := newKeys()
 	return seal.NewDriver(inner, k, seal.WithSegmentSize(pipeSeg)), inner, dir, k

@@ -3,8 +3,11 @@ package seal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cofferhq/coffer/internal/blobstore"
 )
 
 // Reader opens the committed object at path from plaintext offset on. Only the segments
@@ -14,7 +17,11 @@ import (
 // Before it returns, the reader has authenticated the first batch of segments it will
 // return and, for an object of version 2, the final segment under path: an object that is
 // damaged there, or is another object put at path, fails to open (ErrAuth), so that a
-// server can answer with an error status rather than start a response it must cut.
+// server can answer with an error status rather than start a response it must cut. An
+// object this driver has opened before is not fetched at its header and final segment
+// again (a range read is one request to the inner driver): its stored size and first batch
+// must match what was opened, so another object put at path is still caught at open, while
+// damage to its final segment since then is caught when the read reaches it.
 func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
 	if err := checkPath(path); err != nil {
 		return nil, err
@@ -22,22 +29,103 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 	return d.reader(ctx, path, path, offset)
 }
 
-// reader opens the object stored at path, which must be bound to name.
+// reader opens the object stored at path, which must be bound to name. An object opened
+// before (its header, stored size and binding to name verified, see opened) is read with
+// one request to the inner driver, at the segment holding offset; one opened for the
+// first time takes a request for the header, one at the offset's segment when that is not
+// the first, and one for the final segment when it is not among those read.
 func (d *Driver) reader(ctx context.Context, path, name string, offset int64) (io.ReadCloser, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("seal %s: negative offset %d", path, offset)
 	}
-	var sealedSize int64 = -1
-	if offset > 0 {
-		info, err := d.inner.Stat(ctx, path)
-		if err != nil {
-			return nil, err
+	if e, ok := d.opened.get(path, name); ok {
+		r, err := d.readerKnown(ctx, path, e, offset)
+		if err == nil || !errors.Is(err, errStale) {
+			return r, err
 		}
-		sealedSize = info.Size
+		d.opened.drop(path)
 	}
+	return d.readerFirst(ctx, path, name, offset)
+}
+
+// errStale: the object at a path is not the one opened there before.
+var errStale = errors.New("the object changed since it was last opened")
+
+// readerKnown opens an object verified before, with one inner request: errStale if what is
+// stored now is not that object (another size, or segments that do not open under its
+// header, which their associated data binds).
+func (d *Driver) readerKnown(ctx context.Context, path string, e openedObject, offset int64) (io.ReadCloser, error) {
+	h := e.h
+	size, err := h.PlainSize(e.sealedSize)
+	if err != nil || offset >= size {
+		return nil, errStale // the end of the object: the first open's path handles it
+	}
+	root, err := d.keys.Key(ctx, h.Generation)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", path, err)
+	}
+	c, err := newObjectCipher(root, h)
+	if err != nil {
+		return nil, err
+	}
+	c.name = []byte(e.name)
+	seg := offset / int64(h.SegmentSize)
+	src, err := d.inner.Reader(ctx, path, h.SegmentOffset(seg))
+	if errors.Is(err, blobstore.ErrNotFound) {
+		d.opened.drop(path)
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sz, ok := src.(blobstore.Sizer); !ok || sz.ObjectSize() != e.sealedSize {
+		src.Close()
+		return nil, errStale
+	}
+	r, err := d.open(ctx, path, src, h, c, offset)
+	if errors.Is(err, ErrAuth) {
+		return nil, errStale
+	}
+	return r, err
+}
+
+// open starts a reader of the object at path whose segments from offset's on src yields,
+// and opens its first batch now, so that damage in it fails the open.
+func (d *Driver) open(ctx context.Context, path string, src io.ReadCloser, h Header, c *objectCipher, offset int64) (*reader, error) {
+	seg := offset / int64(h.SegmentSize)
+	r := &reader{
+		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
+		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
+	}
+	r.advance()
+	if r.err != nil && r.err != io.EOF {
+		err := r.err
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// readerFirst opens an object not opened before (or changed since): it reads the header,
+// authenticates the first batch and the final segment, and remembers the object as opened.
+func (d *Driver) readerFirst(ctx context.Context, path, name string, offset int64) (io.ReadCloser, error) {
 	src, err := d.inner.Reader(ctx, path, 0)
 	if err != nil {
 		return nil, err
+	}
+	var sealedSize int64 = -1
+	if sz, ok := src.(blobstore.Sizer); ok {
+		sealedSize = sz.ObjectSize()
+	}
+	storedSize := func() (int64, error) {
+		if sealedSize < 0 {
+			info, err := d.inner.Stat(ctx, path)
+			if err != nil {
+				return 0, err
+			}
+			sealedSize = info.Size
+		}
+		return sealedSize, nil
 	}
 	hb := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(src, hb); err != nil {
@@ -66,7 +154,12 @@ func (d *Driver) reader(ctx context.Context, path, name string, offset int64) (i
 	c.name = []byte(name)
 	seg := offset / int64(h.SegmentSize)
 	if offset > 0 {
-		size, err := h.PlainSize(sealedSize)
+		stored, err := storedSize()
+		if err != nil {
+			src.Close()
+			return nil, err
+		}
+		size, err := h.PlainSize(stored)
 		if err != nil {
 			src.Close()
 			return nil, fmt.Errorf("seal %s: %w", path, err)
@@ -86,32 +179,27 @@ func (d *Driver) reader(ctx context.Context, path, name string, offset int64) (i
 			}
 		}
 	}
-	r := &reader{
-		ctx: ctx, d: d, path: path, closer: src, h: h, slot: int(h.slot()),
-		src: src, c: c, index: uint64(seg), skip: int(offset - seg*int64(h.SegmentSize)),
-	}
-	// The first batch now, so that damage in it fails the open.
-	r.advance()
-	if r.err != nil && r.err != io.EOF {
-		err := r.err
-		r.Close()
+	r, err := d.open(ctx, path, src, h, c, offset)
+	if err != nil {
 		return nil, err
 	}
 	if h.Bound() && !r.cur.final {
 		// The final segment lies beyond the first batch: authenticate it under the name
 		// before any byte is returned. Every segment is sealed under this header's data key,
 		// so what is streamed afterwards is this object or fails.
-		if sealedSize < 0 {
-			info, err := d.inner.Stat(ctx, path)
-			if err != nil {
-				r.Close()
-				return nil, err
-			}
-			sealedSize = info.Size
-		}
-		if err := d.checkFinal(ctx, path, h, c, sealedSize); err != nil {
+		stored, err := storedSize()
+		if err != nil {
 			r.Close()
 			return nil, err
+		}
+		if err := d.checkFinal(ctx, path, h, c, stored); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	if h.Bound() {
+		if stored, err := storedSize(); err == nil {
+			d.opened.put(path, openedObject{name: name, h: h, sealedSize: stored})
 		}
 	}
 	return r, nil
@@ -361,8 +449,8 @@ func (r *reader) open(b *rbatch) *rbatch {
 		b.plains = append(b.plains, plain)
 		opened += len(plain)
 	}
-	if r.d.opened != nil {
-		r.d.opened(opened)
+	if r.d.openedBytes != nil {
+		r.d.openedBytes(opened)
 	}
 	return b
 }

@@ -24,7 +24,7 @@ func (d *Driver) readTail(ctx context.Context, path string) (Header, *objectCiph
 	fail := func(err error) (Header, *objectCipher, uint64, []byte, error) {
 		return Header{}, nil, 0, nil, err
 	}
-	r, err := d.inner.Reader(ctx, path+TailSuffix, 0)
+	r, err := d.raw.Reader(ctx, path+TailSuffix, 0)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return fail(fmt.Errorf("seal %s: the unfinished upload's resume state is missing; restart the upload", path))
 	}

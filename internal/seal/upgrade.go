@@ -188,7 +188,7 @@ func (d *Driver) upgradeOne(ctx context.Context, path string) (upgradeOutcome, e
 		fail(nil)
 		return upgradeGone, nil
 	}
-	if err := d.inner.Move(ctx, tmp, path); err != nil {
+	if err := blobstore.Move(ctx, d.inner, tmp, path); err != nil {
 		return fail(fmt.Errorf("replace with the re-sealed copy: %w", err))
 	}
 	return upgradeDone, nil

@@ -19,7 +19,31 @@ func (d *Driver) Writer(ctx context.Context, path string) (blobstore.Writer, err
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
-	return d.writer(ctx, path)
+	w, err := d.writer(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return w.public(), nil
+}
+
+// public is w as callers get it: with CommitAt when the inner writer has it.
+func (w *writer) public() blobstore.Writer {
+	if _, ok := w.inner.(blobstore.CommitterAt); ok {
+		return atWriter{w}
+	}
+	return w
+}
+
+// atWriter is a writer whose inner writer can commit at another path.
+type atWriter struct{ *writer }
+
+// CommitAt commits the object at path, bound to path, with no move: the inner writer's
+// CommitAt puts the sealed bytes there. The resume state at the writer's own path goes.
+func (w atWriter) CommitAt(ctx context.Context, path string) error {
+	if err := w.Bind(path); err != nil {
+		return err
+	}
+	return w.commit(ctx, path)
 }
 
 // writer starts a new sealed object at path (which may be a reserved name).
@@ -42,7 +66,7 @@ func (d *Driver) writer(ctx context.Context, path string) (*writer, error) {
 		return nil, err
 	}
 	// A stale tail from an earlier object at this path must not be resumed into this one.
-	if err := d.inner.Delete(ctx, path+TailSuffix); err != nil {
+	if err := d.raw.Delete(ctx, path+TailSuffix); err != nil {
 		iw.Cancel(ctx)
 		return nil, fmt.Errorf("seal %s: %w", path, err)
 	}
@@ -75,7 +99,7 @@ func (d *Driver) ResumeWriter(ctx context.Context, path string) (blobstore.Write
 		iw.Close()
 		return nil, fmt.Errorf("seal %s: unfinished upload is inconsistent (%d bytes stored, tail expects %d); restart the upload", path, iw.Size(), want)
 	}
-	return d.newWriter(ctx, path, iw, h, c, index, tail), nil
+	return d.newWriter(ctx, path, iw, h, c, index, tail).public(), nil
 }
 
 // wbatch is a run of segments for the writer's stages: their plaintexts lie in buf at
@@ -293,8 +317,8 @@ func (w *writer) seal(b *wbatch) bool {
 		}
 		w.c.sealInPlace(b.buf[i*w.slot:], b.first+uint64(i), kind, nonces[i*NonceSize:(i+1)*NonceSize], n)
 	}
-	if w.d.sealed != nil {
-		w.d.sealed((b.segs-1)*w.seg + b.lastLen)
+	if w.d.sealedBytes != nil {
+		w.d.sealedBytes((b.segs-1)*w.seg + b.lastLen)
 	}
 	return true
 }
@@ -318,7 +342,11 @@ func (w *writer) wait() error {
 	return w.failed()
 }
 
-func (w *writer) Commit(ctx context.Context) error {
+func (w *writer) Commit(ctx context.Context) error { return w.commit(ctx, w.path) }
+
+// commit seals the final segment and commits the object at dst (the writer's own path, or
+// another through the inner writer's CommitAt).
+func (w *writer) commit(ctx context.Context, dst string) error {
 	if w.done {
 		return fmt.Errorf("seal %s: commit after close", w.path)
 	}
@@ -332,11 +360,16 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.wait(); err != nil {
 		return err
 	}
-	if err := w.inner.Commit(ctx); err != nil {
+	w.d.opened.drop(dst)
+	if dst == w.path {
+		if err := w.inner.Commit(ctx); err != nil {
+			return err
+		}
+	} else if err := w.inner.(blobstore.CommitterAt).CommitAt(ctx, dst); err != nil {
 		return err
 	}
 	w.done = true
-	if err := w.d.inner.Delete(ctx, w.path+TailSuffix); err != nil {
+	if err := w.d.raw.Delete(ctx, w.path+TailSuffix); err != nil {
 		return fmt.Errorf("seal %s: remove resume state: %w", w.path, err)
 	}
 	return nil
@@ -351,7 +384,7 @@ func (w *writer) Cancel(ctx context.Context) error {
 	}
 	w.done = true
 	err := w.inner.Cancel(ctx)
-	return errors.Join(err, w.d.inner.Delete(ctx, w.path+TailSuffix))
+	return errors.Join(err, w.d.raw.Delete(ctx, w.path+TailSuffix))
 }
 
 // Close keeps the upload for ResumeWriter: the full segments are written, and the partial
@@ -375,7 +408,12 @@ func (w *writer) Close() error {
 	return errors.Join(err, w.inner.Close())
 }
 
+// writeTail seals the partial last segment into the tail object. It runs under the writer's
+// context without its cancellation: Close runs when a request ends, often because its client
+// went away, and the bytes that arrived must stay resumable (the inner writer's Close keeps
+// its own bytes the same way).
 func (w *writer) writeTail(tail []byte) error {
+	ctx := context.WithoutCancel(w.ctx)
 	nonce := w.nonces[:NonceSize]
 	if _, err := io.ReadFull(w.d.rand, nonce); err != nil {
 		return fmt.Errorf("seal %s: nonce: %w", w.path, err)
@@ -384,15 +422,15 @@ func (w *writer) writeTail(tail []byte) error {
 	rec = append(rec, w.c.header...)
 	rec = binary.BigEndian.AppendUint64(rec, w.index)
 	rec = w.c.sealSegment(rec, w.index, kindTail, nonce, tail)
-	tw, err := w.d.inner.Writer(w.ctx, w.path+TailSuffix)
+	tw, err := w.d.raw.Writer(ctx, w.path+TailSuffix)
 	if err != nil {
 		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
 	}
 	if _, err := tw.Write(rec); err != nil {
-		tw.Cancel(w.ctx)
+		tw.Cancel(ctx)
 		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
 	}
-	if err := tw.Commit(w.ctx); err != nil {
+	if err := tw.Commit(ctx); err != nil {
 		return fmt.Errorf("seal %s: save resume state: %w", w.path, err)
 	}
 	return nil

@@ -172,7 +172,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	}
 
 	// The registry: every byte through the sealing driver.
-	base, err := filesystem.New(filepath.Join(s.cfg.DataDir, "blobs"))
+	base, err := s.blobStore(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry blob store: %w", err)
 	}

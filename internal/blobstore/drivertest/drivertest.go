@@ -18,7 +18,9 @@ import (
 )
 
 // Run runs the whole contract against drivers made by newDriver (a fresh, empty driver per
-// call).
+// call). The optional capabilities are tested where the driver has them, and where it has
+// not, the fallbacks callers use instead are run against it: resumable uploads through
+// blobstore.Resumable (chunk objects), moves through blobstore.Move (a copy and a delete).
 func Run(t *testing.T, newDriver func(t *testing.T) blobstore.Driver) {
 	tests := []struct {
 		name string
@@ -27,14 +29,22 @@ func Run(t *testing.T, newDriver func(t *testing.T) blobstore.Driver) {
 		{"WriteCommitRead", testWriteCommitRead},
 		{"EmptyObject", testEmptyObject},
 		{"InvisibleUntilCommit", testInvisibleUntilCommit},
+		{"CloseWithoutCommit", testCloseWithoutCommit},
 		{"ResumeAfterClose", testResumeAfterClose},
+		{"ResumeEmptyStart", testResumeEmptyStart},
+		{"ResumeKeepsBytesAfterContextEnds", testResumeAfterContextEnds},
 		{"ResumeMissing", testResumeMissing},
 		{"NewWriterDiscardsUncommitted", testNewWriterDiscards},
 		{"Cancel", testCancel},
+		{"CommitAt", testCommitAt},
+		{"ResumeCommitAt", testResumeCommitAt},
 		{"ReaderAtOffset", testReaderAtOffset},
+		{"ReaderKnowsSize", testReaderKnowsSize},
 		{"LargeObject", testLargeObject},
+		{"LargeResumedObject", testLargeResumedObject},
 		{"NotFound", testNotFound},
 		{"Overwrite", testOverwrite},
+		{"Copy", testCopy},
 		{"Move", testMove},
 		{"MoveReplaces", testMoveReplaces},
 		{"MoveMissing", testMoveMissing},
@@ -47,9 +57,68 @@ func Run(t *testing.T, newDriver func(t *testing.T) blobstore.Driver) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentWriteMoveDelete", testConcurrentWriteMoveDelete},
 	}
+	logged := false
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t)
+			if !logged {
+				logged = true
+				t.Logf("driver %T: %s", d, Capabilities(d))
+			}
+			tc.fn(t, d)
+		})
 	}
+}
+
+// Capabilities describes which optional capabilities d has.
+func Capabilities(d blobstore.Driver) string {
+	has := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "no (fallback)"
+	}
+	_, r := d.(blobstore.Resumer)
+	_, m := d.(blobstore.Mover)
+	_, c := d.(blobstore.Copier)
+	_, k := d.(blobstore.Composer)
+	return fmt.Sprintf("resume %s, move %s, copy %s, compose %s", has(r), has(m), has(c), has(k))
+}
+
+// Plain hides every optional capability of d (and of its writers and readers), leaving the
+// bare Driver contract: running Run on it proves the callers' fallbacks against a driver
+// that is otherwise known good. Its writers discard uncommitted bytes on Close.
+func Plain(d blobstore.Driver) blobstore.Driver { return plain{d} }
+
+type plain struct{ d blobstore.Driver }
+
+type plainWriter struct{ w blobstore.Writer }
+
+func (w plainWriter) Write(p []byte) (int, error)      { return w.w.Write(p) }
+func (w plainWriter) Size() int64                      { return w.w.Size() }
+func (w plainWriter) Commit(ctx context.Context) error { return w.w.Commit(ctx) }
+func (w plainWriter) Cancel(ctx context.Context) error { return w.w.Cancel(ctx) }
+func (w plainWriter) Close() error                     { return w.w.Cancel(context.Background()) }
+func (p plain) Stat(ctx context.Context, path string) (blobstore.Info, error) {
+	return p.d.Stat(ctx, path)
+}
+func (p plain) Delete(ctx context.Context, path string) error { return p.d.Delete(ctx, path) }
+func (p plain) Walk(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
+	return p.d.Walk(ctx, prefix, fn)
+}
+func (p plain) Writer(ctx context.Context, path string) (blobstore.Writer, error) {
+	w, err := p.d.Writer(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return plainWriter{w}, nil
+}
+func (p plain) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	r, err := p.d.Reader(ctx, path, offset)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ io.ReadCloser }{r}, nil
 }
 
 func random(t *testing.T, n int) []byte {
@@ -145,7 +214,8 @@ func testInvisibleUntilCommit(t *testing.T, d blobstore.Driver) {
 	wantNotFound(t, "Stat after Close", err)
 }
 
-func testResumeAfterClose(t *testing.T, d blobstore.Driver) {
+func testResumeAfterClose(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	ctx := context.Background()
 	data := random(t, 3*70_001)
 	w, err := d.Writer(ctx, "uploads/u1")
@@ -184,12 +254,14 @@ func testResumeAfterClose(t *testing.T, d blobstore.Driver) {
 	wantNotFound(t, "ResumeWriter after Commit", err)
 }
 
-func testResumeMissing(t *testing.T, d blobstore.Driver) {
+func testResumeMissing(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	_, err := d.ResumeWriter(context.Background(), "nothing/here")
 	wantNotFound(t, "ResumeWriter of nothing", err)
 }
 
-func testNewWriterDiscards(t *testing.T, d blobstore.Driver) {
+func testNewWriterDiscards(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	ctx := context.Background()
 	w, _ := d.Writer(ctx, "p")
 	w.Write([]byte("old bytes"))
@@ -210,7 +282,8 @@ func testNewWriterDiscards(t *testing.T, d blobstore.Driver) {
 	}
 }
 
-func testCancel(t *testing.T, d blobstore.Driver) {
+func testCancel(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	ctx := context.Background()
 	w, _ := d.Writer(ctx, "c/1")
 	w.Write([]byte("discard me"))
@@ -293,7 +366,7 @@ func testMove(t *testing.T, d blobstore.Driver) {
 	ctx := context.Background()
 	data := random(t, 5000)
 	put(t, d, "uploads/m", data)
-	if err := d.Move(ctx, "uploads/m", "blobs/sha256/ab/abcd"); err != nil {
+	if err := blobstore.Move(ctx, d, "uploads/m", "blobs/sha256/ab/abcd"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.Stat(ctx, "uploads/m")
@@ -307,7 +380,7 @@ func testMoveReplaces(t *testing.T, d blobstore.Driver) {
 	ctx := context.Background()
 	put(t, d, "dst", []byte("old"))
 	put(t, d, "src", []byte("new content"))
-	if err := d.Move(ctx, "src", "dst"); err != nil {
+	if err := blobstore.Move(ctx, d, "src", "dst"); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(t, d, "dst", 0); string(got) != "new content" {
@@ -317,13 +390,13 @@ func testMoveReplaces(t *testing.T, d blobstore.Driver) {
 
 func testMoveMissing(t *testing.T, d blobstore.Driver) {
 	ctx := context.Background()
-	err := d.Move(ctx, "nope", "dst")
+	err := blobstore.Move(ctx, d, "nope", "dst")
 	wantNotFound(t, "Move of nothing", err)
 	// An uncommitted object cannot be moved.
 	w, _ := d.Writer(ctx, "pending")
 	w.Write([]byte("x"))
 	w.Close()
-	wantNotFound(t, "Move of an uncommitted object", d.Move(ctx, "pending", "dst"))
+	wantNotFound(t, "Move of an uncommitted object", blobstore.Move(ctx, d, "pending", "dst"))
 	_, err = d.Stat(ctx, "dst")
 	wantNotFound(t, "Stat of Move destination", err)
 }
@@ -344,7 +417,7 @@ func testMoveKeepsOpenReaders(t *testing.T, d blobstore.Driver) {
 		t.Fatal(err)
 	}
 	put(t, d, "k2", bytes.Repeat([]byte("n"), 300_000))
-	if err := d.Move(ctx, "k2", "k"); err != nil {
+	if err := blobstore.Move(ctx, d, "k2", "k"); err != nil {
 		t.Fatal(err)
 	}
 	rest, err := io.ReadAll(r)
@@ -376,7 +449,8 @@ func testDelete(t *testing.T, d blobstore.Driver) {
 	}
 }
 
-func testDeleteUncommitted(t *testing.T, d blobstore.Driver) {
+func testDeleteUncommitted(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	ctx := context.Background()
 	w, _ := d.Writer(ctx, "up/1")
 	w.Write([]byte("partial"))
@@ -428,7 +502,8 @@ func testWalk(t *testing.T, d blobstore.Driver) {
 	}
 }
 
-func testWalkSkipsUncommitted(t *testing.T, d blobstore.Driver) {
+func testWalkSkipsUncommitted(t *testing.T, base blobstore.Driver) {
+	d := blobstore.Resumable(base)
 	ctx := context.Background()
 	put(t, d, "w/committed", []byte("c"))
 	w, _ := d.Writer(ctx, "w/pending")
@@ -509,7 +584,7 @@ func testConcurrentWriteMoveDelete(t *testing.T, d blobstore.Driver) {
 					errs <- fmt.Errorf("Commit: %w", err)
 					return
 				}
-				if err := d.Move(ctx, up, dst); err != nil {
+				if err := blobstore.Move(ctx, d, up, dst); err != nil {
 					errs <- fmt.Errorf("Move: %w", err)
 					return
 				}
@@ -529,4 +604,226 @@ func testConcurrentWriteMoveDelete(t *testing.T, d blobstore.Driver) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// testCloseWithoutCommit: a writer closed without Commit leaves nothing visible; a driver
+// that is not a Resumer keeps nothing of it either (a later Writer starts empty).
+func testCloseWithoutCommit(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	w, err := d.Writer(ctx, "cwc/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(random(t, 1000))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Stat(ctx, "cwc/obj")
+	wantNotFound(t, "Stat after Close without Commit", err)
+	var seen []string
+	d.Walk(ctx, "", func(info blobstore.Info) error { seen = append(seen, info.Path); return nil })
+	if len(seen) != 0 {
+		t.Fatalf("Walk after Close without Commit shows %v", seen)
+	}
+}
+
+// testResumeEmptyStart: an upload whose first writer wrote nothing is still resumable.
+func testResumeEmptyStart(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	r := blobstore.Resumable(d)
+	w, err := r.Writer(ctx, "uploads/empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = r.ResumeWriter(ctx, "uploads/empty")
+	if err != nil {
+		t.Fatalf("ResumeWriter of an upload with no bytes yet: %v", err)
+	}
+	w.Write([]byte("late"))
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, r, "uploads/empty", 0); string(got) != "late" {
+		t.Fatalf("read %q", got)
+	}
+}
+
+// testResumeAfterContextEnds: the bytes of a writer whose context has ended (the request
+// of a client that went away) are kept by Close for ResumeWriter.
+func testResumeAfterContextEnds(t *testing.T, d blobstore.Driver) {
+	r := blobstore.Resumable(d)
+	data := random(t, 150_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := r.Writer(ctx, "uploads/gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[:100_000]); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close after the writer's context ended: %v", err)
+	}
+	bg := context.Background()
+	w, err = r.ResumeWriter(bg, "uploads/gone")
+	if err != nil {
+		t.Fatalf("ResumeWriter after a cancelled writer: %v", err)
+	}
+	if w.Size() != 100_000 {
+		t.Fatalf("resumed Size = %d, want 100000", w.Size())
+	}
+	w.Write(data[100_000:])
+	if err := w.Commit(bg); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, r, "uploads/gone", 0); !bytes.Equal(got, data) {
+		t.Fatal("object resumed after a cancelled writer differs")
+	}
+}
+
+// testCommitAt: a writer that can commit elsewhere puts the object at the other path only.
+func testCommitAt(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	w, err := d.Writer(ctx, "uploads/ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, ok := w.(blobstore.CommitterAt)
+	if !ok {
+		w.Cancel(ctx)
+		t.Skipf("%T writers cannot commit at another path (callers Commit and Move)", w)
+	}
+	data := random(t, 70_000)
+	w.Write(data)
+	if err := ca.CommitAt(ctx, "blobs/ca"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, d, "blobs/ca", 0); !bytes.Equal(got, data) {
+		t.Fatal("object committed at another path differs")
+	}
+	_, err = d.Stat(ctx, "uploads/ca")
+	wantNotFound(t, "Stat of the path the writer was opened at", err)
+}
+
+// testResumeCommitAt: a resumed upload of several chunks commits at another path whole,
+// and its upload state is gone.
+func testResumeCommitAt(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	r := blobstore.Resumable(d)
+	data := random(t, 3*50_000)
+	w, err := r.Writer(ctx, "uploads/rca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[:50_000])
+	w.Close()
+	w, _ = r.ResumeWriter(ctx, "uploads/rca")
+	w.Write(data[50_000:100_000])
+	w.Close()
+	w, err = r.ResumeWriter(ctx, "uploads/rca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[100_000:])
+	ca, ok := w.(blobstore.CommitterAt)
+	if !ok {
+		w.Cancel(ctx)
+		t.Skipf("%T writers cannot commit at another path", w)
+	}
+	if err := ca.CommitAt(ctx, "blobs/rca"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, r, "blobs/rca", 0); !bytes.Equal(got, data) {
+		t.Fatal("resumed object committed at another path differs")
+	}
+	_, err = r.ResumeWriter(ctx, "uploads/rca")
+	wantNotFound(t, "ResumeWriter after CommitAt", err)
+	var seen []string
+	d.Walk(ctx, "", func(info blobstore.Info) error { seen = append(seen, info.Path); return nil })
+	if fmt.Sprint(seen) != "[blobs/rca]" {
+		t.Fatalf("after CommitAt the store holds %v, want only blobs/rca", seen)
+	}
+}
+
+// testReaderKnowsSize: a reader that reports its object's size reports the whole size,
+// from any offset.
+func testReaderKnowsSize(t *testing.T, d blobstore.Driver) {
+	put(t, d, "sz", random(t, 12_345))
+	for _, off := range []int64{0, 100, 12_345} {
+		r, err := d.Reader(context.Background(), "sz", off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := r.(blobstore.Sizer)
+		if !ok {
+			r.Close()
+			t.Skipf("%T readers do not know their object's size", r)
+		}
+		if s.ObjectSize() != 12_345 {
+			t.Errorf("ObjectSize at offset %d = %d, want 12345", off, s.ObjectSize())
+		}
+		r.Close()
+	}
+}
+
+// testLargeResumedObject: an upload of several chunks of several MiB (S3 parts must be at
+// least 5 MiB) composes to the exact bytes.
+func testLargeResumedObject(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	r := blobstore.Resumable(d)
+	sizes := []int{6 << 20, 5<<20 + 7, 1<<20 + 3, 11}
+	var data []byte
+	for i, n := range sizes {
+		var w blobstore.Writer
+		var err error
+		if i == 0 {
+			w, err = r.Writer(ctx, "uploads/big")
+		} else {
+			w, err = r.ResumeWriter(ctx, "uploads/big")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := random(t, n)
+		data = append(data, chunk...)
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		if i < len(sizes)-1 {
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := w.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(t, r, "uploads/big", 0); !bytes.Equal(got, data) {
+		t.Fatalf("composed object of %d bytes differs from the %d written", len(got), len(data))
+	}
+	if got := read(t, r, "uploads/big", int64(6<<20+1)); !bytes.Equal(got, data[6<<20+1:]) {
+		t.Fatal("composed object read at an offset differs")
+	}
+}
+
+// testCopy: blobstore.Copy leaves the source and makes an equal object at dst.
+func testCopy(t *testing.T, d blobstore.Driver) {
+	ctx := context.Background()
+	data := random(t, 33_333)
+	put(t, d, "cp/src", data)
+	put(t, d, "cp/dst", []byte("old"))
+	if err := blobstore.Copy(ctx, d, "cp/src", "cp/dst"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"cp/src", "cp/dst"} {
+		if got := read(t, d, p, 0); !bytes.Equal(got, data) {
+			t.Fatalf("%s differs after Copy", p)
+		}
+	}
+	wantNotFound(t, "Copy of nothing", blobstore.Copy(ctx, d, "cp/none", "cp/x"))
 }

@@ -45,17 +45,16 @@ func New(dir string) (*Driver, error) {
 	return &Driver{root: dir, syncs: newDirSyncer()}, nil
 }
 
-var _ blobstore.Driver = (*Driver)(nil)
+var (
+	_ blobstore.Resumer     = (*Driver)(nil)
+	_ blobstore.Mover       = (*Driver)(nil)
+	_ blobstore.CommitterAt = (*writer)(nil)
+)
 
-// clean validates an object path: slash-separated, relative, no empty, "." or ".." parts.
+// clean validates an object path (blobstore.CheckPath).
 func clean(p string) (string, error) {
-	if p == "" || strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
-		return "", fmt.Errorf("blobstore: invalid object path %q", p)
-	}
-	for _, part := range strings.Split(p, "/") {
-		if part == "" || part == "." || part == ".." || strings.ContainsRune(part, 0) || strings.ContainsRune(part, '\\') {
-			return "", fmt.Errorf("blobstore: invalid object path %q", p)
-		}
+	if err := blobstore.CheckPath(p); err != nil {
+		return "", err
 	}
 	return p, nil
 }
@@ -179,8 +178,16 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 			return nil, fmt.Errorf("blobstore: read %s: %w", p, err)
 		}
 	}
-	return f, nil
+	return &fileReader{File: f, size: fi.Size()}, nil
 }
+
+// fileReader is an open object that knows its size (blobstore.Sizer).
+type fileReader struct {
+	*os.File
+	size int64
+}
+
+func (r *fileReader) ObjectSize() int64 { return r.size }
 
 // Stat describes the committed object at p.
 func (d *Driver) Stat(ctx context.Context, p string) (blobstore.Info, error) {
@@ -346,7 +353,15 @@ func (w *writer) Write(p []byte) (int, error) {
 
 func (w *writer) Size() int64 { return w.size }
 
-func (w *writer) Commit(ctx context.Context) error {
+func (w *writer) Commit(ctx context.Context) error { return w.CommitAt(ctx, w.path) }
+
+// CommitAt commits the object at dst instead of the path it was written for (a rename of
+// the partial file into data/dst), so an upload needs no Move.
+func (w *writer) CommitAt(ctx context.Context, dst string) error {
+	dst, err := clean(dst)
+	if err != nil {
+		return err
+	}
 	if w.closed {
 		return fmt.Errorf("blobstore: commit %s: writer closed", w.path)
 	}
@@ -359,8 +374,8 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("blobstore: commit %s: %w", w.path, err)
 	}
-	dp := w.d.dataPath(w.path)
-	err := retryMissingDir(func() error {
+	dp := w.d.dataPath(dst)
+	err = retryMissingDir(func() error {
 		if err := mkdirAll(filepath.Dir(dp)); err != nil {
 			return err
 		}

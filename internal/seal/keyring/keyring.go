@@ -125,6 +125,7 @@ type Keyring struct {
 	accessErr *AccessError
 	lastCheck time.Time
 	lastRotCk time.Time
+	lastMiss  time.Time // last reload for an unknown generation
 }
 
 // Open prepares the keyring's tables and loads its settings. It calls no vault: the root
@@ -327,19 +328,62 @@ func (k *Keyring) CurrentKey(ctx context.Context) (uint32, []byte, error) {
 	return gen, root, nil
 }
 
-// Key implements seal.KeySource.
+// Key implements seal.KeySource. A generation newer than every one this keyring holds was
+// created by another replica sharing the metadata store (NewGeneration there): the keyring
+// reloads its root keys from the store then, instead of refusing until the next access
+// check. Such reloads are at most one per missReloadInterval, so objects naming made-up
+// generations cannot turn every read into a vault call.
 func (k *Keyring) Key(ctx context.Context, gen uint32) ([]byte, error) {
 	k.refreshIfStale(ctx)
+	root, reload, err := k.key(gen)
+	if reload {
+		k.reloadFor(ctx, gen)
+		root, _, err = k.key(gen)
+	}
+	return root, err
+}
+
+// missReloadInterval is the least time between two reloads for unknown generations.
+const missReloadInterval = time.Second
+
+// key looks gen up; reload tells whether gen is newer than every generation held and a
+// reload for a miss is allowed now.
+func (k *Keyring) key(gen uint32) (root []byte, reload bool, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if err := k.usableLocked(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	root, ok := k.roots[gen]
-	if !ok {
-		return nil, fmt.Errorf("%w: no root key of generation %d", seal.ErrKeyUnavailable, gen)
+	if ok {
+		return root, false, nil
 	}
-	return root, nil
+	newest := uint32(0)
+	for g := range k.roots {
+		newest = max(newest, g)
+	}
+	reload = gen > newest && (k.lastMiss.IsZero() || k.o.Now().Sub(k.lastMiss) >= missReloadInterval)
+	return nil, reload, fmt.Errorf("%w: no root key of generation %d", seal.ErrKeyUnavailable, gen)
+}
+
+// reloadFor runs an access check (which loads every stored generation) for a generation
+// this keyring has not seen, unless a concurrent caller has loaded it meanwhile.
+func (k *Keyring) reloadFor(ctx context.Context, gen uint32) {
+	k.checkMu.Lock()
+	defer k.checkMu.Unlock()
+	k.mu.Lock()
+	_, have := k.roots[gen]
+	due := k.lastMiss.IsZero() || k.o.Now().Sub(k.lastMiss) >= missReloadInterval
+	if !have && due {
+		k.lastMiss = k.o.Now()
+	}
+	k.mu.Unlock()
+	if have || !due {
+		return
+	}
+	if err := k.checkLocked(ctx); err != nil {
+		k.o.Log.Warn("reload of the registry root keys for an unknown generation failed", "generation", gen, "err", err)
+	}
 }
 
 func (k *Keyring) usableLocked() error {

@@ -501,3 +501,57 @@ func TestGenerations(t *testing.T) {
 		t.Fatalf("current generation after restart %d", g)
 	}
 }
+
+// TestGenerationFromAnotherReplica: two keyrings on one metadata store are two replicas.
+// A generation one of them creates reads at once on the other (which reloads on meeting
+// it), with no clock advance, where it used to read as unavailable until the next access
+// check. A generation nobody created stays unavailable, and asking for it again at once
+// does not call the vault again.
+func TestGenerationFromAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	a := e.initPlatform(t)
+	b := e.open(t)
+	if err := b.CheckAccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	da := newDriver(t, a)
+	db := newDriverOn(t, da, b)
+	gen, err := a.NewGeneration(ctx)
+	if err != nil || gen != 2 {
+		t.Fatalf("NewGeneration = %d, %v", gen, err)
+	}
+	writeObj(t, da, "blobs/by-a", 200_000)
+	if _, err := readObj(db, "blobs/by-a", 1000, 1000); err != nil {
+		t.Fatalf("the other replica reads an object of the generation replica a created: %v", err)
+	}
+	ra, _ := a.Key(ctx, 2)
+	rb, err := b.Key(ctx, 2)
+	if err != nil || !bytes.Equal(ra, rb) {
+		t.Fatalf("b.Key(2) = %v, want replica a's root key", err)
+	}
+	if g, _, _ := b.CurrentKey(ctx); g != 2 {
+		t.Fatalf("after the reload the other replica seals under generation %d, want 2", g)
+	}
+	e.clock.Advance(2 * time.Second) // past the least interval between reloads for misses
+	before := e.platform.Calls("")
+	if _, err := b.Key(ctx, 9); !errors.Is(err, seal.ErrKeyUnavailable) {
+		t.Fatalf("Key(9) = %v, want ErrKeyUnavailable", err)
+	}
+	mid := e.platform.Calls("")
+	if mid == before {
+		t.Fatal("an unknown generation did not reload the keyring")
+	}
+	if _, err := b.Key(ctx, 9); !errors.Is(err, seal.ErrKeyUnavailable) {
+		t.Fatalf("Key(9) again = %v, want ErrKeyUnavailable", err)
+	}
+	if e.platform.Calls("") != mid {
+		t.Fatal("a second miss right after a reload called the vault again")
+	}
+	// Once the interval has passed, a miss may reload again.
+	e.clock.Advance(2 * time.Second)
+	b.Key(ctx, 9)
+	if e.platform.Calls("") == mid {
+		t.Fatal("a miss after the interval did not reload")
+	}
+}
