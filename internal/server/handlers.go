@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/mgmt"
 	registryapi "github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
+	"github.com/cofferhq/coffer/internal/signatures/signaturesapi"
 	"github.com/cofferhq/coffer/internal/token/tokenapi"
 	vaultapi "github.com/cofferhq/coffer/internal/vault/api"
 )
@@ -58,7 +59,9 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	}).Register(rt)
 	vaultapi.NewManagement(p.vault, p.audit, p.access).Register(rt)
 	encryptionapi.New(p.encryption, p.access, s.log.With("part", "encryption")).Register(rt)
-	registryapi.MountManagement(rt, p.registry, p.access)
+	registryapi.MountManagement(rt, p.registry, p.access, p.signatures)
+	signaturesapi.New(signaturesapi.Config{Service: p.signatures, Registry: p.registry, Authz: p.access, Audit: p.audit,
+		Log: s.log.With("part", "signatures")}).Register(rt)
 
 	// Vaults: by host name on the main listener, or on ports of their own.
 	vh, err := vaultapi.New(vaultapi.Config{
@@ -106,6 +109,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		Auth:    auth,
 		Log:     s.log.With("part", "registry"),
 		Metrics: p.registry.Options().Metrics,
+		Pull:    p.signatures,
 	}))
 	return nil
 }

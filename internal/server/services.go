@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/signatures"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -32,6 +33,7 @@ type services struct {
 	vaultAddrs vault.Addresses
 	encryption *encryption.Service
 	registry   *registry.Service
+	signatures *signatures.Service
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
 }
@@ -159,6 +161,18 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		Metrics:         s.registryMetrics(meta),
 	})
 
+	// The signature policy reads signatures from the registry in-process.
+	sigStore, err := signatures.OpenSQLStore(ctx, s.db)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+	if p.signatures, err = signatures.New(ctx, signatures.Options{
+		Store: sigStore, Registry: p.registry, Audit: p.audit, Metrics: signatures.NewMetrics(s.metrics),
+		RegistryHost: s.registryHost(), Log: s.log.With("part", "signatures"),
+	}); err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+
 	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))
 	return p, nil
 }
@@ -183,4 +197,16 @@ func (s *Server) vaultAddresses() vault.Addresses {
 		a.Port = tcp.Port
 	}
 	return a
+}
+
+// registryHost is the host the signature policy puts in front of a repository to match
+// notation registryScopes: the first --hostname, else the listen address.
+func (s *Server) registryHost() string {
+	if len(s.cfg.Hostnames) > 0 {
+		return s.cfg.Hostnames[0]
+	}
+	if tcp, ok := s.listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+	}
+	return s.listener.Addr().String()
 }

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -120,4 +119,20 @@ func (s *Service) Version(ctx context.Context) (int64, error) {
 	return c.version, nil
 }
 
-var _ = time.Second
+// AnnotateTag adds the signatures of a tag's manifest and its verdict to the tag listing.
+func (s *Service) AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error {
+	v, err := s.Evaluate(ctx, repo, m)
+	if err != nil {
+		return err
+	}
+	t.Signatures, t.SignaturePolicy = v.Found, v.Mode
+	if v.Mode == wire.SignatureModeOff && len(v.Found) == 0 {
+		return nil
+	}
+	ok := v.Verified
+	t.Verified, t.Anchor = &ok, v.Anchor
+	if !ok {
+		t.SignatureReason = v.Reason
+	}
+	return nil
+}

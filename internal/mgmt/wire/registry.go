@@ -24,6 +24,15 @@ type Tag struct {
 	Name    string    `json:"name"`
 	Digest  string    `json:"digest"`
 	Updated time.Time `json:"updated"`
+	// Signatures are the kinds of signature stored for the tag's manifest (notation,
+	// cosign, cosign-oci, cosign-bundle); Verified says whether one verifies under the
+	// current signature policy, Anchor under which anchor, SignaturePolicy is the mode
+	// that applies to the repository and SignatureReason why nothing verified.
+	Signatures      []string `json:"signatures,omitempty"`
+	Verified        *bool    `json:"verified,omitempty"`
+	Anchor          string   `json:"anchor,omitempty"`
+	SignaturePolicy string   `json:"signaturePolicy,omitempty"`
+	SignatureReason string   `json:"signatureReason,omitempty"`
 }
 
 // TagList is the answer of GET /registry/tags.
