@@ -167,7 +167,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		return nil, fmt.Errorf("signature policy: %w", err)
 	}
 	if p.signatures, err = signatures.New(ctx, signatures.Options{
-		Store: sigStore, Registry: p.registry, Audit: p.audit, Metrics: signatures.NewMetrics(s.metrics),
+		Store: sigStore, Registry: p.registry, Audit: p.audit, Authorizer: p.access, Metrics: signatures.NewMetrics(s.metrics),
 		RegistryHost: s.registryHost(), Log: s.log.With("part", "signatures"),
 	}); err != nil {
 		return nil, fmt.Errorf("signature policy: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
@@ -62,7 +63,16 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 	case caller.ID != "" && slices.Contains(r.Exempt, caller.ID):
 		s.opts.Metrics.pull(r.Mode, "exempt")
 		rec.Operation, rec.Result = OpPullExempt, audit.ResultSuccess
-		rec.Detail = "exempt from the signature policy: " + msg
+		rec.Detail = "exempt from the signature policy (listed in the rule's exempt): " + msg
+		s.record(rec)
+		s.log.WarnContext(ctx, "unverified image pulled by an exempt identity", "repository", repo, "digest", m.Digest, "principal", caller.ID)
+		return "", nil
+	case !r.RefusePublishers && s.publisher(ctx, caller, repo):
+		// Publishers (registry/push on the repository: AcrPush, Contributor, Owner) read
+		// what they publish: a signer must resolve an image to sign it.
+		s.opts.Metrics.pull(r.Mode, "exempt")
+		rec.Operation, rec.Result = OpPullExempt, audit.ResultSuccess
+		rec.Detail = "exempt from the signature policy (a publisher: registry/push on the repository): " + msg
 		s.record(rec)
 		s.log.WarnContext(ctx, "unverified image pulled by an exempt identity", "repository", repo, "digest", m.Digest, "principal", caller.ID)
 		return "", nil
@@ -71,6 +81,14 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 	rec.Operation, rec.Result = OpPullRefused, audit.ResultDenied
 	s.record(rec)
 	return msg, nil
+}
+
+// publisher reports whether caller may push to repo.
+func (s *Service) publisher(ctx context.Context, caller identity.Principal, repo string) bool {
+	if s.opts.Authorizer == nil || caller.ID == "" {
+		return false
+	}
+	return s.opts.Authorizer.Authorize(ctx, access.Request{Principal: caller, Action: access.RegistryPush, Scope: access.RepositoryScope(repo)}) == nil
 }
 
 func (s *Service) record(r audit.Record) {

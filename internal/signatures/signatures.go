@@ -30,6 +30,7 @@ import (
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
@@ -54,8 +55,11 @@ type Options struct {
 	Store    Store
 	Registry Registry
 	Audit    Auditor
-	Metrics  *Metrics
-	Log      *slog.Logger
+	// Authorizer decides who is a publisher of a repository (registry/push there):
+	// publishers may read unverified images they are about to sign (audited).
+	Authorizer access.Authorizer
+	Metrics    *Metrics
+	Log        *slog.Logger
 	// RegistryHost is put in front of a repository name to match notation registryScopes
 	// (HOST/REPO).
 	RegistryHost string

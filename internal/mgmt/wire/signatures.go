@@ -72,6 +72,10 @@ type SignatureRule struct {
 	// Exempt lists principal object ids that may pull unverified images under enforce;
 	// every such pull is audited.
 	Exempt []string `json:"exempt,omitempty"`
+	// RefusePublishers refuses unverified images to publishers too (identities that may
+	// push to the repository, who are otherwise let through, audited, so that they can
+	// sign what they pushed).
+	RefusePublishers bool `json:"refusePublishers,omitempty"`
 	// Platforms says how a platform manifest of an index is judged: "index" (default:
 	// it passes when an index of the repository listing it verifies, or on its own
 	// signature) or "each" (it needs its own signature).
