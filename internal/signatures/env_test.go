@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -112,11 +111,49 @@ func (e *env) setPolicy(p wire.SignaturePolicy) {
 
 // user creates a user with role at scope and returns its password.
 func (e *env) user(name, role, scope string) string {
+	pw, _ := e.userID(name, role, scope)
+	return pw
+}
+
+// userID creates a user with role at scope and returns its password and object id.
+func (e *env) userID(name, role, scope string) (string, string) {
 	e.t.Helper()
 	pw := name + "-long-password-1"
-	e.must(http.MethodPost, "/users", wire.CreateUserRequest{Name: name, Password: pw}, nil, http.StatusCreated)
+	var id wire.Identity
+	e.must(http.MethodPost, "/users", wire.CreateUserRequest{Name: name, Password: pw}, &id, http.StatusCreated)
 	e.must(http.MethodPost, "/role-assignments", wire.CreateRoleAssignmentRequest{Role: role, Assignee: name, Scope: scope}, nil, http.StatusCreated)
-	return pw
+	return pw, id.ID
+}
+
+// metric returns the value of the counter line that starts with series on /metrics.
+func (e *env) metric(series string) string {
+	e.t.Helper()
+	resp, err := e.inst.Client.Get(e.inst.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// auditRecords waits (bounded) for audit records of operation; the trail is written
+// in batches.
+func (e *env) auditRecords(op string, want int) []wire.AuditRecord {
+	e.t.Helper()
+	var out wire.List[wire.AuditRecord]
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		e.must(http.MethodGet, "/audit?operation="+op, nil, &out, http.StatusOK)
+		if len(out.Value) >= want || time.Now().After(deadline) {
+			return out.Value
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // repo is an oras-go client of repository name, as the administrator.
@@ -240,4 +277,11 @@ func notationPolicy(stores ...string) json.RawMessage {
 	return raw
 }
 
-var _ = fmt.Sprint
+func decodeJSON(t *testing.T, resp *http.Response, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("decode %s: %v", raw, err)
+	}
+}
