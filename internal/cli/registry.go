@@ -19,7 +19,7 @@ import (
 // encryption commands (registry_encryption.go).
 func registryCommand() *cobra.Command {
 	reg := registryGroup()
-	reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand(), encryptionCommand())
+	reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand(), encryptionCommand(), signatureCommand())
 	return reg
 }
 
