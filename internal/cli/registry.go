@@ -128,9 +128,9 @@ func registryTagCommand() *cobra.Command {
 			}
 			out.Tags = orEmpty(out.Tags)
 			return printResult(cmd, out.Tags, func() Table {
-				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED"}}
+				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "SIGNATURES", "VERIFIED"}}
 				for _, tg := range out.Tags {
-					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime)})
+					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), signedColumn(tg), verifiedColumn(tg)})
 				}
 				return t
 			})

@@ -269,3 +269,23 @@ func signatureVerifyCommand() *cobra.Command {
 		},
 	}
 }
+
+// signedColumn is the tag list's SIGNATURES cell: the kinds of signature found.
+func signedColumn(t wire.Tag) string {
+	if len(t.Signatures) == 0 {
+		return "-"
+	}
+	return strings.Join(t.Signatures, ",")
+}
+
+// verifiedColumn is the tag list's VERIFIED cell: yes (ANCHOR), no (reason) or - when no
+// policy applies and nothing is signed.
+func verifiedColumn(t wire.Tag) string {
+	switch {
+	case t.Verified == nil:
+		return "-"
+	case *t.Verified:
+		return "yes (" + t.Anchor + ")"
+	}
+	return "no (" + t.SignaturePolicy + ": " + t.SignatureReason + ")"
+}
