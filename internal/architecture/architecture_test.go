@@ -99,6 +99,7 @@ var classes = map[string]class{
 	"internal/kek/inproc":  feature,
 	"internal/kek/resolve": feature,
 	"internal/encryption":  feature,
+	"internal/signatures":  feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/identity/identityapi":     handler,
@@ -106,6 +107,7 @@ var classes = map[string]class{
 	"internal/registry/api":             handler,
 	"internal/registry/registryauth":    handler,
 	"internal/encryption/encryptionapi": handler,
+	"internal/signatures/signaturesapi": handler,
 	"internal/token/tokenapi":           handler,
 	"internal/vault/api":                handler,
 

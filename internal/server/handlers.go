@@ -59,7 +59,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	}).Register(rt)
 	vaultapi.NewManagement(p.vault, p.audit, p.access).Register(rt)
 	encryptionapi.New(p.encryption, p.access, s.log.With("part", "encryption")).Register(rt)
-	registryapi.MountManagement(rt, p.registry, p.access, p.signatures)
+	registryapi.MountManagement(rt, p.registry, p.access, signaturesapi.Tags{Service: p.signatures})
 	signaturesapi.New(signaturesapi.Config{Service: p.signatures, Registry: p.registry, Authz: p.access, Audit: p.audit,
 		Log: s.log.With("part", "signatures")}).Register(rt)
 

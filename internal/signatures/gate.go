@@ -13,7 +13,6 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/identity"
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -37,7 +36,7 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 		return "", err
 	}
 	r := c.rule(repo)
-	if r == nil || r.Mode == wire.SignatureModeOff {
+	if r == nil || r.Mode == ModeOff {
 		return "", nil
 	}
 	if ok, err := s.signatureArtifact(ctx, repo, reference, m); err != nil || ok {
@@ -55,7 +54,7 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 	rec := audit.Record{Time: s.opts.Now(), Component: "registry", PrincipalID: caller.ID, PrincipalName: caller.Name,
 		PrincipalKind: string(caller.Kind), Target: repo + "@" + m.Digest.String(), Resource: "registry/repositories/" + repo, Detail: msg}
 	switch {
-	case r.Mode == wire.SignatureModeAudit:
+	case r.Mode == ModeAudit:
 		s.opts.Metrics.pull(r.Mode, "unverified")
 		rec.Operation, rec.Result = OpPullUnverified, audit.ResultSuccess
 		s.record(rec)
@@ -135,22 +134,4 @@ func (s *Service) Version(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return c.version, nil
-}
-
-// AnnotateTag adds the signatures of a tag's manifest and its verdict to the tag listing.
-func (s *Service) AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error {
-	v, err := s.Evaluate(ctx, repo, m)
-	if err != nil {
-		return err
-	}
-	t.Signatures, t.SignaturePolicy = v.Found, v.Mode
-	if v.Mode == wire.SignatureModeOff && len(v.Found) == 0 {
-		return nil
-	}
-	ok := v.Verified
-	t.Verified, t.Anchor = &ok, v.Anchor
-	if !ok {
-		t.SignatureReason = v.Reason
-	}
-	return nil
 }

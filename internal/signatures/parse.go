@@ -20,7 +20,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -42,11 +41,11 @@ func invalid(format string, args ...any) error {
 // anchorName is the grammar of an anchor's name: a notation trust store name.
 var anchorName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
-// ParsePolicy parses and validates a policy document (wire.SignaturePolicy as JSON):
+// ParsePolicy parses and validates a policy document (Policy as JSON):
 // unknown fields, duplicate scopes, unknown modes and kinds are refused, and the notation
 // trust policy is validated by notation-go itself.
-func ParsePolicy(data []byte) (wire.SignaturePolicy, *trustpolicy.Document, error) {
-	var p wire.SignaturePolicy
+func ParsePolicy(data []byte) (Policy, *trustpolicy.Document, error) {
+	var p Policy
 	if len(data) > MaxPolicySize {
 		return p, nil, invalid("the policy document has %d bytes; at most %d are accepted", len(data), MaxPolicySize)
 	}
@@ -73,7 +72,7 @@ func ParsePolicy(data []byte) (wire.SignaturePolicy, *trustpolicy.Document, erro
 		}
 		seen[r.Scope] = true
 		switch r.Mode {
-		case wire.SignatureModeOff, wire.SignatureModeAudit, wire.SignatureModeEnforce:
+		case ModeOff, ModeAudit, ModeEnforce:
 		default:
 			return p, nil, invalid("%s.mode %q: use off, audit or enforce", at, r.Mode)
 		}
@@ -128,7 +127,7 @@ const (
 	PlatformsEach  = "each"
 )
 
-var allKinds = []string{wire.SignatureNotation, wire.SignatureCosign, wire.SignatureCosignOCI, wire.SignatureCosignBundle}
+var allKinds = []string{KindNotation, KindCosign, KindCosignOCI, KindCosignBundle}
 
 // validScope checks a rule's scope: a repository name, NAME/* or *.
 func validScope(s string) error {
@@ -154,7 +153,7 @@ type Anchor struct {
 
 // ParseAnchor validates an anchor upload: its name, kind and material (certificates
 // checked by notation-go's trust store rules, keys loaded by sigstore's signature package).
-func ParseAnchor(in wire.SignatureAnchor) (Anchor, error) {
+func ParseAnchor(in AnchorSpec) (Anchor, error) {
 	a := Anchor{StoredAnchor: StoredAnchor{Name: in.Name, Kind: in.Kind, StoreType: in.StoreType}}
 	if !anchorName.MatchString(in.Name) {
 		return a, invalid("anchor name %q: 1 to 64 letters, digits, '_', '.' and '-'", in.Name)
@@ -163,7 +162,7 @@ func ParseAnchor(in wire.SignatureAnchor) (Anchor, error) {
 		return a, invalid("the anchor's material has more than %d bytes", MaxAnchorSize)
 	}
 	switch in.Kind {
-	case wire.AnchorNotation:
+	case AnchorNotation:
 		if in.PublicKey != "" {
 			return a, invalid("a notation anchor holds certificates, not a public key")
 		}
@@ -189,7 +188,7 @@ func ParseAnchor(in wire.SignatureAnchor) (Anchor, error) {
 			a.Prints = append(a.Prints, fingerprint(c.Raw))
 		}
 		a.Material = pemOut.String()
-	case wire.AnchorCosign:
+	case AnchorCosign:
 		if in.Certificates != "" || in.StoreType != "" {
 			return a, invalid("a cosign anchor holds a public key (publicKey), not certificates")
 		}

@@ -32,7 +32,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -113,7 +112,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 type compiled struct {
 	version  int64
 	checked  time.Time
-	policy   wire.SignaturePolicy
+	policy   Policy
 	anchors  []Anchor
 	notation notation.Verifier // nil: no notation trust policy
 	notDoc   *trustpolicy.Document
@@ -148,8 +147,8 @@ func (s *Service) reload(ctx context.Context) (*compiled, error) {
 	}
 	c := &compiled{version: st.Version, checked: s.opts.Now()}
 	for _, sa := range st.Anchors {
-		in := wire.SignatureAnchor{Name: sa.Name, Kind: sa.Kind, StoreType: sa.StoreType}
-		if sa.Kind == wire.AnchorCosign {
+		in := AnchorSpec{Name: sa.Name, Kind: sa.Kind, StoreType: sa.StoreType}
+		if sa.Kind == AnchorCosign {
 			in.PublicKey = sa.Material
 		} else {
 			in.Certificates = sa.Material
@@ -189,17 +188,17 @@ func (s *Service) reload(ctx context.Context) (*compiled, error) {
 }
 
 // Policy returns the current policy document.
-func (s *Service) Policy(ctx context.Context) (wire.SignaturePolicy, error) {
+func (s *Service) Policy(ctx context.Context) (Policy, error) {
 	c, err := s.current(ctx)
 	if err != nil {
-		return wire.SignaturePolicy{}, err
+		return Policy{}, err
 	}
 	return c.policy, nil
 }
 
 // SetPolicy validates and stores a policy document (JSON). Every trust store the notation
 // trust policy names and every cosign key a rule names must be an anchor.
-func (s *Service) SetPolicy(ctx context.Context, doc []byte) (wire.SignaturePolicy, error) {
+func (s *Service) SetPolicy(ctx context.Context, doc []byte) (Policy, error) {
 	p, nd, err := ParsePolicy(doc)
 	if err != nil {
 		return p, err
@@ -210,7 +209,7 @@ func (s *Service) SetPolicy(ctx context.Context, doc []byte) (wire.SignaturePoli
 	}
 	for i, r := range p.Repositories {
 		for _, k := range r.CosignKeys {
-			if a := c.anchor(k); a == nil || a.Kind != wire.AnchorCosign {
+			if a := c.anchor(k); a == nil || a.Kind != AnchorCosign {
 				return p, invalid("repositories[%d].cosignKeys: %q is not a cosign anchor: add it first (coffer registry signature anchor add)", i, k)
 			}
 		}
@@ -219,7 +218,7 @@ func (s *Service) SetPolicy(ctx context.Context, doc []byte) (wire.SignaturePoli
 		for _, tp := range nd.TrustPolicies {
 			for _, ts := range tp.TrustStores {
 				typ, name, _ := strings.Cut(ts, ":")
-				if a := c.anchor(name); a == nil || a.Kind != wire.AnchorNotation || a.StoreType != typ {
+				if a := c.anchor(name); a == nil || a.Kind != AnchorNotation || a.StoreType != typ {
 					return p, invalid("notation: trust policy %q names trust store %q, which is not a notation anchor of that store type: add it first", tp.Name, ts)
 				}
 			}
@@ -240,21 +239,21 @@ func (s *Service) SetPolicy(ctx context.Context, doc []byte) (wire.SignaturePoli
 }
 
 // Anchors lists the anchors.
-func (s *Service) Anchors(ctx context.Context) ([]wire.SignatureAnchor, error) {
+func (s *Service) Anchors(ctx context.Context) ([]AnchorSpec, error) {
 	c, err := s.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]wire.SignatureAnchor, 0, len(c.anchors))
+	out := make([]AnchorSpec, 0, len(c.anchors))
 	for _, a := range c.anchors {
 		out = append(out, anchorOut(a))
 	}
 	return out, nil
 }
 
-func anchorOut(a Anchor) wire.SignatureAnchor {
-	w := wire.SignatureAnchor{Name: a.Name, Kind: a.Kind, StoreType: a.StoreType, Fingerprints: a.Prints, Created: a.Created}
-	if a.Kind == wire.AnchorCosign {
+func anchorOut(a Anchor) AnchorSpec {
+	w := AnchorSpec{Name: a.Name, Kind: a.Kind, StoreType: a.StoreType, Fingerprints: a.Prints, Created: a.Created}
+	if a.Kind == AnchorCosign {
 		w.PublicKey = a.Material
 	} else {
 		w.Certificates = a.Material
@@ -263,17 +262,17 @@ func anchorOut(a Anchor) wire.SignatureAnchor {
 }
 
 // AddAnchor validates and stores an anchor.
-func (s *Service) AddAnchor(ctx context.Context, in wire.SignatureAnchor) (wire.SignatureAnchor, error) {
+func (s *Service) AddAnchor(ctx context.Context, in AnchorSpec) (AnchorSpec, error) {
 	a, err := ParseAnchor(in)
 	if err != nil {
-		return wire.SignatureAnchor{}, err
+		return AnchorSpec{}, err
 	}
 	a.Created = s.opts.Now().UTC()
 	if _, err := s.opts.Store.PutAnchor(ctx, a.StoredAnchor); err != nil {
-		return wire.SignatureAnchor{}, err
+		return AnchorSpec{}, err
 	}
 	if _, err := s.reload(ctx); err != nil {
-		return wire.SignatureAnchor{}, err
+		return AnchorSpec{}, err
 	}
 	return anchorOut(a), nil
 }
@@ -298,8 +297,8 @@ func (c *compiled) anchor(name string) *Anchor {
 
 // rule returns the rule that applies to repo: the exact scope, else the longest NAME/*
 // prefix, else "*"; nil if none (off).
-func (c *compiled) rule(repo string) *wire.SignatureRule {
-	var best *wire.SignatureRule
+func (c *compiled) rule(repo string) *Rule {
+	var best *Rule
 	bestLen := -1
 	for i := range c.policy.Repositories {
 		r := &c.policy.Repositories[i]

@@ -24,7 +24,6 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -69,16 +68,6 @@ type Verdict struct {
 	Version      int64
 }
 
-// Wire is v on the wire.
-func (v Verdict) Wire(repo string, d digest.Digest) wire.SignatureVerification {
-	found := v.Found
-	if found == nil {
-		found = []string{}
-	}
-	return wire.SignatureVerification{Repository: repo, Digest: d.String(), Mode: v.Mode, Scope: v.Scope,
-		Signatures: found, Verified: v.Verified, Kind: v.Kind, Anchor: v.Anchor, Reason: v.Reason}
-}
-
 type sigRef struct {
 	kind string
 	rec  registry.ManifestRecord
@@ -103,12 +92,12 @@ func (s *Service) Evaluate(ctx context.Context, repo string, m registry.Manifest
 }
 
 func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m registry.ManifestRecord, viaParents bool) (Verdict, error) {
-	v := Verdict{Mode: wire.SignatureModeOff, Version: c.version}
+	v := Verdict{Mode: ModeOff, Version: c.version}
 	r := c.rule(repo)
 	if r != nil {
 		v.Mode, v.Scope = r.Mode, r.Scope
 	} else {
-		r = &wire.SignatureRule{Mode: wire.SignatureModeOff}
+		r = &Rule{Mode: ModeOff}
 	}
 	sigs, err := s.signaturesOf(ctx, repo, m.Digest)
 	if err != nil {
@@ -187,11 +176,11 @@ func (s *Service) signaturesOf(ctx context.Context, repo string, d digest.Digest
 		var kind string
 		switch recs[i].ArtifactType {
 		case ArtifactTypeNotation:
-			kind = wire.SignatureNotation
+			kind = KindNotation
 		case ArtifactTypeCosign:
-			kind = wire.SignatureCosignOCI
+			kind = KindCosignOCI
 		case ArtifactTypeBundle, artifactTypeBundleLegacy:
-			kind = wire.SignatureCosignBundle
+			kind = KindCosignBundle
 		default:
 			continue
 		}
@@ -201,7 +190,7 @@ func (s *Service) signaturesOf(ctx context.Context, repo string, d digest.Digest
 		rec, err := s.opts.Registry.StatManifest(ctx, repo, CosignTag(d))
 		switch {
 		case err == nil:
-			out = append(out, sigRef{kind: wire.SignatureCosign, rec: rec})
+			out = append(out, sigRef{kind: KindCosign, rec: rec})
 		case registry.ErrorCode(err) != registry.CodeManifestUnknown:
 			return nil, err
 		}
@@ -214,7 +203,7 @@ func CosignTag(d digest.Digest) string {
 	return d.Algorithm().String() + "-" + d.Encoded() + ".sig"
 }
 
-func (s *Service) verifyCached(ctx context.Context, c *compiled, r *wire.SignatureRule, repo string, m registry.ManifestRecord, sg sigRef) sigResult {
+func (s *Service) verifyCached(ctx context.Context, c *compiled, r *Rule, repo string, m registry.ManifestRecord, sg sigRef) sigResult {
 	// The rule is part of the policy version; the scope keys it for repositories whose
 	// rules differ.
 	k := cacheKey{repo: repo, manifest: m.Digest, signature: sg.rec.Digest, version: c.version}
@@ -225,11 +214,11 @@ func (s *Service) verifyCached(ctx context.Context, c *compiled, r *wire.Signatu
 	start := time.Now()
 	var res sigResult
 	switch sg.kind {
-	case wire.SignatureNotation:
+	case KindNotation:
 		res = s.verifyNotation(ctx, c, repo, m, sg.rec)
-	case wire.SignatureCosign, wire.SignatureCosignOCI:
+	case KindCosign, KindCosignOCI:
 		res = s.verifySimpleSigning(ctx, c, r, repo, m, sg.rec)
-	case wire.SignatureCosignBundle:
+	case KindCosignBundle:
 		res = s.verifyBundle(ctx, c, r, repo, m, sg.rec)
 	}
 	s.opts.Metrics.verified(sg.kind, res.ok, time.Since(start))
@@ -363,7 +352,7 @@ func (s *Service) verifyNotation(ctx context.Context, c *compiled, repo string, 
 func (c *compiled) notationAnchor(chain []*x509.Certificate) string {
 	for i := len(chain) - 1; i >= 0; i-- {
 		for _, a := range c.anchors {
-			if a.Kind != wire.AnchorNotation || a.StoreType == string(truststore.TypeTSA) {
+			if a.Kind != AnchorNotation || a.StoreType == string(truststore.TypeTSA) {
 				continue
 			}
 			for _, ac := range a.Certs {
@@ -377,11 +366,11 @@ func (c *compiled) notationAnchor(chain []*x509.Certificate) string {
 }
 
 // cosignKeys are the cosign anchors a rule accepts.
-func (c *compiled) cosignKeys(r *wire.SignatureRule) []*Anchor {
+func (c *compiled) cosignKeys(r *Rule) []*Anchor {
 	var out []*Anchor
 	for i := range c.anchors {
 		a := &c.anchors[i]
-		if a.Kind == wire.AnchorCosign && (len(r.CosignKeys) == 0 || slices.Contains(r.CosignKeys, a.Name)) {
+		if a.Kind == AnchorCosign && (len(r.CosignKeys) == 0 || slices.Contains(r.CosignKeys, a.Name)) {
 			out = append(out, a)
 		}
 	}
@@ -392,7 +381,7 @@ func (c *compiled) cosignKeys(r *wire.SignatureRule) []*Anchor {
 // OCI 1.1 referrer): each layer is a payload with its signature in an annotation; the
 // signature is checked with sigstore's verifier for each accepted key, then the payload
 // must name the manifest's digest.
-func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *wire.SignatureRule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
+func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *Rule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
 	keys := c.cosignKeys(r)
 	if len(keys) == 0 {
 		return sigResult{reason: ReasonUntrusted, detail: "no cosign key anchor is accepted here"}
@@ -439,7 +428,7 @@ func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *wire.
 
 // verifyBundle verifies a Sigstore bundle v0.3 (as cosign v3 stores it as a referrer)
 // with sigstore-go, key-based and offline: the artifact is the manifest's digest.
-func (s *Service) verifyBundle(ctx context.Context, c *compiled, r *wire.SignatureRule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
+func (s *Service) verifyBundle(ctx context.Context, c *compiled, r *Rule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
 	keys := c.cosignKeys(r)
 	if len(keys) == 0 {
 		return sigResult{reason: ReasonUntrusted, detail: "no cosign key anchor is accepted here"}
@@ -489,7 +478,7 @@ type trustStore struct{ c *compiled }
 
 func (t trustStore) GetCertificates(_ context.Context, typ truststore.Type, name string) ([]*x509.Certificate, error) {
 	a := t.c.anchor(name)
-	if a == nil || a.Kind != wire.AnchorNotation || a.StoreType != string(typ) {
+	if a == nil || a.Kind != AnchorNotation || a.StoreType != string(typ) {
 		return nil, nil
 	}
 	return slices.Clone(a.Certs), nil

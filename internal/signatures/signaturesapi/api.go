@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/authn"
@@ -82,7 +84,11 @@ func (h *Handler) listAnchors(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, wire.List[wire.SignatureAnchor]{Value: as})
+	out := wire.List[wire.SignatureAnchor]{Value: make([]wire.SignatureAnchor, len(as))}
+	for i, a := range as {
+		out.Value[i] = wire.SignatureAnchor(a)
+	}
+	mgmt.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) getAnchor(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +99,7 @@ func (h *Handler) getAnchor(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, a := range as {
 		if a.Name == r.PathValue("name") {
-			mgmt.WriteJSON(w, http.StatusOK, a)
+			mgmt.WriteJSON(w, http.StatusOK, wire.SignatureAnchor(a))
 			return
 		}
 	}
@@ -106,13 +112,13 @@ func (h *Handler) addAnchor(w http.ResponseWriter, r *http.Request) {
 	if !mgmt.DecodeJSON(w, r, &in) {
 		return
 	}
-	out, err := h.cfg.Service.AddAnchor(r.Context(), in)
+	out, err := h.cfg.Service.AddAnchor(r.Context(), signatures.AnchorSpec(in))
 	h.record(r, start, signatures.OpAnchorAdd, in.Name, err)
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusCreated, out)
+	mgmt.WriteJSON(w, http.StatusCreated, wire.SignatureAnchor(out))
 }
 
 func (h *Handler) deleteAnchor(w http.ResponseWriter, r *http.Request) {
@@ -133,10 +139,7 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	if p.Repositories == nil {
-		p.Repositories = []wire.SignatureRule{}
-	}
-	mgmt.WriteJSON(w, http.StatusOK, p)
+	mgmt.WriteJSON(w, http.StatusOK, PolicyOut(p))
 }
 
 func (h *Handler) setPolicy(w http.ResponseWriter, r *http.Request) {
@@ -152,10 +155,7 @@ func (h *Handler) setPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	if p.Repositories == nil {
-		p.Repositories = []wire.SignatureRule{}
-	}
-	mgmt.WriteJSON(w, http.StatusOK, p)
+	mgmt.WriteJSON(w, http.StatusOK, PolicyOut(p))
 }
 
 func (h *Handler) verification(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +182,7 @@ func (h *Handler) verification(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, v.Wire(repo, m.Digest))
+	mgmt.WriteJSON(w, http.StatusOK, VerdictOut(v, repo, m.Digest))
 }
 
 func (h *Handler) fail(w http.ResponseWriter, err error) {
@@ -217,4 +217,46 @@ func (h *Handler) record(r *http.Request, start time.Time, op, target string, er
 	if aerr := h.cfg.Audit.RecordSync(r.Context(), rec); aerr != nil {
 		h.cfg.Log.Error("audit record not written", "operation", op, "err", aerr)
 	}
+}
+
+// PolicyOut is p on the wire.
+func PolicyOut(p signatures.Policy) wire.SignaturePolicy {
+	out := wire.SignaturePolicy{Version: p.Version, Notation: p.Notation, RegistryHost: p.RegistryHost, Updated: p.Updated,
+		Repositories: make([]wire.SignatureRule, len(p.Repositories))}
+	for i, r := range p.Repositories {
+		out.Repositories[i] = wire.SignatureRule(r)
+	}
+	return out
+}
+
+// VerdictOut is v, the verdict on manifest d of repo, on the wire.
+func VerdictOut(v signatures.Verdict, repo string, d digest.Digest) wire.SignatureVerification {
+	found := v.Found
+	if found == nil {
+		found = []string{}
+	}
+	return wire.SignatureVerification{Repository: repo, Digest: d.String(), Mode: v.Mode, Scope: v.Scope,
+		Signatures: found, Verified: v.Verified, Kind: v.Kind, Anchor: v.Anchor, Reason: v.Reason}
+}
+
+// Tags adds the signatures and the verdict of each tag's manifest to the registry's tag
+// listing (a registry/api TagAnnotator).
+type Tags struct{ Service *signatures.Service }
+
+// AnnotateTag sets t's signature fields.
+func (a Tags) AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error {
+	v, err := a.Service.Evaluate(ctx, repo, m)
+	if err != nil {
+		return err
+	}
+	t.Signatures, t.SignaturePolicy = v.Found, v.Mode
+	if v.Mode == signatures.ModeOff && len(v.Found) == 0 {
+		return nil
+	}
+	ok := v.Verified
+	t.Verified, t.Anchor = &ok, v.Anchor
+	if !ok {
+		t.SignatureReason = v.Reason
+	}
+	return nil
 }
