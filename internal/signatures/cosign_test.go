@@ -34,7 +34,7 @@ type cosignKey struct {
 	pub    string
 }
 
-func newCosignKey(t *testing.T) cosignKey {
+func newCosignKey(t testing.TB) cosignKey {
 	t.Helper()
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s, err := signature.LoadSigner(priv, crypto.SHA256)
@@ -47,7 +47,7 @@ func newCosignKey(t *testing.T) cosignKey {
 
 // simpleSigningLayer signs cosign's simple-signing payload for image digest signedFor and
 // pushes it, as cosign sign does.
-func simpleSigningLayer(t *testing.T, r *remote.Repository, k cosignKey, signedFor ocispec.Descriptor) ocispec.Descriptor {
+func simpleSigningLayer(t testing.TB, r *remote.Repository, k cosignKey, signedFor ocispec.Descriptor) ocispec.Descriptor {
 	t.Helper()
 	ref, err := name.NewDigest(r.Reference.Registry + "/" + r.Reference.Repository + "@" + signedFor.Digest.String())
 	if err != nil {
@@ -66,7 +66,7 @@ func simpleSigningLayer(t *testing.T, r *remote.Repository, k cosignKey, signedF
 	return d
 }
 
-func pushBlob(t *testing.T, r *remote.Repository, mt string, data []byte) ocispec.Descriptor {
+func pushBlob(t testing.TB, r *remote.Repository, mt string, data []byte) ocispec.Descriptor {
 	t.Helper()
 	d := content.NewDescriptorFromBytes(mt, data)
 	if err := r.Push(context.Background(), d, bytes.NewReader(data)); err != nil {
@@ -75,7 +75,7 @@ func pushBlob(t *testing.T, r *remote.Repository, mt string, data []byte) ocispe
 	return d
 }
 
-func pushManifest(t *testing.T, r *remote.Repository, m ocispec.Manifest, tag string) ocispec.Descriptor {
+func pushManifest(t testing.TB, r *remote.Repository, m ocispec.Manifest, tag string) ocispec.Descriptor {
 	t.Helper()
 	m.Versioned, m.MediaType = specs.Versioned{SchemaVersion: 2}, ocispec.MediaTypeImageManifest
 	raw, _ := json.Marshal(m)
@@ -94,7 +94,7 @@ func pushManifest(t *testing.T, r *remote.Repository, m ocispec.Manifest, tag st
 
 // cosignLegacy stores a signature as cosign v2 does by default: under the tag
 // sha256-<hex>.sig of the image (subject), signed for signedFor.
-func cosignLegacy(t *testing.T, r *remote.Repository, k cosignKey, subject, signedFor ocispec.Descriptor) {
+func cosignLegacy(t testing.TB, r *remote.Repository, k cosignKey, subject, signedFor ocispec.Descriptor) {
 	t.Helper()
 	cfg := pushBlob(t, r, ocispec.MediaTypeImageConfig, []byte(`{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}`))
 	pushManifest(t, r, ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{simpleSigningLayer(t, r, k, signedFor)}},
@@ -103,7 +103,7 @@ func cosignLegacy(t *testing.T, r *remote.Repository, k cosignKey, subject, sign
 
 // cosignOCI stores a signature as cosign v2 --registry-referrers-mode=oci-1-1 does: a
 // referrer of artifact type application/vnd.dev.cosign.artifact.sig.v1+json.
-func cosignOCI(t *testing.T, r *remote.Repository, k cosignKey, subject, signedFor ocispec.Descriptor) {
+func cosignOCI(t testing.TB, r *remote.Repository, k cosignKey, subject, signedFor ocispec.Descriptor) {
 	t.Helper()
 	empty := pushBlob(t, r, ocispec.MediaTypeEmptyJSON, []byte("{}"))
 	pushManifest(t, r, ocispec.Manifest{ArtifactType: signatures.ArtifactTypeCosign, Config: empty,
@@ -112,7 +112,7 @@ func cosignOCI(t *testing.T, r *remote.Repository, k cosignKey, subject, signedF
 
 // cosignBundle stores a Sigstore bundle v0.3 made by sigstore-go's sign package (a DSSE
 // in-toto statement about signedFor) as cosign v3 does: a referrer of the bundle's type.
-func cosignBundle(t *testing.T, r *remote.Repository, kp *sign.EphemeralKeypair, subject, signedFor ocispec.Descriptor) {
+func cosignBundle(t testing.TB, r *remote.Repository, kp *sign.EphemeralKeypair, subject, signedFor ocispec.Descriptor) {
 	t.Helper()
 	stmt, _ := json.Marshal(map[string]any{
 		"_type":         "https://in-toto.io/Statement/v1",
@@ -147,17 +147,17 @@ func TestCosignEnforce(t *testing.T) {
 
 	for _, tc := range []struct {
 		kind string
-		sign func(t *testing.T, r *remote.Repository, trusted bool, subject, signedFor ocispec.Descriptor)
+		sign func(t testing.TB, r *remote.Repository, trusted bool, subject, signedFor ocispec.Descriptor)
 	}{
-		{wire.SignatureCosign, func(t *testing.T, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
+		{wire.SignatureCosign, func(t testing.TB, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
 			k := map[bool]cosignKey{true: trusted, false: untrusted}[ok]
 			cosignLegacy(t, r, k, s, f)
 		}},
-		{wire.SignatureCosignOCI, func(t *testing.T, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
+		{wire.SignatureCosignOCI, func(t testing.TB, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
 			k := map[bool]cosignKey{true: trusted, false: untrusted}[ok]
 			cosignOCI(t, r, k, s, f)
 		}},
-		{wire.SignatureCosignBundle, func(t *testing.T, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
+		{wire.SignatureCosignBundle, func(t testing.TB, r *remote.Repository, ok bool, s, f ocispec.Descriptor) {
 			k := map[bool]*sign.EphemeralKeypair{true: bundleKey, false: otherBundleKey}[ok]
 			cosignBundle(t, r, k, s, f)
 		}},

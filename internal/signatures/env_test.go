@@ -34,13 +34,13 @@ import (
 
 // env is a running coffer and an administrator's clients for it.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	inst *servertest.Instance
 	host string
 	mgmt string // the administrator's management token
 }
 
-func startEnv(t *testing.T) *env {
+func startEnv(t testing.TB) *env {
 	t.Helper()
 	inst := servertest.Start(t, nil)
 	u, _ := url.Parse(inst.URL)
@@ -211,7 +211,7 @@ func pull(r *remote.Repository, ref string) error {
 }
 
 // wantDenied checks err is a 403 DENIED whose message holds every part.
-func wantDenied(t *testing.T, what string, err error, parts ...string) {
+func wantDenied(t testing.TB, what string, err error, parts ...string) {
 	t.Helper()
 	var er *errcode.ErrorResponse
 	if !errors.As(err, &er) || er.StatusCode != http.StatusForbidden || len(er.Errors) == 0 || er.Errors[0].Code != "DENIED" {
@@ -230,7 +230,7 @@ type testCA struct {
 	key  crypto.Signer
 }
 
-func newCA(t *testing.T, name string) *testCA {
+func newCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name, Organization: []string{"Coffer tests"}, Country: []string{"US"}, Province: []string{"WA"}},
@@ -245,7 +245,7 @@ func newCA(t *testing.T, name string) *testCA {
 }
 
 // leaf issues a code-signing certificate valid until notAfter.
-func (ca *testCA) leaf(t *testing.T, name string, notAfter time.Time) (crypto.Signer, []*x509.Certificate) {
+func (ca *testCA) leaf(t testing.TB, name string, notAfter time.Time) (crypto.Signer, []*x509.Certificate) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
@@ -277,7 +277,7 @@ func notationPolicy(stores ...string) json.RawMessage {
 	return raw
 }
 
-func decodeJSON(t *testing.T, resp *http.Response, v any) {
+func decodeJSON(t testing.TB, resp *http.Response, v any) {
 	t.Helper()
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)

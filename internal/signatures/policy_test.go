@@ -18,7 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/signatures"
 )
 
-func notationSign(t *testing.T, r *remote.Repository, desc ocispec.Descriptor, ca *testCA) {
+func notationSign(t testing.TB, r *remote.Repository, desc ocispec.Descriptor, ca *testCA) {
 	t.Helper()
 	key, chain := ca.leaf(t, "signer", time.Now().Add(time.Hour))
 	s, err := signer.NewGenericSigner(key, chain)
