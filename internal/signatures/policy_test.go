@@ -1,7 +1,9 @@
 package signatures_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,7 +13,9 @@ import (
 	"github.com/notaryproject/notation-go"
 	notationreg "github.com/notaryproject/notation-go/registry"
 	"github.com/notaryproject/notation-go/signer"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
@@ -203,5 +207,37 @@ func TestBadInput(t *testing.T) {
 		if got, raw := e.call(e.mgmt, "POST", "/registry/signatures/anchors", tc.a, nil); got != 400 || !strings.Contains(raw, tc.want) {
 			t.Errorf("add %+v = %d %s, want 400 saying %q", tc.a, got, raw, tc.want)
 		}
+	}
+}
+
+// TestIndexPlatforms: an index is verified as a whole; its platform manifests pass
+// through it ("index", the default) or need their own signature ("each").
+func TestIndexPlatforms(t *testing.T) {
+	e := startEnv(t)
+	pw := e.user("puller", "AcrPull", "/registry")
+	ca := newCA(t, "index CA")
+	e.addAnchor(wire.SignatureAnchor{Name: "ca", Kind: wire.AnchorNotation, Certificates: ca.pem()})
+	r, pr := e.repo("multi/app"), e.repoAs("multi/app", "puller", pw)
+	child := e.pushImage(r, "child-only")
+	child.Platform = &ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	raw, _ := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{child}})
+	idx := content.NewDescriptorFromBytes(ocispec.MediaTypeImageIndex, raw)
+	if err := r.PushReference(context.Background(), idx, bytes.NewReader(raw), "multi"); err != nil {
+		t.Fatal(err)
+	}
+	notationSign(t, r, idx, ca)
+	rule := wire.SignatureRule{Scope: "multi/*", Mode: wire.SignatureModeEnforce}
+	e.setPolicy(wire.SignaturePolicy{Notation: notationPolicy("ca"), Repositories: []wire.SignatureRule{rule}})
+	if err := pull(pr, "multi"); err != nil {
+		t.Fatalf("signed index: %v", err)
+	}
+	if err := pull(pr, child.Digest.String()); err != nil {
+		t.Fatalf("platform manifest of a signed index: %v", err)
+	}
+	rule.Platforms = "each"
+	e.setPolicy(wire.SignaturePolicy{Notation: notationPolicy("ca"), Repositories: []wire.SignatureRule{rule}})
+	wantDenied(t, "platform manifest, platforms each", pull(pr, child.Digest.String()), "no signature")
+	if err := pull(pr, "multi"); err != nil {
+		t.Fatalf("signed index, platforms each: %v", err)
 	}
 }
