@@ -16,39 +16,49 @@ type cacheKey struct {
 	version             int64
 }
 
-type cacheEntry struct {
-	res   sigResult
+// verdictKey keys a manifest's positive verdict.
+type verdictKey struct {
+	repo     string
+	manifest digest.Digest
+	version  int64
+}
+
+type cacheEntry[V any] struct {
+	res   V
 	until time.Time
 }
 
 // cache holds verification results until they expire (a certificate's end of validity,
 // at most maxCacheTTL). When full, it drops entries of older policy versions and expired
 // ones, then half of the rest.
-type cache struct {
+type cache[K comparable, V any] struct {
 	mu  sync.RWMutex
 	max int
-	m   map[cacheKey]cacheEntry
+	m   map[K]cacheEntry[V]
 }
 
-func newCache(max int) *cache { return &cache{max: max, m: map[cacheKey]cacheEntry{}} }
+func newCache[K comparable, V any](max int) *cache[K, V] {
+	return &cache[K, V]{max: max, m: map[K]cacheEntry[V]{}}
+}
 
-func (c *cache) get(k cacheKey, now time.Time) (sigResult, bool) {
+func (c *cache[K, V]) get(k K, now time.Time) (V, bool) {
 	c.mu.RLock()
 	e, ok := c.m[k]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.until) {
-		return sigResult{}, false
+		var zero V
+		return zero, false
 	}
 	return e.res, true
 }
 
-func (c *cache) put(k cacheKey, res sigResult, until time.Time) {
+func (c *cache[K, V]) put(k K, res V, until time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
 		now := time.Now()
 		for ok, e := range c.m {
-			if ok.version != k.version || !now.Before(e.until) {
+			if !now.Before(e.until) {
 				delete(c.m, ok)
 			}
 		}
@@ -59,10 +69,10 @@ func (c *cache) put(k cacheKey, res sigResult, until time.Time) {
 			delete(c.m, ok)
 		}
 	}
-	c.m[k] = cacheEntry{res: res, until: until}
+	c.m[k] = cacheEntry[V]{res: res, until: until}
 }
 
-func (c *cache) len() int {
+func (c *cache[K, V]) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.m)

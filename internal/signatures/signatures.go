@@ -75,7 +75,11 @@ type Options struct {
 type Service struct {
 	opts  Options
 	log   *slog.Logger
-	cache *cache
+	cache *cache[cacheKey, sigResult]
+	// verdicts holds positive verdicts per manifest for verdictTTL, so that a warm pull
+	// reads no signature list; refusals are never held (a signature pushed later counts
+	// at once), and a deleted signature stops counting within verdictTTL.
+	verdicts *cache[verdictKey, Verdict]
 	cur   atomic.Pointer[compiled]
 	// loadMu serialises reloads.
 	loadMu sync.Mutex
@@ -101,7 +105,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.RegistryHost == "" {
 		o.RegistryHost = "localhost"
 	}
-	s := &Service{opts: o, log: o.Log, cache: newCache(o.CacheSize)}
+	s := &Service{opts: o, log: o.Log, cache: newCache[cacheKey, sigResult](o.CacheSize), verdicts: newCache[verdictKey, Verdict](o.CacheSize)}
 	if _, err := s.reload(ctx); err != nil {
 		return nil, err
 	}

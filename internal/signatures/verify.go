@@ -53,6 +53,7 @@ const (
 	maxEnvelopeSize = 4 << 20   // a signature envelope, payload or bundle
 	maxCacheTTL     = time.Hour // results are recomputed at least this often (revocation)
 	maxParents      = 10
+	verdictTTL      = 5 * time.Second
 )
 
 // Verdict is the judgement of one manifest under the current policy.
@@ -92,6 +93,23 @@ func (s *Service) Evaluate(ctx context.Context, repo string, m registry.Manifest
 }
 
 func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m registry.ManifestRecord, viaParents bool) (Verdict, error) {
+	vk := verdictKey{repo: repo, manifest: m.Digest, version: c.version}
+	now := s.opts.Now()
+	if v, ok := s.verdicts.get(vk, now); ok {
+		return v, nil
+	}
+	v, until, err := s.judge(ctx, c, repo, m, viaParents)
+	if err == nil && v.Verified {
+		if u := now.Add(verdictTTL); until.IsZero() || u.Before(until) {
+			until = u
+		}
+		s.verdicts.put(vk, v, until)
+	}
+	return v, err
+}
+
+// judge computes the verdict; until is when the verifying signature's result expires.
+func (s *Service) judge(ctx context.Context, c *compiled, repo string, m registry.ManifestRecord, viaParents bool) (Verdict, time.Time, error) {
 	v := Verdict{Mode: ModeOff, Version: c.version}
 	r := c.rule(repo)
 	if r != nil {
@@ -101,7 +119,7 @@ func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m regi
 	}
 	sigs, err := s.signaturesOf(ctx, repo, m.Digest)
 	if err != nil {
-		return v, err
+		return v, time.Time{}, err
 	}
 	var reasons []string
 	for _, sg := range sigs {
@@ -116,7 +134,7 @@ func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m regi
 		res := s.verifyCached(ctx, c, r, repo, m, sg)
 		if res.ok {
 			v.Verified, v.Kind, v.Anchor, v.Reason = true, sg.kind, res.anchor, ""
-			return v, nil
+			return v, res.until, nil
 		}
 		why := res.reason
 		if res.detail != "" {
@@ -129,7 +147,7 @@ func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m regi
 	if viaParents && r.Platforms != PlatformsEach && !isIndex(m.MediaType) {
 		parents, err := s.opts.Registry.ParentIndexes(ctx, repo, m.Digest)
 		if err != nil {
-			return v, err
+			return v, time.Time{}, err
 		}
 		for i, pd := range parents {
 			if i >= maxParents {
@@ -139,13 +157,13 @@ func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m regi
 			if err != nil {
 				continue // deleted meanwhile
 			}
-			pv, err := s.evaluate(ctx, c, repo, prec, false)
+			pv, until, err := s.judge(ctx, c, repo, prec, false)
 			if err != nil {
-				return v, err
+				return v, time.Time{}, err
 			}
 			if pv.Verified {
 				v.Verified, v.Kind, v.Anchor, v.Via, v.Reason = true, pv.Kind, pv.Anchor, pd, ""
-				return v, nil
+				return v, until, nil
 			}
 		}
 	}
@@ -157,7 +175,7 @@ func (s *Service) evaluate(ctx context.Context, c *compiled, repo string, m regi
 	default:
 		v.Reason = ReasonNoSignature
 	}
-	return v, nil
+	return v, time.Time{}, nil
 }
 
 func isIndex(mt string) bool {
