@@ -241,3 +241,26 @@ func TestIndexPlatforms(t *testing.T) {
 		t.Fatalf("signed index, platforms each: %v", err)
 	}
 }
+
+// TestSubjectIsNoWayAround: signature artifacts stay readable under enforce, but an image
+// that carries a subject, or hides under a signature tag, is still judged as an image.
+func TestSubjectIsNoWayAround(t *testing.T) {
+	e := startEnv(t)
+	pw := e.user("puller", "AcrPull", "/registry")
+	e.setPolicy(wire.SignaturePolicy{Repositories: []wire.SignatureRule{{Scope: "*", Mode: wire.SignatureModeEnforce}}})
+	r, pr := e.repo("sneaky/app"), e.repoAs("sneaky/app", "puller", pw)
+	base := e.pushImage(r, "base")
+	cfg := pushBlob(t, r, ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`))
+	layer := pushBlob(t, r, ocispec.MediaTypeImageLayer, []byte("runnable"))
+	withSubject := pushManifest(t, r, ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{layer}, Subject: &base}, "")
+	wantDenied(t, "image with a subject", pull(pr, withSubject.Digest.String()), "no signature")
+	pushManifest(t, r, ocispec.Manifest{Config: cfg, Layers: []ocispec.Descriptor{layer}}, "sha256-"+base.Digest.Encoded()+".sig")
+	wantDenied(t, "image under a .sig tag", pull(pr, "sha256-"+base.Digest.Encoded()+".sig"), "no signature")
+	// A real signature artifact (no image layer) is readable.
+	empty := pushBlob(t, r, ocispec.MediaTypeEmptyJSON, []byte("{}"))
+	sbom := pushBlob(t, r, "application/spdx+json", []byte(`{"spdxVersion":"SPDX-2.3"}`))
+	art := pushManifest(t, r, ocispec.Manifest{ArtifactType: "application/spdx+json", Config: empty, Layers: []ocispec.Descriptor{sbom}, Subject: &base}, "")
+	if err := pull(pr, art.Digest.String()); err != nil {
+		t.Fatalf("artifact about an image: %v", err)
+	}
+}
