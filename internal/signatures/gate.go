@@ -53,27 +53,27 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 	msg := fmt.Sprintf("signature policy %q (mode %s) refuses %s@%s: %s", r.Scope, r.Mode, repo, m.Digest, v.Reason)
 	rec := audit.Record{Time: s.opts.Now(), Component: "registry", PrincipalID: caller.ID, PrincipalName: caller.Name,
 		PrincipalKind: string(caller.Kind), Target: repo + "@" + m.Digest.String(), Resource: "registry/repositories/" + repo, Detail: msg}
-	switch {
-	case r.Mode == ModeAudit:
+	if r.Mode == ModeAudit {
 		s.opts.Metrics.pull(r.Mode, "unverified")
 		rec.Operation, rec.Result = OpPullUnverified, audit.ResultSuccess
 		s.record(rec)
 		return "", nil
+	}
+	why := ""
+	switch {
 	case caller.ID != "" && slices.Contains(r.Exempt, caller.ID):
-		s.opts.Metrics.pull(r.Mode, "exempt")
-		rec.Operation, rec.Result = OpPullExempt, audit.ResultSuccess
-		rec.Detail = "exempt from the signature policy (listed in the rule's exempt): " + msg
-		s.record(rec)
-		s.log.WarnContext(ctx, "unverified image pulled by an exempt identity", "repository", repo, "digest", m.Digest, "principal", caller.ID)
-		return "", nil
+		why = "listed in the rule's exempt"
 	case !r.RefusePublishers && s.publisher(ctx, caller, repo):
 		// Publishers (registry/push on the repository: AcrPush, Contributor, Owner) read
 		// what they publish: a signer must resolve an image to sign it.
+		why = "a publisher: registry/push on the repository"
+	}
+	if why != "" {
 		s.opts.Metrics.pull(r.Mode, "exempt")
 		rec.Operation, rec.Result = OpPullExempt, audit.ResultSuccess
-		rec.Detail = "exempt from the signature policy (a publisher: registry/push on the repository): " + msg
+		rec.Detail = "exempt from the signature policy (" + why + "): " + msg
 		s.record(rec)
-		s.log.WarnContext(ctx, "unverified image pulled by an exempt identity", "repository", repo, "digest", m.Digest, "principal", caller.ID)
+		s.log.WarnContext(ctx, "unverified image pulled by an exempt identity", "repository", repo, "digest", m.Digest, "principal", caller.ID, "why", why)
 		return "", nil
 	}
 	s.opts.Metrics.pull(r.Mode, "refused")

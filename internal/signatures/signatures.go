@@ -80,7 +80,7 @@ type Service struct {
 	// reads no signature list; refusals are never held (a signature pushed later counts
 	// at once), and a deleted signature stops counting within verdictTTL.
 	verdicts *cache[verdictKey, Verdict]
-	cur   atomic.Pointer[compiled]
+	cur      atomic.Pointer[compiled]
 	// loadMu serialises reloads.
 	loadMu sync.Mutex
 }

@@ -395,20 +395,29 @@ func (c *compiled) cosignKeys(r *Rule) []*Anchor {
 	return out
 }
 
+// cosignSignature reads a cosign signature manifest and the keys the rule accepts; with
+// no keys (nil) res says why, else res is the failure to report if no key verifies.
+func (s *Service) cosignSignature(ctx context.Context, c *compiled, r *Rule, repo string, sig registry.ManifestRecord) ([]*Anchor, ocispec.Manifest, sigResult) {
+	keys := c.cosignKeys(r)
+	if len(keys) == 0 {
+		return nil, ocispec.Manifest{}, sigResult{reason: ReasonUntrusted, detail: "no cosign key anchor is accepted here"}
+	}
+	sm, err := s.readManifest(ctx, repo, sig.Digest)
+	if err != nil {
+		return nil, sm, unreadable(err)
+	}
+	return keys, sm, sigResult{reason: ReasonUntrusted}
+}
+
 // verifySimpleSigning verifies cosign's simple-signing signatures (the .sig tag, or an
 // OCI 1.1 referrer): each layer is a payload with its signature in an annotation; the
 // signature is checked with sigstore's verifier for each accepted key, then the payload
 // must name the manifest's digest.
 func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *Rule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
-	keys := c.cosignKeys(r)
-	if len(keys) == 0 {
-		return sigResult{reason: ReasonUntrusted, detail: "no cosign key anchor is accepted here"}
+	keys, sm, res := s.cosignSignature(ctx, c, r, repo, sig)
+	if keys == nil {
+		return res
 	}
-	sm, err := s.readManifest(ctx, repo, sig.Digest)
-	if err != nil {
-		return unreadable(err)
-	}
-	res := sigResult{reason: ReasonUntrusted}
 	for i, l := range sm.Layers {
 		if i >= maxSignatures {
 			break
@@ -447,13 +456,9 @@ func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *Rule,
 // verifyBundle verifies a Sigstore bundle v0.3 (as cosign v3 stores it as a referrer)
 // with sigstore-go, key-based and offline: the artifact is the manifest's digest.
 func (s *Service) verifyBundle(ctx context.Context, c *compiled, r *Rule, repo string, m registry.ManifestRecord, sig registry.ManifestRecord) sigResult {
-	keys := c.cosignKeys(r)
-	if len(keys) == 0 {
-		return sigResult{reason: ReasonUntrusted, detail: "no cosign key anchor is accepted here"}
-	}
-	sm, err := s.readManifest(ctx, repo, sig.Digest)
-	if err != nil {
-		return unreadable(err)
+	keys, sm, res := s.cosignSignature(ctx, c, r, repo, sig)
+	if keys == nil {
+		return res
 	}
 	if len(sm.Layers) != 1 {
 		return sigResult{reason: ReasonInvalid, detail: fmt.Sprintf("a bundle manifest has one layer, this one %d", len(sm.Layers))}
@@ -470,7 +475,6 @@ func (s *Service) verifyBundle(ctx context.Context, c *compiled, r *Rule, repo s
 	if err != nil || m.Digest.Algorithm() != digest.SHA256 {
 		return sigResult{reason: ReasonInvalid, detail: "only sha256 manifests are verified with bundles"}
 	}
-	res := sigResult{reason: ReasonUntrusted}
 	for _, k := range keys {
 		key := root.NewExpiringKey(k.Verifier, time.Time{}, time.Time{})
 		tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
