@@ -106,6 +106,7 @@ var classes = map[string]class{
 	"internal/imagecrypt":             feature,
 	"internal/imagecrypt/keyprovider": feature,
 	"internal/trust":                  feature,
+	"internal/signatures":             feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/console":                  handler,
@@ -115,6 +116,7 @@ var classes = map[string]class{
 	"internal/registry/registryauth":    handler,
 	"internal/encryption/encryptionapi": handler,
 	"internal/trust/trustapi":           handler,
+	"internal/signatures/signaturesapi": handler,
 	"internal/token/tokenapi":           handler,
 	"internal/vault/api":                handler,
 

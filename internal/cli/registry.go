@@ -19,7 +19,7 @@ import (
 // encryption commands (registry_encryption.go).
 func registryCommand() *cobra.Command {
 	reg := registryGroup()
-	reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand(), encryptionCommand(), registryConfigCommand())
+	reg.AddCommand(registryRepoCommand(), registryTagCommand(), registryGCCommand(), encryptionCommand(), registryConfigCommand(), signatureCommand())
 	return reg
 }
 
@@ -115,9 +115,9 @@ func registryTagCommand() *cobra.Command {
 			}
 			out.Tags = orEmpty(out.Tags)
 			return printResult(cmd, out.Tags, func() Table {
-				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED"}}
+				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "SIGNATURES", "VERIFIED"}}
 				for _, tg := range out.Tags {
-					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime)})
+					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), signedColumn(tg), verifiedColumn(tg)})
 				}
 				return t
 			})

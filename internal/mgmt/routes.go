@@ -48,6 +48,7 @@ const (
 	tagAudit      = "audit"
 	tagRegistry   = "registry"
 	tagEncryption = "encryption"
+	tagSignatures = "signatures"
 	tagMeta       = "meta"
 )
 
@@ -155,5 +156,15 @@ func Routes() []Route {
 		{ID: "rotateEncryptionKey", Method: post, Path: p + "/registry/encryption/rotate-key", Tag: tagEncryption, Summary: "Re-wrap the root key under another key, version or identity", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "disableEncryption", Method: post, Path: p + "/registry/encryption/disable", Tag: tagEncryption, Summary: "Refused with 409: a customer-managed key cannot be disabled", Permission: "registry/manage at /registry", Status: none},
 		{ID: "checkEncryptionRotation", Method: post, Path: p + "/registry/encryption/rotation", Tag: tagEncryption, Summary: "Run the automatic key rotation check now", Permission: "registry/manage at /registry", Response: wire.EncryptionStatus{}, Status: ok},
+
+		// Signature policy.
+		{ID: "listSignatureAnchors", Method: get, Path: p + "/registry/signatures/anchors", Tag: tagSignatures, Summary: "List the signature trust anchors (notation trust stores, cosign keys)", Permission: "access/read at /registry", Response: wire.List[wire.SignatureAnchor]{}, Status: ok},
+		{ID: "getSignatureAnchor", Method: get, Path: p + "/registry/signatures/anchors/{name}", Tag: tagSignatures, Summary: "Show a signature trust anchor", Permission: "access/read at /registry", Response: wire.SignatureAnchor{}, Status: ok},
+		{ID: "addSignatureAnchor", Method: post, Path: p + "/registry/signatures/anchors", Tag: tagSignatures, Summary: "Add a signature trust anchor (audited)", Permission: "access/manage at /registry", Request: wire.SignatureAnchor{}, Response: wire.SignatureAnchor{}, Status: created},
+		{ID: "deleteSignatureAnchor", Method: del, Path: p + "/registry/signatures/anchors/{name}", Tag: tagSignatures, Summary: "Delete a signature trust anchor: images signed only under it stop verifying (audited)", Permission: "access/manage at /registry", Status: none},
+		{ID: "getSignaturePolicy", Method: get, Path: p + "/registry/signatures/policy", Tag: tagSignatures, Summary: "Show the signature policy", Permission: "access/read at /registry", Response: wire.SignaturePolicy{}, Status: ok},
+		{ID: "setSignaturePolicy", Method: put, Path: p + "/registry/signatures/policy", Tag: tagSignatures, Summary: "Replace the signature policy (audited)", Permission: "access/manage at /registry", Request: wire.SignaturePolicy{}, Response: wire.SignaturePolicy{}, Status: ok},
+		{ID: "getSignatureVerification", Method: get, Path: p + "/registry/signatures/verification", Tag: tagSignatures, Summary: "Judge one manifest under the current signature policy", Permission: "registry/pull on the repository",
+			Query: []Param{{"repository", "repository name (required)"}, {"reference", "tag or digest (required)"}}, Response: wire.SignatureVerification{}, Status: ok},
 	}
 }

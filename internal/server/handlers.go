@@ -19,6 +19,7 @@ import (
 	"github.com/cofferhq/coffer/internal/mgmt"
 	registryapi "github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
+	"github.com/cofferhq/coffer/internal/signatures/signaturesapi"
 	"github.com/cofferhq/coffer/internal/token/tokenapi"
 	"github.com/cofferhq/coffer/internal/trust/trustapi"
 	vaultapi "github.com/cofferhq/coffer/internal/vault/api"
@@ -61,8 +62,10 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	}).Register(rt)
 	vaultapi.NewManagement(p.vault, p.audit, p.access).Register(rt)
 	encryptionapi.New(p.encryption, p.access, s.log.With("part", "encryption")).Register(rt)
-	registryapi.MountManagement(rt, p.registry, p.access)
 	trustapi.NewManagement(p.trust, p.access, p.audit, s.log.With("part", "trust")).Register(rt)
+	registryapi.MountManagement(rt, p.registry, p.access, signaturesapi.Tags{Service: p.signatures})
+	signaturesapi.New(signaturesapi.Config{Service: p.signatures, Registry: p.registry, Authz: p.access, Audit: p.audit,
+		Log: s.log.With("part", "signatures")}).Register(rt)
 
 	// Vaults: by host name on the main listener, or on ports of their own.
 	vh, err := vaultapi.New(vaultapi.Config{
@@ -112,6 +115,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		Trust:   trustapi.New(p.trust, auth, p.access, s.log.With("part", "trust")),
 		Log:     s.log.With("part", "registry"),
 		Metrics: p.registry.Options().Metrics,
+		Pull:    p.signatures,
 	}))
 
 	// The web console (/console/, and / for a browser): every page goes through the

@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/signatures"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/trust"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -36,6 +37,7 @@ type services struct {
 	encryption *encryption.Service
 	trust      *trust.Service
 	registry   *registry.Service
+	signatures *signatures.Service
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
 }
@@ -192,6 +194,18 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		OnRepositoryDeleted: p.trust.DeleteRepository,
 	})
 
+	// The signature policy reads signatures from the registry in-process.
+	sigStore, err := signatures.OpenSQLStore(ctx, s.db)
+	if err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+	if p.signatures, err = signatures.New(ctx, signatures.Options{
+		Store: sigStore, Registry: p.registry, Audit: p.audit, Authorizer: p.access, Metrics: signatures.NewMetrics(s.metrics),
+		RegistryHost: s.registryHost(), Log: s.log.With("part", "signatures"),
+	}); err != nil {
+		return nil, fmt.Errorf("signature policy: %w", err)
+	}
+
 	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))
 	return p, nil
 }
@@ -235,4 +249,16 @@ func (s *Server) ownRegistryHost(hostport string) bool {
 	}
 	h, err := os.Hostname()
 	return err == nil && strings.EqualFold(h, host)
+}
+
+// registryHost is the host the signature policy puts in front of a repository to match
+// notation registryScopes: the first --hostname, else the listen address.
+func (s *Server) registryHost() string {
+	if len(s.cfg.Hostnames) > 0 {
+		return s.cfg.Hostnames[0]
+	}
+	if tcp, ok := s.listener.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
+		return net.JoinHostPort("localhost", fmt.Sprint(tcp.Port))
+	}
+	return s.listener.Addr().String()
 }

@@ -27,6 +27,15 @@ type Tag struct {
 	// EncryptedLayers counts the layers of the tagged image (of all its platforms, for an
 	// index) that are client-encrypted (ocicrypt's +encrypted media types); 0: none.
 	EncryptedLayers int `json:"encryptedLayers,omitempty"`
+	// Signatures are the kinds of signature stored for the tag's manifest (notation,
+	// cosign, cosign-oci, cosign-bundle); Verified says whether one verifies under the
+	// current signature policy, Anchor under which anchor, SignaturePolicy is the mode
+	// that applies to the repository and SignatureReason why nothing verified.
+	Signatures      []string `json:"signatures,omitempty"`
+	Verified        *bool    `json:"verified,omitempty"`
+	Anchor          string   `json:"anchor,omitempty"`
+	SignaturePolicy string   `json:"signaturePolicy,omitempty"`
+	SignatureReason string   `json:"signatureReason,omitempty"`
 }
 
 // TagList is the answer of GET /registry/tags.

@@ -5,9 +5,11 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
@@ -23,6 +25,16 @@ type Config struct {
 	Log   *slog.Logger
 	// Metrics, if set, counts pushes and pulls.
 	Metrics *registry.Metrics
+	// Pull, if set, is asked before a manifest GET or HEAD is answered (the signature
+	// policy); a refusal is answered 403 DENIED with its message.
+	Pull PullPolicy
+}
+
+// PullPolicy decides whether the manifest m of repo, asked for as reference (a tag or its
+// digest), may be pulled by caller (the zero Principal when anonymous): "" allows it,
+// anything else is the refusal's message.
+type PullPolicy interface {
+	CheckPull(ctx context.Context, caller identity.Principal, repo, reference string, m registry.ManifestRecord) (refusal string, err error)
 }
 
 // Handler serves /v2/.

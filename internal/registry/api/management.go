@@ -27,14 +27,21 @@ import (
 //	POST   /coffer/v1/registry/gc[?dryRun=true]         collect garbage (registry/manage at /registry);
 //	       with Accept: application/x-ndjson it streams progress lines, then the report.
 type Management struct {
-	svc   *registry.Service
-	authz access.Authorizer
+	svc        *registry.Service
+	authz      access.Authorizer
+	annotators []TagAnnotator
+}
+
+// TagAnnotator adds a part's details to a tag of the tag listing (the signature policy:
+// signatures and verification).
+type TagAnnotator interface {
+	AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error
 }
 
 // MountManagement registers the management routes on the management router (which
-// authenticates them); authz decides every request.
-func MountManagement(rt *mgmt.Router, svc *registry.Service, authz access.Authorizer) {
-	m := &Management{svc: svc, authz: authz}
+// authenticates them); authz decides every request; annotators add to each listed tag.
+func MountManagement(rt *mgmt.Router, svc *registry.Service, authz access.Authorizer, annotators ...TagAnnotator) {
+	m := &Management{svc: svc, authz: authz, annotators: annotators}
 	p := mgmt.Prefix + "/registry"
 	rt.HandleFunc("GET "+p+"/repositories", m.listRepos)
 	rt.HandleFunc("GET "+p+"/repositories/{name...}", m.showRepo)
@@ -148,6 +155,23 @@ func (m *Management) listTags(w http.ResponseWriter, r *http.Request) {
 	for i, t := range tags {
 		out.Tags[i] = wire.Tag{Name: t.Name, Digest: string(t.Digest), Updated: t.Updated,
 			EncryptedLayers: m.encryptedLayers(r.Context(), name, string(t.Digest), 0)}
+		if len(m.annotators) == 0 {
+			continue
+		}
+		rec, err := m.svc.StatManifest(r.Context(), name, string(t.Digest))
+		if registry.ErrorCode(err) == registry.CodeManifestUnknown {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			m.fail(w, err)
+			return
+		}
+		for _, a := range m.annotators {
+			if err := a.AnnotateTag(r.Context(), name, rec, &out.Tags[i]); err != nil {
+				m.fail(w, err)
+				return
+			}
+		}
 	}
 	mgmt.WriteJSON(w, http.StatusOK, out)
 }

@@ -6,12 +6,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
 )
 
 func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
-	if _, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull); !ok {
+	caller, ok := h.auth.Require(w, r, rt.name, registryauth.ActionPull)
+	if !ok {
 		return
 	}
 	var rec registry.ManifestRecord
@@ -24,6 +26,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	if err == nil {
 		err = acceptable(r, rec.MediaType)
+	}
+	if err == nil && h.cfg.Pull != nil {
+		err = h.checkPull(r, caller, rt, rec)
 	}
 	if err != nil {
 		h.fail(w, r, err)
@@ -43,6 +48,22 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		n, err := w.Write(body)
 		h.cfg.Metrics.Pull("manifest", int64(n), err)
 	}
+}
+
+// checkPull asks the pull policy; a refusal is DENIED with its message.
+func (h *Handler) checkPull(r *http.Request, caller registryauth.Caller, rt route, rec registry.ManifestRecord) error {
+	var who identity.Principal
+	if caller.Claims != nil {
+		who = caller.Claims.Principal()
+	}
+	refusal, err := h.cfg.Pull.CheckPull(r.Context(), who, rt.name, rt.ref, rec)
+	if err != nil {
+		return err
+	}
+	if refusal != "" {
+		return &registry.Error{Code: registry.CodeDenied, Message: refusal}
+	}
+	return nil
 }
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) {

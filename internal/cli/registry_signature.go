@@ -1,0 +1,291 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
+)
+
+// signatureCommand is `coffer registry signature`: trust anchors and the signature
+// policy (docs/signatures.md).
+func signatureCommand() *cobra.Command {
+	sig := &cobra.Command{
+		Use:   "signature",
+		Short: "Trust anchors and the signature policy: pulls of unverified images audited or refused",
+		Long: `Coffer verifies notation (Notary Project) and cosign signatures stored in the registry
+and, per repository or prefix, lets every pull through (off, the default), lets it through
+but counts and audits unverified pulls (audit), or refuses a manifest GET or HEAD of an
+image with no signature that verifies (enforce: 403 DENIED saying which policy refused it
+and why). Anchors are notation trust stores (X.509 certificates) and cosign public keys.
+Writes need access/manage at /registry (Owner); reads access/read (Owner, Contributor,
+Reader).`,
+		Example: `  coffer registry signature anchor add team-ca --kind notation --file ca.pem
+  coffer registry signature anchor add ci --kind cosign --file cosign.pub
+  coffer registry signature policy set --file policy.json
+  coffer registry signature policy show -o json
+  coffer registry signature verify team/app:v1`,
+	}
+	sig.AddCommand(signatureAnchorCommand(), signaturePolicyCommand(), signatureVerifyCommand())
+	return sig
+}
+
+const signaturePath = "/coffer/v1/registry/signatures"
+
+func anchorTable(list []wire.SignatureAnchor) Table {
+	t := Table{Header: []string{"NAME", "KIND", "STORE TYPE", "FINGERPRINTS (SHA-256)", "CREATED"}}
+	for _, a := range list {
+		prints := make([]string, len(a.Fingerprints))
+		for i, p := range a.Fingerprints {
+			prints[i] = p[:min(16, len(p))] + "…"
+		}
+		t.Rows = append(t.Rows, []string{a.Name, a.Kind, a.StoreType, strings.Join(prints, " "), a.Created.Local().Format(time.DateTime)})
+	}
+	return t
+}
+
+// readInput reads a --file argument ("-" is standard input).
+func readInput(cmd *cobra.Command, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func signatureAnchorCommand() *cobra.Command {
+	anchor := &cobra.Command{Use: "anchor", Short: "Add, list and delete trust anchors (notation trust stores, cosign public keys)"}
+	var kind, storeType, file string
+	add := &cobra.Command{
+		Use:   "add NAME --kind notation|cosign --file PEM",
+		Short: "Add a trust anchor",
+		Long: `Add a notation trust store (--kind notation: the PEM X.509 certificates of a CA, a
+signing authority or a timestamping authority, --store-type ca|signingAuthority|tsa, named
+STORETYPE:NAME in a notation trust policy) or a cosign public key (--kind cosign: cosign.pub,
+PEM). Anchors cannot be changed: delete and add again (the policy version changes, and every
+cached verification is recomputed).`,
+		Example: `  coffer registry signature anchor add team-ca --kind notation --file ca.pem
+  coffer registry signature anchor add release-tsa --kind notation --store-type tsa --file tsa.pem
+  coffer registry signature anchor add ci --kind cosign --file cosign.pub
+  cat cosign.pub | coffer registry signature anchor add ci --kind cosign --file - -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			material, err := readInput(cmd, file)
+			if err != nil {
+				return err
+			}
+			in := wire.SignatureAnchor{Name: args[0], Kind: kind, StoreType: storeType}
+			if kind == wire.AnchorCosign {
+				in.PublicKey = string(material)
+			} else {
+				in.Certificates = string(material)
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignatureAnchor
+			if err := c.do(cmd.Context(), "POST", signaturePath+"/anchors", in, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table { return anchorTable([]wire.SignatureAnchor{out}) })
+		},
+	}
+	add.Flags().StringVar(&kind, "kind", "", "notation or cosign")
+	add.Flags().StringVar(&storeType, "store-type", "", "notation trust store type: ca (default), signingAuthority or tsa")
+	add.Flags().StringVarP(&file, "file", "f", "", "PEM file (- for standard input)")
+	add.MarkFlagRequired("kind")
+	add.MarkFlagRequired("file")
+
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the trust anchors",
+		Example: "  coffer registry signature anchor list\n  coffer registry signature anchor list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.List[wire.SignatureAnchor]
+			if err := c.do(cmd.Context(), "GET", signaturePath+"/anchors", nil, &out); err != nil {
+				return err
+			}
+			out.Value = orEmpty(out.Value)
+			return printResult(cmd, out.Value, func() Table { return anchorTable(out.Value) })
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a trust anchor: images signed only under it stop verifying at once",
+		Example: `  coffer registry signature anchor delete team-ca
+  coffer registry signature anchor delete ci -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", signaturePath+"/anchors/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			return printResult(cmd, map[string]string{"deleted": args[0]}, func() Table {
+				return Table{Header: []string{"DELETED"}, Rows: [][]string{{args[0]}}}
+			})
+		},
+	}
+	anchor.AddCommand(add, list, del)
+	return anchor
+}
+
+func signaturePolicyTable(p wire.SignaturePolicy) Table {
+	t := Table{Header: []string{"SCOPE", "MODE", "KINDS", "COSIGN KEYS", "EXEMPT", "PLATFORMS"}}
+	for _, r := range p.Repositories {
+		kinds := strings.Join(r.Kinds, ",")
+		if kinds == "" {
+			kinds = "any"
+		}
+		keys := strings.Join(r.CosignKeys, ",")
+		if keys == "" {
+			keys = "any"
+		}
+		plat := r.Platforms
+		if plat == "" {
+			plat = "index"
+		}
+		t.Rows = append(t.Rows, []string{r.Scope, r.Mode, kinds, keys, fmt.Sprint(len(r.Exempt)), plat})
+	}
+	return t
+}
+
+func signaturePolicyCommand() *cobra.Command {
+	policy := &cobra.Command{Use: "policy", Short: "Show or replace the signature policy"}
+	var file string
+	set := &cobra.Command{
+		Use:   "set --file POLICY.json",
+		Short: "Replace the signature policy",
+		Long: `Replace the whole policy with a JSON document:
+
+  {
+    "repositories": [
+      {"scope": "prod/*", "mode": "enforce"},
+      {"scope": "staging/*", "mode": "audit", "kinds": ["cosign-bundle"], "cosignKeys": ["ci"]},
+      {"scope": "*", "mode": "off"}
+    ],
+    "notation": { a notation trust policy document: "version": "1.0", "trustPolicies": [...] }
+  }
+
+A repository takes the rule of its exact scope, else of the longest NAME/* prefix, else of
+"*"; with none it is off. Kinds are notation, cosign (the sha256-<hex>.sig tag), cosign-oci
+(OCI 1.1 referrer) and cosign-bundle (Sigstore bundle v0.3); by default any counts. notation
+registryScopes match HOST/REPO, HOST being the registryHost that 'policy show' prints, or "*".
+The document is validated (notation's own validation for the trust policy) and every trust
+store and cosign key it names must be an anchor.`,
+		Example: `  coffer registry signature policy set --file policy.json
+  echo '{"repositories":[{"scope":"prod/*","mode":"audit"}]}' | coffer registry signature policy set -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			raw, err := readInput(cmd, file)
+			if err != nil {
+				return err
+			}
+			var doc json.RawMessage
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				return fmt.Errorf("%s is not JSON: %w", file, err)
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignaturePolicy
+			if err := c.do(cmd.Context(), "PUT", signaturePath+"/policy", doc, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table { return signaturePolicyTable(out) })
+		},
+	}
+	set.Flags().StringVarP(&file, "file", "f", "", "policy document (- for standard input)")
+	set.MarkFlagRequired("file")
+	show := &cobra.Command{
+		Use:     "show",
+		Short:   "Show the signature policy (the whole document with -o json)",
+		Example: "  coffer registry signature policy show\n  coffer registry signature policy show -o json > policy.json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignaturePolicy
+			if err := c.do(cmd.Context(), "GET", signaturePath+"/policy", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table { return signaturePolicyTable(out) })
+		},
+	}
+	policy.AddCommand(set, show)
+	return policy
+}
+
+func signatureVerifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify REPOSITORY:TAG|REPOSITORY@DIGEST",
+		Short: "Judge one image under the current signature policy, as a pull would",
+		Example: `  coffer registry signature verify team/app:v1
+  coffer registry signature verify team/app@sha256:0123... -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, ref, ok := strings.Cut(args[0], "@")
+			if !ok {
+				i := strings.LastIndex(args[0], ":")
+				if i < 0 || strings.Contains(args[0][i:], "/") {
+					return fmt.Errorf("give REPOSITORY:TAG or REPOSITORY@DIGEST, not %q", args[0])
+				}
+				repo, ref = args[0][:i], args[0][i+1:]
+			}
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignatureVerification
+			q := url.Values{"repository": {repo}, "reference": {ref}}
+			if err := c.do(cmd.Context(), "GET", signaturePath+"/verification?"+q.Encode(), nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table {
+				return Table{Header: []string{"DIGEST", "MODE", "SCOPE", "SIGNATURES", "VERIFIED", "KIND", "ANCHOR", "REASON"},
+					Rows: [][]string{{out.Digest, out.Mode, out.Scope, strings.Join(out.Signatures, ","), fmt.Sprint(out.Verified), out.Kind, out.Anchor, out.Reason}}}
+			})
+		},
+	}
+}
+
+// signedColumn is the tag list's SIGNATURES cell: the kinds of signature found.
+func signedColumn(t wire.Tag) string {
+	if len(t.Signatures) == 0 {
+		return "-"
+	}
+	return strings.Join(t.Signatures, ",")
+}
+
+// verifiedColumn is the tag list's VERIFIED cell: yes (ANCHOR), no (reason) or - when no
+// policy applies and nothing is signed.
+func verifiedColumn(t wire.Tag) string {
+	switch {
+	case t.Verified == nil:
+		return "-"
+	case *t.Verified:
+		return "yes (" + t.Anchor + ")"
+	}
+	return "no (" + t.SignaturePolicy + ": " + t.SignatureReason + ")"
+}

@@ -1,0 +1,83 @@
+package signatures
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Signature anchor kinds.
+const (
+	AnchorNotation = "notation"
+	AnchorCosign   = "cosign"
+)
+
+// Signature policy modes.
+const (
+	ModeOff     = "off"
+	ModeAudit   = "audit"
+	ModeEnforce = "enforce"
+)
+
+// Signature kinds a rule may accept, and that a tag listing reports.
+const (
+	KindNotation     = "notation"
+	KindCosign       = "cosign"        // legacy sha256-<hex>.sig tag
+	KindCosignOCI    = "cosign-oci"    // OCI 1.1 referrer, simple signing payload
+	KindCosignBundle = "cosign-bundle" // Sigstore bundle v0.3 referrer
+)
+
+// AnchorSpec is a trust anchor held by the registry: a notation trust store (X.509
+// certificates) or a cosign public key.
+type AnchorSpec struct {
+	Name string `json:"name"`
+	// Kind is "notation" or "cosign".
+	Kind string `json:"kind"`
+	// StoreType is the notation trust store type: "ca" (default), "signingAuthority" or
+	// "tsa". A trust policy names the store as STORETYPE:NAME.
+	StoreType string `json:"storeType,omitempty"`
+	// Certificates are the notation trust store's certificates, PEM.
+	Certificates string `json:"certificates,omitempty"`
+	// PublicKey is the cosign public key, PEM (PKIX).
+	PublicKey string `json:"publicKey,omitempty"`
+	// Fingerprints are the SHA-256 of each certificate (DER) or of the key (PKIX DER), hex.
+	Fingerprints []string  `json:"fingerprints,omitempty"`
+	Created      time.Time `json:"created"`
+}
+
+// Policy is the registry's signature policy: one rule per repository or prefix,
+// and the notation trust policy document the notation verifier applies.
+type Policy struct {
+	// Version counts changes to the policy and the anchors (read-only).
+	Version      int64  `json:"version,omitempty"`
+	Repositories []Rule `json:"repositories"`
+	// Notation is a notation trust policy document (version "1.0", trustPolicies with
+	// registryScopes, signatureVerification, trustStores, trustedIdentities).
+	Notation json.RawMessage `json:"notation,omitempty"`
+	// RegistryHost is the host Coffer puts in front of a repository to match the notation
+	// registryScopes (HOST/REPO) (read-only).
+	RegistryHost string     `json:"registryHost,omitempty"`
+	Updated      *time.Time `json:"updated,omitempty"`
+}
+
+// Rule is the policy of the repositories Scope names: "team/app", "team/*"
+// (everything under team/) or "*".
+type Rule struct {
+	Scope string `json:"scope"`
+	// Mode is off, audit or enforce.
+	Mode string `json:"mode"`
+	// Kinds are the signature kinds that count (default: every kind).
+	Kinds []string `json:"kinds,omitempty"`
+	// CosignKeys names the cosign anchors that count (default: every cosign anchor).
+	CosignKeys []string `json:"cosignKeys,omitempty"`
+	// Exempt lists principal object ids that may pull unverified images under enforce;
+	// every such pull is audited.
+	Exempt []string `json:"exempt,omitempty"`
+	// RefusePublishers refuses unverified images to publishers too (identities that may
+	// push to the repository, who are otherwise let through, audited, so that they can
+	// sign what they pushed).
+	RefusePublishers bool `json:"refusePublishers,omitempty"`
+	// Platforms says how a platform manifest of an index is judged: "index" (default:
+	// it passes when an index of the repository listing it verifies, or on its own
+	// signature) or "each" (it needs its own signature).
+	Platforms string `json:"platforms,omitempty"`
+}
