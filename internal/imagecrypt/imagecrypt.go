@@ -164,7 +164,7 @@ func Inspect(ctx context.Context, ref string, o Options) (*Result, error) {
 
 // transform reads src, runs fn on the selected layers, and (when dst is given and every
 // layer succeeded) writes the result to dst.
-func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerFunc) (*Result, error) {
+func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerFunc) (_ *Result, err error) {
 	sref, err := ParseRef(src)
 	if err != nil {
 		return nil, err
@@ -183,6 +183,19 @@ func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerF
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	var sk sink
+	if mode != "inspect" {
+		if sk, err = newSink(dref, tmp); err != nil {
+			return nil, err
+		}
+		committed := false
+		defer func() {
+			if !committed {
+				sk.discard()
+			}
+		}()
+		defer func() { committed = err == nil }()
+	}
 	st, err := o.Registry.open(ctx, sref, false, tmp)
 	if err != nil {
 		return nil, err
@@ -221,7 +234,7 @@ func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerF
 			if err != nil {
 				return nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
 			}
-			img, err := o.stageImage(ctx, st, m, mraw, mode, fn, tmp, p)
+			img, err := o.stageImage(ctx, st, m, mraw, mode, fn, sk, p)
 			if err != nil {
 				return nil, err
 			}
@@ -241,7 +254,7 @@ func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerF
 		indexDesc = content.NewDescriptorFromBytes(ocispec.MediaTypeImageIndex, index)
 		res.MediaType, res.Digest = ocispec.MediaTypeImageIndex, indexDesc.Digest
 	case ocispec.MediaTypeImageManifest, dockerManifest:
-		img, err := o.stageImage(ctx, st, root, raw, mode, fn, tmp, p)
+		img, err := o.stageImage(ctx, st, root, raw, mode, fn, sk, p)
 		if err != nil {
 			return nil, err
 		}
@@ -264,16 +277,33 @@ func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerF
 	if err != nil {
 		return nil, err
 	}
+	var pending []stagedLayer
+	for _, img := range images {
+		for _, l := range img.layers {
+			if l.file != "" {
+				pending = append(pending, l)
+			}
+		}
+	}
+	if err := sk.commit(ctx, dt, pending); err != nil {
+		return nil, fmt.Errorf("write %s: %w", dref, err)
+	}
 	for _, img := range images {
 		if err := writeImage(ctx, st, dt, img); err != nil {
 			return nil, fmt.Errorf("write %s: %w", dref, err)
 		}
+	}
+	if err := sk.durable(images); err != nil {
+		return nil, fmt.Errorf("write %s: %w", dref, err)
 	}
 	top, topBytes := images[0].desc, images[0].manifest
 	if index != nil {
 		top, topBytes = indexDesc, index
 	}
 	if err := pushTagged(ctx, dt, top, topBytes, dref.Reference); err != nil {
+		return nil, fmt.Errorf("write %s: %w", dref, err)
+	}
+	if err := sk.finish(); err != nil {
 		return nil, fmt.Errorf("write %s: %w", dref, err)
 	}
 	return res, nil
@@ -352,7 +382,7 @@ func (o Options) selected(i, n int) bool {
 
 // stageImage processes one image manifest: its selected layers go through fn into staged
 // files; the new manifest is built but not written.
-func (o Options) stageImage(ctx context.Context, st oras.ReadOnlyTarget, desc ocispec.Descriptor, raw []byte, mode string, fn layerFunc, tmp string, p *progress) (*stagedImage, error) {
+func (o Options) stageImage(ctx context.Context, st oras.ReadOnlyTarget, desc ocispec.Descriptor, raw []byte, mode string, fn layerFunc, sk sink, p *progress) (*stagedImage, error) {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s is not valid JSON: %w", desc.Digest, err)
@@ -394,15 +424,18 @@ func (o Options) stageImage(ctx context.Context, st oras.ReadOnlyTarget, desc oc
 		case mode == "inspect" || !o.selected(i, n):
 			continue
 		case mode == "encrypt" && enc:
+			g.Wait()
 			return nil, fmt.Errorf("layer %d (%s) is already encrypted: decrypt the image first to encrypt it to other recipients", i, l.Digest)
 		case mode == "decrypt" && !enc:
 			continue
 		}
 		if mode == "decrypt" && len(cfg.RootFS.DiffIDs) != n {
+			g.Wait()
 			return nil, fmt.Errorf("config %s lists %d diff_ids for %d layers: the image cannot be verified", m.Config.Digest, len(cfg.RootFS.DiffIDs), n)
 		}
-		f, err := os.CreateTemp(tmp, "layer-")
+		f, err := sk.create()
 		if err != nil {
+			g.Wait()
 			return nil, err
 		}
 		p.add(l.Size)
@@ -413,7 +446,7 @@ func (o Options) stageImage(ctx context.Context, st oras.ReadOnlyTarget, desc oc
 			if err != nil {
 				return err
 			}
-			if err := f.Sync(); err != nil {
+			if err := f.Close(); err != nil {
 				return err
 			}
 			img.layers[i] = stagedLayer{desc: nd, file: f.Name()}
@@ -459,19 +492,16 @@ func describeLayer(i int, d ocispec.Descriptor, diffID digest.Digest) Layer {
 // writeImage writes one staged image's blobs and manifest (by digest) to dst.
 func writeImage(ctx context.Context, src oras.ReadOnlyTarget, dst oras.Target, img *stagedImage) error {
 	for _, l := range img.layers {
+		if l.file != "" {
+			continue // committed by the sink
+		}
 		if ok, err := dst.Exists(ctx, l.desc); err == nil && ok {
 			continue
 		}
-		var r io.ReadCloser
-		var err error
-		if l.file != "" {
-			r, err = os.Open(l.file)
-		} else {
-			orig := l.desc
-			r, err = src.Fetch(ctx, orig)
-			if err == nil {
-				r = readCloser{content.NewVerifyReader(r, orig), r}
-			}
+		orig := l.desc
+		r, err := src.Fetch(ctx, orig)
+		if err == nil {
+			r = readCloser{content.NewVerifyReader(r, orig), r}
 		}
 		if err != nil {
 			return err

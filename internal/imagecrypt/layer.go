@@ -28,7 +28,9 @@ var ErrMissingKey = errors.New("missing private key needed for decryption")
 // ErrVerify is a decrypted layer that failed authentication or did not match the image.
 var ErrVerify = errors.New("layer verification failed")
 
-// encryptLayer encrypts one layer into file and returns its new descriptor.
+// encryptLayer encrypts one layer into file and returns its new descriptor. The source is
+// read and digested ahead in one goroutine, ocicrypt encrypts in this one, and the
+// ciphertext is digested and written in a third: no staging, no second copy.
 func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptConfig, desc ocispec.Descriptor, file *os.File, p *progress) (ocispec.Descriptor, error) {
 	rc, err := f.Fetch(ctx, desc)
 	if err != nil {
@@ -36,15 +38,26 @@ func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptC
 	}
 	defer rc.Close()
 	vr := content.NewVerifyReader(rc, desc)
-	encR, fin, err := ocicrypt.EncryptLayer(ec, vr, desc)
+	in := readAhead(vr)
+	defer in.Close()
+	encR, fin, err := ocicrypt.EncryptLayer(ec, in, desc)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("encrypt layer %s: %w", desc.Digest, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(file, h, p), encR)
+	fw := writeBehind(file) // the file writes in a fourth goroutine, off the digest's
+	out := writeBehind(io.MultiWriter(fw, h, p))
+	n, err := out.ReadFrom(encR)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := fw.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("encrypt layer %s: %w", desc.Digest, err)
 	}
+	in.Close()
 	if err := vr.Verify(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("layer %s as read from the source: %w", desc.Digest, err)
 	}
@@ -52,18 +65,20 @@ func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptC
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("wrap the key of layer %s: %w", desc.Digest, err)
 	}
-	out := ocispec.Descriptor{MediaType: desc.MediaType + encryptedSuffix, Digest: digest.NewDigest(digest.SHA256, h), Size: n, Annotations: map[string]string{}}
+	nd := ocispec.Descriptor{MediaType: desc.MediaType + encryptedSuffix, Digest: digest.NewDigest(digest.SHA256, h), Size: n, Annotations: map[string]string{}}
 	for k, v := range desc.Annotations {
-		out.Annotations[k] = v
+		nd.Annotations[k] = v
 	}
 	for k, v := range ann {
-		out.Annotations[k] = v
+		nd.Annotations[k] = v
 	}
-	return out, nil
+	return nd, nil
 }
 
-// decryptLayer decrypts one layer into file and verifies it whole (ocicrypt's HMAC, the
-// digest it recorded, the config's diff_id) before it is released.
+// decryptLayer decrypts one layer into file (a private file of the destination, made
+// visible only after every layer passed) and verifies it whole: ocicrypt's HMAC at the end
+// of the stream, the blob digest, the digest ocicrypt recorded and the config's diff_id.
+// As for encryption, reading, decrypting and digesting/writing run in three goroutines.
 func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryptKeys, idx int, desc ocispec.Descriptor, diffID digest.Digest, file *os.File, p *progress) (ocispec.Descriptor, error) {
 	name := fmt.Sprintf("layer %d (%s)", idx, desc.Digest)
 	plainType := strings.TrimSuffix(desc.MediaType, encryptedSuffix)
@@ -72,32 +87,62 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 		return ocispec.Descriptor{}, fmt.Errorf("read %s: %w", name, err)
 	}
 	defer rc.Close()
-	vr := content.NewVerifyReader(rc, desc)
-	in := io.TeeReader(vr, p)
+	// The encrypted blob is not digested: ocicrypt's HMAC authenticates every byte of it
+	// under the layer key (the expected HMAC is in the manifest, which names the blob),
+	// and the plaintext is checked against the recorded digest and the diff_id, so a
+	// SHA-256 of the ciphertext would add a third pass over the layer and no assurance.
+	// Its size is checked.
+	vr := &sizeReader{r: rc, want: desc.Size}
+	in := readAhead(io.TeeReader(vr, p))
+	defer in.Close()
 
 	plain, recorded, err := o.openLayer(ctx, dk, name, desc, in)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	// One pass: the staged file, the blob digest and, through a pipe, the diff_id.
+	// One pass in the writer goroutine: the file, the blob digest and, for a compressed
+	// layer, through a pipe to a decompressing goroutine, the diff_id (an uncompressed
+	// layer's diff_id is its digest).
 	h := sha256.New()
-	pr, pw := io.Pipe()
+	fw := writeBehind(file) // the file writes in their own goroutine, off the digests'
+	sinks := []io.Writer{fw, h}
+	compressed := isCompressed(plainType)
+	var pw *io.PipeWriter
 	diffc := make(chan diffResult, 1)
-	go func() {
-		d, err := diffDigest(pr, plainType)
-		_, _ = io.Copy(io.Discard, pr)
-		diffc <- diffResult{d, err}
-	}()
-	n, err := io.Copy(io.MultiWriter(file, h, pw), plain)
-	pw.CloseWithError(err)
-	dr := <-diffc
+	if compressed {
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		go func() {
+			d, err := diffDigest(pr, plainType)
+			_, _ = io.Copy(io.Discard, pr)
+			diffc <- diffResult{d, err}
+		}()
+		sinks = append(sinks, pw)
+	}
+	out := writeBehind(io.MultiWriter(sinks...))
+	n, err := out.ReadFrom(plain)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := fw.Close(); err == nil {
+		err = cerr
+	}
+	var dr diffResult
+	if compressed {
+		pw.CloseWithError(err)
+		dr = <-diffc
+	}
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w: %w (nothing was written out)", name, ErrVerify, err)
 	}
+	in.Close()
 	if err := vr.Verify(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w: %w (nothing was written out)", name, ErrVerify, err)
 	}
 	got := digest.NewDigest(digest.SHA256, h)
+	if !compressed {
+		dr.d = got
+	}
 	if recorded != "" && recorded != got {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w: it decrypts to %s, but its key was made for %s (nothing was written out)", name, ErrVerify, got, recorded)
 	}
@@ -108,6 +153,43 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w: its content is %s but the config's diff_id %d is %s (nothing was written out)", name, ErrVerify, dr.d, idx, diffID)
 	}
 	return ocispec.Descriptor{MediaType: plainType, Digest: got, Size: n, Annotations: ocicryptFilter(desc.Annotations)}, nil
+}
+
+// sizeReader reads exactly want bytes.
+type sizeReader struct {
+	r    io.Reader
+	want int64
+	n    int64
+}
+
+func (s *sizeReader) Read(p []byte) (int, error) {
+	if s.n >= s.want {
+		// One byte more than the descriptor says is an error, not the end.
+		var one [1]byte
+		if n, _ := s.r.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("the blob is longer than the %d bytes its descriptor says", s.want)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.want-s.n {
+		p = p[:s.want-s.n]
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	return n, err
+}
+
+// Verify reports a blob shorter than its descriptor.
+func (s *sizeReader) Verify() error {
+	if s.n != s.want {
+		return fmt.Errorf("the blob has %d bytes, its descriptor says %d", s.n, s.want)
+	}
+	return nil
+}
+
+// isCompressed: the layer's diff_id is the digest of its decompressed content.
+func isCompressed(mediaType string) bool {
+	return strings.HasSuffix(mediaType, "gzip") || strings.HasSuffix(mediaType, "zstd")
 }
 
 type diffResult struct {
