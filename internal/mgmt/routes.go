@@ -49,6 +49,7 @@ const (
 	tagRegistry   = "registry"
 	tagEncryption = "encryption"
 	tagMeta       = "meta"
+	tagKMS        = "kms"
 )
 
 var (
@@ -153,5 +154,19 @@ func Routes() []Route {
 		{ID: "rotateEncryptionKey", Method: post, Path: p + "/registry/encryption/rotate-key", Tag: tagEncryption, Summary: "Re-wrap the root key under another key, version or identity", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "disableEncryption", Method: post, Path: p + "/registry/encryption/disable", Tag: tagEncryption, Summary: "Refused with 409: a customer-managed key cannot be disabled", Permission: "registry/manage at /registry", Status: none},
 		{ID: "checkEncryptionRotation", Method: post, Path: p + "/registry/encryption/rotation", Tag: tagEncryption, Summary: "Run the automatic key rotation check now", Permission: "registry/manage at /registry", Response: wire.EncryptionStatus{}, Status: ok},
+
+		// Kubernetes KMS v2 cluster settings (docs/kms.md).
+		{ID: "createKMSCluster", Method: post, Path: p + "/kms/clusters", Tag: tagKMS, Summary: "Configure a cluster's KMS v2 key (PMK created, CMK checked as the plugin's identity)", Permission: "vault/manage at /", Request: wire.KMSClusterRequest{}, Response: wire.KMSCluster{}, Status: created},
+		{ID: "listKMSClusters", Method: get, Path: p + "/kms/clusters", Tag: tagKMS, Summary: "List the clusters' KMS v2 settings", Permission: "vault/read at /", Response: wire.List[wire.KMSCluster]{}, Status: ok},
+		{ID: "getKMSCluster", Method: get, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Show a cluster's securityProfile, keys and plugin status", Permission: "vault/read at /", Response: wire.KMSCluster{}, Status: ok},
+		{ID: "updateKMSCluster", Method: patch, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Change a cluster's key (the previous one stays decrypt-only)", Permission: "vault/manage at /", Request: wire.KMSClusterRequest{}, Response: wire.KMSCluster{}, Status: ok},
+		{ID: "deleteKMSCluster", Method: del, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Remove a cluster's settings (its keys stay)", Permission: "vault/manage at /", Status: none},
+		{ID: "rotateKMSCluster", Method: post, Path: p + "/kms/clusters/{name}/rotate", Tag: tagKMS, Summary: "Make a new version of the cluster's platform-managed key now", Permission: "vault/manage at /", Response: wire.KMSCluster{}, Status: ok},
+		{ID: "retireKMSKeys", Method: post, Path: p + "/kms/clusters/{name}/retire", Tag: tagKMS, Summary: "Mark decrypt-only keys retirable after every resource was rewritten", Permission: "vault/manage at /", Request: wire.KMSRetireRequest{}, Response: wire.KMSCluster{}, Status: ok},
+		{ID: "getKMSPluginSettings", Method: get, Path: p + "/kms/clusters/{name}/plugin", Tag: tagKMS, Summary: "The settings the cluster's plugin runs with", Permission: "the cluster's plugin identity", Response: wire.KMSPluginSettings{}, Status: ok},
+		{ID: "reportKMSPluginStatus", Method: put, Path: p + "/kms/clusters/{name}/plugin/status", Tag: tagKMS, Summary: "The plugin reports its last Status", Permission: "the cluster's plugin identity", Request: wire.KMSPluginStatus{}, Status: none},
+		{ID: "getKMSPluginKey", Method: get, Path: p + "/kms/clusters/{name}/plugin/key", Tag: tagKMS, Summary: "Read a key of the cluster as the plugin (through Coffer)", Permission: "the cluster's plugin identity, and get on the key", Query: []Param{{"keyId", "the key id"}}, Response: wire.KMSKeyInfo{}, Status: ok},
+		{ID: "wrapKMSPluginKey", Method: post, Path: p + "/kms/clusters/{name}/plugin/wrapkey", Tag: tagKMS, Summary: "Wrap a seed as the plugin (through Coffer, as a Coffer service)", Permission: "the cluster's plugin identity, and wrapKey on the key", Request: wire.KMSWrapRequest{}, Response: wire.KMSWrapResponse{}, Status: ok},
+		{ID: "unwrapKMSPluginKey", Method: post, Path: p + "/kms/clusters/{name}/plugin/unwrapkey", Tag: tagKMS, Summary: "Unwrap a seed as the plugin (through Coffer, as a Coffer service)", Permission: "the cluster's plugin identity, and unwrapKey on the key", Request: wire.KMSWrapRequest{}, Response: wire.KMSWrapResponse{}, Status: ok},
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/internal/encryption/encryptionapi"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/identity/identityapi"
+	"github.com/cofferhq/coffer/internal/kms/kmsapi"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	registryapi "github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
@@ -59,6 +60,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	vaultapi.NewManagement(p.vault, p.audit, p.access).Register(rt)
 	encryptionapi.New(p.encryption, p.access, s.log.With("part", "encryption")).Register(rt)
 	registryapi.MountManagement(rt, p.registry, p.access)
+	kmsapi.New(p.kms, p.access, s.log.With("part", "kms")).Register(rt)
 
 	// Vaults: by host name on the main listener, or on ports of their own.
 	vh, err := vaultapi.New(vaultapi.Config{

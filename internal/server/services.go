@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/internal/encryption"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
+	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/token"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -32,6 +33,8 @@ type services struct {
 	vaultAddrs vault.Addresses
 	encryption *encryption.Service
 	registry   *registry.Service
+	// kms holds the KMS v2 plugin's cluster settings.
+	kms *kms.Service
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
 }
@@ -139,6 +142,17 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	}
 	// An identity the encryption reaches its key with cannot be deleted.
 	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
+
+	// The KMS v2 clusters' settings: PMKs in a platform vault, CMKs checked as the plugin's
+	// identity through the same KEK resolver.
+	p.kms, err = kms.New(ctx, kms.Options{
+		DB: s.db, Vault: p.vault, Local: p.vault, Resolver: res, Identities: p.identity, Policies: p.access, Audit: p.audit,
+		PlatformVaultURL: p.vaultAddrs.Scheme + "://" + kms.PlatformVaultName + "." + s.cfg.Vault.Domain,
+		Log:              s.log.With("part", "kms"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
+	}
 
 	// The registry: every byte through the sealing driver.
 	base, err := filesystem.New(filepath.Join(s.cfg.DataDir, "blobs"))
