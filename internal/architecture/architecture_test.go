@@ -99,6 +99,11 @@ var classes = map[string]class{
 	"internal/kek/inproc":  feature,
 	"internal/kek/resolve": feature,
 	"internal/encryption":  feature,
+	"internal/kms":         feature,
+	// The KMS v2 plugin and the reencrypt client: client-side code that `coffer kms-plugin`
+	// and `coffer kms reencrypt` run (see cliAllowed).
+	"internal/kmsplugin":           feature,
+	"internal/kmsplugin/reencrypt": feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/identity/identityapi":     handler,
@@ -106,6 +111,7 @@ var classes = map[string]class{
 	"internal/registry/api":             handler,
 	"internal/registry/registryauth":    handler,
 	"internal/encryption/encryptionapi": handler,
+	"internal/kms/kmsapi":               handler,
 	"internal/token/tokenapi":           handler,
 	"internal/vault/api":                handler,
 
@@ -152,6 +158,13 @@ var mayImport = map[class][]class{
 var cliAllowed = []string{
 	"internal/config",
 	"internal/durable",
+	// Client-side code the CLI runs on a node: the KMS v2 plugin (coffer kms-plugin, which
+	// reaches keys through kek/resolve's remote-only resolver) and the Kubernetes client of
+	// coffer kms reencrypt. Neither is a server part: both talk to a Coffer server only over
+	// its APIs.
+	"internal/kek/resolve",
+	"internal/kmsplugin",
+	"internal/kmsplugin/reencrypt",
 	"internal/mgmt/wire",
 	"internal/server",
 	"internal/tlsca",

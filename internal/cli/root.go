@@ -61,6 +61,7 @@ the registry and its encryption). Every command prints a table, or JSON with -o 
 	// Each part's commands come from its own file.
 	root.AddCommand(
 		identityCommand(),
+		kmsCommand(), kmsPluginCommand(),
 		loginCommand(), logoutCommand(),
 		registryCommand(),
 		roleCommand(),

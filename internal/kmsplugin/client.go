@@ -1,0 +1,248 @@
+package kmsplugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/kek"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
+)
+
+// Coffer is the plugin's client of the Coffer server: it fetches the cluster's settings and
+// reports Status (a Source), and wraps and unwraps through the server when the settings say
+// so (PMK, or keyVaultNetworkAccess Private). It authenticates as the plugin's service
+// principal with the OAuth2 client-credentials grant.
+type Coffer struct {
+	Server       string // https://HOST:PORT
+	Cluster      string
+	ClientID     string
+	ClientSecret string
+	HTTP         *http.Client
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+	// access is the access mode of the last settings fetched.
+	access atomic.Value
+}
+
+var _ Source = (*Coffer)(nil)
+
+// Settings fetches the cluster's settings with the plugin's identity.
+func (c *Coffer) Settings(ctx context.Context) (Settings, error) {
+	var s wire.KMSPluginSettings
+	if err := c.do(ctx, http.MethodGet, c.path("/plugin"), nil, &s); err != nil {
+		return Settings{}, err
+	}
+	c.access.Store(s.Access)
+	return Settings{WriteKey: s.WriteKey, DecryptKeys: s.DecryptKeys}, nil
+}
+
+// Access is the access mode of the last settings: wire.KMSAccessDirect or KMSAccessCoffer.
+func (c *Coffer) Access() string {
+	a, _ := c.access.Load().(string)
+	return a
+}
+
+// Report sends the plugin's last Status.
+func (c *Coffer) Report(ctx context.Context, r Report) error {
+	return c.do(ctx, http.MethodPut, c.path("/plugin/status"), wire.KMSPluginStatus{KeyID: r.KeyID, Healthz: r.Healthz, Error: r.Error, CheckedAt: r.CheckedAt}, nil)
+}
+
+func (c *Coffer) path(p string) string {
+	return "/coffer/v1/kms/clusters/" + url.PathEscape(c.Cluster) + p
+}
+
+// GetKey, WrapKey and UnwrapKey make Coffer a kek.KEK reached through the server.
+func (c *Coffer) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) {
+	var k wire.KMSKeyInfo
+	if err := c.keyCall(ctx, "get", keyID, http.MethodGet, c.path("/plugin/key?keyId="+url.QueryEscape(keyID)), nil, &k); err != nil {
+		return kek.KeyInfo{}, err
+	}
+	return kek.KeyInfo{KID: k.KID, Type: k.Kty, Enabled: k.Enabled, Ops: k.KeyOps}, nil
+}
+
+func (c *Coffer) WrapKey(ctx context.Context, keyID string, secret []byte) (string, []byte, error) {
+	return c.crypt(ctx, "wrapKey", "/plugin/wrapkey", keyID, secret)
+}
+
+func (c *Coffer) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
+	_, out, err := c.crypt(ctx, "unwrapKey", "/plugin/unwrapkey", kid, wrapped)
+	return out, err
+}
+
+func (c *Coffer) crypt(ctx context.Context, op, p, keyID string, in []byte) (string, []byte, error) {
+	var res wire.KMSWrapResponse
+	req := wire.KMSWrapRequest{KeyID: keyID, Value: base64.RawURLEncoding.EncodeToString(in)}
+	if err := c.keyCall(ctx, op, keyID, http.MethodPost, c.path(p), req, &res); err != nil {
+		return "", nil, err
+	}
+	out, err := base64.RawURLEncoding.DecodeString(res.Value)
+	if err != nil {
+		return "", nil, &kek.Error{Op: op, KeyID: keyID, Kind: kek.ErrInvalid, Detail: "the server's answer is not base64url"}
+	}
+	return res.KID, out, nil
+}
+
+// keyCall maps the server's error codes back to kek's sentinel errors.
+func (c *Coffer) keyCall(ctx context.Context, op, keyID, method, p string, in, out any) error {
+	err := c.do(ctx, method, p, in, out)
+	var ae *apiError
+	if err == nil {
+		return nil
+	}
+	if !errors.As(err, &ae) {
+		return &kek.Error{Op: op, KeyID: keyID, Kind: kek.ErrUnavailable, Detail: err.Error()}
+	}
+	kind := kek.ErrUnavailable
+	switch ae.Code {
+	case "KeyForbidden", "Forbidden":
+		kind = kek.ErrForbidden
+	case "KeyNetworkDenied":
+		kind = kek.ErrNetworkDenied
+	case "KeyNotFound", "NotFound":
+		kind = kek.ErrNotFound
+	case "KeyDisabled":
+		kind = kek.ErrDisabled
+	case "KeyInvalid", "BadParameter":
+		kind = kek.ErrInvalid
+	}
+	return &kek.Error{Op: op, KeyID: keyID, Kind: kind, Detail: ae.Message}
+}
+
+// apiError is a management API error answer.
+type apiError struct {
+	Status        int
+	Code, Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("coffer server: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (c *Coffer) do(ctx context.Context, method, p string, in, out any) error {
+	tok, err := c.bearer(ctx)
+	if err != nil {
+		return err
+	}
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Server, "/")+p, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the coffer server %s: %w", c.Server, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusUnauthorized {
+		c.mu.Lock()
+		c.token = ""
+		c.mu.Unlock()
+	}
+	if resp.StatusCode >= 300 {
+		var e wire.Error
+		ae := &apiError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
+		if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
+			ae.Code, ae.Message = e.Error.Code, e.Error.Message
+		}
+		return ae
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decode the coffer server's answer to %s %s: %w", method, p, err)
+		}
+	}
+	return nil
+}
+
+// bearer returns a management token for the plugin's service principal, renewed a minute
+// before it expires.
+func (c *Coffer) bearer(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.token != "" && time.Now().Before(c.expires) {
+		return c.token, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "scope": {"coffer-management/.default"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.Server, "/")+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("get a token from %s: %w", c.Server, err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		return "", fmt.Errorf("the plugin's identity %s could not get a token from %s (%d %s: %s): check its client id and secret", c.ClientID, c.Server, resp.StatusCode, tok.Error, tok.Description)
+	}
+	c.token = tok.AccessToken
+	life := time.Duration(tok.ExpiresIn) * time.Second
+	if life <= 2*time.Minute {
+		life = 2 * time.Minute
+	}
+	c.expires = time.Now().Add(life - time.Minute)
+	return c.token, nil
+}
+
+// StaticSource is fixed settings (--key-id, --decrypt-key-id): no Coffer server needed.
+type StaticSource struct{ S Settings }
+
+func (s StaticSource) Settings(context.Context) (Settings, error) { return s.S, nil }
+func (StaticSource) Report(context.Context, Report) error         { return nil }
+
+// RemoteKEKs gives the REST driver for a key (kek/resolve's NewRemote, with the plugin's
+// identity).
+type RemoteKEKs interface {
+	KEK(ctx context.Context, ident, keyID string) (kek.KEK, error)
+}
+
+// Router sends every key call through Coffer when the settings say so (PMK, Private) and to
+// the vault directly otherwise.
+type Router struct {
+	Coffer   *Coffer // nil: always direct
+	Remote   RemoteKEKs
+	Identity string
+}
+
+// KEK implements KEKs.
+func (r Router) KEK(ctx context.Context, keyID string) (kek.KEK, error) {
+	if r.Coffer != nil && r.Coffer.Access() == wire.KMSAccessCoffer {
+		return r.Coffer, nil
+	}
+	if r.Remote == nil {
+		return nil, errors.New("no direct route to the vault is configured")
+	}
+	return r.Remote.KEK(ctx, r.Identity, keyID)
+}
