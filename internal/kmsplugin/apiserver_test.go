@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/server/options/encryptionconfig"
@@ -43,11 +45,12 @@ type plugin struct {
 	health string // http://127.0.0.1:PORT
 }
 
-func startPlugin(t *testing.T, e *vaulttest.Env, sp vaulttest.Principal, cluster, socket string) *plugin {
+func startPlugin(t *testing.T, e *vaulttest.Env, sp vaulttest.Principal, cluster, socket string, extra ...string) *plugin {
 	t.Helper()
-	cmd := exec.Command(servertest.Binary(t), "kms-plugin", "--listen", "unix://"+socket,
+	args := append([]string{"kms-plugin", "--listen", "unix://" + socket,
 		"--server", e.Inst.URL, "--ca-file", e.Inst.CAFile, "--cluster", cluster,
-		"--self-test-interval", "500ms", "--key-rotation-poll", "1h", "--health-listen", "127.0.0.1:0", "--log-level", "debug")
+		"--self-test-interval", "500ms", "--key-rotation-poll", "1h", "--health-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
+	cmd := exec.Command(servertest.Binary(t), args...)
 	cmd.Env = append(os.Environ(), "AZURE_CLIENT_ID="+sp.ClientID, "AZURE_CLIENT_SECRET="+sp.Secret, "AZURE_TENANT_ID="+e.TenantID)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
@@ -270,6 +273,14 @@ func (k *kmsEnv) show(t *testing.T, cluster string) wire.KMSCluster {
 	return c
 }
 
+// keyInVault creates an RSA 2048 key in vault (the administrator gets an access policy).
+func keyInVault(t *testing.T, e *vaulttest.Env, vault, name string) {
+	var who wire.Whoami
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &who)
+	e.SetPolicy(t, vault, who.ID, "create", "get", "list")
+	e.MustDo(t, "POST", "/coffer/v1/vaults/"+vault+"/keys/"+name+"/create", wire.CreateKeyRequest{Kty: "RSA", Size: 2048}, nil)
+}
+
 // freePort returns a port nobody listens on now.
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -351,7 +362,7 @@ func TestAPIServerEnvelope(t *testing.T) {
 	// PMK → CMK: the team's key in a vault on a port of its own, granted to the plugin.
 	port := freePort(t)
 	e.CreateVault(t, "team", map[string]any{"port": port})
-	e.MustDo(t, "POST", "/coffer/v1/vaults/team/keys/k8s/create", wire.CreateKeyRequest{Kty: "RSA", Size: 2048}, nil)
+	keyInVault(t, e, "team", "k8s")
 	cmk := fmt.Sprintf("https://127.0.0.1:%d/keys/k8s", port)
 	// The CMK is checked when it is configured: refused before the plugin's identity has access.
 	err = e.Do("PATCH", "/coffer/v1/kms/clusters/c1", wire.KMSClusterRequest{KeyManagement: "CMK", KeyID: cmk}, nil)
@@ -401,5 +412,124 @@ func TestAPIServerEnvelope(t *testing.T) {
 	}
 	for _, s := range []stored{s1, s2, s3, s4} {
 		api.mustRead(t, s)
+	}
+}
+
+// TestRevocationAndRecovery: with the plugin identity's access removed, Status fails, no
+// new seed can be made and a value whose seed is not cached cannot be read, with the
+// vault's reason; with access restored, all of it works again with no restart.
+func TestRevocationAndRecovery(t *testing.T) {
+	k := newKMSEnv(t, "c2")
+	e := k.e
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	p := startPlugin(t, e, k.sp, "c2", sock)
+	p.waitHealth(t, 200, "ok https://")
+	api := loadAPIServer(t, sock)
+	s1 := api.write(t, "s1")
+	api.cancel()
+
+	e.MustDo(t, "DELETE", "/coffer/v1/vaults/coffer-kms/access-policies/"+k.sp.ObjectID, nil, nil)
+	p.waitHealth(t, 503, "denied")
+	kc := p.grpc(t)
+	if _, err := kc.Status(context.Background(), &kmsapi.StatusRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Status with access revoked: %v, want Unavailable", err)
+	}
+	if _, err := kc.Encrypt(context.Background(), &kmsapi.EncryptRequest{Plaintext: make([]byte, 32), Uid: "t"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("Encrypt with access revoked: %v, want PermissionDenied", err)
+	}
+	cold := loadAPIServer(t, sock) // a restarted apiserver: no seed cached
+	if _, err := cold.read(t, s1); err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("read of s1 with access revoked: %v, want the vault's denial", err)
+	}
+	if _, err := cold.tr.TransformToStorage(context.Background(), []byte("x"), value.DefaultContext("/registry/secrets/default/x")); err == nil {
+		t.Fatal("a write with access revoked succeeded")
+	}
+	if c := k.show(t, "c2"); c.PluginStatus == nil || c.PluginStatus.Healthz != "error" || !strings.Contains(c.PluginStatus.Error, "denied") {
+		t.Fatalf("cluster show with access revoked: plugin status %+v", c.PluginStatus)
+	}
+
+	e.SetPolicy(t, "coffer-kms", k.sp.ObjectID, "get", "wrapKey", "unwrapKey")
+	p.waitHealth(t, 200, "ok https://")
+	if _, err := kc.Status(context.Background(), &kmsapi.StatusRequest{}); err != nil {
+		t.Fatalf("Status after access is restored: %v", err)
+	}
+	cold.mustRead(t, s1)
+}
+
+// auditCount counts the vault's audit records of vault since after.
+func auditCount(t *testing.T, e *vaulttest.Env, vault string, after int64) (n int, last int64, targets []string) {
+	var out wire.List[wire.AuditRecord]
+	e.MustDo(t, "GET", fmt.Sprintf("/coffer/v1/audit?vault=%s&after=%d&limit=10000", vault, after), nil, &out)
+	last = after
+	for _, r := range out.Value {
+		targets = append(targets, r.Operation+" "+r.Target+" "+r.Result)
+		last = max(last, r.Seq)
+	}
+	return len(out.Value), last, targets
+}
+
+// TestUnknownKeyIDStorm: 1,000 Decrypts with a key_id never issued, as the apiserver's
+// retries would send, cost at most a handful of vault calls, counted in the audit trail.
+func TestUnknownKeyIDStorm(t *testing.T) {
+	k := newKMSEnv(t, "c4")
+	e := k.e
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	p := startPlugin(t, e, k.sp, "c4", sock, "--self-test-interval", "1h")
+	kid := strings.TrimPrefix(p.waitHealth(t, 200, "ok https://"), "ok ")
+	kc := p.grpc(t)
+	enc, err := kc.Encrypt(context.Background(), &kmsapi.EncryptRequest{Plaintext: make([]byte, 32), Uid: "seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, seq, _ := auditCount(t, e, "coffer-kms", 0)
+	for _, bogus := range []string{
+		kid[:strings.LastIndex(kid, "/")] + "/00000000000000000000000000000000", // a version the vault never made
+		"https://elsewhere.example/keys/other/1234",                             // a key the cluster never used
+	} {
+		for i := range 1000 {
+			_, err := kc.Decrypt(context.Background(), &kmsapi.DecryptRequest{Ciphertext: enc.Ciphertext, KeyId: bogus, Uid: fmt.Sprint("storm-", i)})
+			if status.Code(err) != codes.NotFound {
+				t.Fatalf("Decrypt %d with key_id %s: %v, want NotFound", i, bogus, err)
+			}
+		}
+	}
+	n, _, targets := auditCount(t, e, "coffer-kms", seq)
+	if n > 3 {
+		t.Fatalf("2,000 Decrypts with unknown key_ids cost %d vault calls: %v", n, targets)
+	}
+	t.Logf("2,000 Decrypts with unknown key_ids: %d vault calls %v", n, targets)
+	// A real key_id still decrypts.
+	if _, err := kc.Decrypt(context.Background(), &kmsapi.DecryptRequest{Ciphertext: enc.Ciphertext, KeyId: enc.KeyId, Uid: "real"}); err != nil {
+		t.Fatal(err)
+	}
+	if n2, _, _ := auditCount(t, e, "coffer-kms", seq); n2 <= n {
+		t.Fatalf("a real Decrypt left no audit record (%d then %d): the count above proves nothing", n, n2)
+	}
+}
+
+// TestPrivateVaultAccess: a vault with defaultAction Deny and the CofferServices bypass serves
+// the plugin configured as Private (through Coffer, as a Coffer service), and refuses it,
+// naming the network rule, when it is configured as Public (direct calls from its address).
+func TestPrivateVaultAccess(t *testing.T) {
+	e := vaulttest.Start(t, nil)
+	sp := e.ServicePrincipal(t, "kms-c5")
+	port := freePort(t)
+	e.CreateVault(t, "locked", map[string]any{"port": port, "networkAcls": map[string]any{"defaultAction": "Deny", "bypass": "CofferServices"}})
+	keyInVault(t, e, "locked", "k8s")
+	e.SetPolicy(t, "locked", sp.ObjectID, "get", "wrapKey", "unwrapKey")
+	cmk := fmt.Sprintf("https://127.0.0.1:%d/keys/k8s", port)
+	e.MustDo(t, "POST", "/coffer/v1/kms/clusters", wire.KMSClusterRequest{Name: "c5", KeyManagement: "CMK", KeyID: cmk, Identity: sp.ClientID, KeyVaultNetworkAccess: "Private"}, nil)
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	p := startPlugin(t, e, sp, "c5", sock)
+	p.waitHealth(t, 200, "ok "+cmk+"/")
+	api := loadAPIServer(t, sock)
+	s1 := api.write(t, "s1")
+	api.mustRead(t, s1)
+
+	e.MustDo(t, "PATCH", "/coffer/v1/kms/clusters/c5", wire.KMSClusterRequest{KeyVaultNetworkAccess: "Public"}, nil)
+	p.poll(t)
+	body := p.waitHealth(t, 503, "network")
+	if !strings.Contains(body, "defaultAction=Deny") {
+		t.Fatalf("the refusal does not name the network rule: %s", body)
 	}
 }
