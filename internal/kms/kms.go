@@ -179,7 +179,7 @@ func (s *Service) Update(ctx context.Context, caller identity.Principal, name st
 	}
 	if !strings.EqualFold(prev.KeyID, c.KeyID) {
 		c.DecryptOnly = slices.DeleteFunc(c.DecryptOnly, func(d wire.KMSDecryptKey) bool { return strings.EqualFold(d.KeyID, c.KeyID) })
-		c.DecryptOnly = append(c.DecryptOnly, wire.KMSDecryptKey{KeyID: prev.KeyID, KeyManagement: prev.KeyManagement, Since: time.Now().UTC()})
+		c.DecryptOnly = append(c.DecryptOnly, wire.KMSDecryptKey{KeyID: prev.KeyID, KeyManagement: prev.KeyManagement, KeyVaultNetworkAccess: prev.NetworkAccess, Since: time.Now().UTC()})
 	}
 	c.Updated = time.Now().UTC()
 	if err := s.st.put(ctx, c, false); err != nil {
@@ -381,14 +381,24 @@ func (s *Service) PluginSettings(ctx context.Context, caller identity.Principal,
 	if err != nil {
 		return wire.KMSPluginSettings{}, err
 	}
-	out := wire.KMSPluginSettings{WriteKey: c.KeyID, Access: wire.KMSAccessDirect, DecryptKeys: []string{}}
-	if c.KeyManagement == wire.KMSPlatformManaged || c.NetworkAccess == wire.KMSNetworkPrivate {
+	out := wire.KMSPluginSettings{WriteKey: c.KeyID, Access: wire.KMSAccessDirect, DecryptKeys: []string{}, ThroughCoffer: []string{}}
+	if throughCoffer(c.KeyManagement, c.NetworkAccess) {
 		out.Access = wire.KMSAccessCoffer
+		out.ThroughCoffer = append(out.ThroughCoffer, c.KeyID)
 	}
 	for _, d := range c.DecryptOnly {
 		out.DecryptKeys = append(out.DecryptKeys, d.KeyID)
+		if throughCoffer(d.KeyManagement, d.KeyVaultNetworkAccess) {
+			out.ThroughCoffer = append(out.ThroughCoffer, d.KeyID)
+		}
 	}
 	return out, nil
+}
+
+// throughCoffer tells whether the plugin reaches a key through Coffer: a PMK always (the
+// platform vault is Coffer's), a CMK when its network access is Private.
+func throughCoffer(keyManagement, networkAccess string) bool {
+	return keyManagement == wire.KMSPlatformManaged || networkAccess == wire.KMSNetworkPrivate
 }
 
 // Report stores the plugin's last Status.

@@ -33,8 +33,9 @@ type Coffer struct {
 	mu      sync.Mutex
 	token   string
 	expires time.Time
-	// access is the access mode of the last settings fetched.
-	access atomic.Value
+	// coffer holds the keys (lower-case versionless ids) of the last settings fetched that
+	// are reached through Coffer (a map[string]bool).
+	coffer atomic.Value
 }
 
 var _ Source = (*Coffer)(nil)
@@ -45,14 +46,21 @@ func (c *Coffer) Settings(ctx context.Context) (Settings, error) {
 	if err := c.do(ctx, http.MethodGet, c.path("/plugin"), nil, &s); err != nil {
 		return Settings{}, err
 	}
-	c.access.Store(s.Access)
+	through := map[string]bool{}
+	for _, k := range s.ThroughCoffer {
+		if id, err := kek.ParseKeyID(k); err == nil {
+			through[strings.ToLower(id.Versionless())] = true
+		}
+	}
+	c.coffer.Store(through)
 	return Settings{WriteKey: s.WriteKey, DecryptKeys: s.DecryptKeys}, nil
 }
 
-// Access is the access mode of the last settings: wire.KMSAccessDirect or KMSAccessCoffer.
-func (c *Coffer) Access() string {
-	a, _ := c.access.Load().(string)
-	return a
+// ThroughCoffer tells whether the last settings say keyID is reached through Coffer.
+func (c *Coffer) ThroughCoffer(keyID string) bool {
+	through, _ := c.coffer.Load().(map[string]bool)
+	id, err := kek.ParseKeyID(keyID)
+	return err == nil && through[strings.ToLower(id.Versionless())]
 }
 
 // Report sends the plugin's last Status.
@@ -238,7 +246,7 @@ type Router struct {
 
 // KEK implements KEKs.
 func (r Router) KEK(ctx context.Context, keyID string) (kek.KEK, error) {
-	if r.Coffer != nil && r.Coffer.Access() == wire.KMSAccessCoffer {
+	if r.Coffer != nil && r.Coffer.ThroughCoffer(keyID) {
 		return r.Coffer, nil
 	}
 	if r.Remote == nil {

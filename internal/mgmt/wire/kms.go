@@ -74,9 +74,11 @@ type KMSCluster struct {
 
 // KMSDecryptKey is an earlier write key.
 type KMSDecryptKey struct {
-	KeyID         string    `json:"keyId"`
-	KeyManagement string    `json:"keyManagement"`
-	Since         time.Time `json:"since"`
+	KeyID         string `json:"keyId"`
+	KeyManagement string `json:"keyManagement"`
+	// KeyVaultNetworkAccess is how the plugin reached it while it was the write key.
+	KeyVaultNetworkAccess string    `json:"keyVaultNetworkAccess"`
+	Since                 time.Time `json:"since"`
 	// Retirable: every resource was rewritten under a later key (coffer kms reencrypt).
 	Retirable bool `json:"retirable"`
 }
@@ -94,9 +96,12 @@ type KMSPluginStatus struct {
 type KMSPluginSettings struct {
 	WriteKey    string   `json:"writeKey"`
 	DecryptKeys []string `json:"decryptKeys"`
-	// Access is direct (the plugin calls the vault) or coffer (through Coffer's
-	// /plugin/wrapkey, /unwrapkey and /key).
+	// Access is how the plugin reaches the write key: direct (it calls the vault) or
+	// coffer (through Coffer's /plugin/wrapkey, /unwrapkey and /key).
 	Access string `json:"access"`
+	// ThroughCoffer are the keys (versionless ids, write and decrypt-only) reached through
+	// Coffer; every other key is reached directly.
+	ThroughCoffer []string `json:"throughCoffer"`
 }
 
 // KMSWrapRequest asks Coffer to wrap or unwrap a value as the plugin (Value: base64url).
