@@ -159,9 +159,11 @@ var cliAllowed = []string{
 	"internal/config",
 	"internal/durable",
 	// Client-side code the CLI runs on a node: the KMS v2 plugin (coffer kms-plugin, which
-	// reaches keys through kek/resolve's remote-only resolver) and the Kubernetes client of
-	// coffer kms reencrypt. Neither is a server part: both talk to a Coffer server only over
-	// its APIs.
+	// reaches keys through kek/resolve's remote-only resolver, and through the Coffer server
+	// with a kek.KEK of the CLI's own over the management API) and the Kubernetes client of
+	// coffer kms reencrypt. None is a server part: all talk to a Coffer server only over its
+	// APIs.
+	"internal/kek",
 	"internal/kek/resolve",
 	"internal/kmsplugin",
 	"internal/kmsplugin/reencrypt",

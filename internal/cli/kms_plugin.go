@@ -92,7 +92,7 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 				authority = strings.TrimRight(server, "/") + "/"
 			}
 			remote := resolve.NewRemote(resolve.Credential{TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: authority}, caFile)
-			router := kmsplugin.Router{Remote: remote, Identity: clientID}
+			router := pluginRouter{Remote: remote, Identity: clientID}
 			var source kmsplugin.Source
 			switch {
 			case cluster != "" && keyID != "":
@@ -109,7 +109,7 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 					return err
 				}
 				hc.Timeout = 30 * time.Second
-				c := &kmsplugin.Coffer{Server: server, Cluster: cluster, ClientID: clientID, ClientSecret: secret, HTTP: hc}
+				c := &pluginServer{Server: server, Cluster: cluster, ClientID: clientID, ClientSecret: secret, HTTP: hc}
 				source, router.Coffer = c, c
 			case keyID != "":
 				source = kmsplugin.StaticSource{S: kmsplugin.Settings{WriteKey: keyID, DecryptKeys: decryptKeys}}

@@ -30,7 +30,6 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek"
-	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -42,6 +41,49 @@ const (
 	pmkRotation = "P30D"
 	pmkSize     = 3072
 )
+
+// Key management options, network access and access modes (the same strings as the
+// management API's).
+const (
+	PlatformManaged = "PMK"
+	CustomerManaged = "CMK"
+	NetworkPublic   = "Public"
+	NetworkPrivate  = "Private"
+	AccessDirect    = "direct"
+	AccessCoffer    = "coffer"
+)
+
+// Spec creates or changes a cluster's settings; on update, empty fields stay as they are.
+type Spec struct {
+	Name, KeyManagement, KeyID, KeyVaultNetworkAccess, Identity, InfrastructureEncryption string
+}
+
+// DecryptKey is an earlier write key, kept so old Secrets read.
+type DecryptKey struct {
+	KeyID                 string    `json:"keyId"`
+	KeyManagement         string    `json:"keyManagement"`
+	KeyVaultNetworkAccess string    `json:"keyVaultNetworkAccess"`
+	Since                 time.Time `json:"since"`
+	Retirable             bool      `json:"retirable"`
+}
+
+// PluginStatus is the plugin's last Status as it reported it.
+type PluginStatus struct {
+	KeyID      string    `json:"keyId"`
+	Healthz    string    `json:"healthz"`
+	Error      string    `json:"error,omitempty"`
+	CheckedAt  time.Time `json:"checkedAt"`
+	ReportedAt time.Time `json:"reportedAt"`
+}
+
+// PluginSettings are what the plugin runs with: the write key, the decrypt-only keys, and
+// the keys it reaches through Coffer (the others directly).
+type PluginSettings struct {
+	WriteKey      string
+	DecryptKeys   []string
+	Access        string
+	ThroughCoffer []string
+}
 
 // Errors (wrapped; the handlers map them to statuses).
 var (
@@ -115,14 +157,14 @@ type Cluster struct {
 	KeyID         string `json:"keyId"`
 	NetworkAccess string `json:"keyVaultNetworkAccess"`
 	// IdentityID is the plugin principal's object id; IdentityName its name.
-	IdentityID   string                `json:"identityId"`
-	IdentityName string                `json:"identityName"`
-	InfraEnc     string                `json:"infrastructureEncryption"`
-	DecryptOnly  []wire.KMSDecryptKey  `json:"decryptOnly"`
-	KeyCheck     string                `json:"keyCheck"`
-	Status       *wire.KMSPluginStatus `json:"-"`
-	Created      time.Time             `json:"created"`
-	Updated      time.Time             `json:"updated"`
+	IdentityID   string        `json:"identityId"`
+	IdentityName string        `json:"identityName"`
+	InfraEnc     string        `json:"infrastructureEncryption"`
+	DecryptOnly  []DecryptKey  `json:"decryptOnly"`
+	KeyCheck     string        `json:"keyCheck"`
+	Status       *PluginStatus `json:"-"`
+	Created      time.Time     `json:"created"`
+	Updated      time.Time     `json:"updated"`
 }
 
 var clusterNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -130,7 +172,7 @@ var clusterNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // Create configures a cluster. The key is checked now: a PMK is created and the plugin's
 // identity granted it; a CMK in one of this server's vaults is probed as the plugin's
 // identity (get, wrap, unwrap).
-func (s *Service) Create(ctx context.Context, caller identity.Principal, req wire.KMSClusterRequest) (Cluster, error) {
+func (s *Service) Create(ctx context.Context, caller identity.Principal, req Spec) (Cluster, error) {
 	if !clusterNameRE.MatchString(req.Name) {
 		return Cluster{}, fmt.Errorf("%w: cluster name %q must be 1-63 lower-case letters, digits and hyphens", ErrInvalid, req.Name)
 	}
@@ -158,7 +200,7 @@ func (s *Service) Create(ctx context.Context, caller identity.Principal, req wir
 
 // Update changes a cluster's settings. A new write key (PMK ↔ CMK, another CMK) makes the
 // previous one decrypt-only.
-func (s *Service) Update(ctx context.Context, caller identity.Principal, name string, req wire.KMSClusterRequest) (Cluster, error) {
+func (s *Service) Update(ctx context.Context, caller identity.Principal, name string, req Spec) (Cluster, error) {
 	c, err := s.st.get(ctx, name)
 	if err != nil {
 		return Cluster{}, err
@@ -166,7 +208,7 @@ func (s *Service) Update(ctx context.Context, caller identity.Principal, name st
 	prev := c
 	if req.KeyManagement == "" {
 		req.KeyManagement = c.KeyManagement
-		if req.KeyID == "" && c.KeyManagement == wire.KMSCustomerManaged {
+		if req.KeyID == "" && c.KeyManagement == CustomerManaged {
 			req.KeyID = c.KeyID
 		}
 	}
@@ -178,8 +220,8 @@ func (s *Service) Update(ctx context.Context, caller identity.Principal, name st
 		return Cluster{}, err
 	}
 	if !strings.EqualFold(prev.KeyID, c.KeyID) {
-		c.DecryptOnly = slices.DeleteFunc(c.DecryptOnly, func(d wire.KMSDecryptKey) bool { return strings.EqualFold(d.KeyID, c.KeyID) })
-		c.DecryptOnly = append(c.DecryptOnly, wire.KMSDecryptKey{KeyID: prev.KeyID, KeyManagement: prev.KeyManagement, KeyVaultNetworkAccess: prev.NetworkAccess, Since: time.Now().UTC()})
+		c.DecryptOnly = slices.DeleteFunc(c.DecryptOnly, func(d DecryptKey) bool { return strings.EqualFold(d.KeyID, c.KeyID) })
+		c.DecryptOnly = append(c.DecryptOnly, DecryptKey{KeyID: prev.KeyID, KeyManagement: prev.KeyManagement, KeyVaultNetworkAccess: prev.NetworkAccess, Since: time.Now().UTC()})
 	}
 	c.Updated = time.Now().UTC()
 	if err := s.st.put(ctx, c, false); err != nil {
@@ -191,7 +233,7 @@ func (s *Service) Update(ctx context.Context, caller identity.Principal, name st
 }
 
 // apply validates req into c and checks the key as the plugin's identity.
-func (s *Service) apply(ctx context.Context, c *Cluster, req wire.KMSClusterRequest) error {
+func (s *Service) apply(ctx context.Context, c *Cluster, req Spec) error {
 	p, err := s.o.Identities.Resolve(ctx, req.Identity)
 	if err != nil {
 		return fmt.Errorf("%w: identity %s: %w", ErrInvalid, req.Identity, err)
@@ -202,11 +244,11 @@ func (s *Service) apply(ctx context.Context, c *Cluster, req wire.KMSClusterRequ
 	c.IdentityID, c.IdentityName = p.ID, p.Name
 	switch na := req.KeyVaultNetworkAccess; {
 	case na == "" && c.NetworkAccess == "":
-		c.NetworkAccess = wire.KMSNetworkPublic
-	case strings.EqualFold(na, wire.KMSNetworkPublic):
-		c.NetworkAccess = wire.KMSNetworkPublic
-	case strings.EqualFold(na, wire.KMSNetworkPrivate):
-		c.NetworkAccess = wire.KMSNetworkPrivate
+		c.NetworkAccess = NetworkPublic
+	case strings.EqualFold(na, NetworkPublic):
+		c.NetworkAccess = NetworkPublic
+	case strings.EqualFold(na, NetworkPrivate):
+		c.NetworkAccess = NetworkPrivate
 	case na != "":
 		return fmt.Errorf("%w: keyVaultNetworkAccess %q must be Public or Private", ErrInvalid, na)
 	}
@@ -219,7 +261,7 @@ func (s *Service) apply(ctx context.Context, c *Cluster, req wire.KMSClusterRequ
 		return fmt.Errorf("%w: infrastructureEncryption %q must be Enabled or Disabled", ErrInvalid, ie)
 	}
 	switch strings.ToUpper(req.KeyManagement) {
-	case wire.KMSPlatformManaged:
+	case PlatformManaged:
 		if req.KeyID != "" {
 			return fmt.Errorf("%w: a platform-managed key is created by Coffer: drop --key-id, or use --key-management CMK", ErrInvalid)
 		}
@@ -227,10 +269,10 @@ func (s *Service) apply(ctx context.Context, c *Cluster, req wire.KMSClusterRequ
 		if err != nil {
 			return err
 		}
-		c.KeyManagement, c.KeyID = wire.KMSPlatformManaged, keyID
+		c.KeyManagement, c.KeyID = PlatformManaged, keyID
 		c.KeyCheck = "platform-managed key created in vault " + PlatformVaultName + " and granted to " + p.Name
 		return s.probe(ctx, p, keyID)
-	case wire.KMSCustomerManaged:
+	case CustomerManaged:
 		id, err := kek.ParseKeyID(req.KeyID)
 		if err != nil {
 			return fmt.Errorf("%w: --key-id: %w", ErrInvalid, err)
@@ -238,7 +280,7 @@ func (s *Service) apply(ctx context.Context, c *Cluster, req wire.KMSClusterRequ
 		if id.Version != "" {
 			return fmt.Errorf("%w: --key-id %s names a version: give the versionless key id (https://VAULT-HOST/keys/NAME) so that rotations are picked up", ErrInvalid, req.KeyID)
 		}
-		c.KeyManagement, c.KeyID = wire.KMSCustomerManaged, id.String()
+		c.KeyManagement, c.KeyID = CustomerManaged, id.String()
 		_, local, err := s.o.Local.LocalVault(ctx, id.Vault)
 		if err != nil {
 			return err
@@ -327,7 +369,7 @@ func (s *Service) RotateNow(ctx context.Context, caller identity.Principal, name
 	if err != nil {
 		return Cluster{}, err
 	}
-	if c.KeyManagement != wire.KMSPlatformManaged {
+	if c.KeyManagement != PlatformManaged {
 		return Cluster{}, fmt.Errorf("%w: cluster %s uses a customer-managed key: rotate it in its vault (coffer vault key rotate), then trigger the plugin's poll (coffer kms rotate-now --plugin-health URL, or SIGHUP)", ErrConflict, name)
 	}
 	id, _ := kek.ParseKeyID(c.KeyID)
@@ -376,14 +418,14 @@ func (s *Service) pluginCluster(ctx context.Context, caller identity.Principal, 
 }
 
 // PluginSettings are the settings the plugin fetches.
-func (s *Service) PluginSettings(ctx context.Context, caller identity.Principal, name string) (wire.KMSPluginSettings, error) {
+func (s *Service) PluginSettings(ctx context.Context, caller identity.Principal, name string) (PluginSettings, error) {
 	c, err := s.pluginCluster(ctx, caller, name)
 	if err != nil {
-		return wire.KMSPluginSettings{}, err
+		return PluginSettings{}, err
 	}
-	out := wire.KMSPluginSettings{WriteKey: c.KeyID, Access: wire.KMSAccessDirect, DecryptKeys: []string{}, ThroughCoffer: []string{}}
+	out := PluginSettings{WriteKey: c.KeyID, Access: AccessDirect, DecryptKeys: []string{}, ThroughCoffer: []string{}}
 	if throughCoffer(c.KeyManagement, c.NetworkAccess) {
-		out.Access = wire.KMSAccessCoffer
+		out.Access = AccessCoffer
 		out.ThroughCoffer = append(out.ThroughCoffer, c.KeyID)
 	}
 	for _, d := range c.DecryptOnly {
@@ -398,11 +440,11 @@ func (s *Service) PluginSettings(ctx context.Context, caller identity.Principal,
 // throughCoffer tells whether the plugin reaches a key through Coffer: a PMK always (the
 // platform vault is Coffer's), a CMK when its network access is Private.
 func throughCoffer(keyManagement, networkAccess string) bool {
-	return keyManagement == wire.KMSPlatformManaged || networkAccess == wire.KMSNetworkPrivate
+	return keyManagement == PlatformManaged || networkAccess == NetworkPrivate
 }
 
 // Report stores the plugin's last Status.
-func (s *Service) Report(ctx context.Context, caller identity.Principal, name string, r wire.KMSPluginStatus) error {
+func (s *Service) Report(ctx context.Context, caller identity.Principal, name string, r PluginStatus) error {
 	c, err := s.pluginCluster(ctx, caller, name)
 	if err != nil {
 		return err
@@ -482,7 +524,7 @@ type clusterStore interface {
 	get(ctx context.Context, name string) (Cluster, error)
 	list(ctx context.Context) ([]Cluster, error)
 	put(ctx context.Context, c Cluster, create bool) error
-	report(ctx context.Context, name string, st wire.KMSPluginStatus) error
+	report(ctx context.Context, name string, st PluginStatus) error
 	delete(ctx context.Context, name string) error
 }
 
@@ -555,7 +597,7 @@ func (s sqlStore) put(ctx context.Context, c Cluster, create bool) error {
 func withStatus(c Cluster, status string) Cluster {
 	c.Status = nil
 	if status != "" {
-		var st wire.KMSPluginStatus
+		var st PluginStatus
 		if json.Unmarshal([]byte(status), &st) == nil {
 			c.Status = &st
 		}
@@ -563,7 +605,7 @@ func withStatus(c Cluster, status string) Cluster {
 	return c
 }
 
-func (s sqlStore) report(ctx context.Context, name string, st wire.KMSPluginStatus) error {
+func (s sqlStore) report(ctx context.Context, name string, st PluginStatus) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
 		return err

@@ -90,17 +90,26 @@ func ToWire(c kms.Cluster) wire.KMSCluster {
 			AzureKeyVaultKms: wire.KMSAzureKeyVaultKms{Enabled: true, KeyID: c.KeyID, KeyVaultNetworkAccess: c.NetworkAccess},
 			KubernetesResourceObjectEncryptionProfile: wire.KMSKubernetesResourceObjectEncryptionProfile{InfrastructureEncryption: c.InfraEnc},
 		},
-		DecryptOnlyKeys: append([]wire.KMSDecryptKey{}, c.DecryptOnly...),
-		PluginStatus:    c.Status,
+		DecryptOnlyKeys: []wire.KMSDecryptKey{},
 		Created:         c.Created, Updated: c.Updated,
 	}
 	if id, err := kek.ParseKeyID(c.KeyID); err == nil {
 		out.SecurityProfile.AzureKeyVaultKms.KeyVaultResourceID = id.Vault
 	}
-	if c.Status != nil {
-		out.CurrentKeyID = c.Status.KeyID
+	for _, d := range c.DecryptOnly {
+		out.DecryptOnlyKeys = append(out.DecryptOnlyKeys, wire.KMSDecryptKey{KeyID: d.KeyID, KeyManagement: d.KeyManagement,
+			KeyVaultNetworkAccess: d.KeyVaultNetworkAccess, Since: d.Since, Retirable: d.Retirable})
+	}
+	if st := c.Status; st != nil {
+		out.CurrentKeyID = st.KeyID
+		out.PluginStatus = &wire.KMSPluginStatus{KeyID: st.KeyID, Healthz: st.Healthz, Error: st.Error, CheckedAt: st.CheckedAt, ReportedAt: st.ReportedAt}
 	}
 	return out
+}
+
+func spec(r wire.KMSClusterRequest) kms.Spec {
+	return kms.Spec{Name: r.Name, KeyManagement: r.KeyManagement, KeyID: r.KeyID, KeyVaultNetworkAccess: r.KeyVaultNetworkAccess,
+		Identity: r.Identity, InfrastructureEncryption: r.InfrastructureEncryption}
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, caller identity.Principal) {
@@ -108,7 +117,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, caller identity
 	if !mgmt.DecodeJSON(w, r, &req) {
 		return
 	}
-	c, err := h.svc.Create(r.Context(), caller, req)
+	c, err := h.svc.Create(r.Context(), caller, spec(req))
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -125,7 +134,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request, caller identity
 		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, "a cluster cannot be renamed")
 		return
 	}
-	c, err := h.svc.Update(r.Context(), caller, r.PathValue("name"), req)
+	c, err := h.svc.Update(r.Context(), caller, r.PathValue("name"), spec(req))
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -191,7 +200,7 @@ func (h *Handler) pluginSettings(w http.ResponseWriter, r *http.Request, caller 
 		h.writeError(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, st)
+	mgmt.WriteJSON(w, http.StatusOK, wire.KMSPluginSettings{WriteKey: st.WriteKey, DecryptKeys: st.DecryptKeys, Access: st.Access, ThroughCoffer: st.ThroughCoffer})
 }
 
 func (h *Handler) report(w http.ResponseWriter, r *http.Request, caller identity.Principal) {
@@ -199,7 +208,7 @@ func (h *Handler) report(w http.ResponseWriter, r *http.Request, caller identity
 	if !mgmt.DecodeJSON(w, r, &st) {
 		return
 	}
-	if err := h.svc.Report(r.Context(), caller, r.PathValue("name"), st); err != nil {
+	if err := h.svc.Report(r.Context(), caller, r.PathValue("name"), kms.PluginStatus{KeyID: st.KeyID, Healthz: st.Healthz, Error: st.Error, CheckedAt: st.CheckedAt}); err != nil {
 		h.writeError(w, err)
 		return
 	}

@@ -1,4 +1,4 @@
-package kmsplugin
+package cli
 
 import (
 	"bytes"
@@ -16,14 +16,15 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/kek"
+	"github.com/cofferhq/coffer/internal/kmsplugin"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
 
-// Coffer is the plugin's client of the Coffer server: it fetches the cluster's settings and
+// pluginServer is the plugin's client of the Coffer server: it fetches the cluster's settings and
 // reports Status (a Source), and wraps and unwraps through the server when the settings say
 // so (PMK, or keyVaultNetworkAccess Private). It authenticates as the plugin's service
 // principal with the OAuth2 client-credentials grant.
-type Coffer struct {
+type pluginServer struct {
 	Server       string // https://HOST:PORT
 	Cluster      string
 	ClientID     string
@@ -38,13 +39,13 @@ type Coffer struct {
 	coffer atomic.Value
 }
 
-var _ Source = (*Coffer)(nil)
+var _ kmsplugin.Source = (*pluginServer)(nil)
 
 // Settings fetches the cluster's settings with the plugin's identity.
-func (c *Coffer) Settings(ctx context.Context) (Settings, error) {
+func (c *pluginServer) Settings(ctx context.Context) (kmsplugin.Settings, error) {
 	var s wire.KMSPluginSettings
 	if err := c.do(ctx, http.MethodGet, c.path("/plugin"), nil, &s); err != nil {
-		return Settings{}, err
+		return kmsplugin.Settings{}, err
 	}
 	through := map[string]bool{}
 	for _, k := range s.ThroughCoffer {
@@ -53,27 +54,27 @@ func (c *Coffer) Settings(ctx context.Context) (Settings, error) {
 		}
 	}
 	c.coffer.Store(through)
-	return Settings{WriteKey: s.WriteKey, DecryptKeys: s.DecryptKeys}, nil
+	return kmsplugin.Settings{WriteKey: s.WriteKey, DecryptKeys: s.DecryptKeys}, nil
 }
 
 // ThroughCoffer tells whether the last settings say keyID is reached through Coffer.
-func (c *Coffer) ThroughCoffer(keyID string) bool {
+func (c *pluginServer) ThroughCoffer(keyID string) bool {
 	through, _ := c.coffer.Load().(map[string]bool)
 	id, err := kek.ParseKeyID(keyID)
 	return err == nil && through[strings.ToLower(id.Versionless())]
 }
 
 // Report sends the plugin's last Status.
-func (c *Coffer) Report(ctx context.Context, r Report) error {
+func (c *pluginServer) Report(ctx context.Context, r kmsplugin.Report) error {
 	return c.do(ctx, http.MethodPut, c.path("/plugin/status"), wire.KMSPluginStatus{KeyID: r.KeyID, Healthz: r.Healthz, Error: r.Error, CheckedAt: r.CheckedAt}, nil)
 }
 
-func (c *Coffer) path(p string) string {
+func (c *pluginServer) path(p string) string {
 	return "/coffer/v1/kms/clusters/" + url.PathEscape(c.Cluster) + p
 }
 
-// GetKey, WrapKey and UnwrapKey make Coffer a kek.KEK reached through the server.
-func (c *Coffer) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) {
+// GetKey, WrapKey and UnwrapKey make pluginServer a kek.KEK reached through the server.
+func (c *pluginServer) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) {
 	var k wire.KMSKeyInfo
 	if err := c.keyCall(ctx, "get", keyID, http.MethodGet, c.path("/plugin/key?keyId="+url.QueryEscape(keyID)), nil, &k); err != nil {
 		return kek.KeyInfo{}, err
@@ -81,16 +82,16 @@ func (c *Coffer) GetKey(ctx context.Context, keyID string) (kek.KeyInfo, error) 
 	return kek.KeyInfo{KID: k.KID, Type: k.Kty, Enabled: k.Enabled, Ops: k.KeyOps}, nil
 }
 
-func (c *Coffer) WrapKey(ctx context.Context, keyID string, secret []byte) (string, []byte, error) {
+func (c *pluginServer) WrapKey(ctx context.Context, keyID string, secret []byte) (string, []byte, error) {
 	return c.crypt(ctx, "wrapKey", "/plugin/wrapkey", keyID, secret)
 }
 
-func (c *Coffer) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
+func (c *pluginServer) UnwrapKey(ctx context.Context, kid string, wrapped []byte) ([]byte, error) {
 	_, out, err := c.crypt(ctx, "unwrapKey", "/plugin/unwrapkey", kid, wrapped)
 	return out, err
 }
 
-func (c *Coffer) crypt(ctx context.Context, op, p, keyID string, in []byte) (string, []byte, error) {
+func (c *pluginServer) crypt(ctx context.Context, op, p, keyID string, in []byte) (string, []byte, error) {
 	var res wire.KMSWrapResponse
 	req := wire.KMSWrapRequest{KeyID: keyID, Value: base64.RawURLEncoding.EncodeToString(in)}
 	if err := c.keyCall(ctx, op, keyID, http.MethodPost, c.path(p), req, &res); err != nil {
@@ -104,7 +105,7 @@ func (c *Coffer) crypt(ctx context.Context, op, p, keyID string, in []byte) (str
 }
 
 // keyCall maps the server's error codes back to kek's sentinel errors.
-func (c *Coffer) keyCall(ctx context.Context, op, keyID, method, p string, in, out any) error {
+func (c *pluginServer) keyCall(ctx context.Context, op, keyID, method, p string, in, out any) error {
 	err := c.do(ctx, method, p, in, out)
 	var ae *apiError
 	if err == nil {
@@ -139,7 +140,7 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("coffer server: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-func (c *Coffer) do(ctx context.Context, method, p string, in, out any) error {
+func (c *pluginServer) do(ctx context.Context, method, p string, in, out any) error {
 	tok, err := c.bearer(ctx)
 	if err != nil {
 		return err
@@ -189,7 +190,7 @@ func (c *Coffer) do(ctx context.Context, method, p string, in, out any) error {
 
 // bearer returns a management token for the plugin's service principal, renewed a minute
 // before it expires.
-func (c *Coffer) bearer(ctx context.Context) (string, error) {
+func (c *pluginServer) bearer(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.token != "" && time.Now().Before(c.expires) {
@@ -224,28 +225,22 @@ func (c *Coffer) bearer(ctx context.Context) (string, error) {
 	return c.token, nil
 }
 
-// StaticSource is fixed settings (--key-id, --decrypt-key-id): no Coffer server needed.
-type StaticSource struct{ S Settings }
-
-func (s StaticSource) Settings(context.Context) (Settings, error) { return s.S, nil }
-func (StaticSource) Report(context.Context, Report) error         { return nil }
-
-// RemoteKEKs gives the REST driver for a key (kek/resolve's NewRemote, with the plugin's
+// remoteKEKs gives the REST driver for a key (kek/resolve's NewRemote, with the plugin's
 // identity).
-type RemoteKEKs interface {
+type remoteKEKs interface {
 	KEK(ctx context.Context, ident, keyID string) (kek.KEK, error)
 }
 
-// Router sends every key call through Coffer when the settings say so (PMK, Private) and to
+// pluginRouter sends every key call through Coffer when the settings say so (PMK, Private) and to
 // the vault directly otherwise.
-type Router struct {
-	Coffer   *Coffer // nil: always direct
-	Remote   RemoteKEKs
+type pluginRouter struct {
+	Coffer   *pluginServer // nil: always direct
+	Remote   remoteKEKs
 	Identity string
 }
 
 // KEK implements KEKs.
-func (r Router) KEK(ctx context.Context, keyID string) (kek.KEK, error) {
+func (r pluginRouter) KEK(ctx context.Context, keyID string) (kek.KEK, error) {
 	if r.Coffer != nil && r.Coffer.ThroughCoffer(keyID) {
 		return r.Coffer, nil
 	}
