@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -107,7 +104,7 @@ func (c *pluginServer) crypt(ctx context.Context, op, p, keyID string, in []byte
 // keyCall maps the server's error codes back to kek's sentinel errors.
 func (c *pluginServer) keyCall(ctx context.Context, op, keyID, method, p string, in, out any) error {
 	err := c.do(ctx, method, p, in, out)
-	var ae *apiError
+	var ae *APIError
 	if err == nil {
 		return nil
 	}
@@ -130,62 +127,19 @@ func (c *pluginServer) keyCall(ctx context.Context, op, keyID, method, p string,
 	return &kek.Error{Op: op, KeyID: keyID, Kind: kind, Detail: ae.Message}
 }
 
-// apiError is a management API error answer.
-type apiError struct {
-	Status        int
-	Code, Message string
-}
-
-func (e *apiError) Error() string {
-	return fmt.Sprintf("coffer server: %d %s: %s", e.Status, e.Code, e.Message)
-}
-
 func (c *pluginServer) do(ctx context.Context, method, p string, in, out any) error {
 	tok, err := c.bearer(ctx)
 	if err != nil {
 		return err
 	}
-	var body io.Reader
-	if in != nil {
-		raw, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Server, "/")+p, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("reach the coffer server %s: %w", c.Server, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode == http.StatusUnauthorized {
+	err = (&apiClient{base: strings.TrimSuffix(c.Server, "/"), http: c.HTTP, token: tok}).do(ctx, method, p, in, out)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 		c.mu.Lock()
 		c.token = ""
 		c.mu.Unlock()
 	}
-	if resp.StatusCode >= 300 {
-		var e wire.Error
-		ae := &apiError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
-		if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
-			ae.Code, ae.Message = e.Error.Code, e.Error.Message
-		}
-		return ae
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("decode the coffer server's answer to %s %s: %w", method, p, err)
-		}
-	}
-	return nil
+	return err
 }
 
 // bearer returns a management token for the plugin's service principal, renewed a minute
@@ -196,31 +150,13 @@ func (c *pluginServer) bearer(ctx context.Context) (string, error) {
 	if c.token != "" && time.Now().Before(c.expires) {
 		return c.token, nil
 	}
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "scope": {"coffer-management/.default"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.Server, "/")+"/oauth2/token", strings.NewReader(form.Encode()))
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "service": {wire.AudienceManagement}}
+	tok, err := requestToken(ctx, c.HTTP, strings.TrimSuffix(c.Server, "/"), form)
 	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("get a token from %s: %w", c.Server, err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int    `json:"expires_in"`
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
-		return "", fmt.Errorf("the plugin's identity %s could not get a token from %s (%d %s: %s): check its client id and secret", c.ClientID, c.Server, resp.StatusCode, tok.Error, tok.Description)
+		return "", fmt.Errorf("the plugin's identity %s could not get a token from %s (check its client id and secret): %w", c.ClientID, c.Server, err)
 	}
 	c.token = tok.AccessToken
-	life := time.Duration(tok.ExpiresIn) * time.Second
-	if life <= 2*time.Minute {
-		life = 2 * time.Minute
-	}
+	life := max(time.Duration(tok.ExpiresIn)*time.Second, 2*time.Minute)
 	c.expires = time.Now().Add(life - time.Minute)
 	return c.token, nil
 }
