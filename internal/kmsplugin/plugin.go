@@ -338,7 +338,7 @@ func (p *Plugin) Encrypt(ctx context.Context, req *kmsapi.EncryptRequest) (*kmsa
 		result = "error"
 		p.o.Log.Error("kms plugin: encrypt", "uid", req.GetUid(), "key_id", kid, "err", err)
 	} else {
-		p.o.Log.Debug("kms plugin: encrypt", "uid", req.GetUid(), "key_id", kid, "size", len(req.GetPlaintext()))
+		p.o.Log.Info("kms plugin: encrypt", "uid", req.GetUid(), "key_id", kid, "size", len(req.GetPlaintext()))
 	}
 	p.o.Metrics.observe("encrypt", result, start, p.o.Now())
 	return res, err
@@ -379,7 +379,7 @@ func (p *Plugin) Decrypt(ctx context.Context, req *kmsapi.DecryptRequest) (*kmsa
 		}
 		p.o.Log.Warn("kms plugin: decrypt", "uid", req.GetUid(), "key_id", clip(req.GetKeyId()), "err", err)
 	} else {
-		p.o.Log.Debug("kms plugin: decrypt", "uid", req.GetUid(), "key_id", req.GetKeyId())
+		p.o.Log.Info("kms plugin: decrypt", "uid", req.GetUid(), "key_id", req.GetKeyId())
 	}
 	p.o.Metrics.observe("decrypt", result, start, p.o.Now())
 	return res, err

@@ -173,3 +173,31 @@ func TestListenUnix(t *testing.T) {
 		t.Error("ListenOps on a public address accepted")
 	}
 }
+
+// FuzzDecrypt feeds Decrypt key_ids and ciphertexts as read from etcd (which a storage-level
+// attacker may have written): it never panics, and only the cluster's keys reach the vault.
+func FuzzDecrypt(f *testing.F) {
+	f.Add("https://vault.test/keys/k8s/0123", []byte{1, 2, 3})
+	f.Add("https://vault.test/keys/k8s", []byte{0})
+	f.Add("https://other.test/keys/k8s/1", []byte{})
+	f.Add("http://vault.test/keys/K8S/../x", make([]byte, 2000))
+	f.Add("", []byte("x"))
+	m := kektest.NewMemory("https://vault.test")
+	m.CreateKey("k8s", "RSA")
+	p, err := New(Options{Source: &settingsSource{s: Settings{WriteKey: "https://vault.test/keys/k8s"}}, KEKs: memKEKs{m}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, keyID string, ct []byte) {
+		res, err := p.Decrypt(context.Background(), &kmsapi.DecryptRequest{KeyId: keyID, Ciphertext: ct})
+		if err == nil && len(res.Plaintext) == 0 {
+			t.Fatal("Decrypt succeeded with no plaintext")
+		}
+		if err == nil && !strings.HasPrefix(strings.ToLower(keyID), "https://vault.test/keys/k8s/") {
+			t.Fatalf("key_id %q of another key decrypted", keyID)
+		}
+	})
+}
