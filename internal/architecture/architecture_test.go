@@ -107,6 +107,11 @@ var classes = map[string]class{
 	"internal/imagecrypt/keyprovider": feature,
 	"internal/trust":                  feature,
 	"internal/signatures":             feature,
+	"internal/kms":                    feature,
+	// The KMS v2 plugin and the reencrypt client: client-side code that `coffer kms-plugin`
+	// and `coffer kms reencrypt` run (see cliAllowed).
+	"internal/kmsplugin":           feature,
+	"internal/kmsplugin/reencrypt": feature,
 
 	"internal/access/accessapi":         handler,
 	"internal/console":                  handler,
@@ -117,6 +122,7 @@ var classes = map[string]class{
 	"internal/encryption/encryptionapi": handler,
 	"internal/trust/trustapi":           handler,
 	"internal/signatures/signaturesapi": handler,
+	"internal/kms/kmsapi":               handler,
 	"internal/token/tokenapi":           handler,
 	"internal/vault/api":                handler,
 
@@ -169,6 +175,15 @@ var cliAllowed = []string{
 	// `coffer keyprovider` run them in the CLI's process.
 	"internal/imagecrypt",
 	"internal/imagecrypt/keyprovider",
+	// Client-side code the CLI runs on a node: the KMS v2 plugin (coffer kms-plugin, which
+	// reaches keys through kek/resolve's remote-only resolver, and through the Coffer server
+	// with a kek.KEK of the CLI's own over the management API) and the Kubernetes client of
+	// coffer kms reencrypt. None is a server part: all talk to a Coffer server only over its
+	// APIs.
+	"internal/kek",
+	"internal/kek/resolve",
+	"internal/kmsplugin",
+	"internal/kmsplugin/reencrypt",
 	"internal/mgmt/wire",
 	"internal/server",
 	"internal/tlsca",

@@ -62,6 +62,7 @@ the registry and its encryption). Every command prints a table, or JSON with -o 
 	root.AddCommand(
 		identityCommand(),
 		imageCommand(), keyproviderCommand(),
+		kmsCommand(), kmsPluginCommand(),
 		loginCommand(), logoutCommand(),
 		registryCommand(),
 		roleCommand(),

@@ -50,6 +50,7 @@ const (
 	tagEncryption = "encryption"
 	tagSignatures = "signatures"
 	tagMeta       = "meta"
+	tagKMS        = "kms"
 )
 
 var (
@@ -166,5 +167,18 @@ func Routes() []Route {
 		{ID: "setSignaturePolicy", Method: put, Path: p + "/registry/signatures/policy", Tag: tagSignatures, Summary: "Replace the signature policy (audited)", Permission: "access/manage at /registry", Request: wire.SignaturePolicy{}, Response: wire.SignaturePolicy{}, Status: ok},
 		{ID: "getSignatureVerification", Method: get, Path: p + "/registry/signatures/verification", Tag: tagSignatures, Summary: "Judge one manifest under the current signature policy", Permission: "registry/pull on the repository",
 			Query: []Param{{"repository", "repository name (required)"}, {"reference", "tag or digest (required)"}}, Response: wire.SignatureVerification{}, Status: ok},
+		// Kubernetes KMS v2 cluster settings (docs/kms.md).
+		{ID: "createKMSCluster", Method: post, Path: p + "/kms/clusters", Tag: tagKMS, Summary: "Configure a cluster's KMS v2 key (PMK created, CMK checked as the plugin's identity)", Permission: "vault/manage at /", Request: wire.KMSClusterRequest{}, Response: wire.KMSCluster{}, Status: created},
+		{ID: "listKMSClusters", Method: get, Path: p + "/kms/clusters", Tag: tagKMS, Summary: "List the clusters' KMS v2 settings", Permission: "vault/read at /", Response: wire.List[wire.KMSCluster]{}, Status: ok},
+		{ID: "getKMSCluster", Method: get, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Show a cluster's securityProfile, keys and plugin status", Permission: "vault/read at /", Response: wire.KMSCluster{}, Status: ok},
+		{ID: "updateKMSCluster", Method: patch, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Change a cluster's key (the previous one stays decrypt-only)", Permission: "vault/manage at /", Request: wire.KMSClusterRequest{}, Response: wire.KMSCluster{}, Status: ok},
+		{ID: "deleteKMSCluster", Method: del, Path: p + "/kms/clusters/{name}", Tag: tagKMS, Summary: "Remove a cluster's settings (its keys stay)", Permission: "vault/manage at /", Status: none},
+		{ID: "rotateKMSCluster", Method: post, Path: p + "/kms/clusters/{name}/rotate", Tag: tagKMS, Summary: "Make a new version of the cluster's platform-managed key now", Permission: "vault/manage at /", Response: wire.KMSCluster{}, Status: ok},
+		{ID: "retireKMSKeys", Method: post, Path: p + "/kms/clusters/{name}/retire", Tag: tagKMS, Summary: "Mark decrypt-only keys retirable after every resource was rewritten", Permission: "vault/manage at /", Request: wire.KMSRetireRequest{}, Response: wire.KMSCluster{}, Status: ok},
+		{ID: "getKMSPluginSettings", Method: get, Path: p + "/kms/clusters/{name}/plugin", Tag: tagKMS, Summary: "The settings the cluster's plugin runs with", Permission: "the cluster's plugin identity", Response: wire.KMSPluginSettings{}, Status: ok},
+		{ID: "reportKMSPluginStatus", Method: put, Path: p + "/kms/clusters/{name}/plugin/status", Tag: tagKMS, Summary: "The plugin reports its last Status", Permission: "the cluster's plugin identity", Request: wire.KMSPluginStatus{}, Status: none},
+		{ID: "getKMSPluginKey", Method: get, Path: p + "/kms/clusters/{name}/plugin/key", Tag: tagKMS, Summary: "Read a key of the cluster as the plugin (through Coffer)", Permission: "the cluster's plugin identity, and get on the key", Query: []Param{{"keyId", "the key id"}}, Response: wire.KMSKeyInfo{}, Status: ok},
+		{ID: "wrapKMSPluginKey", Method: post, Path: p + "/kms/clusters/{name}/plugin/wrapkey", Tag: tagKMS, Summary: "Wrap a seed as the plugin (through Coffer, as a Coffer service)", Permission: "the cluster's plugin identity, and wrapKey on the key", Request: wire.KMSWrapRequest{}, Response: wire.KMSWrapResponse{}, Status: ok},
+		{ID: "unwrapKMSPluginKey", Method: post, Path: p + "/kms/clusters/{name}/plugin/unwrapkey", Tag: tagKMS, Summary: "Unwrap a seed as the plugin (through Coffer, as a Coffer service)", Permission: "the cluster's plugin identity, and unwrapKey on the key", Request: wire.KMSWrapRequest{}, Response: wire.KMSWrapResponse{}, Status: ok},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/encryption/encryptionapi"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/identity/identityapi"
+	"github.com/cofferhq/coffer/internal/kms/kmsapi"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	registryapi "github.com/cofferhq/coffer/internal/registry/api"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
@@ -66,6 +67,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	registryapi.MountManagement(rt, p.registry, p.access, signaturesapi.Tags{Service: p.signatures})
 	signaturesapi.New(signaturesapi.Config{Service: p.signatures, Registry: p.registry, Authz: p.access, Audit: p.audit,
 		Log: s.log.With("part", "signatures")}).Register(rt)
+	kmsapi.New(p.kms, p.access, s.log.With("part", "kms")).Register(rt)
 
 	// Vaults: by host name on the main listener, or on ports of their own.
 	vh, err := vaultapi.New(vaultapi.Config{

@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/encryption"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
+	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/signatures"
 	"github.com/cofferhq/coffer/internal/token"
@@ -38,6 +39,8 @@ type services struct {
 	trust      *trust.Service
 	registry   *registry.Service
 	signatures *signatures.Service
+	// kms holds the KMS v2 plugin's cluster settings.
+	kms *kms.Service
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
 }
@@ -171,6 +174,17 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+
+	// The KMS v2 clusters' settings: PMKs in a platform vault, CMKs checked as the plugin's
+	// identity through the same KEK resolver.
+	p.kms, err = kms.New(ctx, kms.Options{
+		DB: s.db, Vault: p.vault, Local: p.vault, Resolver: res, Identities: p.identity, Policies: p.access, Audit: p.audit,
+		PlatformVaultURL: p.vaultAddrs.Scheme + "://" + kms.PlatformVaultName + "." + s.cfg.Vault.Domain,
+		Log:              s.log.With("part", "kms"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
 	}
 
 	// The registry: every byte through the sealing driver.

@@ -239,7 +239,7 @@ func newRESTDriver(c credentialChoice, vaultURL string, hc *http.Client) (kek.KE
 }
 
 // NewRemote returns a resolver for a process that holds no vault of its own (the CLI's image
-// decryption, the ocicrypt key provider on a node): every key is reached over REST with the
+// decryption, the ocicrypt key provider on a node, the KMS plugin): every key is reached over REST with the
 // Azure SDK, as the client-secret credential cred when it is set, else as the host's managed
 // identity. caFile adds CA certificates to trust (as Options.CAFile).
 func NewRemote(cred Credential, caFile string) *Resolver {
