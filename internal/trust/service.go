@@ -322,7 +322,10 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 	}
 	if rootBytes, ok := roles[data.CanonicalRootRole]; ok {
 		cur := builder.GetLoadedVersion(data.CanonicalRootRole)
-		if v := versions[data.CanonicalRootRole]; v != cur && v != cur+1 {
+		if v, loaded := versions[data.CanonicalRootRole], builder.IsLoaded(data.CanonicalRootRole); loaded && v <= cur {
+			// A lower version, or the stored one again, is a rollback (as for every role).
+			return &Error{Status: http.StatusBadRequest, Code: CodeVersion, Message: fmt.Sprintf("a newer version of metadata is already available: root version %d, stored %d", v, cur)}
+		} else if loaded && v != cur+1 {
 			return invalidUpdate(validation.ErrBadRoot{Msg: fmt.Sprintf("root modifications must increment the version: current %d, new %d", cur, v)})
 		}
 		builder = builder.BootstrapNewBuilder()

@@ -38,7 +38,20 @@ func (c dockerCreds) String() string                           { return c.user }
 // file-cached notary repository over that transport.
 func dockerRepo(t *testing.T, e *env, repoName, user, pass string, actions ...string) client.Repository {
 	t.Helper()
-	trustDir := t.TempDir()
+	gun := e.gun(repoName)
+	repo, err := client.NewFileCachedRepository(t.TempDir(), data.GUN(gun), e.inst.URL, dockerTransport(t, e, gun, user, pass, actions...),
+		passphrase.ConstantRetriever("docker-trust-pass"), trustpinning.TrustPinConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+// dockerTransport is the docker CLI's trust transport for gun: the challenge from a ping
+// of /v2/, a token handler asking repository:<gun>:<actions> at the registry's token
+// endpoint, and a basic fallback.
+func dockerTransport(t *testing.T, e *env, gun, user, pass string, actions ...string) http.RoundTripper {
+	t.Helper()
 	base := e.inst.Client.Transport
 	ping, err := (&http.Client{Transport: base, Timeout: 5 * time.Second}).Get(e.inst.URL + "/v2/")
 	if err != nil {
@@ -49,17 +62,10 @@ func dockerRepo(t *testing.T, e *env, repoName, user, pass string, actions ...st
 	if err := cm.AddResponse(ping); err != nil {
 		t.Fatal(err)
 	}
-	gun := e.gun(repoName)
 	creds := dockerCreds{user, pass}
 	th := auth.NewTokenHandlerWithOptions(auth.TokenHandlerOptions{Transport: base, Credentials: creds,
 		Scopes: []auth.Scope{auth.RepositoryScope{Repository: gun, Actions: actions}}, ClientID: "docker"})
-	tr := transport.NewTransport(base, auth.NewAuthorizer(cm, th, auth.NewBasicHandler(creds)))
-	repo, err := client.NewFileCachedRepository(trustDir, data.GUN(gun), e.inst.URL, tr,
-		passphrase.ConstantRetriever("docker-trust-pass"), trustpinning.TrustPinConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo
+	return transport.NewTransport(base, auth.NewAuthorizer(cm, th, auth.NewBasicHandler(creds)))
 }
 
 // TestDockerContentTrustFlow signs, as docker push with DOCKER_CONTENT_TRUST=1 does, a tag
