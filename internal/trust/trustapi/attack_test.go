@@ -278,3 +278,187 @@ func TestAttackRollback(t *testing.T) {
 		}
 	}
 }
+
+// published starts a collection of repo with one target and returns its publisher.
+func published(t *testing.T, e *env, repo string, serverSnapshot bool) *tufPublisher {
+	t.Helper()
+	p := newPublisher(t, e, repo, serverSnapshot, "")
+	p.addTarget(data.CanonicalTargetsRole, "v1", "one")
+	parts := []part{{"root", p.signRoot()}, {"targets", p.signTargets(data.CanonicalTargetsRole)}}
+	if !serverSnapshot {
+		parts = append(parts, part{"snapshot", p.signSnapshot()})
+	}
+	p.ok(parts...)
+	return p
+}
+
+// TestAttackMixAndMatch: a snapshot that names an older targets file than the one stored
+// (or than the one uploaded beside it) is refused.
+func TestAttackMixAndMatch(t *testing.T) {
+	e := start(t, nil)
+	p := published(t, e, "attack/mix", false)
+	oldTargets, _ := p.repo.Targets[data.CanonicalTargetsRole].ToSigned()
+	oldBytes, _ := json.Marshal(oldTargets)
+	oldMeta, err := data.NewFileMeta(bytes.NewReader(oldBytes), "sha256")
+	must(t, err)
+	p.addTarget(data.CanonicalTargetsRole, "v2", "two")
+	p.ok(part{"targets", p.signTargets(data.CanonicalTargetsRole)}, part{"snapshot", p.signSnapshot()})
+
+	// A new snapshot, correctly signed, that names targets version 1 beside stored version 2.
+	p.repo.Snapshot.Signed.Version++
+	p.repo.Snapshot.Signed.Meta[data.CanonicalTargetsRole.String()] = oldMeta
+	s, err := p.repo.Snapshot.ToSigned()
+	must(t, err)
+	got := p.refused("snapshot naming old targets", "INVALID_UPDATE", part{"snapshot", p.signWith(s, p.snap)})
+	if !strings.Contains(got.Message, "snapshot") {
+		t.Fatalf("mix-and-match refusal does not say the snapshot is wrong: %+v", got)
+	}
+	// The same snapshot with the old targets uploaded beside it: a rollback of targets.
+	p.refused("old targets and a snapshot naming them", "VERSION", part{"targets", oldBytes}, part{"snapshot", p.signWith(s, p.snap)})
+	// Uploaded targets that differ from what the uploaded snapshot names.
+	p.addTarget(data.CanonicalTargetsRole, "v3", "three")
+	newTargets := p.signTargets(data.CanonicalTargetsRole)
+	p.repo.Snapshot.Signed.Version++
+	s, _ = p.repo.Snapshot.ToSigned()
+	p.refused("targets not the ones the snapshot names", "INVALID_UPDATE", part{"targets", newTargets}, part{"snapshot", p.signWith(s, p.snap)})
+}
+
+// TestAttackSignatures: a targets file signed by a key the root does not name, with no
+// signature, or with fewer signatures than the role's threshold is refused.
+func TestAttackSignatures(t *testing.T) {
+	e := start(t, nil)
+	p := published(t, e, "attack/sigs", true)
+	p.addTarget(data.CanonicalTargetsRole, "v2", "two")
+	p.repo.Targets[data.CanonicalTargetsRole].Signed.Version++
+	s, err := p.repo.Targets[data.CanonicalTargetsRole].ToSigned()
+	must(t, err)
+	stranger := p.newKey(data.CanonicalTargetsRole)
+	p.refused("targets signed by a key the root does not name", "INVALID_UPDATE", part{"targets", p.signWith(s, stranger)})
+	unsigned, _ := json.Marshal(data.Signed{Signed: s.Signed})
+	p.refused("targets with no signature", "INVALID_UPDATE", part{"targets", unsigned})
+	// A signature over other bytes: the targets signed, then one target changed.
+	good := p.signWith(s, p.targets)
+	tampered := bytes.Replace(good, []byte(`"v2"`), []byte(`"v9"`), 1)
+	if bytes.Equal(good, tampered) {
+		t.Fatal("test bug: nothing tampered")
+	}
+	p.refused("targets whose signature does not cover its bytes", "INVALID_UPDATE", part{"targets", tampered})
+	// The valid one still goes through.
+	p.ok(part{"targets", good})
+
+	// A threshold of 2 targets keys, met by one signature only.
+	q := newPublisher(t, e, "attack/threshold", true, "")
+	second := q.newKey(data.CanonicalTargetsRole)
+	must(t, q.repo.AddBaseKeys(data.CanonicalTargetsRole, second))
+	q.repo.Root.Signed.Roles[data.CanonicalTargetsRole].Threshold = 2
+	q.addTarget(data.CanonicalTargetsRole, "v1", "one")
+	root := q.signRoot()
+	q.repo.Targets[data.CanonicalTargetsRole].Signed.Version = 1
+	ts, err := q.repo.Targets[data.CanonicalTargetsRole].ToSigned()
+	must(t, err)
+	q.refused("targets below its threshold", "INVALID_UPDATE", part{"root", root}, part{"targets", q.signWith(ts, q.targets)})
+	q.ok(part{"root", root}, part{"targets", q.signWith(ts, q.targets, second)})
+}
+
+// TestAttackRoot: a root rotation signed only by the new root key, and a first root whose
+// certificate's CN is not the GUN, are refused; a rotation signed by both goes through.
+func TestAttackRoot(t *testing.T) {
+	e := start(t, nil)
+	p := published(t, e, "attack/root", true)
+	newCert := p.rootCert(string(p.gun))
+	must(t, p.repo.ReplaceBaseKeys(data.CanonicalRootRole, newCert))
+	// Signed by the new key only: notary's SignRoot would add the old key, so sign by hand.
+	p.repo.Root.Signed.Version++
+	s, err := p.repo.Root.ToSigned()
+	must(t, err)
+	got := p.refused("root rotation not signed by the old root", "INVALID_UPDATE", part{"root", p.signWith(s, newCert)})
+	if !strings.Contains(got.Message, "root") {
+		t.Fatalf("refusal does not name the root: %+v", got)
+	}
+	p.repo.Root.Signed.Version--
+	p.ok(part{"root", p.signRoot()}) // SignRoot signs with the old and the new key
+
+	q := newPublisher(t, e, "attack/cn", true, "127.0.0.1:1/someone/else")
+	q.addTarget(data.CanonicalTargetsRole, "v1", "one")
+	got = q.refused("root certificate for another GUN", "INVALID_UPDATE", part{"root", q.signRoot()}, part{"targets", q.signTargets(data.CanonicalTargetsRole)})
+	if !strings.Contains(got.Message, "root") {
+		t.Fatalf("refusal does not name the root: %+v", got)
+	}
+}
+
+// TestAttackDelegationPaths: a delegation that lists a target outside the paths delegated
+// to it, or delegates further outside them, is refused.
+func TestAttackDelegationPaths(t *testing.T) {
+	e := start(t, nil)
+	p := published(t, e, "attack/deleg", true)
+	rel := p.newKey("targets/releases")
+	must(t, p.repo.UpdateDelegationKeys("targets/releases", data.KeyList{rel}, nil, 1))
+	must(t, p.repo.UpdateDelegationPaths("targets/releases", []string{"release/"}, nil, false))
+	_, err := p.repo.InitTargets("targets/releases")
+	must(t, err)
+	p.addTarget("targets/releases", "release/1", "one")
+	p.ok(part{"targets", p.signTargets(data.CanonicalTargetsRole)}, part{"targets/releases", p.signTargets("targets/releases")})
+
+	// A target outside release/, written into the delegation's file by hand (notary's
+	// AddTargets would refuse it).
+	meta, _ := data.NewFileMeta(strings.NewReader("evil"), "sha256")
+	p.repo.Targets["targets/releases"].Signed.Targets["latest"] = meta
+	p.refused("delegation writing outside its paths", "INVALID_UPDATE", part{"targets/releases", p.signTargets("targets/releases")})
+	delete(p.repo.Targets["targets/releases"].Signed.Targets, "latest")
+
+	// A sub-delegation with paths outside release/.
+	sub := p.newKey("targets/releases/sub")
+	must(t, p.repo.UpdateDelegationKeys("targets/releases/sub", data.KeyList{sub}, nil, 1))
+	p.repo.Targets["targets/releases"].Signed.Delegations.Roles[0].Paths = []string{"other/"}
+	p.refused("sub-delegation outside the parent's paths", "INVALID_UPDATE", part{"targets/releases", p.signTargets("targets/releases")})
+}
+
+// TestAttackMalformedUpload: bodies that are not a well-formed notary update answer
+// MALFORMED_UPLOAD (or MALFORMED_JSON, INVALID_ROLE) and store nothing.
+func TestAttackMalformedUpload(t *testing.T) {
+	e := start(t, nil)
+	p := published(t, e, "attack/body", true)
+	var before data.SignedTimestamp
+	p.get(data.CanonicalTimestampRole, &before)
+	big := bytes.Repeat([]byte(" "), 4<<20+10)
+	for _, c := range []struct {
+		what, want string
+		ct         string
+		body       []byte
+		parts      []part
+	}{
+		{what: "not multipart", want: "MALFORMED_UPLOAD", ct: "application/json", body: []byte(`{}`)},
+		{what: "no boundary", want: "MALFORMED_UPLOAD", ct: "multipart/form-data", body: []byte("--x\r\n")},
+		{what: "truncated", want: "MALFORMED_UPLOAD", ct: "multipart/form-data; boundary=xyz",
+			body: []byte("--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets\"\r\n\r\n{\"signed\":")},
+		{what: "no parts", want: "MALFORMED_UPLOAD", ct: "multipart/form-data; boundary=xyz", body: []byte("--xyz--\r\n")},
+		{what: "part without a filename", want: "MALFORMED_UPLOAD", ct: "multipart/form-data; boundary=xyz",
+			body: []byte("--xyz\r\nContent-Disposition: form-data; name=\"files\"\r\n\r\n{}\r\n--xyz--\r\n")},
+		{what: "unknown role", want: "INVALID_ROLE", parts: []part{{"targets/../root", []byte(`{}`)}}},
+		{what: "not JSON", want: "MALFORMED_JSON", parts: []part{{"targets", []byte(`{"signed":`)}}},
+		{what: "one role over 4 MiB", want: "MALFORMED_UPLOAD", parts: []part{{"targets", big}}},
+		{what: "the update over 32 MiB", want: "MALFORMED_UPLOAD", parts: []part{
+			{"targets/a", big}, {"targets/b", big}, {"targets/c", big}, {"targets/d", big}, {"targets/e", big},
+			{"targets/f", big}, {"targets/g", big}, {"targets/h", big}, {"targets/i", big}}},
+	} {
+		var got apiError
+		if c.parts != nil {
+			if c.what == "the update over 32 MiB" {
+				for i := range c.parts {
+					c.parts[i].data = big[:4<<20-1]
+				}
+			}
+			got = p.post(c.parts...)
+		} else {
+			got = p.postRaw(c.ct, c.body)
+		}
+		if got.Status != http.StatusBadRequest || got.Code != c.want {
+			t.Errorf("%s: answered %+v, want 400 %s", c.what, got, c.want)
+		}
+	}
+	var after data.SignedTimestamp
+	p.get(data.CanonicalTimestampRole, &after)
+	if after.Signed.Version != before.Signed.Version {
+		t.Fatalf("a refused update changed the timestamp: version %d → %d", before.Signed.Version, after.Signed.Version)
+	}
+}
