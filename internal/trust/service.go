@@ -380,6 +380,14 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		}
 	}
 
+	rootBytes, ok := roles[data.CanonicalRootRole]
+	if !ok {
+		rootBytes = stored[data.CanonicalRootRole]
+	}
+	root, err := parseRoot(rootBytes)
+	if err != nil {
+		return invalidUpdate(validation.ErrBadRoot{Msg: err.Error()})
+	}
 	updates := map[data.RoleName][]byte{}
 	for r, b := range roles {
 		if r != data.CanonicalSnapshotRole {
@@ -408,6 +416,9 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		if err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
+		if b, err = s.datedSnapshot(ks, root, b); err != nil {
+			return signErr(err, data.CanonicalSnapshotRole)
+		}
 		updates[data.CanonicalSnapshotRole] = b
 	}
 	var prevTS *data.SignedTimestamp
@@ -419,7 +430,7 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return storageErr(err)
 	}
-	ts, _, err := builder.GenerateTimestamp(prevTS)
+	ts, err := s.signTimestamp(ks, root, updates[data.CanonicalSnapshotRole], prevTS)
 	if err != nil {
 		return signErr(err, data.CanonicalTimestampRole)
 	}
@@ -758,6 +769,10 @@ func (s *Service) resign(ctx context.Context, gun string) error {
 	if err := builder.Load(data.CanonicalRootRole, rootBytes, 1, true); err != nil {
 		return fmt.Errorf("stored root of %s: %w", gun, err)
 	}
+	root, err := parseRoot(rootBytes)
+	if err != nil {
+		return err
+	}
 	snBytes, _, err := s.current(ctx, gun, data.CanonicalSnapshotRole)
 	if err != nil {
 		return storageErr(err)
@@ -772,15 +787,17 @@ func (s *Service) resign(ctx context.Context, gun string) error {
 		if err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
+		if b, err = s.datedSnapshot(ks, root, b); err != nil {
+			return signErr(err, data.CanonicalSnapshotRole)
+		}
 		updates[data.CanonicalSnapshotRole] = b
-	} else if err := builder.Load(data.CanonicalSnapshotRole, snBytes, 1, true); err != nil {
-		return fmt.Errorf("stored snapshot of %s: %w", gun, err)
+		snBytes = b
 	}
 	var prev data.SignedTimestamp
 	if err := json.Unmarshal(tsBytes, &prev); err != nil {
 		return err
 	}
-	b, _, err := builder.GenerateTimestamp(&prev)
+	b, err := s.signTimestamp(ks, root, snBytes, &prev)
 	if err != nil {
 		return signErr(err, data.CanonicalTimestampRole)
 	}

@@ -1,0 +1,81 @@
+package trust
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/theupdateframework/notary/tuf/data"
+	"github.com/theupdateframework/notary/tuf/signed"
+)
+
+// Lifetimes of what the server signs (notary's defaults for server-signed roles).
+const (
+	TimestampLifetime = 24 * time.Hour
+	SnapshotLifetime  = 7 * 24 * time.Hour
+)
+
+// signTimestamp signs, with the server-held timestamp key(s) the root names, a timestamp
+// naming exactly the snapshot bytes snap, dated by the service's clock (notary's builder
+// dates from the wall clock and names the snapshot it loaded, not the bytes stored).
+func (s *Service) signTimestamp(ks keyService, root *data.SignedRoot, snap []byte, prev *data.SignedTimestamp) ([]byte, error) {
+	meta, err := data.NewFileMeta(bytes.NewReader(snap), data.NotaryDefaultHashes...)
+	if err != nil {
+		return nil, err
+	}
+	ts := &data.SignedTimestamp{Signed: data.Timestamp{
+		SignedCommon: data.SignedCommon{Type: data.TUFTypes[data.CanonicalTimestampRole], Version: 1, Expires: s.now().Add(TimestampLifetime).UTC().Round(time.Second)},
+		Meta:         data.Files{data.CanonicalSnapshotRole.String(): meta},
+	}}
+	if prev != nil {
+		ts.Signed.Version = prev.Signed.Version + 1
+	}
+	sgnd, err := ts.ToSigned()
+	if err != nil {
+		return nil, err
+	}
+	return signAs(ks, root, data.CanonicalTimestampRole, sgnd)
+}
+
+// datedSnapshot re-signs a snapshot the builder generated when its expiry was not taken
+// from the service's clock (only when that clock is not the wall clock: tests, a host
+// whose clock the operator overrides). Otherwise b is returned as it is.
+func (s *Service) datedSnapshot(ks keyService, root *data.SignedRoot, b []byte) ([]byte, error) {
+	var sn data.SignedSnapshot
+	if err := json.Unmarshal(b, &sn); err != nil {
+		return nil, err
+	}
+	want := s.now().Add(SnapshotLifetime).UTC().Round(time.Second)
+	if d := sn.Signed.Expires.Sub(want); d > -time.Minute && d < time.Minute {
+		return b, nil
+	}
+	sn.Signed.Expires = want
+	sn.Signatures = nil
+	sgnd, err := sn.ToSigned()
+	if err != nil {
+		return nil, err
+	}
+	return signAs(ks, root, data.CanonicalSnapshotRole, sgnd)
+}
+
+// signAs signs sgnd with the keys root names for role, to its threshold.
+func signAs(ks keyService, root *data.SignedRoot, role data.RoleName, sgnd *data.Signed) ([]byte, error) {
+	base, err := root.BuildBaseRole(role)
+	if err != nil {
+		return nil, fmt.Errorf("the root names no %s role: %w", role, err)
+	}
+	sgnd.Signatures = nil
+	if err := signed.Sign(ks, sgnd, base.ListKeys(), base.Threshold, nil); err != nil {
+		return nil, err
+	}
+	return json.Marshal(sgnd)
+}
+
+func parseRoot(b []byte) (*data.SignedRoot, error) {
+	var r data.SignedRoot
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("root metadata: %w", err)
+	}
+	return &r, nil
+}
