@@ -38,20 +38,37 @@ func (s *Service) signTimestamp(ks keyService, root *data.SignedRoot, snap []byt
 	return signAs(ks, root, data.CanonicalTimestampRole, sgnd)
 }
 
-// datedSnapshot re-signs a snapshot the builder generated when its expiry was not taken
-// from the service's clock (only when that clock is not the wall clock: tests, a host
-// whose clock the operator overrides). Otherwise b is returned as it is.
-func (s *Service) datedSnapshot(ks keyService, root *data.SignedRoot, b []byte) ([]byte, error) {
-	var sn data.SignedSnapshot
-	if err := json.Unmarshal(b, &sn); err != nil {
-		return nil, err
+// signSnapshot signs, with the server-held snapshot key(s) the root names, the snapshot
+// that follows prev (nil for the first): prev's entries, with those of the roles in
+// changed (their exact bytes) replaced, dated by the service's clock. One vault signature
+// per key. (notary's builder would date it from package-level defaults that other notary
+// packages change at init.)
+func (s *Service) signSnapshot(ks keyService, root *data.SignedRoot, prev *data.SignedSnapshot, changed map[data.RoleName][]byte) ([]byte, error) {
+	sn := &data.SignedSnapshot{Signed: data.Snapshot{
+		SignedCommon: data.SignedCommon{Type: data.TUFTypes[data.CanonicalSnapshotRole], Version: 1, Expires: s.now().Add(SnapshotLifetime).UTC().Round(time.Second)},
+		Meta:         data.Files{},
+	}}
+	if prev != nil {
+		sn.Signed.Version = prev.Signed.Version + 1
+		for name, m := range prev.Signed.Meta {
+			sn.Signed.Meta[name] = m
+		}
 	}
-	want := s.now().Add(SnapshotLifetime).UTC().Round(time.Second)
-	if d := sn.Signed.Expires.Sub(want); d > -time.Minute && d < time.Minute {
-		return b, nil
+	for role, b := range changed {
+		if role == data.CanonicalSnapshotRole || role == data.CanonicalTimestampRole {
+			continue
+		}
+		m, err := data.NewFileMeta(bytes.NewReader(b), data.NotaryDefaultHashes...)
+		if err != nil {
+			return nil, err
+		}
+		sn.Signed.Meta[role.String()] = m
 	}
-	sn.Signed.Expires = want
-	sn.Signatures = nil
+	for _, need := range []data.RoleName{data.CanonicalRootRole, data.CanonicalTargetsRole} {
+		if _, ok := sn.Signed.Meta[need.String()]; !ok {
+			return nil, fmt.Errorf("the snapshot would not name the %s role", need)
+		}
+	}
 	sgnd, err := sn.ToSigned()
 	if err != nil {
 		return nil, err

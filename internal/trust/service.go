@@ -412,11 +412,24 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return storageErr(err)
 		}
-		b, _, err := builder.GenerateSnapshot(prev)
-		if err != nil {
-			return signErr(err, data.CanonicalSnapshotRole)
+		changed := map[data.RoleName][]byte{data.CanonicalRootRole: rootBytes}
+		for r, b := range updates {
+			changed[r] = b
 		}
-		if b, err = s.datedSnapshot(ks, root, b); err != nil {
+		if prev == nil {
+			if _, ok := changed[data.CanonicalTargetsRole]; !ok {
+				b, _, err := s.current(ctx, gun, data.CanonicalTargetsRole)
+				if errors.Is(err, store.ErrNotFound) {
+					return invalidUpdate(validation.ErrBadHierarchy{Missing: data.CanonicalTargetsRole.String(), Msg: "the first update of a collection must hold its targets"})
+				}
+				if err != nil {
+					return storageErr(err)
+				}
+				changed[data.CanonicalTargetsRole] = b
+			}
+		}
+		b, err := s.signSnapshot(ks, root, prev, changed)
+		if err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
 		updates[data.CanonicalSnapshotRole] = b
@@ -783,11 +796,8 @@ func (s *Service) resign(ctx context.Context, gun string) error {
 	}
 	updates := map[data.RoleName][]byte{}
 	if !s.now().Before(sn.Signed.Expires) && s.holdsKey(ctx, gun, data.CanonicalSnapshotRole) {
-		b, _, err := builder.GenerateSnapshot(&sn)
+		b, err := s.signSnapshot(ks, root, &sn, nil)
 		if err != nil {
-			return signErr(err, data.CanonicalSnapshotRole)
-		}
-		if b, err = s.datedSnapshot(ks, root, b); err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
 		updates[data.CanonicalSnapshotRole] = b
