@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/theupdateframework/notary/tuf/utils"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store/storetest"
@@ -61,7 +63,11 @@ func newFixture(t testing.TB) *fixture {
 	}
 	root := make([]byte, 32)
 	rand.Read(root)
-	vs, err := vault.New(ctx, vault.Options{DB: db, RootKey: root, Authorizer: acc})
+	al, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: make([]byte, audit.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := vault.New(ctx, vault.Options{DB: db, RootKey: root, Authorizer: acc, Audit: al})
 	if err != nil {
 		t.Fatal(err)
 	}
