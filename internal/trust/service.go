@@ -322,7 +322,10 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 	}
 	if rootBytes, ok := roles[data.CanonicalRootRole]; ok {
 		cur := builder.GetLoadedVersion(data.CanonicalRootRole)
-		if v := versions[data.CanonicalRootRole]; v != cur && v != cur+1 {
+		if v, loaded := versions[data.CanonicalRootRole], builder.IsLoaded(data.CanonicalRootRole); loaded && v <= cur {
+			// A lower version, or the stored one again, is a rollback (as for every role).
+			return &Error{Status: http.StatusBadRequest, Code: CodeVersion, Message: fmt.Sprintf("a newer version of metadata is already available: root version %d, stored %d", v, cur)}
+		} else if loaded && v != cur+1 {
 			return invalidUpdate(validation.ErrBadRoot{Msg: fmt.Sprintf("root modifications must increment the version: current %d, new %d", cur, v)})
 		}
 		builder = builder.BootstrapNewBuilder()
@@ -377,6 +380,14 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		}
 	}
 
+	rootBytes, ok := roles[data.CanonicalRootRole]
+	if !ok {
+		rootBytes = stored[data.CanonicalRootRole]
+	}
+	root, err := parseRoot(rootBytes)
+	if err != nil {
+		return invalidUpdate(validation.ErrBadRoot{Msg: err.Error()})
+	}
 	updates := map[data.RoleName][]byte{}
 	for r, b := range roles {
 		if r != data.CanonicalSnapshotRole {
@@ -401,7 +412,23 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return storageErr(err)
 		}
-		b, _, err := builder.GenerateSnapshot(prev)
+		changed := map[data.RoleName][]byte{data.CanonicalRootRole: rootBytes}
+		for r, b := range updates {
+			changed[r] = b
+		}
+		if prev == nil {
+			if _, ok := changed[data.CanonicalTargetsRole]; !ok {
+				b, _, err := s.current(ctx, gun, data.CanonicalTargetsRole)
+				if errors.Is(err, store.ErrNotFound) {
+					return invalidUpdate(validation.ErrBadHierarchy{Missing: data.CanonicalTargetsRole.String(), Msg: "the first update of a collection must hold its targets"})
+				}
+				if err != nil {
+					return storageErr(err)
+				}
+				changed[data.CanonicalTargetsRole] = b
+			}
+		}
+		b, err := s.signSnapshot(ks, root, prev, changed)
 		if err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
@@ -416,7 +443,7 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return storageErr(err)
 	}
-	ts, _, err := builder.GenerateTimestamp(prevTS)
+	ts, err := s.signTimestamp(ks, root, updates[data.CanonicalSnapshotRole], prevTS)
 	if err != nil {
 		return signErr(err, data.CanonicalTimestampRole)
 	}
@@ -755,6 +782,10 @@ func (s *Service) resign(ctx context.Context, gun string) error {
 	if err := builder.Load(data.CanonicalRootRole, rootBytes, 1, true); err != nil {
 		return fmt.Errorf("stored root of %s: %w", gun, err)
 	}
+	root, err := parseRoot(rootBytes)
+	if err != nil {
+		return err
+	}
 	snBytes, _, err := s.current(ctx, gun, data.CanonicalSnapshotRole)
 	if err != nil {
 		return storageErr(err)
@@ -765,19 +796,18 @@ func (s *Service) resign(ctx context.Context, gun string) error {
 	}
 	updates := map[data.RoleName][]byte{}
 	if !s.now().Before(sn.Signed.Expires) && s.holdsKey(ctx, gun, data.CanonicalSnapshotRole) {
-		b, _, err := builder.GenerateSnapshot(&sn)
+		b, err := s.signSnapshot(ks, root, &sn, nil)
 		if err != nil {
 			return signErr(err, data.CanonicalSnapshotRole)
 		}
 		updates[data.CanonicalSnapshotRole] = b
-	} else if err := builder.Load(data.CanonicalSnapshotRole, snBytes, 1, true); err != nil {
-		return fmt.Errorf("stored snapshot of %s: %w", gun, err)
+		snBytes = b
 	}
 	var prev data.SignedTimestamp
 	if err := json.Unmarshal(tsBytes, &prev); err != nil {
 		return err
 	}
-	b, _, err := builder.GenerateTimestamp(&prev)
+	b, err := s.signTimestamp(ks, root, snBytes, &prev)
 	if err != nil {
 		return signErr(err, data.CanonicalTimestampRole)
 	}

@@ -22,7 +22,7 @@ type env struct {
 }
 
 // start runs a server with content trust enabled and the administrator made a signer.
-func start(t *testing.T, mutate func(*config.Server)) *env {
+func start(t testing.TB, mutate func(*config.Server)) *env {
 	t.Helper()
 	inst := servertest.Start(t, mutate)
 	e := &env{inst: inst, host: inst.Addr}
@@ -32,7 +32,7 @@ func start(t *testing.T, mutate func(*config.Server)) *env {
 	return e
 }
 
-func (e *env) mgmtToken(t *testing.T, user, pass string) string {
+func (e *env) mgmtToken(t testing.TB, user, pass string) string {
 	t.Helper()
 	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}, "service": {"coffer-management"}}
 	resp, err := e.inst.Client.PostForm(e.inst.URL+"/oauth2/token", form)
@@ -51,7 +51,7 @@ func (e *env) mgmtToken(t *testing.T, user, pass string) string {
 	return tr.AccessToken
 }
 
-func (e *env) call(t *testing.T, method, path string, in, out any) int {
+func (e *env) call(t testing.TB, method, path string, in, out any) int {
 	t.Helper()
 	var body io.Reader
 	if in != nil {
@@ -80,7 +80,7 @@ func (e *env) call(t *testing.T, method, path string, in, out any) int {
 	return resp.StatusCode
 }
 
-func (e *env) setTrust(t *testing.T, status string) wire.ContentTrustUpdated {
+func (e *env) setTrust(t testing.TB, status string) wire.ContentTrustUpdated {
 	t.Helper()
 	var out wire.ContentTrustUpdated
 	if code := e.call(t, "PATCH", "/coffer/v1/registry/config/content-trust", wire.ContentTrustUpdate{Status: status}, &out); code != 200 {
@@ -89,14 +89,14 @@ func (e *env) setTrust(t *testing.T, status string) wire.ContentTrustUpdated {
 	return out
 }
 
-func (e *env) assign(t *testing.T, role, who, scope string) {
+func (e *env) assign(t testing.TB, role, who, scope string) {
 	t.Helper()
 	if code := e.call(t, "POST", "/coffer/v1/role-assignments", wire.CreateRoleAssignmentRequest{Role: role, Assignee: who, Scope: scope}, nil); code != 201 && code != 200 {
 		t.Fatalf("assign %s to %s at %s: %d", role, who, scope, code)
 	}
 }
 
-func (e *env) user(t *testing.T, name, pass string, roles ...string) {
+func (e *env) user(t testing.TB, name, pass string, roles ...string) {
 	t.Helper()
 	if code := e.call(t, "POST", "/coffer/v1/users", wire.CreateUserRequest{Name: name, Password: pass}, nil); code != 201 {
 		t.Fatalf("create user %s: %d", name, code)

@@ -19,7 +19,7 @@ import (
 
 // notaryCLI runs the Debian notary 0.7 CLI against the server as user.
 type notaryCLI struct {
-	t        *testing.T
+	t        testing.TB
 	e        *env
 	dir      string
 	user     string
@@ -27,7 +27,7 @@ type notaryCLI struct {
 	extraEnv []string
 }
 
-func newNotary(t *testing.T, e *env, user, pass string) *notaryCLI {
+func newNotary(t testing.TB, e *env, user, pass string) *notaryCLI {
 	t.Helper()
 	if _, err := exec.LookPath("notary"); err != nil {
 		t.Skip("the notary CLI is not installed (apt-get install notary; scripts/test installs it)")
@@ -58,7 +58,7 @@ func (n *notaryCLI) must(args ...string) string {
 	return out
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {

@@ -7,6 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/cofferhq/coffer/internal/trust"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -29,9 +39,11 @@ func trustKeys(t *testing.T, e *env) []string {
 
 // TestDisableWipesAndEnableStartsEmpty publishes with the notary CLI (server-managed
 // snapshot), disables content trust (the trust API then answers 404 saying so, and the
-// vault no longer lists the server-held keys), and enables it again with no trust data.
+// vault no longer lists the server-held keys; the image and its notation-style signature
+// artifact, an OCI referrer, still pull), and enables it again with no trust data.
 func TestDisableWipesAndEnableStartsEmpty(t *testing.T) {
 	e := start(t, nil)
+	img, sig := pushSignedArtifact(t, e, "team/app")
 	n := newNotary(t, e, "admin", e.inst.AdminPassword)
 	gun := e.gun("team/app")
 	f := writeFile(t, n.dir, "v1.bin", "one")
@@ -50,6 +62,7 @@ func TestDisableWipesAndEnableStartsEmpty(t *testing.T) {
 	if keys := trustKeys(t, e); len(keys) != 0 {
 		t.Fatalf("server-held keys after disable: %v", keys)
 	}
+	checkArtifactsPull(t, e, "team/app", img, sig)
 	// The trust API now says content trust is disabled (404, which clients report as no trust data).
 	resp, err := e.inst.Client.Get(e.inst.URL + "/v2/" + gun + "/_trust/tuf/timestamp.json")
 	if err != nil {
@@ -76,5 +89,77 @@ func TestDisableWipesAndEnableStartsEmpty(t *testing.T) {
 	again.must("publish", gun)
 	if out := fresh.must("list", gun); !strings.Contains(out, "v1") {
 		t.Fatalf("list after republish:\n%s", out)
+	}
+}
+
+func regOpts(e *env) []remote.Option {
+	return []remote.Option{remote.WithAuth(&authn.Basic{Username: "admin", Password: e.inst.AdminPassword}), remote.WithTransport(e.inst.Client.Transport)}
+}
+
+// notationArtifactType is what notation gives its signature manifests.
+const notationArtifactType = "application/vnd.cncf.notary.signature"
+
+// pushSignedArtifact pushes an image as tag v1 and, as notation and cosign do with OCI 1.1,
+// a signature manifest whose subject is the image (a referrer). It returns both digests.
+func pushSignedArtifact(t *testing.T, e *env, repo string) (img, sig v1.Hash) {
+	t.Helper()
+	image, err := random.Image(300, 1)
+	must(t, err)
+	ref, _ := name.ParseReference(e.gun(repo) + ":v1")
+	must(t, remote.Write(ref, image, regOpts(e)...))
+	desc, err := remote.Head(ref, regOpts(e)...)
+	must(t, err)
+	s := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	s = mutate.ConfigMediaType(s, types.MediaType(notationArtifactType))
+	s, err = mutate.AppendLayers(s, static.NewLayer([]byte(`{"payload":"signature envelope"}`), "application/jose+json"))
+	must(t, err)
+	signature := mutate.Subject(s, *desc).(v1.Image)
+	sd, err := signature.Digest()
+	must(t, err)
+	sref, _ := name.ParseReference(e.gun(repo) + "@" + sd.String())
+	must(t, remote.Write(sref, signature, regOpts(e)...))
+	return desc.Digest, sd
+}
+
+// checkArtifactsPull pulls the image by digest and finds and pulls its signature through
+// the referrers API.
+func checkArtifactsPull(t *testing.T, e *env, repo string, img, sig v1.Hash) {
+	t.Helper()
+	dref, _ := name.NewDigest(e.gun(repo) + "@" + img.String())
+	image, err := remote.Image(dref, regOpts(e)...)
+	must(t, err)
+	layers, err := image.Layers()
+	must(t, err)
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		must(t, err)
+		io.Copy(io.Discard, rc)
+		rc.Close()
+	}
+	idx, err := remote.Referrers(dref, regOpts(e)...)
+	must(t, err)
+	im, err := idx.IndexManifest()
+	must(t, err)
+	found := false
+	for _, m := range im.Manifests {
+		found = found || (m.Digest == sig && m.ArtifactType == notationArtifactType)
+	}
+	if !found {
+		t.Fatalf("the image's referrers %+v do not list its signature %s", im.Manifests, sig)
+	}
+	sref, _ := name.NewDigest(e.gun(repo) + "@" + sig.String())
+	signature, err := remote.Image(sref, regOpts(e)...)
+	must(t, err)
+	sl, err := signature.Layers()
+	must(t, err)
+	if len(sl) != 1 {
+		t.Fatalf("signature has %d layers", len(sl))
+	}
+	rc, err := sl[0].Compressed()
+	must(t, err)
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if !strings.Contains(string(b), "signature envelope") {
+		t.Fatalf("signature content: %q", b)
 	}
 }
