@@ -97,6 +97,10 @@ vault unwraps: the private key never leaves it) and provider:NAME.`,
 	inspect := &cobra.Command{
 		Use:   "inspect REF",
 		Short: "Show, per layer, whether it is encrypted and to whom",
+		Long: `Show, per layer, whether it is encrypted, with which schemes and to which recipients
+(key ids where the format tells). For a docker:// reference it also says whether the
+registry holds signatures (notation or cosign, as referrers or cosign's .sig tag) of the
+manifest: encryption proves nothing about who built the image, only a signature does.`,
 		Example: `  coffer image inspect docker://localhost:5000/team/app:v1-enc
   coffer image inspect oci:./app:v1 -o json`,
 		Args: cobra.ExactArgs(1),
@@ -109,7 +113,13 @@ vault unwraps: the private key never leaves it) and provider:NAME.`,
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, res, imageTable(res))
+			if err := printResult(cmd, res, imageTable(res)); err != nil {
+				return err
+			}
+			if format, _ := cmd.Flags().GetString("output"); res.Signatures != nil && format != "json" {
+				printSignatureNote(cmd, res.Signatures)
+			}
+			return nil
 		},
 	}
 	flags(inspect)
@@ -206,4 +216,19 @@ func savedRegistryCredential(saved credentials) (auth.CredentialFunc, error) {
 		}
 		return other(ctx, hostport)
 	}, nil
+}
+
+// printSignatureNote says, under inspect's table, whether the registry holds signatures
+// of the manifest and what encryption does not prove.
+func printSignatureNote(cmd *cobra.Command, s *imagecrypt.Signatures) {
+	out := cmd.OutOrStdout()
+	switch {
+	case s.Error != "":
+		fmt.Fprintf(out, "\nSignatures: unknown (%s)\n", s.Error)
+	case s.Count == 0:
+		fmt.Fprintln(out, "\nSignatures: none")
+	default:
+		fmt.Fprintf(out, "\nSignatures: %d (%s); verify them with 'coffer registry signature verify' or notation/cosign\n", s.Count, strings.Join(s.Kinds, ", "))
+	}
+	fmt.Fprintf(out, "Note: %s.\n", s.Note)
 }

@@ -2,6 +2,7 @@ package imagecrypt_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/cofferhq/coffer/internal/imagecrypt"
 	"github.com/cofferhq/coffer/internal/imagecrypt/keyprovider"
@@ -140,6 +148,15 @@ func TestCLIImageWithLogin(t *testing.T) {
 		t.Fatalf("inspect -o json = %+v", ins)
 	}
 	checkInspectSignatures(t, ins, false)
+	if !strings.Contains(mustRun(t, c, "image", "inspect", dst), "Signatures: none") {
+		t.Fatal("inspect's table does not say the image is unsigned")
+	}
+	pushSignatureReferrer(t, e, "team/app", ins.Digest)
+	c.ok(t, &ins, nil, "image", "inspect", dst, "-o", "json")
+	checkInspectSignatures(t, ins, true)
+	if got := strings.Join(ins.Signatures.Kinds, ","); got != "notation" {
+		t.Fatalf("signature kinds %q, want notation", got)
+	}
 	table, _, code := c.run(t, "", nil, "image", "inspect", dst)
 	if code != 0 || !strings.Contains(table, "ENCRYPTED") || !strings.Contains(table, "true") {
 		t.Fatalf("inspect table (exit %d):\n%s", code, table)
@@ -180,14 +197,8 @@ func TestCLIImageWithLogin(t *testing.T) {
 	}
 }
 
-// inspectJSON is `coffer image inspect -o json` (the Result with the signature note).
-type inspectJSON struct {
-	imagecrypt.Result
-	Signatures *struct {
-		Count int    `json:"count"`
-		Note  string `json:"note"`
-	} `json:"signatures"`
-}
+// inspectJSON is `coffer image inspect -o json`.
+type inspectJSON = imagecrypt.Result
 
 func checkInspectSignatures(t *testing.T, ins inspectJSON, signed bool) {
 	t.Helper()
@@ -277,5 +288,40 @@ func TestCLIKeyProviderCommand(t *testing.T) {
 	c.ok(t, &oc, nil, "keyprovider", "config", "--command", c.bin, "--config", "/etc/coffer/kp.json")
 	if p := oc.KeyProviders[keyprovider.Name]; p.Cmd == nil || p.Cmd.Path != c.bin || strings.Join(p.Cmd.Args, " ") != "keyprovider --config /etc/coffer/kp.json" {
 		t.Fatalf("keyprovider config = %+v", oc)
+	}
+}
+
+func mustRun(t *testing.T, c *cli, args ...string) string {
+	t.Helper()
+	out, stderr, code := c.run(t, "", nil, args...)
+	if code != 0 {
+		t.Fatalf("coffer %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+	}
+	return out
+}
+
+// pushSignatureReferrer pushes, with oras, an artifact of notation's signature type whose
+// subject is the manifest dgst (a referrer: what inspect counts).
+func pushSignatureReferrer(t *testing.T, e *env, repoName string, dgst digest.Digest) {
+	t.Helper()
+	ctx := context.Background()
+	repo, err := remote.NewRepository(e.Inst.Addr + "/" + repoName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts(t, e.node)
+	repo.Client = &auth.Client{Client: o.Registry.HTTPClient, Credential: o.Registry.Credential, Cache: auth.NewCache()}
+	subject, err := repo.Resolve(ctx, dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := []byte("not a real envelope")
+	blob := content.NewDescriptorFromBytes("application/jose+json", sig)
+	if err := repo.Push(ctx, blob, bytes.NewReader(sig)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "application/vnd.cncf.notary.signature",
+		oras.PackManifestOptions{Subject: &subject, Layers: []ocispec.Descriptor{blob}}); err != nil {
+		t.Fatalf("push the signature referrer: %v", err)
 	}
 }
