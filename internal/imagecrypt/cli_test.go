@@ -21,6 +21,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/imagecrypt"
 	"github.com/cofferhq/coffer/internal/imagecrypt/keyprovider"
+	"github.com/cofferhq/coffer/internal/mgmt/wire"
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
@@ -160,6 +161,32 @@ func TestCLIImageWithLogin(t *testing.T) {
 	table, _, code := c.run(t, "", nil, "image", "inspect", dst)
 	if code != 0 || !strings.Contains(table, "ENCRYPTED") || !strings.Contains(table, "true") {
 		t.Fatalf("inspect table (exit %d):\n%s", code, table)
+	}
+
+	// The registry knows: tag list counts the encrypted layers, repo show says the
+	// repository holds client-encrypted images (management calls with login's token).
+	var tags []wire.Tag
+	c.ok(t, &tags, nil, "registry", "tag", "list", "team/app", "-o", "json")
+	if len(tags) != 1 || tags[0].Name != "enc" || tags[0].EncryptedLayers != 2 {
+		t.Fatalf("tag list -o json = %+v", tags)
+	}
+	if table := mustRun(t, c, "registry", "tag", "list", "team/app"); !strings.Contains(table, "ENCRYPTED LAYERS") {
+		t.Fatalf("tag list table:\n%s", table)
+	}
+	var repo wire.Repository
+	c.ok(t, &repo, nil, "registry", "repo", "show", "team/app", "-o", "json")
+	if repo.ClientEncrypted == nil || !*repo.ClientEncrypted || repo.EncryptedTags != 1 {
+		t.Fatalf("repo show -o json = %+v", repo)
+	}
+	if table := mustRun(t, c, "registry", "repo", "show", "team/app"); !strings.Contains(table, "CLIENT-ENCRYPTED") || !strings.Contains(table, "yes (1 tags)") {
+		t.Fatalf("repo show table:\n%s", table)
+	}
+	// A plain image: not client-encrypted.
+	c.ok(t, nil, []string{"COFFER_USERNAME=admin", "COFFER_PASSWORD=" + e.Inst.AdminPassword}, "image", "decrypt", src, e.reg("team/plain:v1"))
+	var plain wire.Repository
+	c.ok(t, &plain, nil, "registry", "repo", "show", "team/plain", "-o", "json")
+	if plain.ClientEncrypted == nil || *plain.ClientEncrypted || plain.EncryptedTags != 0 {
+		t.Fatalf("repo show of a plain repository = %+v", plain)
 	}
 
 	// decrypt without the right key: the seed's message, naming the layer, nothing written.
