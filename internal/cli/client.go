@@ -29,6 +29,10 @@ type credentials struct {
 	Username string `json:"username,omitempty"`
 	// RefreshToken is exchanged for a short-lived management token on each command.
 	RefreshToken string `json:"refreshToken,omitempty"`
+	// RegistryRefreshToken is the refresh token of the registry audience, that
+	// `coffer image …` hands to the registry's token service for docker:// references
+	// to Server's host (a management refresh token is refused there).
+	RegistryRefreshToken string `json:"registryRefreshToken,omitempty"`
 }
 
 // credentialsPath is $COFFER_CONFIG_DIR/credentials.json, else <user config dir>/coffer/credentials.json.

@@ -69,7 +69,7 @@ func TestLoginAndIdentityCommands(t *testing.T) {
 	}
 
 	out := mustCoffer(t, inst.AdminPassword+"\n", "login", inst.URL, "--ca-file", inst.CAFile, "-u", "admin", "--password-stdin", "-o", "json")
-	if who := jsonOf[map[string]string](t, out); who["username"] != "admin" || who["kind"] != "user" {
+	if who := jsonOf[map[string]any](t, out); who["username"] != "admin" || who["kind"] != "user" {
 		t.Fatalf("login answer %s", out)
 	}
 	saved, err := os.ReadFile(filepath.Join(cfgDir, "credentials.json"))

@@ -3,13 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"oras.land/oras-go/v2/registry/remote/auth"
+	dockercreds "oras.land/oras-go/v2/registry/remote/credentials"
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/imagecrypt"
@@ -23,13 +26,14 @@ func imageCommand() *cobra.Command {
 containerd imgcrypt and CRI-O (docs/image-encryption.md).
 
 Images are oci:DIR[:TAG], docker://HOST/REPO:TAG or docker-archive:FILE (source only).
-Registry credentials come from --creds, $COFFER_USERNAME/$COFFER_PASSWORD, or the docker
-credential store (~/.docker/config.json). vault: recipients and keys reach the vault as the
+Registry credentials come from --creds, $COFFER_USERNAME/$COFFER_PASSWORD, the registry
+refresh token 'coffer login' saved (for that server's host), or the docker credential store
+(~/.docker/config.json). vault: recipients and keys reach the vault as the
 AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_AUTHORITY_HOST credential, or as the
 host's managed identity.`,
 	}
 	flags := func(c *cobra.Command) {
-		c.Flags().String("creds", "", "registry credentials USER:PASSWORD (default: $COFFER_USERNAME/$COFFER_PASSWORD, else the docker credential store)")
+		c.Flags().String("creds", "", "registry credentials USER:PASSWORD (default: $COFFER_USERNAME/$COFFER_PASSWORD, else 'coffer login', else the docker credential store)")
 		c.Flags().Bool("plain-http", false, "talk plain HTTP to the registry (local test registries only)")
 		c.Flags().IntSlice("layer", nil, "process only these layers (0 is the bottom; negative counts from the top: -1 is the last)")
 		c.Flags().StringSlice("platform", nil, "process only these platforms of an index (os/arch[/variant])")
@@ -93,6 +97,10 @@ vault unwraps: the private key never leaves it) and provider:NAME.`,
 	inspect := &cobra.Command{
 		Use:   "inspect REF",
 		Short: "Show, per layer, whether it is encrypted and to whom",
+		Long: `Show, per layer, whether it is encrypted, with which schemes and to which recipients
+(key ids where the format tells). For a docker:// reference it also says whether the
+registry holds signatures (notation or cosign, as referrers or cosign's .sig tag) of the
+manifest: encryption proves nothing about who built the image, only a signature does.`,
 		Example: `  coffer image inspect docker://localhost:5000/team/app:v1-enc
   coffer image inspect oci:./app:v1 -o json`,
 		Args: cobra.ExactArgs(1),
@@ -105,7 +113,13 @@ vault unwraps: the private key never leaves it) and provider:NAME.`,
 			if err != nil {
 				return err
 			}
-			return printResult(cmd, res, imageTable(res))
+			if err := printResult(cmd, res, imageTable(res)); err != nil {
+				return err
+			}
+			if format, _ := cmd.Flags().GetString("output"); res.Signatures != nil && format != "json" {
+				printSignatureNote(cmd, res.Signatures)
+			}
+			return nil
 		},
 	}
 	flags(inspect)
@@ -116,9 +130,16 @@ vault unwraps: the private key never leaves it) and provider:NAME.`,
 // imageOptions builds the image options from the flags and the environment.
 func imageOptions(cmd *cobra.Command) (imagecrypt.Options, error) {
 	var o imagecrypt.Options
+	saved, err := loadCredentials()
+	if err != nil {
+		return o, err
+	}
 	caFile, _ := cmd.Flags().GetString("ca-file")
 	if caFile == "" {
 		caFile = os.Getenv("COFFER_CA_FILE")
+	}
+	if caFile == "" {
+		caFile = saved.CAFile
 	}
 	hc, err := httpClientFor(caFile)
 	if err != nil {
@@ -137,6 +158,10 @@ func imageOptions(cmd *cobra.Command) (imagecrypt.Options, error) {
 	if user != "" {
 		c := auth.Credential{Username: user, Password: pass}
 		o.Registry.Credential = func(_ context.Context, _ string) (auth.Credential, error) { return c, nil }
+	} else if cred, err := savedRegistryCredential(saved); err != nil {
+		return o, err
+	} else if cred != nil {
+		o.Registry.Credential = cred
 	}
 	az := config.AzureFromEnv(os.Getenv)
 	o.KEKs = imagecrypt.RemoteKEKs(az.TenantID, az.ClientID, az.ClientSecret, az.AuthorityHost, caFile)
@@ -160,4 +185,50 @@ func imageTable(res *imagecrypt.Result) func() Table {
 		}
 		return t
 	}
+}
+
+// savedRegistryCredential is the credential of `coffer login`'s registry refresh token for
+// its server's host, and the docker credential store for every other host; nil when
+// `coffer login` saved no registry token.
+func savedRegistryCredential(saved credentials) (auth.CredentialFunc, error) {
+	if saved.RegistryRefreshToken == "" || saved.Server == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(saved.Server)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("the saved server %q is not a URL: run 'coffer login' again", saved.Server)
+	}
+	own := auth.Credential{RefreshToken: saved.RegistryRefreshToken}
+	docker := sync.OnceValues(func() (auth.CredentialFunc, error) {
+		store, err := dockercreds.NewStoreFromDocker(dockercreds.StoreOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("docker credential store: %w", err)
+		}
+		return dockercreds.Credential(store), nil
+	})
+	return func(ctx context.Context, hostport string) (auth.Credential, error) {
+		if strings.EqualFold(hostport, u.Host) {
+			return own, nil
+		}
+		other, err := docker()
+		if err != nil {
+			return auth.EmptyCredential, err
+		}
+		return other(ctx, hostport)
+	}, nil
+}
+
+// printSignatureNote says, under inspect's table, whether the registry holds signatures
+// of the manifest and what encryption does not prove.
+func printSignatureNote(cmd *cobra.Command, s *imagecrypt.Signatures) {
+	out := cmd.OutOrStdout()
+	switch {
+	case s.Error != "":
+		fmt.Fprintf(out, "\nSignatures: unknown (%s)\n", s.Error)
+	case s.Count == 0:
+		fmt.Fprintln(out, "\nSignatures: none")
+	default:
+		fmt.Fprintf(out, "\nSignatures: %d (%s); verify them with 'coffer registry signature verify' or notation/cosign\n", s.Count, strings.Join(s.Kinds, ", "))
+	}
+	fmt.Fprintf(out, "Note: %s.\n", s.Note)
 }

@@ -31,6 +31,8 @@ type loginResult struct {
 	ID       string `json:"id"`
 	Kind     string `json:"kind"`
 	TenantID string `json:"tenantId"`
+	// Registry says whether a registry credential was saved too (for `coffer image`).
+	Registry bool `json:"registryCredential"`
 }
 
 func loginCommand() *cobra.Command {
@@ -43,8 +45,9 @@ client id and secret, or a repository token's name and password).
 The password is never stored: the server answers with a refresh token, kept in
 $COFFER_CONFIG_DIR/credentials.json (default: your user configuration directory,
 coffer/credentials.json, mode 0600), that every other command exchanges for a
-short-lived management token. 'coffer logout' revokes it. Changing the password also
-revokes it.
+short-lived management token. A second refresh token, for the registry only, is kept
+beside it for 'coffer image …' on docker:// references to this server. 'coffer logout'
+revokes both. Changing the password also revokes them.
 
 SERVER defaults to ` + defaultServer + `. When --ca-file is not given and ./` + defaultCAFile() + `
 exists (the CA that 'coffer serve' generated in this directory), it is trusted.`,
@@ -132,10 +135,23 @@ func runLogin(cmd *cobra.Command, args []string) error {
 	if err := c.do(cmd.Context(), http.MethodGet, "/coffer/v1/whoami", nil, &who); err != nil {
 		return fmt.Errorf("log in to %s: %w", server, err)
 	}
-	if err := saveCredentials(credentials{Server: server, CAFile: caFile, Username: username, RefreshToken: tok.RefreshToken}); err != nil {
+	// A second grant for the registry audience: refresh tokens are bound to their
+	// audience, and `coffer image …` needs one the registry's token service accepts.
+	form.Set("service", wire.AudienceRegistry)
+	regTok, err := requestToken(cmd.Context(), hc, server, form)
+	registryRefresh := ""
+	if err != nil || regTok.RefreshToken == "" {
+		if err == nil {
+			err = errors.New("the server returned no refresh token")
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: no registry credential saved (coffer image will need --creds): %v\n", err)
+	} else {
+		registryRefresh = regTok.RefreshToken
+	}
+	if err := saveCredentials(credentials{Server: server, CAFile: caFile, Username: username, RefreshToken: tok.RefreshToken, RegistryRefreshToken: registryRefresh}); err != nil {
 		return fmt.Errorf("save credentials: %w", err)
 	}
-	res := loginResult{Server: server, Username: who.Name, ID: who.ID, Kind: who.Kind, TenantID: who.TenantID}
+	res := loginResult{Server: server, Username: who.Name, ID: who.ID, Kind: who.Kind, TenantID: who.TenantID, Registry: registryRefresh != ""}
 	return printResult(cmd, res, func() Table {
 		return Table{Header: []string{"SERVER", "LOGGED IN AS", "KIND", "ID"}, Rows: [][]string{{server, who.Name, who.Kind, who.ID}}}
 	})
@@ -162,6 +178,9 @@ the saved credentials file. Short-lived access tokens already issued expire on t
 			if saved.RefreshToken != "" && saved.Server != "" {
 				if hc, err := httpClientFor(saved.CAFile); err == nil {
 					revoked = revokeRefreshToken(cmd, hc, saved.Server, saved.RefreshToken) == nil
+					if saved.RegistryRefreshToken != "" {
+						revoked = revokeRefreshToken(cmd, hc, saved.Server, saved.RegistryRefreshToken) == nil && revoked
+					}
 				}
 			}
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -70,7 +70,18 @@ func registryRepoCommand() *cobra.Command {
 		Short:   "Show one repository",
 		Example: "  coffer registry repo show team/app",
 		Args:    cobra.ExactArgs(1),
-		RunE:    getRun(repoPath, same[wire.Repository], func(r wire.Repository) Table { return repoRows([]wire.Repository{r}) }),
+		Long: `Show one repository: its counts, size, and whether a tagged image in it has
+client-encrypted layers ('coffer image encrypt', skopeo --encryption-key).`,
+		RunE: getRun(repoPath, same[wire.Repository], func(r wire.Repository) Table {
+			t := repoRows([]wire.Repository{r})
+			enc := "no"
+			if r.ClientEncrypted != nil && *r.ClientEncrypted {
+				enc = fmt.Sprintf("yes (%d tags)", r.EncryptedTags)
+			}
+			t.Header = append(t.Header, "CLIENT-ENCRYPTED")
+			t.Rows[0] = append(t.Rows[0], enc)
+			return t
+		}),
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
@@ -101,7 +112,7 @@ func registryTagCommand() *cobra.Command {
 	tag := &cobra.Command{Use: "tag", Short: "List and delete tags"}
 	list := &cobra.Command{
 		Use:     "list REPOSITORY",
-		Short:   "List a repository's tags with their digests",
+		Short:   "List a repository's tags with their digests, client-encrypted layers and signatures",
 		Example: "  coffer registry tag list team/app",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,9 +126,13 @@ func registryTagCommand() *cobra.Command {
 			}
 			out.Tags = orEmpty(out.Tags)
 			return printResult(cmd, out.Tags, func() Table {
-				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "SIGNATURES", "VERIFIED"}}
+				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "ENCRYPTED LAYERS", "SIGNATURES", "VERIFIED"}}
 				for _, tg := range out.Tags {
-					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), signedColumn(tg), verifiedColumn(tg)})
+					enc := "-"
+					if tg.EncryptedLayers > 0 {
+						enc = strconv.Itoa(tg.EncryptedLayers)
+					}
+					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), enc, signedColumn(tg), verifiedColumn(tg)})
 				}
 				return t
 			})

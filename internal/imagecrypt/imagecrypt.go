@@ -109,6 +109,9 @@ type Result struct {
 	MediaType   string        `json:"mediaType"`
 	Digest      digest.Digest `json:"digest"`
 	Images      []Image       `json:"images"`
+	// Signatures (inspect of a registry reference only) are the signatures the registry
+	// holds for the manifest, and a note on what encryption does not prove.
+	Signatures *Signatures `json:"signatures,omitempty"`
 }
 
 // layerFunc turns one layer into its new form, staged in a temporary file.
@@ -269,6 +272,9 @@ func (o Options) transform(ctx context.Context, src, dst, mode string, fn layerF
 	p.stop()
 	if mode == "inspect" {
 		res.MediaType, res.Digest = root.MediaType, root.Digest
+		if sref.Transport == Registry {
+			res.Signatures = findSignatures(ctx, st, root)
+		}
 		return res, nil
 	}
 	// Every layer passed: write the destination.

@@ -11,6 +11,11 @@ type Repository struct {
 	BlobCount     int       `json:"blobCount"`
 	// Size is the sum of the sizes of the blobs linked to the repository.
 	Size int64 `json:"size"`
+	// ClientEncrypted (repository show only; absent from the list) says whether a tagged
+	// image of the repository has client-encrypted layers (ocicrypt's +encrypted media
+	// types), and EncryptedTags how many tags point to one.
+	ClientEncrypted *bool `json:"clientEncrypted,omitempty"`
+	EncryptedTags   int   `json:"encryptedTags,omitempty"`
 }
 
 // RepositoryList is a page of repositories; Next is the "last" value for the next page.

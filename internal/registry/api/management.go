@@ -126,7 +126,20 @@ func (m *Management) showRepo(w http.ResponseWriter, r *http.Request) {
 		m.fail(w, err)
 		return
 	}
-	mgmt.WriteJSON(w, http.StatusOK, RepositoryOut(info))
+	out := RepositoryOut(info)
+	tags, err := m.svc.TagDetails(r.Context(), name)
+	if err != nil {
+		m.fail(w, err)
+		return
+	}
+	for _, t := range tags {
+		if m.encryptedLayers(r.Context(), name, string(t.Digest), 0) > 0 {
+			out.EncryptedTags++
+		}
+	}
+	encrypted := out.EncryptedTags > 0
+	out.ClientEncrypted = &encrypted
+	mgmt.WriteJSON(w, http.StatusOK, out)
 }
 
 func (m *Management) deleteRepo(w http.ResponseWriter, r *http.Request) {
