@@ -136,6 +136,18 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	} else {
 		data["Enc"] = enc
 	}
+	var ct wire.ContentTrustPolicy
+	if err := rq.api.mgmt(http.MethodGet, "/registry/config/content-trust", nil, nil, &ct); err != nil {
+		data["TrustProblem"] = problem(err)
+	} else {
+		data["Trust"] = ct.Status
+	}
+	var sp wire.SignaturePolicy
+	if err := rq.api.mgmt(http.MethodGet, "/registry/signatures/policy", nil, nil, &sp); err != nil {
+		data["SigProblem"] = problem(err)
+	} else {
+		data["SigMode"], data["SigRules"] = policySummary(sp)
+	}
 	var recs wire.List[wire.AuditRecord]
 	if err := rq.api.mgmt(http.MethodGet, "/audit", url.Values{"since": {"24h"}, "limit": {"1000"}}, nil, &recs); err != nil {
 		data["AuditProblem"] = problem(err)
@@ -153,6 +165,21 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 		data["OpsChart"] = opsChart(recs.Value, c.cfg.Now())
 	}
 	c.render(w, r, http.StatusOK, "overview", rq.s, data)
+}
+
+// policySummary is the signature policy in a few words: the strictest mode any rule sets
+// (off without rules) and each rule as "scope: mode".
+func policySummary(p wire.SignaturePolicy) (string, []string) {
+	rank := map[string]int{wire.SignatureModeOff: 0, wire.SignatureModeAudit: 1, wire.SignatureModeEnforce: 2}
+	mode := wire.SignatureModeOff
+	rules := make([]string, 0, len(p.Repositories))
+	for _, r := range p.Repositories {
+		if rank[r.Mode] > rank[mode] {
+			mode = r.Mode
+		}
+		rules = append(rules, r.Scope+": "+r.Mode)
+	}
+	return mode, rules
 }
 
 func (c *Console) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -184,7 +211,9 @@ type tagRow struct {
 	Kind      string
 	Platforms []string
 	Encrypted int
-	Problem   string
+	// Verdict is "verified", "not verified" or "" (no verification answer).
+	Verdict string
+	Problem string
 }
 
 func (c *Console) repository(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -213,12 +242,18 @@ func (c *Console) repository(w http.ResponseWriter, r *http.Request, rq *request
 	rows := make([]tagRow, 0, hi-lo)
 	for _, t := range tl.Tags[lo:hi] {
 		row := tagRow{Tag: t, Kind: "image"}
+		if t.Verified != nil {
+			row.Verdict = "not verified"
+			if *t.Verified {
+				row.Verdict = "verified"
+			}
+		}
 		m, raw, _, err := rq.api.fetchManifest(name, t.Digest)
 		if err != nil {
 			row.Problem = "manifest unreadable"
 		} else {
 			row.Size = m.size(len(raw))
-			row.Encrypted = m.encryptedLayers()
+			row.Encrypted = max(t.EncryptedLayers, m.encryptedLayers())
 			if m.isIndex() {
 				row.Kind, row.Platforms = "index", m.platforms()
 			} else if m.ArtifactType != "" {

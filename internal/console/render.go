@@ -145,3 +145,12 @@ func sentence(s string) string {
 	}
 	return s
 }
+
+// statusOf is the HTTP status a page answers for err: the API's, or 500.
+func statusOf(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return http.StatusInternalServerError
+}
