@@ -64,6 +64,18 @@ func (m manifest) platforms() []string {
 	return out
 }
 
+// platformOf is d's platform as os/arch[/variant], or "".
+func platformOf(d descriptor) string {
+	if d.Platform == nil {
+		return ""
+	}
+	p := d.Platform.OS + "/" + d.Platform.Architecture
+	if d.Platform.Variant != "" {
+		p += "/" + d.Platform.Variant
+	}
+	return p
+}
+
 // size is the manifest's own bytes plus what it references.
 func (m manifest) size(raw int) int64 {
 	n := int64(raw)
@@ -161,7 +173,17 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 				break
 			}
 		}
-		data["Events"] = events
+		data["Events"], data["EventsT"] = table(r, "events", events, col("time", byTime(func(a wire.AuditRecord) time.Time { return a.Time })),
+			col("who", byString(func(a wire.AuditRecord) string { return a.PrincipalName })),
+			col("operation", byString(func(a wire.AuditRecord) string { return a.Operation })),
+			col("target", byString(func(a wire.AuditRecord) string { return a.Target })),
+			col("result", byString(func(a wire.AuditRecord) string { return a.Result })))
+		if r.URL.Query().Get("events.sort") == "" { // newest first unless asked
+			slices.Reverse(data["Events"].([]wire.AuditRecord))
+			tv := data["EventsT"].(tableView)
+			tv.Desc = true
+			data["EventsT"] = tv
+		}
 		data["OpsChart"] = opsChart(recs.Value, c.cfg.Now())
 	}
 	c.render(w, r, http.StatusOK, "overview", rq.s, data)
@@ -290,6 +312,10 @@ func (c *Console) tag(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	data := map[string]any{"Title": repo + ":" + ref, "Repo": repo, "Tag": q.Get("tag"), "Digest": digest, "Manifest": m,
 		"ManifestJSON": pretty(raw), "Size": m.size(len(raw)), "Platforms": m.platforms(), "CanDelete": rq.api.can(repo, "delete")}
+	if len(m.Manifests) > 0 {
+		data["Children"], data["ChildrenT"] = table(r, "manifests", m.Manifests, col("platform", byString(platformOf)),
+			col("digest", byString(func(d descriptor) string { return d.Digest })), col("size", byNumber(func(d descriptor) int64 { return d.Size })))
+	}
 	if m.Config != nil && m.Config.Size <= 1<<20 {
 		if rec, err := rq.api.registry(http.MethodGet, repo, "blobs/"+m.Config.Digest, "", "pull"); err == nil {
 			data["ConfigJSON"] = pretty(rec.body.Bytes())
@@ -300,7 +326,8 @@ func (c *Console) tag(w http.ResponseWriter, r *http.Request, rq *request) {
 	if rec, err := rq.api.registry(http.MethodGet, repo, "referrers/"+digest, "", "pull"); err == nil {
 		var idx manifest
 		if json.Unmarshal(rec.body.Bytes(), &idx) == nil {
-			data["Referrers"] = idx.Manifests
+			data["Referrers"], data["ReferrersT"] = table(r, "referrers", idx.Manifests, col("type", byString(func(d descriptor) string { return d.ArtifactType })),
+				col("digest", byString(func(d descriptor) string { return d.Digest })), col("size", byNumber(func(d descriptor) int64 { return d.Size })))
 		}
 	} else {
 		data["ReferrersProblem"] = problem(err)
