@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
@@ -78,7 +79,10 @@ type Config struct {
 	CheckPassword PasswordCheck
 	Tokens        Tokens
 	Grants        Grants
-	Sessions      SessionStore
+	// Authz is the management API's authorizer: a page asks it whether to offer a control
+	// (the API still decides every request). Optional: without it controls are shown.
+	Authz    access.Authorizer
+	Sessions SessionStore
 	// Idle and Absolute expire sessions (DefaultIdle, DefaultAbsolute when 0).
 	Idle, Absolute time.Duration
 	Log            *slog.Logger
@@ -176,6 +180,8 @@ func (c *Console) routes() {
 	m.Handle("GET "+Prefix+"encryption", c.signedIn(c.encryption))
 	m.Handle("POST "+Prefix+"encryption/key", c.signedIn(c.changeKey))
 	m.Handle("POST "+Prefix+"encryption/rotate", c.signedIn(c.rotateNow))
+	m.Handle("GET "+Prefix+"trust", c.signedIn(c.trust))
+	m.Handle("POST "+Prefix+"trust", c.signedIn(c.setTrust))
 	m.Handle("GET "+Prefix+"vaults", c.signedIn(c.vaults))
 	m.Handle("GET "+Prefix+"vault", c.signedIn(c.vault))
 	m.Handle("POST "+Prefix+"vault/keys", c.signedIn(c.createKey))

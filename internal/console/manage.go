@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
 )
@@ -79,7 +80,12 @@ func (c *Console) vaults(w http.ResponseWriter, r *http.Request, rq *request) {
 		c.fail(w, r, rq, err)
 		return
 	}
-	c.render(w, r, http.StatusOK, "vaults", rq.s, map[string]any{"Title": "Vaults", "Vaults": vaults.Value})
+	rows, tv := table(r, "vaults", vaults.Value, col("name", byString(func(v wire.Vault) string { return v.Name })),
+		col("url", byString(func(v wire.Vault) string { return v.URL })),
+		col("model", byString(func(v wire.Vault) string { return strconv.FormatBool(v.EnableRbacAuthorization) })),
+		col("purge", byString(func(v wire.Vault) string { return strconv.FormatBool(v.EnablePurgeProtection) })),
+		col("network", byString(func(v wire.Vault) string { return v.NetworkRules.DefaultAction })))
+	c.render(w, r, http.StatusOK, "vaults", rq.s, map[string]any{"Title": "Vaults", "Vaults": rows, "VaultsT": tv})
 }
 
 func (c *Console) vault(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -102,12 +108,16 @@ func (c *Console) vaultPage(w http.ResponseWriter, r *http.Request, rq *request,
 	}
 	var deleted wire.DeletedKeyList
 	if err := rq.api.mgmt(http.MethodGet, vp+"/deletedkeys", nil, nil, &deleted); err == nil {
-		data["Deleted"] = deleted.Value
+		data["Deleted"], data["DeletedT"] = table(r, "deleted", deleted.Value, col("name", byString(func(k wire.DeletedKey) string { return k.Name })),
+			col("deleted", byTime(func(k wire.DeletedKey) time.Time { return k.DeletedDate })),
+			col("purge", byTime(func(k wire.DeletedKey) time.Time { return k.ScheduledPurgeDate })))
 	}
 	if !v.EnableRbacAuthorization {
 		var pols wire.List[wire.AccessPolicy]
 		if err := rq.api.mgmt(http.MethodGet, vp+"/access-policies", nil, nil, &pols); err == nil {
-			data["Policies"] = pols.Value
+			data["Policies"], data["PoliciesT"] = table(r, "policies", pols.Value, col("object", byString(func(p wire.AccessPolicy) string { return p.ObjectID })),
+				col("permissions", byNumber(func(p wire.AccessPolicy) int { return len(p.KeyPermissions) })),
+				col("updated", byTime(func(p wire.AccessPolicy) time.Time { return p.UpdatedAt })))
 		}
 	}
 	c.render(w, r, status, "vault", rq.s, data)
@@ -154,7 +164,11 @@ func (c *Console) keyPage(w http.ResponseWriter, r *http.Request, rq *request, v
 	if err := rq.api.mgmt(http.MethodGet, kp+"/versions", nil, nil, &versions); err != nil {
 		data["VersionsProblem"] = problem(err)
 	} else {
-		data["Versions"] = versions.Value
+		data["Versions"], data["VersionsT"] = table(r, "versions", versions.Value,
+			col("created", byTime(func(k wire.Key) time.Time { return k.Attributes.Created })),
+			col("version", byString(func(k wire.Key) string { return k.Version })),
+			col("enabled", byString(func(k wire.Key) string { return strconv.FormatBool(k.Attributes.Enabled) })),
+			col("expires", byTime(func(k wire.Key) time.Time { return deref(k.Attributes.Expires) })))
 	}
 	var pol wire.RotationPolicy
 	if err := rq.api.mgmt(http.MethodGet, kp+"/rotationpolicy", nil, nil, &pol); err == nil {
@@ -212,7 +226,18 @@ func (c *Console) accessView(w http.ResponseWriter, r *http.Request, rq *request
 			data[l.key+"Problem"] = problem(err)
 		}
 	}
-	data["Users"], data["SPs"], data["MIs"], data["Tokens"], data["Assignments"] = users.Value, sps.Value, mis.Value, toks.Value, asgs.Value
+	name := func(i wire.Identity) string { return i.Name }
+	data["Users"], data["UsersT"] = table(r, "users", users.Value, col("name", byString(name)), col("id", byString(func(i wire.Identity) string { return i.ID })),
+		col("created", byTime(func(i wire.Identity) time.Time { return i.CreatedAt })))
+	data["SPs"], data["SPsT"] = table(r, "sps", sps.Value, col("name", byString(name)), col("client", byString(func(i wire.Identity) string { return i.ClientID })),
+		col("secrets", byNumber(func(i wire.Identity) int { return len(i.Credentials) })))
+	data["MIs"], data["MIsT"] = table(r, "mis", mis.Value, col("name", byString(func(i wire.ManagedIdentity) string { return i.Name })),
+		col("kind", byString(func(i wire.ManagedIdentity) string { return i.Kind })), col("client", byString(func(i wire.ManagedIdentity) string { return i.ClientID })))
+	data["Tokens"], data["TokensT"] = table(r, "tokens", toks.Value, col("name", byString(func(t wire.RepositoryToken) string { return t.Name })),
+		col("created", byTime(func(t wire.RepositoryToken) time.Time { return t.CreatedAt })))
+	data["Assignments"], data["AssignmentsT"] = table(r, "assignments", asgs.Value, col("scope", byString(func(a wire.RoleAssignment) string { return a.Scope })),
+		col("role", byString(func(a wire.RoleAssignment) string { return a.Role })), col("principal", byString(func(a wire.RoleAssignment) string { return a.PrincipalName })),
+		col("created", byTime(func(a wire.RoleAssignment) time.Time { return a.CreatedAt })))
 	c.render(w, r, status, "access", rq.s, data)
 }
 

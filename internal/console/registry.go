@@ -64,6 +64,18 @@ func (m manifest) platforms() []string {
 	return out
 }
 
+// platformOf is d's platform as os/arch[/variant], or "".
+func platformOf(d descriptor) string {
+	if d.Platform == nil {
+		return ""
+	}
+	p := d.Platform.OS + "/" + d.Platform.Architecture
+	if d.Platform.Variant != "" {
+		p += "/" + d.Platform.Variant
+	}
+	return p
+}
+
 // size is the manifest's own bytes plus what it references.
 func (m manifest) size(raw int) int64 {
 	n := int64(raw)
@@ -136,6 +148,18 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 	} else {
 		data["Enc"] = enc
 	}
+	var ct wire.ContentTrustPolicy
+	if err := rq.api.mgmt(http.MethodGet, "/registry/config/content-trust", nil, nil, &ct); err != nil {
+		data["TrustProblem"] = problem(err)
+	} else {
+		data["Trust"] = ct.Status
+	}
+	var sp wire.SignaturePolicy
+	if err := rq.api.mgmt(http.MethodGet, "/registry/signatures/policy", nil, nil, &sp); err != nil {
+		data["SigProblem"] = problem(err)
+	} else {
+		data["SigMode"], data["SigRules"] = policySummary(sp)
+	}
 	var recs wire.List[wire.AuditRecord]
 	if err := rq.api.mgmt(http.MethodGet, "/audit", url.Values{"since": {"24h"}, "limit": {"1000"}}, nil, &recs); err != nil {
 		data["AuditProblem"] = problem(err)
@@ -149,10 +173,35 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, rq *request) 
 				break
 			}
 		}
-		data["Events"] = events
+		data["Events"], data["EventsT"] = table(r, "events", events, col("time", byTime(func(a wire.AuditRecord) time.Time { return a.Time })),
+			col("who", byString(func(a wire.AuditRecord) string { return a.PrincipalName })),
+			col("operation", byString(func(a wire.AuditRecord) string { return a.Operation })),
+			col("target", byString(func(a wire.AuditRecord) string { return a.Target })),
+			col("result", byString(func(a wire.AuditRecord) string { return a.Result })))
+		if r.URL.Query().Get("events.sort") == "" { // newest first unless asked
+			slices.Reverse(data["Events"].([]wire.AuditRecord))
+			tv := data["EventsT"].(tableView)
+			tv.Desc = true
+			data["EventsT"] = tv
+		}
 		data["OpsChart"] = opsChart(recs.Value, c.cfg.Now())
 	}
 	c.render(w, r, http.StatusOK, "overview", rq.s, data)
+}
+
+// policySummary is the signature policy in a few words: the strictest mode any rule sets
+// (off without rules) and each rule as "scope: mode".
+func policySummary(p wire.SignaturePolicy) (string, []string) {
+	rank := map[string]int{wire.SignatureModeOff: 0, wire.SignatureModeAudit: 1, wire.SignatureModeEnforce: 2}
+	mode := wire.SignatureModeOff
+	rules := make([]string, 0, len(p.Repositories))
+	for _, r := range p.Repositories {
+		if rank[r.Mode] > rank[mode] {
+			mode = r.Mode
+		}
+		rules = append(rules, r.Scope+": "+r.Mode)
+	}
+	return mode, rules
 }
 
 func (c *Console) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -184,7 +233,9 @@ type tagRow struct {
 	Kind      string
 	Platforms []string
 	Encrypted int
-	Problem   string
+	// Verdict is "verified", "not verified" or "" (no verification answer).
+	Verdict string
+	Problem string
 }
 
 func (c *Console) repository(w http.ResponseWriter, r *http.Request, rq *request) {
@@ -213,12 +264,18 @@ func (c *Console) repository(w http.ResponseWriter, r *http.Request, rq *request
 	rows := make([]tagRow, 0, hi-lo)
 	for _, t := range tl.Tags[lo:hi] {
 		row := tagRow{Tag: t, Kind: "image"}
+		if t.Verified != nil {
+			row.Verdict = "not verified"
+			if *t.Verified {
+				row.Verdict = "verified"
+			}
+		}
 		m, raw, _, err := rq.api.fetchManifest(name, t.Digest)
 		if err != nil {
 			row.Problem = "manifest unreadable"
 		} else {
 			row.Size = m.size(len(raw))
-			row.Encrypted = m.encryptedLayers()
+			row.Encrypted = max(t.EncryptedLayers, m.encryptedLayers())
 			if m.isIndex() {
 				row.Kind, row.Platforms = "index", m.platforms()
 			} else if m.ArtifactType != "" {
@@ -255,6 +312,10 @@ func (c *Console) tag(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	data := map[string]any{"Title": repo + ":" + ref, "Repo": repo, "Tag": q.Get("tag"), "Digest": digest, "Manifest": m,
 		"ManifestJSON": pretty(raw), "Size": m.size(len(raw)), "Platforms": m.platforms(), "CanDelete": rq.api.can(repo, "delete")}
+	if len(m.Manifests) > 0 {
+		data["Children"], data["ChildrenT"] = table(r, "manifests", m.Manifests, col("platform", byString(platformOf)),
+			col("digest", byString(func(d descriptor) string { return d.Digest })), col("size", byNumber(func(d descriptor) int64 { return d.Size })))
+	}
 	if m.Config != nil && m.Config.Size <= 1<<20 {
 		if rec, err := rq.api.registry(http.MethodGet, repo, "blobs/"+m.Config.Digest, "", "pull"); err == nil {
 			data["ConfigJSON"] = pretty(rec.body.Bytes())
@@ -265,7 +326,8 @@ func (c *Console) tag(w http.ResponseWriter, r *http.Request, rq *request) {
 	if rec, err := rq.api.registry(http.MethodGet, repo, "referrers/"+digest, "", "pull"); err == nil {
 		var idx manifest
 		if json.Unmarshal(rec.body.Bytes(), &idx) == nil {
-			data["Referrers"] = idx.Manifests
+			data["Referrers"], data["ReferrersT"] = table(r, "referrers", idx.Manifests, col("type", byString(func(d descriptor) string { return d.ArtifactType })),
+				col("digest", byString(func(d descriptor) string { return d.Digest })), col("size", byNumber(func(d descriptor) int64 { return d.Size })))
 		}
 	} else {
 		data["ReferrersProblem"] = problem(err)

@@ -45,6 +45,20 @@ var funcs = template.FuncMap{
 		}
 		return d
 	},
+	// th and pager take the view a handler computed with table; without one (a page
+	// rendered with hand-made data) the heading is plain and there is no pager.
+	"th": func(tv any, key, label string) template.HTML {
+		if v, ok := tv.(tableView); ok {
+			return sortHeader(v, key, label)
+		}
+		return template.HTML("<th>" + template.HTMLEscapeString(label) + "</th>")
+	},
+	"pager": func(tv any) template.HTML {
+		if v, ok := tv.(tableView); ok {
+			return pager(v)
+		}
+		return ""
+	},
 	"list3": func(a, b, c string) []string { return []string{a, b, c} },
 	"dec":   func(n int64) int64 { return n - 1 },
 	"query": func(kv ...string) template.URL {
@@ -144,4 +158,13 @@ func sentence(s string) string {
 		s += "."
 	}
 	return s
+}
+
+// statusOf is the HTTP status a page answers for err: the API's, or 500.
+func statusOf(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return http.StatusInternalServerError
 }

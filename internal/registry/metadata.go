@@ -133,6 +133,9 @@ type Metadata interface {
 	TagDetails(ctx context.Context, repo string) ([]TagInfo, error)
 	Repositories(ctx context.Context, last string, n int) ([]string, error)
 	RepositoryInfo(ctx context.Context, repo string) (RepositoryInfo, error)
+	// RepositoryInfos summarises the repositories after last in lexical order, at most n
+	// (n < 0: all), in one query: the same figures RepositoryInfo gives one by one.
+	RepositoryInfos(ctx context.Context, last string, n int) ([]RepositoryInfo, error)
 	RepositoryExists(ctx context.Context, repo string) (bool, error)
 	// DeleteRepository removes the repository with its manifests, tags, links and upload
 	// sessions, returning the sessions' ids (their bytes are the caller's to delete).

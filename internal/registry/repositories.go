@@ -18,6 +18,23 @@ func (s *Service) Repository(ctx context.Context, repo string) (RepositoryInfo, 
 	return info, asRegistryError(err)
 }
 
+// Repositories summarises up to n repositories after last in lexical order (n < 0: all)
+// in one metadata query, and reports whether more follow: the management listing's page.
+func (s *Service) Repositories(ctx context.Context, last string, n int) ([]RepositoryInfo, bool, error) {
+	q := n
+	if n >= 0 {
+		q = n + 1
+	}
+	infos, err := s.meta.RepositoryInfos(ctx, last, q)
+	if err != nil {
+		return nil, false, asRegistryError(err)
+	}
+	if n >= 0 && len(infos) > n {
+		return infos[:n], n > 0, nil
+	}
+	return infos, false, nil
+}
+
 // TagDetails lists the tags of repo with their digests.
 func (s *Service) TagDetails(ctx context.Context, repo string) ([]TagInfo, error) {
 	if _, err := s.Repository(ctx, repo); err != nil {

@@ -535,6 +535,36 @@ func (m *SQLMetadata) RepositoryInfo(ctx context.Context, repo string) (Reposito
 	return info, nil
 }
 
+func (m *SQLMetadata) RepositoryInfos(ctx context.Context, last string, n int) ([]RepositoryInfo, error) {
+	// One statement for the whole page: each figure is a correlated subquery answered by
+	// the (repo, ...) primary keys, so the cost is one index range per table and
+	// repository inside one round trip, not four queries per repository.
+	rows, err := m.db.QueryContext(ctx, `SELECT r.name, r.created,
+		(SELECT COUNT(*) FROM registry_manifests x WHERE x.repo = r.name),
+		(SELECT COUNT(*) FROM registry_tags t WHERE t.repo = r.name),
+		(SELECT COUNT(*) FROM registry_links l WHERE l.repo = r.name),
+		(SELECT COALESCE(SUM(b.size), 0) FROM registry_links l JOIN registry_blobs b ON b.digest = l.digest WHERE l.repo = r.name)
+		FROM registry_repositories r WHERE r.name > ? ORDER BY r.name LIMIT ?`, last, limit(n))
+	if err != nil {
+		return nil, fmt.Errorf("summarise repositories: %w", err)
+	}
+	defer rows.Close()
+	var out []RepositoryInfo
+	for rows.Next() {
+		var info RepositoryInfo
+		var created int64
+		if err := rows.Scan(&info.Name, &created, &info.ManifestCount, &info.TagCount, &info.BlobCount, &info.Size); err != nil {
+			return nil, fmt.Errorf("summarise repositories: %w", err)
+		}
+		info.Created = fromNS(created)
+		out = append(out, info)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("summarise repositories: %w", err)
+	}
+	return out, nil
+}
+
 func (m *SQLMetadata) RepositoryExists(ctx context.Context, repo string) (bool, error) {
 	var one int
 	err := m.db.QueryRowContext(ctx, `SELECT 1 FROM registry_repositories WHERE name = ?`, repo).Scan(&one)

@@ -131,6 +131,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		CheckPassword: tokens.CheckPassword,
 		Tokens:        p.tokens,
 		Grants:        p.granter,
+		Authz:         p.access,
 		Sessions:      sessions,
 		Log:           s.log.With("part", "console"),
 	})

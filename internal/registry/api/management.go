@@ -93,25 +93,17 @@ func (m *Management) listRepos(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	names, more, err := m.svc.Catalog(r.Context(), r.URL.Query().Get("last"), min(n, registry.MaxPageSize))
+	infos, more, err := m.svc.Repositories(r.Context(), r.URL.Query().Get("last"), min(n, registry.MaxPageSize))
 	if err != nil {
 		m.fail(w, err)
 		return
 	}
-	out := wire.RepositoryList{Repositories: []wire.Repository{}}
-	for _, name := range names {
-		info, err := m.svc.Repository(r.Context(), name)
-		if registry.ErrorCode(err) == registry.CodeNameUnknown {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			m.fail(w, err)
-			return
-		}
+	out := wire.RepositoryList{Repositories: make([]wire.Repository, 0, len(infos))}
+	for _, info := range infos {
 		out.Repositories = append(out.Repositories, RepositoryOut(info))
 	}
-	if more && len(names) > 0 {
-		out.Next = names[len(names)-1]
+	if more && len(infos) > 0 {
+		out.Next = infos[len(infos)-1].Name
 	}
 	mgmt.WriteJSON(w, http.StatusOK, out)
 }
