@@ -40,13 +40,17 @@ Reader).`,
 const signaturePath = "/coffer/v1/registry/signatures"
 
 func anchorTable(list []wire.SignatureAnchor) Table {
-	t := Table{Header: []string{"NAME", "KIND", "STORE TYPE", "FINGERPRINTS (SHA-256)", "CREATED"}}
+	t := Table{Header: []string{"NAME", "KIND", "STORE TYPE", "FINGERPRINTS (SHA-256)", "CREATED", "KEY URL"}}
 	for _, a := range list {
 		prints := make([]string, len(a.Fingerprints))
 		for i, p := range a.Fingerprints {
 			prints[i] = p[:min(16, len(p))] + "…"
 		}
-		t.Rows = append(t.Rows, []string{a.Name, a.Kind, a.StoreType, strings.Join(prints, " "), a.Created.Local().Format(time.DateTime)})
+		src := a.KeyURL
+		if a.KeyStatus != "" {
+			src += " (trusts nothing: " + a.KeyStatus + ")"
+		}
+		t.Rows = append(t.Rows, []string{a.Name, a.Kind, a.StoreType, strings.Join(prints, " "), a.Created.Local().Format(time.DateTime), src})
 	}
 	return t
 }
@@ -65,29 +69,47 @@ func readInput(cmd *cobra.Command, path string) ([]byte, error) {
 
 func signatureAnchorCommand() *cobra.Command {
 	anchor := &cobra.Command{Use: "anchor", Short: "Add, list and delete trust anchors (notation trust stores, cosign public keys)"}
-	var kind, storeType, file string
+	var kind, storeType, file, keyURL string
 	add := &cobra.Command{
-		Use:   "add NAME --kind notation|cosign --file PEM",
+		Use:   "add NAME --kind notation|cosign --file PEM | --cosign-key-url URL",
 		Short: "Add a trust anchor",
 		Long: `Add a notation trust store (--kind notation: the PEM X.509 certificates of a CA, a
 signing authority or a timestamping authority, --store-type ca|signingAuthority|tsa, named
 STORETYPE:NAME in a notation trust policy) or a cosign public key (--kind cosign: cosign.pub,
-PEM). Anchors cannot be changed: delete and add again (the policy version changes, and every
-cached verification is recomputed).`,
+PEM), or a cosign key held in one of this server's vaults (--cosign-key-url
+https://VAULT-HOST/keys/NAME[/VERSION]): the registry reads its public key in-process as its
+system identity ([system], which needs the get and list key permissions on the vault). A
+versionless URL trusts every enabled version (the newest 16) and follows rotation: the key
+is re-read every minute and by 'anchor refresh NAME'; a disabled or deleted key then
+trusts nothing. Anchors cannot be changed otherwise: delete and add again (the policy
+version changes, and every cached verification is recomputed).`,
 		Example: `  coffer registry signature anchor add team-ca --kind notation --file ca.pem
   coffer registry signature anchor add release-tsa --kind notation --store-type tsa --file tsa.pem
   coffer registry signature anchor add ci --kind cosign --file cosign.pub
-  cat cosign.pub | coffer registry signature anchor add ci --kind cosign --file - -o json`,
+  cat cosign.pub | coffer registry signature anchor add ci --kind cosign --file - -o json
+  coffer registry signature anchor add release --cosign-key-url https://signing.vault.localhost:5000/keys/release`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			material, err := readInput(cmd, file)
-			if err != nil {
-				return err
-			}
 			in := wire.SignatureAnchor{Name: args[0], Kind: kind, StoreType: storeType}
-			if kind == wire.AnchorCosign {
+			var material []byte
+			switch {
+			case keyURL != "" && (file != "" || (kind != "" && kind != wire.AnchorCosign)):
+				return fmt.Errorf("--cosign-key-url names a cosign key in a vault: give no --file, and --kind cosign or none")
+			case keyURL != "":
+				in.Kind, in.KeyURL = wire.AnchorCosign, keyURL
+			case kind == "" || file == "":
+				return fmt.Errorf("give --kind notation|cosign and --file PEM, or --cosign-key-url URL")
+			default:
+				var err error
+				if material, err = readInput(cmd, file); err != nil {
+					return err
+				}
+			}
+			switch {
+			case in.KeyURL != "": // the server reads the key from the vault
+			case kind == wire.AnchorCosign:
 				in.PublicKey = string(material)
-			} else {
+			default:
 				in.Certificates = string(material)
 			}
 			c, err := newAPIClient(cmd)
@@ -104,8 +126,31 @@ cached verification is recomputed).`,
 	add.Flags().StringVar(&kind, "kind", "", "notation or cosign")
 	add.Flags().StringVar(&storeType, "store-type", "", "notation trust store type: ca (default), signingAuthority or tsa")
 	add.Flags().StringVarP(&file, "file", "f", "", "PEM file (- for standard input)")
-	add.MarkFlagRequired("kind")
-	add.MarkFlagRequired("file")
+	add.Flags().StringVar(&keyURL, "cosign-key-url", "", "a cosign key in this server's vault: https://VAULT-HOST/keys/NAME[/VERSION]")
+	refresh := &cobra.Command{
+		Use:   "refresh NAME",
+		Short: "Re-read a vault-held cosign key now (after a rotation, or a version disabled)",
+		Long: `Re-read the public keys of a cosign anchor added with --cosign-key-url. The registry
+does this every minute by itself; this makes it happen now. When the versions it trusts
+change, every cached verification is recomputed.`,
+		Example: `  coffer registry signature anchor refresh release
+  coffer registry signature anchor refresh release -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignatureAnchorRefresh
+			if err := c.do(cmd.Context(), "POST", signaturePath+"/anchors/"+url.PathEscape(args[0])+"/refresh", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table {
+				return Table{Header: []string{"NAME", "CHANGED", "VERSIONS", "STATUS"},
+					Rows: [][]string{{out.Name, fmt.Sprint(out.Changed), strings.Join(out.Versions, ","), out.Status}}}
+			})
+		},
+	}
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -144,7 +189,7 @@ cached verification is recomputed).`,
 			})
 		},
 	}
-	anchor.AddCommand(add, list, del)
+	anchor.AddCommand(add, list, del, refresh)
 	return anchor
 }
 

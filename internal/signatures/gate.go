@@ -23,6 +23,7 @@ const (
 	OpPullExempt     = "signature.pull.exempt"     // enforce: an exempt identity pulled it
 	OpAnchorAdd      = "signature.anchor.add"
 	OpAnchorDelete   = "signature.anchor.delete"
+	OpAnchorRefresh  = "signature.anchor.refresh"
 	OpPolicySet      = "signature.policy.set"
 )
 

@@ -37,8 +37,20 @@ type AnchorSpec struct {
 	StoreType string `json:"storeType,omitempty"`
 	// Certificates are the notation trust store's certificates, PEM.
 	Certificates string `json:"certificates,omitempty"`
-	// PublicKey is the cosign public key, PEM (PKIX).
+	// PublicKey is the cosign public key, PEM (PKIX). For a key held in a vault (KeyURL)
+	// it is read-only: the public keys of the versions the anchor trusts now, each PEM
+	// block with a Key-Version header.
 	PublicKey string `json:"publicKey,omitempty"`
+	// KeyURL names a cosign key held in one of this server's vaults:
+	// https://VAULT-HOST/keys/NAME (every enabled version, following rotation) or
+	// https://VAULT-HOST/keys/NAME/VERSION (that version only). The registry reads the
+	// public key as its system identity, which needs the get and list key permissions.
+	KeyURL string `json:"keyUrl,omitempty"`
+	// KeyStatus says why a vault key trusts nothing now (disabled, deleted, no access);
+	// empty when it is read (read-only).
+	KeyStatus string `json:"keyStatus,omitempty"`
+	// Refreshed is when the vault key was last read (read-only).
+	Refreshed *time.Time `json:"refreshed,omitempty"`
 	// Fingerprints are the SHA-256 of each certificate (DER) or of the key (PKIX DER), hex.
 	Fingerprints []string  `json:"fingerprints,omitempty"`
 	Created      time.Time `json:"created"`
