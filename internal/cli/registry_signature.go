@@ -194,7 +194,7 @@ change, every cached verification is recomputed.`,
 }
 
 func signaturePolicyTable(p wire.SignaturePolicy) Table {
-	t := Table{Header: []string{"SCOPE", "MODE", "KINDS", "COSIGN KEYS", "EXEMPT", "PLATFORMS"}}
+	t := Table{Header: []string{"SCOPE", "MODE", "KINDS", "COSIGN KEYS", "EXEMPT", "PUBLISHERS", "PLATFORMS"}}
 	for _, r := range p.Repositories {
 		kinds := strings.Join(r.Kinds, ",")
 		if kinds == "" {
@@ -208,7 +208,14 @@ func signaturePolicyTable(p wire.SignaturePolicy) Table {
 		if plat == "" {
 			plat = "index"
 		}
-		t.Rows = append(t.Rows, []string{r.Scope, r.Mode, kinds, keys, fmt.Sprint(len(r.Exempt)), plat})
+		pub := r.Publishers
+		switch {
+		case r.RefusePublishers:
+			pub = "refuse"
+		case pub == "":
+			pub = "head"
+		}
+		t.Rows = append(t.Rows, []string{r.Scope, r.Mode, kinds, keys, fmt.Sprint(len(r.Exempt)), pub, plat})
 	}
 	return t
 }

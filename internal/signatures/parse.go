@@ -91,6 +91,14 @@ func ParsePolicy(data []byte) (Policy, *trustpolicy.Document, error) {
 				return p, nil, invalid("%s.exempt: give principal object ids", at)
 			}
 		}
+		switch r.Publishers {
+		case "", PublishersHead, PublishersRead, PublishersRefuse:
+		default:
+			return p, nil, invalid("%s.publishers %q: use %q (publishers may resolve an unverified image with HEAD, the default), %q (GET too) or %q (neither)", at, r.Publishers, PublishersHead, PublishersRead, PublishersRefuse)
+		}
+		if r.RefusePublishers && r.Publishers != "" && r.Publishers != PublishersRefuse {
+			return p, nil, invalid("%s: refusePublishers contradicts publishers %q: give publishers only", at, r.Publishers)
+		}
 		switch r.Platforms {
 		case "", PlatformsIndex, PlatformsEach:
 		default:

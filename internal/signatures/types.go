@@ -84,12 +84,35 @@ type Rule struct {
 	// Exempt lists principal object ids that may pull unverified images under enforce;
 	// every such pull is audited.
 	Exempt []string `json:"exempt,omitempty"`
-	// RefusePublishers refuses unverified images to publishers too (identities that may
-	// push to the repository, who are otherwise let through, audited, so that they can
-	// sign what they pushed).
+	// Publishers says what identities that may push to the repository (registry/push:
+	// AcrPush, Contributor, Owner) may read of an unverified image under enforce: "head"
+	// (the default: a HEAD, as notation sign resolves an image before signing it; a GET is
+	// refused as anyone's), "read" (GET and HEAD, for signers that GET the manifest, such
+	// as cosign sign) or "refuse" (nothing: sign before the rule turns to enforce). Every
+	// such pull is audited as signature.pull.exempt.
+	Publishers string `json:"publishers,omitempty"`
+	// RefusePublishers is the older spelling of "publishers": "refuse".
 	RefusePublishers bool `json:"refusePublishers,omitempty"`
 	// Platforms says how a platform manifest of an index is judged: "index" (default:
 	// it passes when an index of the repository listing it verifies, or on its own
 	// signature) or "each" (it needs its own signature).
 	Platforms string `json:"platforms,omitempty"`
+}
+
+// What publishers may read of unverified images under enforce (Rule.Publishers).
+const (
+	PublishersHead   = "head"
+	PublishersRead   = "read"
+	PublishersRefuse = "refuse"
+)
+
+// publishers is the rule's Publishers with its default.
+func (r *Rule) publishers() string {
+	switch {
+	case r.RefusePublishers:
+		return PublishersRefuse
+	case r.Publishers == "":
+		return PublishersHead
+	}
+	return r.Publishers
 }
