@@ -67,10 +67,10 @@ func registryRepoCommand() *cobra.Command {
 	}
 	show := &cobra.Command{
 		Use:     "show NAME",
-		Short:   "Show one repository",
-		Example: "  coffer registry repo show team/app",
+		Short:   "Show one repository, its tags and their signature state",
+		Example: "  coffer registry repo show team/app\n  coffer registry repo show team/app -o json",
 		Args:    cobra.ExactArgs(1),
-		RunE:    getRun(repoPath, same[wire.Repository], func(r wire.Repository) Table { return repoRows([]wire.Repository{r}) }),
+		RunE:    repoShowRun, // registry_signature.go
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
@@ -114,13 +114,7 @@ func registryTagCommand() *cobra.Command {
 				return err
 			}
 			out.Tags = orEmpty(out.Tags)
-			return printResult(cmd, out.Tags, func() Table {
-				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "SIGNATURES", "VERIFIED"}}
-				for _, tg := range out.Tags {
-					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), signedColumn(tg), verifiedColumn(tg)})
-				}
-				return t
-			})
+			return printResult(cmd, out.Tags, func() Table { return tagTable(out.Tags) })
 		},
 	}
 	del := &cobra.Command{

@@ -341,3 +341,70 @@ func verifiedColumn(t wire.Tag) string {
 	}
 	return "no (" + t.SignaturePolicy + ": " + t.SignatureReason + ")"
 }
+
+// tagTable is the tag listing with each tag's signature state (tag list, repo show).
+func tagTable(tags []wire.Tag) Table {
+	t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "SIGNATURES", "VERIFIED"}}
+	for _, tg := range tags {
+		t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), signedColumn(tg), verifiedColumn(tg)})
+	}
+	return t
+}
+
+// repoShow is what 'registry repo show' prints: the repository, its tags from the tag
+// listing (the same data as 'tag list') and a count of their signature state.
+type repoShow struct {
+	wire.Repository
+	Signatures repoSignatures `json:"signatures"`
+	Tags       []wire.Tag     `json:"tags"`
+}
+
+// repoSignatures counts the tags by signature state.
+type repoSignatures struct {
+	Tags int `json:"tags"`
+	// Signed: a signature of some kind is stored; Verified: one verifies under the
+	// current policy; Unverified: a policy (audit or enforce) applies and none verifies.
+	Signed     int `json:"signed"`
+	Verified   int `json:"verified"`
+	Unverified int `json:"unverified"`
+}
+
+func summarizeSignatures(tags []wire.Tag) repoSignatures {
+	s := repoSignatures{Tags: len(tags)}
+	for _, t := range tags {
+		if len(t.Signatures) > 0 {
+			s.Signed++
+		}
+		switch {
+		case t.Verified != nil && *t.Verified:
+			s.Verified++
+		case t.Verified != nil && t.SignaturePolicy != "" && t.SignaturePolicy != wire.SignatureModeOff:
+			s.Unverified++
+		}
+	}
+	return s
+}
+
+func repoShowRun(cmd *cobra.Command, args []string) error {
+	c, err := newAPIClient(cmd)
+	if err != nil {
+		return err
+	}
+	var out repoShow
+	if err := c.do(cmd.Context(), "GET", repoPath(args), nil, &out.Repository); err != nil {
+		return err
+	}
+	var tl wire.TagList
+	if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/tags?"+url.Values{"repository": {args[0]}}.Encode(), nil, &tl); err != nil {
+		return fmt.Errorf("repository %s: list its tags: %w", args[0], err)
+	}
+	out.Tags = orEmpty(tl.Tags)
+	out.Signatures = summarizeSignatures(out.Tags)
+	return printResult(cmd, out, func() Table {
+		w := cmd.OutOrStdout()
+		writeTable(w, repoRows([]wire.Repository{out.Repository}))
+		s := out.Signatures
+		fmt.Fprintf(w, "\nSignatures: %d of %d tags signed, %d verified, %d unverified under a policy\n\n", s.Signed, s.Tags, s.Verified, s.Unverified)
+		return tagTable(out.Tags)
+	})
+}

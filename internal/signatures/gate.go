@@ -135,6 +135,13 @@ func (s *Service) signatureArtifact(ctx context.Context, repo, reference string,
 	return true, nil
 }
 
+// SignatureArtifact reports whether manifest m of repo, as reference, is a signature or
+// another artifact about an image that the pull gate never judges (a tag listing says so
+// instead of a verdict).
+func (s *Service) SignatureArtifact(ctx context.Context, repo, reference string, m registry.ManifestRecord) (bool, error) {
+	return s.signatureArtifact(ctx, repo, reference, m)
+}
+
 // Versioned reports the policy version (for tests and the management API).
 func (s *Service) Version(ctx context.Context) (int64, error) {
 	c, err := s.current(ctx)

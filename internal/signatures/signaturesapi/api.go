@@ -258,6 +258,12 @@ type Tags struct{ Service *signatures.Service }
 
 // AnnotateTag sets t's signature fields.
 func (a Tags) AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error {
+	if art, err := a.Service.SignatureArtifact(ctx, repo, t.Name, m); err != nil || art {
+		if art {
+			t.SignatureReason = "a signature artifact: not judged, always readable"
+		}
+		return err
+	}
 	v, err := a.Service.Evaluate(ctx, repo, m)
 	if err != nil {
 		return err
