@@ -67,21 +67,13 @@ func registryRepoCommand() *cobra.Command {
 	}
 	show := &cobra.Command{
 		Use:     "show NAME",
-		Short:   "Show one repository",
-		Example: "  coffer registry repo show team/app",
+		Short:   "Show one repository, its tags and their signature state",
+		Example: "  coffer registry repo show team/app\n  coffer registry repo show team/app -o json",
 		Args:    cobra.ExactArgs(1),
-		Long: `Show one repository: its counts, size, and whether a tagged image in it has
-client-encrypted layers ('coffer image encrypt', skopeo --encryption-key).`,
-		RunE: getRun(repoPath, same[wire.Repository], func(r wire.Repository) Table {
-			t := repoRows([]wire.Repository{r})
-			enc := "no"
-			if r.ClientEncrypted != nil && *r.ClientEncrypted {
-				enc = fmt.Sprintf("yes (%d tags)", r.EncryptedTags)
-			}
-			t.Header = append(t.Header, "CLIENT-ENCRYPTED")
-			t.Rows[0] = append(t.Rows[0], enc)
-			return t
-		}),
+		Long: `Show one repository: its counts, size, whether a tagged image in it has
+client-encrypted layers ('coffer image encrypt', skopeo --encryption-key),
+and its tags with their signature state.`,
+		RunE: repoShowRun, // registry_signature.go
 	}
 	del := &cobra.Command{
 		Use:   "delete NAME",
@@ -125,17 +117,7 @@ func registryTagCommand() *cobra.Command {
 				return err
 			}
 			out.Tags = orEmpty(out.Tags)
-			return printResult(cmd, out.Tags, func() Table {
-				t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "ENCRYPTED LAYERS", "SIGNATURES", "VERIFIED"}}
-				for _, tg := range out.Tags {
-					enc := "-"
-					if tg.EncryptedLayers > 0 {
-						enc = strconv.Itoa(tg.EncryptedLayers)
-					}
-					t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), enc, signedColumn(tg), verifiedColumn(tg)})
-				}
-				return t
-			})
+			return printResult(cmd, out.Tags, func() Table { return tagTable(out.Tags) })
 		},
 	}
 	del := &cobra.Command{

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,13 +41,17 @@ Reader).`,
 const signaturePath = "/coffer/v1/registry/signatures"
 
 func anchorTable(list []wire.SignatureAnchor) Table {
-	t := Table{Header: []string{"NAME", "KIND", "STORE TYPE", "FINGERPRINTS (SHA-256)", "CREATED"}}
+	t := Table{Header: []string{"NAME", "KIND", "STORE TYPE", "FINGERPRINTS (SHA-256)", "CREATED", "KEY URL"}}
 	for _, a := range list {
 		prints := make([]string, len(a.Fingerprints))
 		for i, p := range a.Fingerprints {
 			prints[i] = p[:min(16, len(p))] + "…"
 		}
-		t.Rows = append(t.Rows, []string{a.Name, a.Kind, a.StoreType, strings.Join(prints, " "), a.Created.Local().Format(time.DateTime)})
+		src := a.KeyURL
+		if a.KeyStatus != "" {
+			src += " (trusts nothing: " + a.KeyStatus + ")"
+		}
+		t.Rows = append(t.Rows, []string{a.Name, a.Kind, a.StoreType, strings.Join(prints, " "), a.Created.Local().Format(time.DateTime), src})
 	}
 	return t
 }
@@ -65,29 +70,47 @@ func readInput(cmd *cobra.Command, path string) ([]byte, error) {
 
 func signatureAnchorCommand() *cobra.Command {
 	anchor := &cobra.Command{Use: "anchor", Short: "Add, list and delete trust anchors (notation trust stores, cosign public keys)"}
-	var kind, storeType, file string
+	var kind, storeType, file, keyURL string
 	add := &cobra.Command{
-		Use:   "add NAME --kind notation|cosign --file PEM",
+		Use:   "add NAME --kind notation|cosign --file PEM | --cosign-key-url URL",
 		Short: "Add a trust anchor",
 		Long: `Add a notation trust store (--kind notation: the PEM X.509 certificates of a CA, a
 signing authority or a timestamping authority, --store-type ca|signingAuthority|tsa, named
 STORETYPE:NAME in a notation trust policy) or a cosign public key (--kind cosign: cosign.pub,
-PEM). Anchors cannot be changed: delete and add again (the policy version changes, and every
-cached verification is recomputed).`,
+PEM), or a cosign key held in one of this server's vaults (--cosign-key-url
+https://VAULT-HOST/keys/NAME[/VERSION]): the registry reads its public key in-process as its
+system identity ([system], which needs the get and list key permissions on the vault). A
+versionless URL trusts every enabled version (the newest 16) and follows rotation: the key
+is re-read every minute and by 'anchor refresh NAME'; a disabled or deleted key then
+trusts nothing. Anchors cannot be changed otherwise: delete and add again (the policy
+version changes, and every cached verification is recomputed).`,
 		Example: `  coffer registry signature anchor add team-ca --kind notation --file ca.pem
   coffer registry signature anchor add release-tsa --kind notation --store-type tsa --file tsa.pem
   coffer registry signature anchor add ci --kind cosign --file cosign.pub
-  cat cosign.pub | coffer registry signature anchor add ci --kind cosign --file - -o json`,
+  cat cosign.pub | coffer registry signature anchor add ci --kind cosign --file - -o json
+  coffer registry signature anchor add release --cosign-key-url https://signing.vault.localhost:5000/keys/release`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			material, err := readInput(cmd, file)
-			if err != nil {
-				return err
-			}
 			in := wire.SignatureAnchor{Name: args[0], Kind: kind, StoreType: storeType}
-			if kind == wire.AnchorCosign {
+			var material []byte
+			switch {
+			case keyURL != "" && (file != "" || (kind != "" && kind != wire.AnchorCosign)):
+				return fmt.Errorf("--cosign-key-url names a cosign key in a vault: give no --file, and --kind cosign or none")
+			case keyURL != "":
+				in.Kind, in.KeyURL = wire.AnchorCosign, keyURL
+			case kind == "" || file == "":
+				return fmt.Errorf("give --kind notation|cosign and --file PEM, or --cosign-key-url URL")
+			default:
+				var err error
+				if material, err = readInput(cmd, file); err != nil {
+					return err
+				}
+			}
+			switch {
+			case in.KeyURL != "": // the server reads the key from the vault
+			case kind == wire.AnchorCosign:
 				in.PublicKey = string(material)
-			} else {
+			default:
 				in.Certificates = string(material)
 			}
 			c, err := newAPIClient(cmd)
@@ -104,8 +127,31 @@ cached verification is recomputed).`,
 	add.Flags().StringVar(&kind, "kind", "", "notation or cosign")
 	add.Flags().StringVar(&storeType, "store-type", "", "notation trust store type: ca (default), signingAuthority or tsa")
 	add.Flags().StringVarP(&file, "file", "f", "", "PEM file (- for standard input)")
-	add.MarkFlagRequired("kind")
-	add.MarkFlagRequired("file")
+	add.Flags().StringVar(&keyURL, "cosign-key-url", "", "a cosign key in this server's vault: https://VAULT-HOST/keys/NAME[/VERSION]")
+	refresh := &cobra.Command{
+		Use:   "refresh NAME",
+		Short: "Re-read a vault-held cosign key now (after a rotation, or a version disabled)",
+		Long: `Re-read the public keys of a cosign anchor added with --cosign-key-url. The registry
+does this every minute by itself; this makes it happen now. When the versions it trusts
+change, every cached verification is recomputed.`,
+		Example: `  coffer registry signature anchor refresh release
+  coffer registry signature anchor refresh release -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.SignatureAnchorRefresh
+			if err := c.do(cmd.Context(), "POST", signaturePath+"/anchors/"+url.PathEscape(args[0])+"/refresh", nil, &out); err != nil {
+				return err
+			}
+			return printResult(cmd, out, func() Table {
+				return Table{Header: []string{"NAME", "CHANGED", "VERSIONS", "STATUS"},
+					Rows: [][]string{{out.Name, fmt.Sprint(out.Changed), strings.Join(out.Versions, ","), out.Status}}}
+			})
+		},
+	}
 
 	list := &cobra.Command{
 		Use:     "list",
@@ -144,12 +190,12 @@ cached verification is recomputed).`,
 			})
 		},
 	}
-	anchor.AddCommand(add, list, del)
+	anchor.AddCommand(add, list, del, refresh)
 	return anchor
 }
 
 func signaturePolicyTable(p wire.SignaturePolicy) Table {
-	t := Table{Header: []string{"SCOPE", "MODE", "KINDS", "COSIGN KEYS", "EXEMPT", "PLATFORMS"}}
+	t := Table{Header: []string{"SCOPE", "MODE", "KINDS", "COSIGN KEYS", "EXEMPT", "PUBLISHERS", "PLATFORMS"}}
 	for _, r := range p.Repositories {
 		kinds := strings.Join(r.Kinds, ",")
 		if kinds == "" {
@@ -163,7 +209,14 @@ func signaturePolicyTable(p wire.SignaturePolicy) Table {
 		if plat == "" {
 			plat = "index"
 		}
-		t.Rows = append(t.Rows, []string{r.Scope, r.Mode, kinds, keys, fmt.Sprint(len(r.Exempt)), plat})
+		pub := r.Publishers
+		switch {
+		case r.RefusePublishers:
+			pub = "refuse"
+		case pub == "":
+			pub = "head"
+		}
+		t.Rows = append(t.Rows, []string{r.Scope, r.Mode, kinds, keys, fmt.Sprint(len(r.Exempt)), pub, plat})
 	}
 	return t
 }
@@ -288,4 +341,82 @@ func verifiedColumn(t wire.Tag) string {
 		return "yes (" + t.Anchor + ")"
 	}
 	return "no (" + t.SignaturePolicy + ": " + t.SignatureReason + ")"
+}
+
+// tagTable is the tag listing with each tag's signature state (tag list, repo show).
+func tagTable(tags []wire.Tag) Table {
+	t := Table{Header: []string{"TAG", "DIGEST", "UPDATED", "ENCRYPTED LAYERS", "SIGNATURES", "VERIFIED"}}
+	for _, tg := range tags {
+		enc := "-"
+		if tg.EncryptedLayers > 0 {
+			enc = strconv.Itoa(tg.EncryptedLayers)
+		}
+		t.Rows = append(t.Rows, []string{tg.Name, tg.Digest, tg.Updated.Local().Format(time.DateTime), enc, signedColumn(tg), verifiedColumn(tg)})
+	}
+	return t
+}
+
+// repoShow is what 'registry repo show' prints: the repository, its tags from the tag
+// listing (the same data as 'tag list') and a count of their signature state.
+type repoShow struct {
+	wire.Repository
+	Signatures repoSignatures `json:"signatures"`
+	Tags       []wire.Tag     `json:"tags"`
+}
+
+// repoSignatures counts the tags by signature state.
+type repoSignatures struct {
+	Tags int `json:"tags"`
+	// Signed: a signature of some kind is stored; Verified: one verifies under the
+	// current policy; Unverified: a policy (audit or enforce) applies and none verifies.
+	Signed     int `json:"signed"`
+	Verified   int `json:"verified"`
+	Unverified int `json:"unverified"`
+}
+
+func summarizeSignatures(tags []wire.Tag) repoSignatures {
+	s := repoSignatures{Tags: len(tags)}
+	for _, t := range tags {
+		if len(t.Signatures) > 0 {
+			s.Signed++
+		}
+		switch {
+		case t.Verified != nil && *t.Verified:
+			s.Verified++
+		case t.Verified != nil && t.SignaturePolicy != "" && t.SignaturePolicy != wire.SignatureModeOff:
+			s.Unverified++
+		}
+	}
+	return s
+}
+
+func repoShowRun(cmd *cobra.Command, args []string) error {
+	c, err := newAPIClient(cmd)
+	if err != nil {
+		return err
+	}
+	var out repoShow
+	if err := c.do(cmd.Context(), "GET", repoPath(args), nil, &out.Repository); err != nil {
+		return err
+	}
+	var tl wire.TagList
+	if err := c.do(cmd.Context(), "GET", "/coffer/v1/registry/tags?"+url.Values{"repository": {args[0]}}.Encode(), nil, &tl); err != nil {
+		return fmt.Errorf("repository %s: list its tags: %w", args[0], err)
+	}
+	out.Tags = orEmpty(tl.Tags)
+	out.Signatures = summarizeSignatures(out.Tags)
+	return printResult(cmd, out, func() Table {
+		w := cmd.OutOrStdout()
+		rt := repoRows([]wire.Repository{out.Repository})
+		enc := "no"
+		if r := out.Repository; r.ClientEncrypted != nil && *r.ClientEncrypted {
+			enc = fmt.Sprintf("yes (%d tags)", r.EncryptedTags)
+		}
+		rt.Header = append(rt.Header, "CLIENT-ENCRYPTED")
+		rt.Rows[0] = append(rt.Rows[0], enc)
+		writeTable(w, rt)
+		s := out.Signatures
+		fmt.Fprintf(w, "\nSignatures: %d of %d tags signed, %d verified, %d unverified under a policy\n\n", s.Signed, s.Tags, s.Verified, s.Unverified)
+		return tagTable(out.Tags)
+	})
 }

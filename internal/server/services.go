@@ -216,11 +216,13 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	if p.signatures, err = signatures.New(ctx, signatures.Options{
 		Store: sigStore, Registry: p.registry, Audit: p.audit, Authorizer: p.access, Metrics: signatures.NewMetrics(s.metrics),
 		RegistryHost: s.registryHost(), Log: s.log.With("part", "signatures"),
+		Vault: p.vault, VaultIdentity: p.identity.SystemIdentity(), // cosign keys held in a vault
 	}); err != nil {
 		return nil, fmt.Errorf("signature policy: %w", err)
 	}
 
 	s.background = append(s.background, p.encryption.Run, s.vaultJobs(p.vault), s.registryJobs(p.registry), s.sealUpgrade(sealed))
+	s.background = append(s.background, p.signatures.Run) // refreshes cosign keys held in a vault
 	return p, nil
 }
 

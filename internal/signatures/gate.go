@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,14 +24,17 @@ const (
 	OpPullExempt     = "signature.pull.exempt"     // enforce: an exempt identity pulled it
 	OpAnchorAdd      = "signature.anchor.add"
 	OpAnchorDelete   = "signature.anchor.delete"
+	OpAnchorRefresh  = "signature.anchor.refresh"
 	OpPolicySet      = "signature.policy.set"
 )
 
 // CheckPull is the registry's pull gate: "" lets the pull of manifest m (asked for as
-// reference) go on, anything else is the refusal's message. Under audit an unverified
-// pull is let through, counted and audited; under enforce it is refused unless the caller
-// is exempt (audited too). Signature artifacts themselves are never gated.
-func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo, reference string, m registry.ManifestRecord) (string, error) {
+// reference, with method GET or HEAD) go on, anything else is the refusal's message. Under
+// audit an unverified pull is let through, counted and audited; under enforce it is
+// refused unless the caller is exempt (audited too): listed in the rule's exempt, or a
+// publisher of the repository asking with HEAD (what a signer does before signing; see
+// Rule.Publishers). Signature artifacts themselves are never gated.
+func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, method, repo, reference string, m registry.ManifestRecord) (string, error) {
 	c, err := s.current(ctx)
 	if err != nil {
 		return "", err
@@ -63,10 +67,14 @@ func (s *Service) CheckPull(ctx context.Context, caller identity.Principal, repo
 	switch {
 	case caller.ID != "" && slices.Contains(r.Exempt, caller.ID):
 		why = "listed in the rule's exempt"
-	case !r.RefusePublishers && s.publisher(ctx, caller, repo):
-		// Publishers (registry/push on the repository: AcrPush, Contributor, Owner) read
-		// what they publish: a signer must resolve an image to sign it.
-		why = "a publisher: registry/push on the repository"
+	case r.publishers() == PublishersRead && s.publisher(ctx, caller, repo):
+		// The rule lets publishers read unverified images (cosign sign GETs the manifest).
+		why = "a publisher: registry/push on the repository, and the rule's publishers is read"
+	case r.publishers() == PublishersHead && method == http.MethodHead && s.publisher(ctx, caller, repo):
+		// Publishers (registry/push on the repository: AcrPush, Contributor, Owner) may
+		// resolve what they publish, as notation sign does before signing (a HEAD: the
+		// digest and size, no content). Their GET is judged like anyone's.
+		why = "a publisher resolving the image (HEAD): registry/push on the repository"
 	}
 	if why != "" {
 		s.opts.Metrics.pull(r.Mode, "exempt")
@@ -125,6 +133,13 @@ func (s *Service) signatureArtifact(ctx context.Context, repo, reference string,
 		}
 	}
 	return true, nil
+}
+
+// SignatureArtifact reports whether manifest m of repo, as reference, is a signature or
+// another artifact about an image that the pull gate never judges (a tag listing says so
+// instead of a verdict).
+func (s *Service) SignatureArtifact(ctx context.Context, repo, reference string, m registry.ManifestRecord) (bool, error) {
+	return s.signatureArtifact(ctx, repo, reference, m)
 }
 
 // Versioned reports the policy version (for tests and the management API).

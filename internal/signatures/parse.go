@@ -91,6 +91,14 @@ func ParsePolicy(data []byte) (Policy, *trustpolicy.Document, error) {
 				return p, nil, invalid("%s.exempt: give principal object ids", at)
 			}
 		}
+		switch r.Publishers {
+		case "", PublishersHead, PublishersRead, PublishersRefuse:
+		default:
+			return p, nil, invalid("%s.publishers %q: use %q (publishers may resolve an unverified image with HEAD, the default), %q (GET too) or %q (neither)", at, r.Publishers, PublishersHead, PublishersRead, PublishersRefuse)
+		}
+		if r.RefusePublishers && r.Publishers != "" && r.Publishers != PublishersRefuse {
+			return p, nil, invalid("%s: refusePublishers contradicts publishers %q: give publishers only", at, r.Publishers)
+		}
 		switch r.Platforms {
 		case "", PlatformsIndex, PlatformsEach:
 		default:
@@ -145,16 +153,42 @@ func validScope(s string) error {
 // Anchor is a validated anchor with its parsed material.
 type Anchor struct {
 	StoredAnchor
-	Certs    []*x509.Certificate // notation
-	Key      crypto.PublicKey    // cosign
-	Verifier signature.Verifier  // cosign
-	Prints   []string
+	Certs []*x509.Certificate // notation
+	// Keys are a cosign anchor's public keys: one for a PEM upload; for a key held in a
+	// vault (KeyURL), each enabled version the anchor trusts (none while the key is
+	// disabled, deleted or out of reach).
+	Keys   []CosignKey
+	Prints []string
+}
+
+// CosignKey is one public key of a cosign anchor.
+type CosignKey struct {
+	Version  string // the vault key version ("" for a PEM upload)
+	Key      crypto.PublicKey
+	Verifier signature.Verifier
+}
+
+// pemKeyVersion is the PEM header naming a vault key version in a vault anchor's material.
+const pemKeyVersion = "Key-Version"
+
+// cosignKey loads a public key with sigstore's verifier for cosign (SHA-256).
+func cosignKey(key crypto.PublicKey, version string) (CosignKey, []byte, error) {
+	v, err := signature.LoadVerifier(key, crypto.SHA256)
+	if err != nil {
+		return CosignKey{}, nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return CosignKey{}, nil, err
+	}
+	return CosignKey{Version: version, Key: key, Verifier: v}, der, nil
 }
 
 // ParseAnchor validates an anchor upload: its name, kind and material (certificates
 // checked by notation-go's trust store rules, keys loaded by sigstore's signature package).
 func ParseAnchor(in AnchorSpec) (Anchor, error) {
 	a := Anchor{StoredAnchor: StoredAnchor{Name: in.Name, Kind: in.Kind, StoreType: in.StoreType}}
+	a.KeyURL, a.KeyStatus, a.Refreshed = in.KeyURL, in.KeyStatus, in.Refreshed
 	if !anchorName.MatchString(in.Name) {
 		return a, invalid("anchor name %q: 1 to 64 letters, digits, '_', '.' and '-'", in.Name)
 	}
@@ -190,24 +224,23 @@ func ParseAnchor(in AnchorSpec) (Anchor, error) {
 		a.Material = pemOut.String()
 	case AnchorCosign:
 		if in.Certificates != "" || in.StoreType != "" {
-			return a, invalid("a cosign anchor holds a public key (publicKey), not certificates")
+			return a, invalid("a cosign anchor holds a public key (publicKey) or a vault key URL (keyUrl), not certificates")
+		}
+		if in.KeyURL != "" {
+			return parseVaultAnchor(a, in)
 		}
 		if in.PublicKey == "" {
-			return a, invalid("publicKey is required: the cosign public key in PEM (cosign.pub)")
+			return a, invalid("publicKey is required: the cosign public key in PEM (cosign.pub), or keyUrl: a key in one of Coffer's vaults")
 		}
 		key, err := cryptoutils.UnmarshalPEMToPublicKey([]byte(in.PublicKey))
 		if err != nil {
 			return a, invalid("publicKey: %v", err)
 		}
-		v, err := signature.LoadVerifier(key, crypto.SHA256)
+		k, der, err := cosignKey(key, "")
 		if err != nil {
 			return a, invalid("publicKey: %v", err)
 		}
-		der, err := x509.MarshalPKIXPublicKey(key)
-		if err != nil {
-			return a, invalid("publicKey: %v", err)
-		}
-		a.Key, a.Verifier = key, v
+		a.Keys = []CosignKey{k}
 		a.Prints = []string{fingerprint(der)}
 		a.Material = string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 	default:
@@ -246,4 +279,41 @@ func parseCertificates(data []byte) ([]*x509.Certificate, error) {
 func fingerprint(der []byte) string {
 	s := sha256.Sum256(der)
 	return hex.EncodeToString(s[:])
+}
+
+// parseVaultAnchor reads the material of a cosign anchor whose key is in a vault: PEM
+// PUBLIC KEY blocks, each with a Key-Version header (none: the key trusts nothing now).
+func parseVaultAnchor(a Anchor, in AnchorSpec) (Anchor, error) {
+	if _, err := ParseKeyURL(in.KeyURL); err != nil {
+		return a, err
+	}
+	if len(in.PublicKey) > MaxAnchorSize {
+		return a, invalid("the anchor's material has more than %d bytes", MaxAnchorSize)
+	}
+	rest := bytes.TrimSpace([]byte(in.PublicKey))
+	var out bytes.Buffer
+	for len(rest) > 0 {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil || b.Type != "PUBLIC KEY" {
+			return a, invalid("publicKey: the vault key's material is not PEM PUBLIC KEY blocks")
+		}
+		key, err := x509.ParsePKIXPublicKey(b.Bytes)
+		if err != nil {
+			return a, invalid("publicKey: %v", err)
+		}
+		k, der, err := cosignKey(key, b.Headers[pemKeyVersion])
+		if err != nil {
+			return a, invalid("publicKey: %v", err)
+		}
+		if len(a.Keys) >= maxKeyVersions {
+			return a, invalid("publicKey: at most %d key versions are trusted", maxKeyVersions)
+		}
+		a.Keys = append(a.Keys, k)
+		a.Prints = append(a.Prints, fingerprint(der))
+		pem.Encode(&out, &pem.Block{Type: "PUBLIC KEY", Headers: map[string]string{pemKeyVersion: k.Version}, Bytes: der})
+		rest = bytes.TrimSpace(rest)
+	}
+	a.Material = out.String()
+	return a, nil
 }

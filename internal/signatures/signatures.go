@@ -32,6 +32,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/registry"
 )
 
@@ -65,6 +66,12 @@ type Options struct {
 	// ReloadInterval is how often a replica checks the stored version for changes made
 	// elsewhere (default 2s). Changes made through this Service apply at once.
 	ReloadInterval time.Duration
+	// Vault and VaultIdentity read the cosign anchors held in a vault (keyUrl): this
+	// process's vaults, as the registry's system identity (nil: no such anchors).
+	Vault         KeyVault
+	VaultIdentity identity.Principal
+	// KeyRefreshInterval is how often Run re-reads those keys (default 1 minute).
+	KeyRefreshInterval time.Duration
 	// CacheSize bounds the verification cache (entries; default 100000).
 	CacheSize int
 	// Now is the clock.
@@ -98,6 +105,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	if o.ReloadInterval <= 0 {
 		o.ReloadInterval = 2 * time.Second
+	}
+	if o.KeyRefreshInterval <= 0 {
+		o.KeyRefreshInterval = time.Minute
 	}
 	if o.CacheSize <= 0 {
 		o.CacheSize = 100000
@@ -151,7 +161,7 @@ func (s *Service) reload(ctx context.Context) (*compiled, error) {
 	}
 	c := &compiled{version: st.Version, checked: s.opts.Now()}
 	for _, sa := range st.Anchors {
-		in := AnchorSpec{Name: sa.Name, Kind: sa.Kind, StoreType: sa.StoreType}
+		in := AnchorSpec{Name: sa.Name, Kind: sa.Kind, StoreType: sa.StoreType, KeyURL: sa.KeyURL, KeyStatus: sa.KeyStatus, Refreshed: sa.Refreshed}
 		if sa.Kind == AnchorCosign {
 			in.PublicKey = sa.Material
 		} else {
@@ -256,7 +266,8 @@ func (s *Service) Anchors(ctx context.Context) ([]AnchorSpec, error) {
 }
 
 func anchorOut(a Anchor) AnchorSpec {
-	w := AnchorSpec{Name: a.Name, Kind: a.Kind, StoreType: a.StoreType, Fingerprints: a.Prints, Created: a.Created}
+	w := AnchorSpec{Name: a.Name, Kind: a.Kind, StoreType: a.StoreType, Fingerprints: a.Prints, Created: a.Created,
+		KeyURL: a.KeyURL, KeyStatus: a.KeyStatus, Refreshed: a.Refreshed}
 	if a.Kind == AnchorCosign {
 		w.PublicKey = a.Material
 	} else {
@@ -267,6 +278,22 @@ func anchorOut(a Anchor) AnchorSpec {
 
 // AddAnchor validates and stores an anchor.
 func (s *Service) AddAnchor(ctx context.Context, in AnchorSpec) (AnchorSpec, error) {
+	in.KeyStatus, in.Refreshed = "", nil
+	if in.KeyURL != "" {
+		if in.Kind != AnchorCosign || in.PublicKey != "" || in.Certificates != "" || in.StoreType != "" {
+			return AnchorSpec{}, invalid("keyUrl names a cosign key in a vault: give --kind cosign and no PEM file")
+		}
+		material, err := s.fetchVaultKey(ctx, in.KeyURL)
+		var ku *keyUnavailable
+		if errors.As(err, &ku) {
+			return AnchorSpec{}, invalid("%s", ku.msg) // a new anchor must be readable now
+		}
+		if err != nil {
+			return AnchorSpec{}, err
+		}
+		now := s.opts.Now().UTC()
+		in.PublicKey, in.Refreshed = material, &now
+	}
 	a, err := ParseAnchor(in)
 	if err != nil {
 		return AnchorSpec{}, err

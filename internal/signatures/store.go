@@ -22,6 +22,9 @@ type Store interface {
 	PutAnchor(ctx context.Context, a StoredAnchor) (int64, error)
 	// DeleteAnchor removes an anchor; ErrNotFound if there is none.
 	DeleteAnchor(ctx context.Context, name string) (int64, error)
+	// UpdateAnchorKey replaces a vault anchor's key material and status (a refresh);
+	// ErrNotFound if there is none.
+	UpdateAnchorKey(ctx context.Context, name, material, status string, refreshed time.Time) (int64, error)
 	// SetPolicy replaces the policy document.
 	SetPolicy(ctx context.Context, doc []byte, now time.Time) (int64, error)
 }
@@ -39,6 +42,9 @@ type StoredAnchor struct {
 	Name, Kind, StoreType string
 	Material              string
 	Created               time.Time
+	// KeyURL, KeyStatus, Refreshed: a cosign key held in a vault (see AnchorSpec).
+	KeyURL, KeyStatus string
+	Refreshed         *time.Time
 }
 
 // Errors of the store.
@@ -61,7 +67,10 @@ CREATE TABLE signature_anchors (
 	store_type TEXT NOT NULL,
 	material TEXT NOT NULL,
 	created INTEGER NOT NULL
-);`}
+);`, `
+ALTER TABLE signature_anchors ADD COLUMN key_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE signature_anchors ADD COLUMN key_status TEXT NOT NULL DEFAULT '';
+ALTER TABLE signature_anchors ADD COLUMN refreshed INTEGER NOT NULL DEFAULT 0;`}
 
 // SQLStore is the Store in the metadata database.
 type SQLStore struct{ db *store.DB }
@@ -93,18 +102,22 @@ func (s *SQLStore) Load(ctx context.Context) (State, error) {
 		if updated > 0 {
 			st.Updated = time.Unix(0, updated).UTC()
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT name, kind, store_type, material, created FROM signature_anchors ORDER BY name`)
+		rows, err := tx.QueryContext(ctx, `SELECT name, kind, store_type, material, created, key_url, key_status, refreshed FROM signature_anchors ORDER BY name`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var a StoredAnchor
-			var created int64
-			if err := rows.Scan(&a.Name, &a.Kind, &a.StoreType, &a.Material, &created); err != nil {
+			var created, refreshed int64
+			if err := rows.Scan(&a.Name, &a.Kind, &a.StoreType, &a.Material, &created, &a.KeyURL, &a.KeyStatus, &refreshed); err != nil {
 				return err
 			}
 			a.Created = time.Unix(0, created).UTC()
+			if refreshed > 0 {
+				t := time.Unix(0, refreshed).UTC()
+				a.Refreshed = &t
+			}
 			st.Anchors = append(st.Anchors, a)
 		}
 		return rows.Err()
@@ -135,8 +148,8 @@ func (s *SQLStore) PutAnchor(ctx context.Context, a StoredAnchor) (int64, error)
 		if n > 0 {
 			return fmt.Errorf("anchor %q: %w", a.Name, ErrExists)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO signature_anchors (name, kind, store_type, material, created) VALUES (?, ?, ?, ?, ?)`,
-			a.Name, a.Kind, a.StoreType, a.Material, a.Created.UnixNano()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO signature_anchors (name, kind, store_type, material, created, key_url, key_status, refreshed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.Name, a.Kind, a.StoreType, a.Material, a.Created.UnixNano(), a.KeyURL, a.KeyStatus, unixNano(a.Refreshed)); err != nil {
 			if strings.Contains(strings.ToLower(err.Error()), "unique") {
 				return fmt.Errorf("anchor %q: %w", a.Name, ErrExists)
 			}
@@ -173,6 +186,30 @@ func (s *SQLStore) SetPolicy(ctx context.Context, doc []byte, now time.Time) (in
 		}
 		var err error
 		v, err = bump(ctx, tx, now)
+		return err
+	})
+	return v, err
+}
+
+func unixNano(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func (s *SQLStore) UpdateAnchorKey(ctx context.Context, name, material, status string, refreshed time.Time) (int64, error) {
+	var v int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE signature_anchors SET material = ?, key_status = ?, refreshed = ? WHERE name = ? AND key_url <> ''`,
+			material, status, refreshed.UnixNano(), name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("vault key anchor %q: %w", name, ErrNotFound)
+		}
+		v, err = bump(ctx, tx, refreshed)
 		return err
 	})
 	return v, err

@@ -37,8 +37,20 @@ type AnchorSpec struct {
 	StoreType string `json:"storeType,omitempty"`
 	// Certificates are the notation trust store's certificates, PEM.
 	Certificates string `json:"certificates,omitempty"`
-	// PublicKey is the cosign public key, PEM (PKIX).
+	// PublicKey is the cosign public key, PEM (PKIX). For a key held in a vault (KeyURL)
+	// it is read-only: the public keys of the versions the anchor trusts now, each PEM
+	// block with a Key-Version header.
 	PublicKey string `json:"publicKey,omitempty"`
+	// KeyURL names a cosign key held in one of this server's vaults:
+	// https://VAULT-HOST/keys/NAME (every enabled version, following rotation) or
+	// https://VAULT-HOST/keys/NAME/VERSION (that version only). The registry reads the
+	// public key as its system identity, which needs the get and list key permissions.
+	KeyURL string `json:"keyUrl,omitempty"`
+	// KeyStatus says why a vault key trusts nothing now (disabled, deleted, no access);
+	// empty when it is read (read-only).
+	KeyStatus string `json:"keyStatus,omitempty"`
+	// Refreshed is when the vault key was last read (read-only).
+	Refreshed *time.Time `json:"refreshed,omitempty"`
 	// Fingerprints are the SHA-256 of each certificate (DER) or of the key (PKIX DER), hex.
 	Fingerprints []string  `json:"fingerprints,omitempty"`
 	Created      time.Time `json:"created"`
@@ -72,12 +84,35 @@ type Rule struct {
 	// Exempt lists principal object ids that may pull unverified images under enforce;
 	// every such pull is audited.
 	Exempt []string `json:"exempt,omitempty"`
-	// RefusePublishers refuses unverified images to publishers too (identities that may
-	// push to the repository, who are otherwise let through, audited, so that they can
-	// sign what they pushed).
+	// Publishers says what identities that may push to the repository (registry/push:
+	// AcrPush, Contributor, Owner) may read of an unverified image under enforce: "head"
+	// (the default: a HEAD, as notation sign resolves an image before signing it; a GET is
+	// refused as anyone's), "read" (GET and HEAD, for signers that GET the manifest, such
+	// as cosign sign) or "refuse" (nothing: sign before the rule turns to enforce). Every
+	// such pull is audited as signature.pull.exempt.
+	Publishers string `json:"publishers,omitempty"`
+	// RefusePublishers is the older spelling of "publishers": "refuse".
 	RefusePublishers bool `json:"refusePublishers,omitempty"`
 	// Platforms says how a platform manifest of an index is judged: "index" (default:
 	// it passes when an index of the repository listing it verifies, or on its own
 	// signature) or "each" (it needs its own signature).
 	Platforms string `json:"platforms,omitempty"`
+}
+
+// What publishers may read of unverified images under enforce (Rule.Publishers).
+const (
+	PublishersHead   = "head"
+	PublishersRead   = "read"
+	PublishersRefuse = "refuse"
+)
+
+// publishers is the rule's Publishers with its default.
+func (r *Rule) publishers() string {
+	switch {
+	case r.RefusePublishers:
+		return PublishersRefuse
+	case r.Publishers == "":
+		return PublishersHead
+	}
+	return r.Publishers
 }

@@ -435,7 +435,7 @@ func (s *Service) verifySimpleSigning(ctx context.Context, c *compiled, r *Rule,
 			return unreadable(err)
 		}
 		for _, k := range keys {
-			if k.Verifier.VerifySignature(bytes.NewReader(raw), bytes.NewReader(body)) != nil {
+			if !k.verifies(raw, body) {
 				continue
 			}
 			var p payload.SimpleContainerImage
@@ -475,23 +475,35 @@ func (s *Service) verifyBundle(ctx context.Context, c *compiled, r *Rule, repo s
 	if err != nil || m.Digest.Algorithm() != digest.SHA256 {
 		return sigResult{reason: ReasonInvalid, detail: "only sha256 manifests are verified with bundles"}
 	}
-	for _, k := range keys {
-		key := root.NewExpiringKey(k.Verifier, time.Time{}, time.Time{})
-		tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
-		v, err := verify.NewVerifier(tm, verify.WithNoObserverTimestamps())
-		if err != nil {
-			return sigResult{reason: ReasonInvalid, detail: err.Error()}
-		}
-		_, err = v.Verify(&b, verify.NewPolicy(verify.WithArtifactDigest("sha256", raw), verify.WithKey()))
-		if err == nil {
-			return sigResult{ok: true, anchor: k.Name}
-		}
-		// Signed by this key, but for another artifact?
-		if _, err2 := v.Verify(&b, verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithKey())); err2 == nil {
-			res = sigResult{reason: ReasonMismatch}
+	for _, a := range keys {
+		for _, k := range a.Keys {
+			key := root.NewExpiringKey(k.Verifier, time.Time{}, time.Time{})
+			tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
+			v, err := verify.NewVerifier(tm, verify.WithNoObserverTimestamps())
+			if err != nil {
+				return sigResult{reason: ReasonInvalid, detail: err.Error()}
+			}
+			_, err = v.Verify(&b, verify.NewPolicy(verify.WithArtifactDigest("sha256", raw), verify.WithKey()))
+			if err == nil {
+				return sigResult{ok: true, anchor: a.Name}
+			}
+			// Signed by this key, but for another artifact?
+			if _, err2 := v.Verify(&b, verify.NewPolicy(verify.WithoutArtifactUnsafe(), verify.WithKey())); err2 == nil {
+				res = sigResult{reason: ReasonMismatch}
+			}
 		}
 	}
 	return res
+}
+
+// verifies reports whether one of a's keys verifies sig over body.
+func (a *Anchor) verifies(sig, body []byte) bool {
+	for _, k := range a.Keys {
+		if k.Verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(body)) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // trustStore is the notation trust store over the anchors of one policy version. A store

@@ -31,10 +31,10 @@ type Config struct {
 }
 
 // PullPolicy decides whether the manifest m of repo, asked for as reference (a tag or its
-// digest), may be pulled by caller (the zero Principal when anonymous): "" allows it,
-// anything else is the refusal's message.
+// digest) with method (GET or HEAD), may be pulled by caller (the zero Principal when
+// anonymous): "" allows it, anything else is the refusal's message.
 type PullPolicy interface {
-	CheckPull(ctx context.Context, caller identity.Principal, repo, reference string, m registry.ManifestRecord) (refusal string, err error)
+	CheckPull(ctx context.Context, caller identity.Principal, method, repo, reference string, m registry.ManifestRecord) (refusal string, err error)
 }
 
 // Handler serves /v2/.

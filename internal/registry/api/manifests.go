@@ -56,7 +56,7 @@ func (h *Handler) checkPull(r *http.Request, caller registryauth.Caller, rt rout
 	if caller.Claims != nil {
 		who = caller.Claims.Principal()
 	}
-	refusal, err := h.cfg.Pull.CheckPull(r.Context(), who, rt.name, rt.ref, rec)
+	refusal, err := h.cfg.Pull.CheckPull(r.Context(), who, r.Method, rt.name, rt.ref, rec)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ func (h *Handler) Register(rt *mgmt.Router) {
 	rt.HandleFunc("GET "+p+"/anchors/{name}", h.read(h.getAnchor))
 	rt.HandleFunc("POST "+p+"/anchors", h.write(h.addAnchor))
 	rt.HandleFunc("DELETE "+p+"/anchors/{name}", h.write(h.deleteAnchor))
+	rt.HandleFunc("POST "+p+"/anchors/{name}/refresh", h.write(h.refreshAnchor))
 	rt.HandleFunc("GET "+p+"/policy", h.read(h.getPolicy))
 	rt.HandleFunc("PUT "+p+"/policy", h.write(h.setPolicy))
 	rt.HandleFunc("GET "+p+"/verification", h.verification)
@@ -131,6 +132,18 @@ func (h *Handler) deleteAnchor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) refreshAnchor(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name := r.PathValue("name")
+	res, err := h.cfg.Service.RefreshKeys(r.Context(), name)
+	h.record(r, start, signatures.OpAnchorRefresh, name, err)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	mgmt.WriteJSON(w, http.StatusOK, wire.SignatureAnchorRefresh(res[0]))
 }
 
 func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +258,12 @@ type Tags struct{ Service *signatures.Service }
 
 // AnnotateTag sets t's signature fields.
 func (a Tags) AnnotateTag(ctx context.Context, repo string, m registry.ManifestRecord, t *wire.Tag) error {
+	if art, err := a.Service.SignatureArtifact(ctx, repo, t.Name, m); err != nil || art {
+		if art {
+			t.SignatureReason = "a signature artifact: not judged, always readable"
+		}
+		return err
+	}
 	v, err := a.Service.Evaluate(ctx, repo, m)
 	if err != nil {
 		return err
