@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
 
 	"github.com/cofferhq/coffer/internal/kek/resolve"
@@ -34,8 +38,11 @@ func kmsPluginCommand() *cobra.Command {
 kube-apiserver's EncryptionConfiguration, with a key from a vault (docs/kms.md).
 
 With --cluster, the plugin fetches its cluster's settings from the Coffer server (--server)
-as its own identity, a service principal (AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or
---client-id and --client-secret-file): the write key (platform- or customer-managed), the
+as its own identity: a service principal (AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or
+--client-id and --client-secret-file), or, with no client secret and IDENTITY_ENDPOINT and
+IDENTITY_HEADER set (the managed-identity endpoint, as the Azure SDK reads it), a managed
+identity: user-assigned with its client id in AZURE_CLIENT_ID (or --client-id),
+system-assigned without one. The same identity reaches the vault. It gets: the write key (platform- or customer-managed), the
 decrypt-only keys, and whether it reaches the vault directly or through Coffer. A migration
 between keys is made on the server and needs no change here. With --key-id instead, it uses
 that key of any vault that speaks the Key Vault keys API.
@@ -49,6 +56,11 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
   AZURE_CLIENT_ID=... AZURE_CLIENT_SECRET=... coffer kms-plugin \
     --listen unix:///var/run/coffer-kms/kms.sock --server https://coffer.example:5000 \
     --ca-file /etc/coffer/ca.pem --cluster prod-eu
+
+  # As a user-assigned managed identity of the Coffer host (the server's /msi/token):
+  IDENTITY_ENDPOINT=https://127.0.0.1:5000/msi/token IDENTITY_HEADER=$(cat /var/lib/coffer/keys/identity-header) \
+    AZURE_CLIENT_ID=MI-CLIENT-ID coffer kms-plugin --listen unix:///var/run/coffer-kms/kms.sock \
+    --server https://127.0.0.1:5000 --ca-file /etc/coffer/ca.pem --cluster prod-eu
 
   # A fixed key in any Key Vault-compatible vault:
   coffer kms-plugin --listen unix:///run/kms.sock --key-id https://team.vault.example/keys/k8s \
@@ -91,6 +103,11 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 			if authority == "" && server != "" {
 				authority = strings.TrimRight(server, "/") + "/"
 			}
+			// No client secret and a managed-identity endpoint in the environment: the plugin
+			// is a managed identity, user-assigned (its client id in AZURE_CLIENT_ID or
+			// --client-id) or system-assigned (no client id), for the Coffer server and the
+			// vault alike, as the Azure SDK's DefaultAzureCredential would choose.
+			managed := secret == "" && managedIdentityEnv()
 			remote := resolve.NewRemote(resolve.Credential{TenantID: tenant, ClientID: clientID, ClientSecret: secret, AuthorityHost: authority}, caFile)
 			router := pluginRouter{Remote: remote, Identity: clientID}
 			var source kmsplugin.Source
@@ -101,8 +118,8 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 				if server == "" {
 					return errors.New("--cluster needs --server (or $COFFER_SERVER): the Coffer server that holds the cluster's settings")
 				}
-				if clientID == "" || secret == "" {
-					return errors.New("the plugin's identity is missing: set AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or --client-id and --client-secret-file)")
+				if !managed && (clientID == "" || secret == "") {
+					return errors.New("the plugin's identity is missing: set AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or --client-id and --client-secret-file) for a service principal, or IDENTITY_ENDPOINT and IDENTITY_HEADER (with AZURE_CLIENT_ID for a user-assigned identity) for a managed identity")
 				}
 				hc, err := httpClientFor(caFile)
 				if err != nil {
@@ -110,6 +127,11 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 				}
 				hc.Timeout = 30 * time.Second
 				c := &pluginServer{Server: server, Cluster: cluster, ClientID: clientID, ClientSecret: secret, HTTP: hc}
+				if managed {
+					if c.Cred, err = managedCredential(clientID, hc); err != nil {
+						return err
+					}
+				}
 				source, router.Coffer = c, c
 			case keyID != "":
 				source = kmsplugin.StaticSource{S: kmsplugin.Settings{WriteKey: keyID, DecryptKeys: decryptKeys}}
@@ -119,6 +141,9 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 			p, err := kmsplugin.New(kmsplugin.Options{Source: source, KEKs: router, PollInterval: poll, SelfTestInterval: selfTest, Log: log})
 			if err != nil {
 				return err
+			}
+			if managed {
+				log.Info("kms plugin: acting as a managed identity", "clientId", managedName(clientID))
 			}
 			return runPlugin(cmd.Context(), p, path, healthListen, log)
 		},
@@ -137,6 +162,27 @@ version is read every --key-rotation-poll (jittered by up to a tenth); SIGHUP or
 	f.StringVar(&healthListen, "health-listen", "127.0.0.1:8787", "loopback address for /healthz, /metrics and POST /poll (empty: off)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs every call with the apiserver's uid)")
 	return cmd
+}
+
+// managedIdentityEnv tells whether the environment names a managed-identity endpoint the
+// Azure SDK's ManagedIdentityCredential uses (App Service's, as Coffer's /msi/token serves
+// it, or the older MSI_ENDPOINT).
+func managedIdentityEnv() bool {
+	return (os.Getenv("IDENTITY_ENDPOINT") != "" && os.Getenv("IDENTITY_HEADER") != "") || os.Getenv("MSI_ENDPOINT") != ""
+}
+
+// managedCredential is the Azure SDK's managed-identity credential for clientID (empty: the
+// system-assigned identity), over hc (which trusts --ca-file).
+func managedCredential(clientID string, hc *http.Client) (azcore.TokenCredential, error) {
+	o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: policy.ClientOptions{Transport: hc}}
+	if clientID != "" {
+		o.ID = azidentity.ClientID(clientID)
+	}
+	cred, err := azidentity.NewManagedIdentityCredential(o)
+	if err != nil {
+		return nil, fmt.Errorf("managed identity %s: %w", managedName(clientID), err)
+	}
+	return cred, nil
 }
 
 func pluginLogger(cmd *cobra.Command, level string) (*slog.Logger, error) {

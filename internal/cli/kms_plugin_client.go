@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
 	"github.com/cofferhq/coffer/internal/kek"
 	"github.com/cofferhq/coffer/internal/kmsplugin"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
@@ -20,13 +23,18 @@ import (
 // pluginServer is the plugin's client of the Coffer server: it fetches the cluster's settings and
 // reports Status (a Source), and wraps and unwraps through the server when the settings say
 // so (PMK, or keyVaultNetworkAccess Private). It authenticates as the plugin's service
-// principal with the OAuth2 client-credentials grant.
+// principal with the OAuth2 client-credentials grant, or as a managed identity through
+// Cred (the Azure SDK's ManagedIdentityCredential, which asks IDENTITY_ENDPOINT).
 type pluginServer struct {
 	Server       string // https://HOST:PORT
 	Cluster      string
 	ClientID     string
 	ClientSecret string
-	HTTP         *http.Client
+	// Cred, when set, gives the management tokens instead of the client secret (a managed
+	// identity; ClientID is then the user-assigned identity's client id, or empty for the
+	// system-assigned one).
+	Cred azcore.TokenCredential
+	HTTP *http.Client
 
 	mu      sync.Mutex
 	token   string
@@ -142,12 +150,20 @@ func (c *pluginServer) do(ctx context.Context, method, p string, in, out any) er
 	return err
 }
 
-// bearer returns a management token for the plugin's service principal, renewed a minute
-// before it expires.
+// bearer returns a management token for the plugin's identity, renewed a minute before it
+// expires.
 func (c *pluginServer) bearer(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.token != "" && time.Now().Before(c.expires) {
+		return c.token, nil
+	}
+	if c.Cred != nil {
+		tok, err := c.Cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{wire.AudienceManagement + "/.default"}})
+		if err != nil {
+			return "", fmt.Errorf("the plugin's managed identity %s could not get a token from its managed-identity endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER): %w", managedName(c.ClientID), err)
+		}
+		c.token, c.expires = tok.Token, tok.ExpiresOn.Add(-time.Minute)
 		return c.token, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret}, "service": {wire.AudienceManagement}}
@@ -184,4 +200,12 @@ func (r pluginRouter) KEK(ctx context.Context, keyID string) (kek.KEK, error) {
 		return nil, errors.New("no direct route to the vault is configured")
 	}
 	return r.Remote.KEK(ctx, r.Identity, keyID)
+}
+
+// managedName names a managed identity in messages: its client id, or system-assigned.
+func managedName(clientID string) string {
+	if clientID == "" {
+		return "(system-assigned)"
+	}
+	return clientID
 }

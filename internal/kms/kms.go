@@ -238,8 +238,10 @@ func (s *Service) apply(ctx context.Context, c *Cluster, req Spec) error {
 	if err != nil {
 		return fmt.Errorf("%w: identity %s: %w", ErrInvalid, req.Identity, err)
 	}
-	if p.Kind != identity.KindServicePrincipal && p.Kind != identity.KindManagedIdentity {
-		return fmt.Errorf("%w: identity %s is a %s: the plugin acts as a service principal or a managed identity", ErrInvalid, req.Identity, p.Kind)
+	// The system identity is the Coffer host's system-assigned identity: a plugin on that
+	// host gets it from the managed-identity endpoint with no client id.
+	if p.Kind != identity.KindServicePrincipal && p.Kind != identity.KindManagedIdentity && p.Kind != identity.KindSystemIdentity {
+		return fmt.Errorf("%w: identity %s is a %s: the plugin acts as a service principal or a managed identity (user-assigned, or the host's system-assigned one)", ErrInvalid, req.Identity, p.Kind)
 	}
 	c.IdentityID, c.IdentityName = p.ID, p.Name
 	switch na := req.KeyVaultNetworkAccess; {

@@ -47,11 +47,23 @@ type plugin struct {
 
 func startPlugin(t *testing.T, e *vaulttest.Env, sp vaulttest.Principal, cluster, socket string, extra ...string) *plugin {
 	t.Helper()
+	return startPluginEnv(t, e, []string{"AZURE_CLIENT_ID=" + sp.ClientID, "AZURE_CLIENT_SECRET=" + sp.Secret, "AZURE_TENANT_ID=" + e.TenantID}, sp.Secret, cluster, socket, extra...)
+}
+
+// startPluginEnv starts the plugin with the identity in env (added to this process's
+// environment, without any AZURE_* or IDENTITY_* of its own); secret must not appear in its logs.
+func startPluginEnv(t *testing.T, e *vaulttest.Env, env []string, secret, cluster, socket string, extra ...string) *plugin {
+	t.Helper()
 	args := append([]string{"kms-plugin", "--listen", "unix://" + socket,
 		"--server", e.Inst.URL, "--ca-file", e.Inst.CAFile, "--cluster", cluster,
 		"--self-test-interval", "500ms", "--key-rotation-poll", "1h", "--health-listen", "127.0.0.1:0", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(servertest.Binary(t), args...)
-	cmd.Env = append(os.Environ(), "AZURE_CLIENT_ID="+sp.ClientID, "AZURE_CLIENT_SECRET="+sp.Secret, "AZURE_TENANT_ID="+e.TenantID)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AZURE_") && !strings.HasPrefix(kv, "IDENTITY_") && !strings.HasPrefix(kv, "MSI_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if os.Getenv("COFFER_TEST_LOG") != "" {
@@ -90,7 +102,7 @@ func startPlugin(t *testing.T, e *vaulttest.Env, sp vaulttest.Principal, cluster
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v mode %v, want 0600", socket, err, fi.Mode().Perm())
 	}
-	if strings.Contains(logs.String(), sp.Secret) {
+	if strings.Contains(logs.String(), secret) {
 		t.Fatal("the plugin logged its client secret")
 	}
 	return p
