@@ -129,20 +129,22 @@ var classes = map[string]class{
 	"internal/cli":    cli,
 	"cmd/coffer":      entry,
 
-	"bench/registry":                 helper,
-	"internal/architecture":          helper,
-	"internal/blobstore/drivertest":  helper,
-	"internal/blobstore/s3/s3test":   helper,
-	"internal/clocktest":             helper,
-	"internal/mgmt/wire/wiretest":    helper,
-	"internal/kek/kektest":           helper,
-	"internal/registry/conformance":  helper,
-	"internal/servertest":            helper,
-	"internal/store/storetest":       helper,
+	"bench/registry":                helper,
+	"internal/architecture":         helper,
+	"internal/blobstore/drivertest": helper,
+	"internal/blobstore/s3/s3test":  helper,
+	"internal/clocktest":            helper,
+	"internal/mgmt/wire/wiretest":   helper,
+	"internal/kek/kektest":          helper,
+	"internal/registry/conformance": helper,
+	"internal/servertest":           helper,
+	"internal/store/storetest":      helper,
+	"internal/vault/vaulttest":      helper,
+	"internal/vault/hsm/hsmtest":    helper,
+
+	// Issue 15 (metadata on PostgreSQL): the real server and the shared Metadata suite.
 	"internal/store/pgtest":          helper,
 	"internal/registry/metadatatest": helper,
-	"internal/vault/vaulttest":       helper,
-	"internal/vault/hsm/hsmtest":     helper,
 }
 
 // mayImport lists, for each class, the classes its packages may import (besides
