@@ -129,6 +129,17 @@ func (s *Server) DB(t testing.TB) *store.DB {
 	return db
 }
 
+// Dump returns pg_dump's plain SQL dump of database name (schema and rows), as an
+// operator's backup holds it.
+func (s *Server) Dump(t testing.TB, name string) []byte {
+	t.Helper()
+	out, err := s.run("pg_dump", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres", "--no-owner", name)
+	if err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	return out
+}
+
 func (s *Server) run(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
