@@ -33,6 +33,8 @@ type Server struct {
 	cred  *syscall.Credential
 	bin   string
 	count atomic.Int64
+	// stopped is set by Stop and cleared by Restart (one test goroutine drives both).
+	stopped bool
 }
 
 // Start starts a PostgreSQL server for t (about 3 s) and stops it when t ends.
@@ -74,25 +76,53 @@ func Start(t testing.TB) *Server {
 		if s.port, err = freePort(); err != nil {
 			t.Fatal(err)
 		}
-		// fsync=off: a test server's durability is not under test, and it saves seconds.
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s.port, dir)
-		out, err := s.run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
-		if err == nil {
-			lastErr = nil
+		if lastErr = s.start(); lastErr == nil {
 			break
 		}
-		log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-		lastErr = fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
 	if lastErr != nil {
 		t.Fatal(lastErr)
 	}
 	t.Cleanup(func() {
-		if out, err := s.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
+		if s.stopped {
+			return
+		}
+		if out, err := s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
 			t.Errorf("stop the test PostgreSQL server: %v\n%s", err, out)
 		}
 	})
 	return s
+}
+
+func (s *Server) data() string { return filepath.Join(s.dir, "data") }
+
+func (s *Server) start() error {
+	// fsync=off: a test server's durability is not under test, and it saves seconds.
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s.port, s.dir)
+	out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	s.stopped = false
+	return nil
+}
+
+// Stop stops the server at once (as a crash or an outage does: open connections break).
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
+		t.Fatalf("stop the test PostgreSQL server: %v\n%s", err, out)
+	}
+	s.stopped = true
+}
+
+// Restart starts a stopped server again on the same port and data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // URL is the connection URL of database name on the server.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -12,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -111,5 +114,63 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 	if bytes.Contains(dump, []byte(password)) {
 		t.Fatal("the admin password is in the database dump")
+	}
+}
+
+// TestServeDatabaseOutage: the database stops under a running server. Readiness goes false
+// and a pull fails with 503 UNAVAILABLE (not a 500, not a wrong 404); once the database is
+// back, the same pull succeeds without restarting Coffer, and nothing pushed before is lost.
+func TestServeDatabaseOutage(t *testing.T) {
+	pg := pgtest.Start(t)
+	dbName := pg.NewDatabase(t)
+	inst := servertest.Start(t, func(c *config.Server) { c.Metadata = pg.URL(dbName) })
+	auth := &authn.Basic{Username: "admin", Password: inst.AdminPassword}
+	ref, _ := name.ParseReference(inst.Addr + "/team/app:v1")
+	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(inst.Client.Transport), remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
+	img := markedImage(t)
+	if err := remote.Write(ref, img, opts...); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	// A token taken before the outage, so the pull below reaches the registry itself.
+	tr, err := transport.NewWithContext(t.Context(), ref.Context().Registry, auth, inst.Client.Transport, []string{ref.Context().Scope(transport.PullScope)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: tr}
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, inst.URL+path, nil)
+		req.Header.Set("Accept", string(types.OCIManifestSchema1))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+
+	pg.Stop(t)
+	resp, err := inst.Client.Get(inst.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz during the outage: %d", resp.StatusCode)
+	}
+	resp, body := get("/v2/team/app/manifests/v1")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "UNAVAILABLE") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("pull during the outage: %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+
+	pg.Restart(t)
+	want, _ := img.Digest()
+	resp, _ = get("/v2/team/app/manifests/v1")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != want.String() {
+		t.Fatalf("pull after the outage: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+	if _, err := remote.Image(ref, opts...); err != nil {
+		t.Fatalf("pull with a fresh login after the outage: %v", err)
 	}
 }
