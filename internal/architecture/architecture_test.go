@@ -147,6 +147,10 @@ var classes = map[string]class{
 	"internal/store/storetest":      helper,
 	"internal/vault/vaulttest":      helper,
 	"internal/vault/hsm/hsmtest":    helper,
+
+	// Issue 15 (metadata on PostgreSQL): the real server and the shared Metadata suite.
+	"internal/store/pgtest":          helper,
+	"internal/registry/metadatatest": helper,
 }
 
 // mayImport lists, for each class, the classes its packages may import (besides

@@ -33,7 +33,8 @@ COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
   coffer serve --tls-cert tls.pem --tls-key tls-key.pem   # an operator's certificate
   COFFER_LOG_FORMAT=json coffer serve --config /etc/coffer/coffer.yaml
   coffer serve --blob-store s3://team-registry/coffer --s3-endpoint https://s3.example.com \
-    --s3-path-style --s3-access-key-id AKIA... --s3-secret-access-key-file /run/secrets/s3`,
+    --s3-path-style --s3-access-key-id AKIA... --s3-secret-access-key-file /run/secrets/s3
+  PGPASSWORD=... coffer serve --metadata 'postgres://coffer@db.example.com/coffer?sslmode=verify-full&sslrootcert=db-ca.pem'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(&cfg, cmd.Flags(), os.Getenv); err != nil {

@@ -57,6 +57,9 @@ type Server struct {
 	Encryption Encryption
 	// BlobStore is where the registry's bytes live.
 	BlobStore BlobStore
+	// Metadata is the metadata database: "" (SQLite at <data-dir>/metadata.db) or a
+	// postgres:// URL (see store.OpenPostgres).
+	Metadata string
 	// Azure is the credential for vaults of other servers (or Azure Key Vault), read from
 	// the environment by Load.
 	Azure Azure
@@ -239,6 +242,7 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.Registry.GCInterval, "gc-interval", s.Registry.GCInterval, "how often the online garbage collector runs (0: never)")
 	fs.Int64Var(&s.Registry.MaxManifestSize, "max-manifest-size", s.Registry.MaxManifestSize, "largest manifest accepted, in bytes")
 
+	fs.StringVar(&s.Metadata, "metadata", s.Metadata, "metadata database: empty for SQLite in <data-dir>, or postgres://USER@HOST[:PORT]/DB[?sslmode=verify-full&sslrootcert=FILE] (password: PGPASSWORD or ~/.pgpass rather than the URL)")
 	fs.StringVar(&s.BlobStore.URL, "blob-store", s.BlobStore.URL, "where registry content is stored: empty for <data-dir>/blobs, or s3://BUCKET[/PREFIX] (sealed either way)")
 	fs.StringVar(&s.BlobStore.S3Endpoint, "s3-endpoint", s.BlobStore.S3Endpoint, "S3 service URL for --blob-store s3://… (empty: AWS S3)")
 	fs.StringVar(&s.BlobStore.S3Region, "s3-region", s.BlobStore.S3Region, "S3 bucket region (empty: the AWS configuration, then us-east-1)")

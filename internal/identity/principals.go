@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // Principals of every kind: names, lookup by object id, client id or name, and deletion
@@ -79,15 +81,10 @@ func (s *Service) insert(ctx context.Context, p Principal, secretHash string) er
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO identity_principals (id, kind, name, client_id, secret_hash, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, p.ID, string(p.Kind), p.Name, clientID, hash, now, now)
-	if err != nil && isUniqueViolation(err) {
+	if err != nil && store.IsUniqueViolation(err) {
 		return fmt.Errorf("%w: a %s named %q", ErrConflict, kindNoun(p.Kind), p.Name)
 	}
 	return err
-}
-
-func isUniqueViolation(err error) bool {
-	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "unique") || strings.Contains(msg, "duplicate key")
 }
 
 func kindNoun(k Kind) string {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/blobstore"
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // Options tune a Service.
@@ -103,7 +104,7 @@ func asRegistryError(err error) error {
 	if errors.As(err, &re) {
 		return err
 	}
-	if isBusy(err) {
+	if store.IsBusy(err) {
 		return &Error{Code: CodeTooManyRequests, Message: "the registry is busy: retry shortly", cause: err}
 	}
 	return err

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -390,7 +391,27 @@ func TestGCRacesBlobChecks(t *testing.T) {
 }
 
 func TestBusyIsTooManyRequests(t *testing.T) {
-	err := asRegistryError(fmt.Errorf("link blob: %w", errors.New("database is locked (5) (SQLITE_BUSY)")))
+	// A real busy database: a writer holds it and a connection that will not wait is refused.
+	path := filepath.Join(t.TempDir(), "busy.db")
+	holder := storetest.SQLiteAt(t, path)
+	tx, err := holder.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(t.Context(), `CREATE TABLE a (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, busy := other.ExecContext(t.Context(), `CREATE TABLE b (x INTEGER)`)
+	if busy == nil {
+		t.Fatal("a second writer was not refused")
+	}
+	err = asRegistryError(fmt.Errorf("link blob: %w", busy))
 	if ErrorCode(err) != CodeTooManyRequests {
 		t.Fatalf("busy database: %v, want TOOMANYREQUESTS", err)
 	}

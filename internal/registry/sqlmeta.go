@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,7 +80,7 @@ type SQLMetadata struct {
 	db *store.DB
 	// sessions is a connection of its own for upload-session rows, with relaxed
 	// durability (SQLite synchronous=NORMAL: committed to the WAL, flushed by the next
-	// fully synchronous commit). A session is not content a client was told is stored:
+	// fully synchronous commit; PostgreSQL synchronous_commit=off). A session is not content a client was told is stored:
 	// losing one in a machine crash makes its client start that upload again, and saves a
 	// flush per upload. Everything else (links, manifests, tags) stays fully synchronous.
 	sessions   *sql.Conn
@@ -104,7 +103,7 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+	if err := db.SetRelaxedDurability(ctx, conn, true); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
@@ -122,7 +121,7 @@ func (m *SQLMetadata) Close() error {
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
 	// Back to the default before the connection returns to the shared pool.
-	m.sessions.ExecContext(context.Background(), `PRAGMA synchronous = FULL`)
+	m.db.SetRelaxedDurability(context.Background(), m.sessions, false)
 	return m.sessions.Close()
 }
 
@@ -292,7 +291,8 @@ func (m *SQLMetadata) runLinks() {
 // referrersOf fails with *ReferencedError naming up to 10 manifests of repo (other than d
 // itself) whose references include d. It runs inside the deleting transaction, so that a
 // manifest pushed meanwhile is seen: the store's write transactions are serialised
-// (SQLite's single writer), and PutManifest checks its references in its own.
+// (SQLite's single writer; PostgreSQL SERIALIZABLE, see store.DB.InTx), and PutManifest
+// checks its references in its own.
 func referrersOf(ctx context.Context, tx *sql.Tx, repo string, d digest.Digest) error {
 	rows, err := tx.QueryContext(ctx, `SELECT manifest FROM registry_manifest_refs
 		WHERE repo = ? AND ref = ? AND manifest <> ? ORDER BY manifest LIMIT 10`, repo, d.String(), d.String())
@@ -467,16 +467,18 @@ func (m *SQLMetadata) DeleteTag(ctx context.Context, repo, tag string) (bool, er
 	return n > 0, nil
 }
 
-func limit(n int) int {
+// limited appends a LIMIT for n to q (n < 0: none). SQLite's LIMIT -1 means "no limit"
+// and PostgreSQL refuses it, so the clause is left out instead.
+func limited(q string, args []any, n int) (string, []any) {
 	if n < 0 {
-		return -1
+		return q, args
 	}
-	return n
+	return q + ` LIMIT ?`, append(args, n)
 }
 
 func (m *SQLMetadata) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
-	rows, err := m.db.QueryContext(ctx, `SELECT name FROM registry_tags WHERE repo = ? AND name > ?
-		ORDER BY name LIMIT ?`, repo, last, limit(n))
+	q, args := limited(`SELECT name FROM registry_tags WHERE repo = ? AND name > ? ORDER BY name`, []any{repo, last}, n)
+	rows, err := m.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
@@ -504,8 +506,8 @@ func (m *SQLMetadata) TagDetails(ctx context.Context, repo string) ([]TagInfo, e
 }
 
 func (m *SQLMetadata) Repositories(ctx context.Context, last string, n int) ([]string, error) {
-	rows, err := m.db.QueryContext(ctx, `SELECT name FROM registry_repositories WHERE name > ?
-		ORDER BY name LIMIT ?`, last, limit(n))
+	q, args := limited(`SELECT name FROM registry_repositories WHERE name > ? ORDER BY name`, []any{last}, n)
+	rows, err := m.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories: %w", err)
 	}
@@ -771,9 +773,4 @@ func (m *SQLMetadata) BlobKnown(ctx context.Context, d digest.Digest) (bool, err
 		return false, fmt.Errorf("look up blob: %w", err)
 	}
 	return true, nil
-}
-
-// isBusy reports whether err is the database refusing work under load.
-func isBusy(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked"))
 }

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	if cfg.PlainHTTP && !isLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("--plain-http is refused on %s: plain HTTP is only allowed on a loopback address", cfg.Listen)
 	}
-	db, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "metadata.db"))
+	db, err := store.Open(ctx, cfg.Metadata, filepath.Join(cfg.DataDir, "metadata.db"))
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/cofferhq/coffer/internal/blobstore"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
+	"github.com/cofferhq/coffer/internal/store"
 )
 
 // statusOf maps a spec code to its HTTP status.
@@ -53,6 +54,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// revoked): DENIED with the cause, a 4xx so that clients show the message.
 		h.cfg.Log.WarnContext(r.Context(), "registry content refused", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
 		registryauth.WriteError(w, http.StatusForbidden, &registry.Error{Code: registry.CodeDenied, Message: err.Error()})
+		return
+	}
+	if store.IsConnectionLost(err) {
+		// The metadata database is down or unreachable: the request may be retried as is
+		// (distribution's UNAVAILABLE, 503), and nothing it asked for was acknowledged.
+		h.cfg.Log.WarnContext(r.Context(), "registry request failed: metadata database unreachable", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		w.Header().Set("Retry-After", "1")
+		registryauth.WriteError(w, http.StatusServiceUnavailable, &registry.Error{Code: "UNAVAILABLE",
+			Message: "the metadata database is unreachable: retry shortly"})
 		return
 	}
 	// The cause may name tables, files or hosts: it goes to the log only, and the client
