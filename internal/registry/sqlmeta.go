@@ -541,12 +541,13 @@ func (m *SQLMetadata) RepositoryInfos(ctx context.Context, last string, n int) (
 	// One statement for the whole page: each figure is a correlated subquery answered by
 	// the (repo, ...) primary keys, so the cost is one index range per table and
 	// repository inside one round trip, not four queries per repository.
-	rows, err := m.db.QueryContext(ctx, `SELECT r.name, r.created,
+	q, args := limited(`SELECT r.name, r.created,
 		(SELECT COUNT(*) FROM registry_manifests x WHERE x.repo = r.name),
 		(SELECT COUNT(*) FROM registry_tags t WHERE t.repo = r.name),
 		(SELECT COUNT(*) FROM registry_links l WHERE l.repo = r.name),
 		(SELECT COALESCE(SUM(b.size), 0) FROM registry_links l JOIN registry_blobs b ON b.digest = l.digest WHERE l.repo = r.name)
-		FROM registry_repositories r WHERE r.name > ? ORDER BY r.name LIMIT ?`, last, limit(n))
+		FROM registry_repositories r WHERE r.name > ? ORDER BY r.name`, []any{last}, n)
+	rows, err := m.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("summarise repositories: %w", err)
 	}

@@ -283,6 +283,23 @@ func testRepositories(t *testing.T, ctx context.Context, m registry.Metadata) {
 	if info.Name != "solo" || !info.Created.Equal(t0) || info.ManifestCount != 1 || info.TagCount != 2 || info.BlobCount != 2 || info.Size != 1001 {
 		t.Fatalf("RepositoryInfo = %+v", info)
 	}
+	// RepositoryInfos gives a page of the same summaries in one query.
+	infos, err := m.RepositoryInfos(ctx, "", -1)
+	must(t, err)
+	if len(infos) != len(all) {
+		t.Fatalf("RepositoryInfos = %d summaries, want %d", len(infos), len(all))
+	}
+	for i, got := range infos {
+		want, err := m.RepositoryInfo(ctx, all[i])
+		must(t, err)
+		if got.Name != want.Name || !got.Created.Equal(want.Created) || got.ManifestCount != want.ManifestCount ||
+			got.TagCount != want.TagCount || got.BlobCount != want.BlobCount || got.Size != want.Size {
+			t.Fatalf("RepositoryInfos[%d] = %+v, RepositoryInfo = %+v", i, got, want)
+		}
+	}
+	if page, err := m.RepositoryInfos(ctx, "solo", 1); err != nil || len(page) != 1 || page[0].Name != "team/a" {
+		t.Fatalf("RepositoryInfos after solo = %+v, %v", page, err)
+	}
 	_, err = m.RepositoryInfo(ctx, "nope")
 	notFound(t, err, "RepositoryInfo of a missing repository")
 	if ok, err := m.RepositoryExists(ctx, "nope"); err != nil || ok {
