@@ -98,3 +98,33 @@ func FuzzParseAnchor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseKeyURL: the vault key URL parser (an operator's anchor --cosign-key-url) never
+// panics, refuses with ErrInvalid, and what it accepts names an http(s) vault, a key and
+// at most a version, and parses again from its parts to the same value.
+func FuzzParseKeyURL(f *testing.F) {
+	f.Add("https://team1.vault.localhost:5000/keys/cosign")
+	f.Add("https://127.0.0.1:5101/keys/cosign/0123456789abcdef")
+	f.Add("https://vault/keys/a/b/c")
+	f.Add("https://user@vault/keys/a?x=1#y")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseKeyURL(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error not marked invalid: %v", err)
+			}
+			return
+		}
+		if (!strings.HasPrefix(k.Vault, "https://") && !strings.HasPrefix(k.Vault, "http://")) || k.Name == "" || strings.Contains(k.Name, "/") || strings.Contains(k.Version, "/") {
+			t.Fatalf("accepted %q as %+v", s, k)
+		}
+		again := k.Vault + "/keys/" + k.Name
+		if k.Version != "" {
+			again += "/" + k.Version
+		}
+		k2, err := ParseKeyURL(again)
+		if err != nil || k2 != k {
+			t.Fatalf("%q parsed as %+v, but its canonical form %q as %+v, %v", s, k, again, k2, err)
+		}
+	})
+}
