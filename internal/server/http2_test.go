@@ -133,7 +133,9 @@ func TestEarlyAnswerOverHTTP2WaitsForTheRestOfABody(t *testing.T) {
 
 	answered, sentRest, ended, healthz := false, false, false, false
 	var body []byte
-	for !healthz {
+	// Read until both streams ended: the answered stream ends once the server has read the
+	// rest of its body, which may be after the second request was answered.
+	for !healthz || !ended {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			t.Fatalf("reading frames: %v (answered %v)", err, answered)
