@@ -12,11 +12,7 @@ import (
 // CMK refused without access, then the PMK decrypt-only), list, rotate-now, delete.
 func TestKMSClusterCommands(t *testing.T) {
 	inst := servertest.Start(t, nil)
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 	var sp struct {
 		ClientID string `json:"clientId"`
 	}

@@ -9,11 +9,7 @@ import (
 
 func TestRegistryEncryptionCommands(t *testing.T) {
 	inst := servertest.Start(t, nil)
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 
 	type show struct {
 		Status             string `json:"status"`

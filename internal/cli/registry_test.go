@@ -16,11 +16,7 @@ import (
 
 func TestRegistryCommands(t *testing.T) {
 	inst := servertest.Start(t, nil)
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 
 	// Push an image with two tags through the registry API.
 	req, _ := http.NewRequest("GET", inst.URL+"/oauth2/token?service=coffer-registry&scope="+url.QueryEscape("repository:team/app:pull,push"), nil)

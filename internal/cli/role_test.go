@@ -47,11 +47,7 @@ func TestRoleAndTokenCommands(t *testing.T) {
 	if _, err := inst.Server.Identities().CreateUser(context.Background(), "dev", "dev-password-1"); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 
 	defs := decode[[]wire.RoleDefinition](t, mustCLI(t, "role", "definition", "list", "-o", "json"))
 	if len(defs) != 12 {

@@ -18,11 +18,7 @@ import (
 // too; a malformed --expect-head is refused.
 func TestAuditVerifyFindsACutTrail(t *testing.T) {
 	inst := servertest.Start(t, nil)
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 	ctx := context.Background()
 
 	mustVaultCLI[wire.Vault](t, "vault", "create", "team1", "--rbac")

@@ -42,11 +42,7 @@ func mustVaultCLI[T any](t *testing.T, args ...string) T {
 
 func TestVaultCommands(t *testing.T) {
 	inst := servertest.Start(t, nil)
-	t.Setenv("COFFER_CONFIG_DIR", t.TempDir())
-	t.Setenv("COFFER_SERVER", inst.URL)
-	t.Setenv("COFFER_CA_FILE", inst.CAFile)
-	t.Setenv("COFFER_USERNAME", "admin")
-	t.Setenv("COFFER_PASSWORD", inst.AdminPassword)
+	asAdmin(t, inst)
 
 	v := mustVaultCLI[wire.Vault](t, "vault", "create", "team1", "--retention-days", "7", "--purge-protection", "--port", "0")
 	if v.SoftDeleteRetentionDays != 7 || !v.EnablePurgeProtection || !strings.HasPrefix(v.URL, "https://team1.vault.localhost:") {
