@@ -219,40 +219,6 @@ func adminID(t *testing.T, e *vaulttest.Env) string {
 	return who.ID
 }
 
-// systemIdentity returns the registry's system identity's object id.
-func systemIdentity(t *testing.T, e *vaulttest.Env) string {
-	t.Helper()
-	var list struct {
-		Value []struct {
-			ID   string `json:"id"`
-			Kind string `json:"kind"`
-		} `json:"value"`
-	}
-	e.MustDo(t, "GET", "/coffer/v1/managedIdentities", nil, &list)
-	for _, p := range list.Value {
-		if p.Kind == "systemAssignedIdentity" {
-			return p.ID
-		}
-	}
-	t.Fatal("no system identity listed")
-	return ""
-}
-
-// eventually retries f until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, f func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, within, err)
-	return 0
-}
-
 // TestRevocationAndRecovery removes the registry identity's access to its key: pushes and
 // pulls fail within the key access check interval with an error naming the cause; when the
 // access policy comes back, every earlier image pulls intact, with no restart.
@@ -265,11 +231,11 @@ func TestRevocationAndRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sys := systemIdentity(t, e)
+	sys := e.SystemIdentity(t)
 	policy := "/coffer/v1/vaults/coffer-platform/access-policies/" + sys
 	e.MustDo(t, "DELETE", policy, nil, nil)
 
-	took := eventually(t, interval+3*time.Second, "pull refused after revocation", func() error {
+	took := vaulttest.Eventually(t, interval+3*time.Second, "pull refused after revocation", func() error {
 		err := c.pull("team/app:v1")
 		if err == nil {
 			return fmt.Errorf("pull still works")
@@ -303,7 +269,7 @@ func TestRevocationAndRecovery(t *testing.T) {
 	}
 
 	e.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
-	eventually(t, interval+3*time.Second, "pull after access restored", func() error { return c.pull("team/app:v1") })
+	vaulttest.Eventually(t, interval+3*time.Second, "pull after access restored", func() error { return c.pull("team/app:v1") })
 	if m := scrape(t, e); !strings.Contains(m, "\ncoffer_encryption_key_accessible 1\n") ||
 		!regexp.MustCompile(`coffer_encryption_key_checks_total\{result="ok"\} [1-9]`).MatchString(m) {
 		t.Fatalf("/metrics after recovery does not show the key accessible and an ok check:\n%s", grepLines(m, "coffer_encryption_key"))
@@ -504,7 +470,7 @@ func TestRemoteVaultKeyWithAutomaticRotation(t *testing.T) {
 	if rotated.Key.Kid == "" || strings.HasSuffix(before.KeyVaultProperties.VersionedKeyIdentifier, newVersion) {
 		t.Fatalf("rotation in the key vault process gave %q", rotated.Key.Kid)
 	}
-	eventually(t, 10*time.Second, "automatic rotation to the new version", func() error {
+	vaulttest.Eventually(t, 10*time.Second, "automatic rotation to the new version", func() error {
 		var now show
 		reg.MustDo(t, "GET", "/coffer/v1/registry/encryption", nil, &now)
 		if !strings.HasSuffix(now.KeyVaultProperties.VersionedKeyIdentifier, newVersion) {
@@ -590,7 +556,7 @@ func TestEncryptionCommandsAndGuards(t *testing.T) {
 	if err := e.Do("POST", "/coffer/v1/registry/encryption/rotate-key", map[string]any{"keyEncryptionKey": keyURL + "cmk", "identity": "[system]"}, nil); err == nil {
 		t.Fatal("rotate to [system] without its access succeeded")
 	}
-	e.SetPolicy(t, "team", systemIdentity(t, e), "get", "wrapKey", "unwrapKey")
+	e.SetPolicy(t, "team", e.SystemIdentity(t), "get", "wrapKey", "unwrapKey")
 	e.MustDo(t, "POST", "/coffer/v1/registry/encryption/rotate-key", map[string]any{"keyEncryptionKey": keyURL + "cmk", "identity": "[system]"}, nil)
 	e.MustDo(t, "DELETE", "/coffer/v1/managedIdentities/"+mi.ClientID, nil, nil)
 	if err := c.pull("guarded/app:v1"); err != nil {
@@ -606,7 +572,7 @@ func TestEncryptionCommandsAndGuards(t *testing.T) {
 	ln.Close()
 	pv := e.CreateVault(t, "ported", map[string]any{"port": port})
 	e.SetPolicy(t, "ported", adminID(t, e), "create", "get")
-	e.SetPolicy(t, "ported", systemIdentity(t, e), "get", "wrapKey", "unwrapKey")
+	e.SetPolicy(t, "ported", e.SystemIdentity(t), "get", "wrapKey", "unwrapKey")
 	e.MustDo(t, "POST", "/coffer/v1/vaults/ported/keys/k/create", map[string]any{"kty": "RSA"}, nil)
 	var st struct {
 		KeyAccessible      bool `json:"keyAccessible"`
@@ -657,25 +623,25 @@ func TestRoleAssignmentRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.MustDo(t, "DELETE", "/coffer/v1/role-assignments/"+id, nil, nil)
-	eventually(t, interval+3*time.Second, "pull refused after the role assignment was removed", func() error {
+	vaulttest.Eventually(t, interval+3*time.Second, "pull refused after the role assignment was removed", func() error {
 		if err := c.pull("rbac/app:v1"); err == nil || !strings.Contains(err.Error(), "cannot use") {
 			return fmt.Errorf("pull: %v", err)
 		}
 		return nil
 	})
 	assign()
-	eventually(t, interval+3*time.Second, "pull after the role was assigned again", func() error { return c.pull("rbac/app:v1") })
+	vaulttest.Eventually(t, interval+3*time.Second, "pull after the role was assigned again", func() error { return c.pull("rbac/app:v1") })
 
 	// Deleting the key (soft delete) stops the registry; recovering it brings it back.
 	e.MustDo(t, "DELETE", "/coffer/v1/vaults/rbac/keys/cmk", nil, nil)
-	eventually(t, interval+3*time.Second, "pull refused after the key was deleted", func() error {
+	vaulttest.Eventually(t, interval+3*time.Second, "pull refused after the key was deleted", func() error {
 		if err := c.pull("rbac/app:v1"); err == nil || !strings.Contains(err.Error(), "not found") {
 			return fmt.Errorf("pull: %v", err)
 		}
 		return nil
 	})
 	e.MustDo(t, "POST", "/coffer/v1/vaults/rbac/deletedkeys/cmk/recover", nil, nil)
-	eventually(t, interval+3*time.Second, "pull after the key was recovered", func() error { return c.pull("rbac/app:v1") })
+	vaulttest.Eventually(t, interval+3*time.Second, "pull after the key was recovered", func() error { return c.pull("rbac/app:v1") })
 	if err := c.push("rbac/app:v2", markedImage(t, "v2")); err != nil {
 		t.Fatalf("push after recovery: %v", err)
 	}
@@ -751,7 +717,7 @@ func TestRestart(t *testing.T) {
 	if err := newRegistryClient(t, e).pull("restart/app:v1"); err != nil {
 		t.Fatalf("pull after a restart: %v", err)
 	}
-	sys := systemIdentity(t, e)
+	sys := e.SystemIdentity(t)
 	e.MustDo(t, "DELETE", "/coffer/v1/vaults/coffer-platform/access-policies/"+sys, nil, nil)
 	e.Inst.Stop()
 
@@ -761,7 +727,7 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("pull with the key revoked at start: %v", err)
 	}
 	e.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
-	eventually(t, interval+3*time.Second, "pull after access came back", func() error { return c.pull("restart/app:v1") })
+	vaulttest.Eventually(t, interval+3*time.Second, "pull after access came back", func() error { return c.pull("restart/app:v1") })
 }
 
 // bigImage is an image with one layer of n bytes (cheap to build: repeated text).
@@ -785,7 +751,7 @@ func TestRotationVaultCallsIndependentOfData(t *testing.T) {
 	e.CreateVault(t, "team", nil)
 	e.SetPolicy(t, "team", adminID(t, e), "create", "get", "rotate")
 	e.MustDo(t, "POST", "/coffer/v1/vaults/team/keys/cmk/create", map[string]any{"kty": "RSA"}, nil)
-	sys := systemIdentity(t, e)
+	sys := e.SystemIdentity(t)
 	e.SetPolicy(t, "team", sys, "get", "wrapKey", "unwrapKey")
 	keyURL := e.HostURL("team") + "/keys/cmk"
 	e.MustDo(t, "POST", "/coffer/v1/registry/encryption/enable", map[string]any{"keyEncryptionKey": keyURL, "identity": "[system]"}, nil)

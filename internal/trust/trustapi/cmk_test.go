@@ -44,20 +44,6 @@ func grepDataDir(t *testing.T, dir, s string) (found []string, files int) {
 	return found, files
 }
 
-func eventually(t *testing.T, within time.Duration, what string, f func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var err error
-	for time.Since(start) < within {
-		if err = f(); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, within, err)
-	return 0
-}
-
 // TestCustomerManagedKey switches the registry to a customer-managed key in a second vault
 // (as internal/encryption's feature tests do), publishes a signed tag whose custom data
 // holds a marker, and finds the marker nowhere under the data directory. Revoking the
@@ -133,7 +119,7 @@ func TestCustomerManagedKey(t *testing.T) {
 		return readAPIError(resp)
 	}
 	ve.MustDo(t, "DELETE", "/coffer/v1/vaults/team/access-policies/"+mi.PrincipalID, nil, nil)
-	took := eventually(t, interval+3*time.Second, "trust reads refused after revocation", func() error {
+	took := vaulttest.Eventually(t, interval+3*time.Second, "trust reads refused after revocation", func() error {
 		for _, role := range []string{"timestamp", "snapshot", "targets", "root"} {
 			if got := get(role); got.Status != http.StatusForbidden || got.Code != "DENIED" || !strings.Contains(got.Message, "encryption key") {
 				return fmt.Errorf("GET %s.json after revocation: %+v", role, got)
@@ -152,7 +138,7 @@ func TestCustomerManagedKey(t *testing.T) {
 	}
 
 	ve.SetPolicy(t, "team", mi.PrincipalID, "get", "wrapKey", "unwrapKey")
-	eventually(t, interval+3*time.Second, "trust reads after access restored", readTarget)
+	vaulttest.Eventually(t, interval+3*time.Second, "trust reads after access restored", readTarget)
 	must(t, signer.Publish()) // the pending v2 goes through now
 	r := dockerRepo(t, e, repo, "admin", e.inst.AdminPassword, "pull")
 	if _, err := r.GetTargetByName("v2", data.CanonicalTargetsRole); err != nil {

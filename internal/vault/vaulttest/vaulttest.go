@@ -184,3 +184,39 @@ func (e *Env) HostURL(name string) string {
 	_, port, _ := net.SplitHostPort(e.Inst.Addr)
 	return "https://" + name + "." + e.Inst.Config.Vault.Domain + ":" + port
 }
+
+// SystemIdentity returns the object id of the server's system-assigned identity (the
+// registry's own).
+func (e *Env) SystemIdentity(t testing.TB) string {
+	t.Helper()
+	var list struct {
+		Value []struct {
+			ID   string `json:"id"`
+			Kind string `json:"kind"`
+		} `json:"value"`
+	}
+	e.MustDo(t, "GET", "/coffer/v1/managedIdentities", nil, &list)
+	for _, p := range list.Value {
+		if p.Kind == "systemAssignedIdentity" {
+			return p.ID
+		}
+	}
+	t.Fatal("no system identity listed")
+	return ""
+}
+
+// Eventually retries f every 100 ms until it returns nil, and fails the test with f's last
+// error if within passes first; it returns how long it took.
+func Eventually(t testing.TB, within time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < within {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, within, err)
+	return 0
+}
