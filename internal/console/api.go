@@ -33,6 +33,10 @@ type apiClient struct {
 	mgmtTok string
 }
 
+// rawJSON is a request body sent as the user wrote it, unparsed, so that the API's own
+// validation (not the console's) says what is wrong with it.
+type rawJSON []byte
+
 // apiError is a refused or failed API request, in words for the page.
 type apiError struct {
 	Status  int
@@ -125,7 +129,10 @@ func (a *apiClient) mgmt(method, path string, q url.Values, in, out any) error {
 	}
 	var body []byte
 	hdr := http.Header{"Authorization": {"Bearer " + a.mgmtTok}, "Accept": {"application/json"}}
-	if in != nil {
+	if raw, ok := in.(rawJSON); ok { // a document the user wrote: the API judges it
+		body = raw
+		hdr.Set("Content-Type", "application/json")
+	} else if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
 			return err

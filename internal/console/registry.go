@@ -312,6 +312,7 @@ func (c *Console) tag(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	data := map[string]any{"Title": repo + ":" + ref, "Repo": repo, "Tag": q.Get("tag"), "Digest": digest, "Manifest": m,
 		"ManifestJSON": pretty(raw), "Size": m.size(len(raw)), "Platforms": m.platforms(), "CanDelete": rq.api.can(repo, "delete")}
+	c.tagSignature(rq, repo, digest, data)
 	if len(m.Manifests) > 0 {
 		data["Children"], data["ChildrenT"] = table(r, "manifests", m.Manifests, col("platform", byString(platformOf)),
 			col("digest", byString(func(d descriptor) string { return d.Digest })), col("size", byNumber(func(d descriptor) int64 { return d.Size })))

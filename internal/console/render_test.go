@@ -28,6 +28,16 @@ func TestPagesRender(t *testing.T) {
 		"key": {"Key": wire.Key{Name: "k"}, "VaultName": "v", "Versions": []wire.Key{{Version: "1"}}},
 		"overview": {"Repos": 1, "Tags": 2, "Bytes": int64(3), "Enc": wire.EncryptionStatus{}, "Events": []wire.AuditRecord{{}},
 			"SizeChart": barChart("t", []bar{{Label: "a", Value: 1}}), "OpsChart": columnChart("o", []bar{{Label: "x", Value: 2}})},
+		"kmscluster": {"Cluster": wire.KMSCluster{Name: "prod", KeyManagement: "PMK", PluginStatus: &wire.KMSPluginStatus{Healthz: "ok"}}, "Form": kmsForm{}, "CanManage": true,
+			"DecryptOnly": []wire.KMSDecryptKey{{KeyID: "k"}}},
+		"kmsconfirm":   {"Cluster": wire.KMSCluster{Name: "prod"}, "Form": kmsForm{Name: "prod", KeyManagement: "CMK", KeyID: "k"}, "CanManage": true},
+		"anchordelete": {"Anchor": wire.SignatureAnchor{Name: "a", Kind: "notation"}, "CanManage": true},
+		"unassign":     {"A": wire.RoleAssignment{ID: "1", Scope: "/registry"}, "CanDelete": true},
+		"signatures": {"CanManage": true, "Anchors": []wire.SignatureAnchor{{Name: "a", Kind: "cosign", KeyURL: "u", Fingerprints: []string{"ab"}}}, "Kinds": signatureKinds,
+			"Rules": []wire.SignatureRule{{Scope: "*", Mode: "audit", Exempt: []string{"x"}}}, "AnchorForm": anchorForm{}, "CosignAnchors": []string{"a"},
+			"RuleForm": ruleForm{Orig: "*", Kinds: map[string]bool{"cosign": true}}, "Notation": "{}"},
+		"kms":   {"CanManage": true, "Clusters": []wire.KMSCluster{{Name: "p"}}, "Form": kmsForm{}, "IdentityChoices": []string{"sp"}},
+		"roles": {"CanAssign": true, "Assignments": []assignmentRow{{CanDelete: true}}, "Form": roleForm{}, "Roles": []wire.RoleDefinition{{Name: "AcrPull"}}, "F": map[string]string{}},
 	}
 	se := &Session{CSRF: "tok"}
 	for name := range pages {
