@@ -148,7 +148,6 @@ func TestConsoleKMSInBrowser(t *testing.T) {
 	}
 	b.run("rotate", chromedp.Click(chromedp.CSS("#rotate-cluster-button")))
 	b.waitText("#done", "new version of the platform-managed key")
-	b.doc("kms-cluster")
 
 	// To a CMK the plugin's identity may not use: confirmed, then refused in words.
 	cmk := e.HostURL("team") + "/keys/k8s"
@@ -178,6 +177,13 @@ func TestConsoleKMSInBrowser(t *testing.T) {
 	if got := b.text("#kms-key-id"); !strings.EqualFold(got, cmk) {
 		t.Fatalf("key id %q, want %s", got, cmk)
 	}
+	b.doc("kms-cluster")
+	b.run("list", chromedp.Navigate(b.base+"/console/kms"), chromedp.WaitVisible(chromedp.CSS("#clusters")))
+	if got := b.text("#clusters tbody"); !strings.Contains(got, "prod") || !strings.Contains(got, "CMK") || !strings.Contains(got, "never reported") {
+		t.Fatalf("clusters table %q", got)
+	}
+	b.doc("kms")
+	b.run("back", chromedp.Navigate(b.base+"/console/kms/cluster?name=prod"), chromedp.WaitVisible(chromedp.CSS("#delete-cluster")))
 
 	// Remove: the typed name must match.
 	b.run("mistyped", chromedp.SendKeys(chromedp.CSS("#delete-confirm"), "pro"), chromedp.Click(chromedp.CSS("#delete-cluster-button")))
@@ -343,4 +349,19 @@ func TestConsoleSupplySecurity(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestConsoleSupplyPhoneWidth: the signatures, KMS and role pages do not scroll sideways
+// at a phone's width.
+func TestConsoleSupplyPhoneWidth(t *testing.T) {
+	e := start(t)
+	e.MustDo(t, "PUT", "/coffer/v1/registry/signatures/policy", wire.SignaturePolicy{Repositories: []wire.SignatureRule{{Scope: "team/*", Mode: wire.SignatureModeAudit, Exempt: []string{strings.Repeat("x", 100)}}}}, nil)
+	b := newBrowser(t, e, 390, 844)
+	b.signIn("admin", e.Inst.AdminPassword)
+	for _, p := range []string{"/console/signatures", "/console/kms", "/console/roles"} {
+		b.run("open "+p, chromedp.Navigate(b.base+p), chromedp.WaitVisible(chromedp.CSS("main")))
+		if get(b, "width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+			t.Errorf("%s scrolls sideways at 390 px", p)
+		}
+	}
 }
