@@ -64,11 +64,20 @@ func (c *Console) kmsListView(w http.ResponseWriter, r *http.Request, rq *reques
 // identityChoices lists the service principals and managed identities a plugin may run as,
 // for the identity field's suggestions (the field takes any name, object id or client id).
 func (c *Console) identityChoices(rq *request, data map[string]any) {
+	data["IdentityChoices"] = principalNames(rq, "/servicePrincipals")
+}
+
+// principalNames are the names of the principals the lists name (/users,
+// /servicePrincipals) and of the managed identities, sorted, for a field's suggestions;
+// a list the user may not read is left out.
+func principalNames(rq *request, lists ...string) []string {
 	var names []string
-	var sps wire.List[wire.Identity]
-	if rq.api.mgmt(http.MethodGet, "/servicePrincipals", nil, nil, &sps) == nil {
-		for _, s := range sps.Value {
-			names = append(names, s.Name)
+	for _, l := range lists {
+		var ids wire.List[wire.Identity]
+		if rq.api.mgmt(http.MethodGet, l, nil, nil, &ids) == nil {
+			for _, i := range ids.Value {
+				names = append(names, i.Name)
+			}
 		}
 	}
 	var mis wire.List[wire.ManagedIdentity]
@@ -78,7 +87,7 @@ func (c *Console) identityChoices(rq *request, data map[string]any) {
 		}
 	}
 	slices.Sort(names)
-	data["IdentityChoices"] = slices.Compact(names)
+	return slices.Compact(names)
 }
 
 func (c *Console) createKMSCluster(w http.ResponseWriter, r *http.Request, rq *request) {

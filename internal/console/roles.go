@@ -3,7 +3,6 @@ package console
 import (
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -93,23 +92,7 @@ func (c *Console) rolesView(w http.ResponseWriter, r *http.Request, rq *request,
 		can = rq.api.allowed(access.AccessManage, access.Scope(s))
 	}
 	data["CanAssign"] = can
-	var names []string
-	for _, l := range []string{"/users", "/servicePrincipals"} {
-		var ids wire.List[wire.Identity]
-		if rq.api.mgmt(http.MethodGet, l, nil, nil, &ids) == nil {
-			for _, i := range ids.Value {
-				names = append(names, i.Name)
-			}
-		}
-	}
-	var mis wire.List[wire.ManagedIdentity]
-	if rq.api.mgmt(http.MethodGet, "/managedIdentities", nil, nil, &mis) == nil {
-		for _, m := range mis.Value {
-			names = append(names, m.Name)
-		}
-	}
-	slices.Sort(names)
-	data["Principals"] = slices.Compact(names)
+	data["Principals"] = principalNames(rq, "/users", "/servicePrincipals")
 	c.render(w, r, status, "roles", rq.s, data)
 }
 

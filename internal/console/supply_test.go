@@ -72,6 +72,11 @@ func TestConsoleSignaturesInBrowser(t *testing.T) {
 	if err := e.pull(t, "admin", admin, "team/app:v1"); err != nil {
 		t.Fatalf("pull of the signed image under enforce: %v", err)
 	}
+	// The console's own read goes through the same gate: the unsigned tag's page shows the refusal.
+	b.run("unsigned tag page", chromedp.Navigate(b.base+"/console/tag?repository=team/app&tag=unsigned"), chromedp.WaitVisible(chromedp.CSS("main")))
+	if got := b.text("main"); !strings.Contains(got, "no signature") || !strings.Contains(got, "enforce") {
+		t.Fatalf("the unsigned tag's page under enforce shows %q", got)
+	}
 	b.run("tag page", chromedp.Navigate(b.base+"/console/tag?repository=team/app&tag=v1"), chromedp.WaitVisible(chromedp.CSS("#sig-verified")))
 	if got := b.text("#sig-verified"); !strings.HasPrefix(got, "verified") || !strings.Contains(got, "cosign") || !strings.Contains(got, "release-key") {
 		t.Fatalf("tag page verdict %q", got)
@@ -363,5 +368,40 @@ func TestConsoleSupplyPhoneWidth(t *testing.T) {
 		if get(b, "width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
 			t.Errorf("%s scrolls sideways at 390 px", p)
 		}
+	}
+}
+
+// TestConsolePolicyDocument: the whole-document form sends the text as written, so the
+// service's validation names what is wrong (and the text stays in the form); a valid one is
+// saved; a rule saved from a page older than the policy is refused instead of overwriting.
+func TestConsolePolicyDocument(t *testing.T) {
+	e := start(t)
+	admin, _ := e.session(t, "admin", e.Inst.AdminPassword)
+	csrf := formToken(t, e.get(t, admin, "/console/signatures", http.StatusOK), "csrf")
+	bad := `{"repositories":[{"scope":"*","mode":"strict"}]}`
+	code, page := e.post(t, admin, "/console/signatures/policy", url.Values{"csrf": {csrf}, "document": {bad}}, nil)
+	if code != http.StatusBadRequest || !strings.Contains(page, `mode &#34;strict&#34;: use off, audit or enforce`) || !strings.Contains(page, `&#34;mode&#34;:&#34;strict&#34;`) {
+		t.Fatalf("a bad document = %d\n%s", code, page)
+	}
+	code, page = e.post(t, admin, "/console/signatures/policy", url.Values{"csrf": {csrf}, "document": {"{not json"}}, nil)
+	if code != http.StatusBadRequest || !strings.Contains(page, `id="problem"`) {
+		t.Fatalf("a document that is not JSON = %d\n%s", code, page)
+	}
+	code, _ = e.post(t, admin, "/console/signatures/policy", url.Values{"csrf": {csrf}, "document": {`{"repositories":[{"scope":"prod/*","mode":"audit"}]}`}}, nil)
+	if code != http.StatusSeeOther {
+		t.Fatalf("a good document = %d", code)
+	}
+	var pol wire.SignaturePolicy
+	e.MustDo(t, "GET", "/coffer/v1/registry/signatures/policy", nil, &pol)
+	if len(pol.Repositories) != 1 || pol.Repositories[0].Scope != "prod/*" {
+		t.Fatalf("the API's policy %+v", pol.Repositories)
+	}
+	code, page = e.post(t, admin, "/console/signatures/rules", url.Values{"csrf": {csrf}, "scope": {"*"}, "mode": {"enforce"}, "version": {"0"}}, nil)
+	if code != http.StatusConflict || !strings.Contains(page, "changed since this page was opened") {
+		t.Fatalf("a rule saved from a stale page = %d\n%s", code, page)
+	}
+	e.MustDo(t, "GET", "/coffer/v1/registry/signatures/policy", nil, &pol)
+	if len(pol.Repositories) != 1 {
+		t.Fatalf("the stale save changed the policy: %+v", pol.Repositories)
 	}
 }
