@@ -405,3 +405,35 @@ func TestConsolePolicyDocument(t *testing.T) {
 		t.Fatalf("the stale save changed the policy: %+v", pol.Repositories)
 	}
 }
+
+// TestConsoleVaultKeyAnchor: a cosign anchor naming a key in this server's vault is refused
+// in the service's words until the registry's identity may read the key, then added; the
+// page lists it as a vault key, and Refresh re-reads it.
+func TestConsoleVaultKeyAnchor(t *testing.T) {
+	e := start(t)
+	e.CreateVault(t, "signing", nil)
+	var who struct{ ID string }
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &who)
+	e.SetPolicy(t, "signing", who.ID, "get", "list", "create")
+	e.MustDo(t, "POST", "/coffer/v1/vaults/signing/keys/release/create", map[string]any{"kty": "EC", "curve": "P-256"}, nil)
+	keyURL := e.HostURL("signing") + "/keys/release"
+	admin, _ := e.session(t, "admin", e.Inst.AdminPassword)
+	csrf := formToken(t, e.get(t, admin, "/console/signatures", http.StatusOK), "csrf")
+	form := url.Values{"csrf": {csrf}, "name": {"release"}, "kind": {"cosign"}, "source": {"vault"}, "keyUrl": {keyURL}, "storeType": {"ca"}}
+	code, page := e.post(t, admin, "/console/signatures/anchors", form, nil)
+	if code != http.StatusBadRequest || !strings.Contains(page, "get and list key permissions") || !strings.Contains(page, `value="`+keyURL+`"`) {
+		t.Fatalf("a vault key the registry may not read = %d\n%s", code, page)
+	}
+	e.SetPolicy(t, "signing", e.SystemIdentity(t), "get", "list")
+	if code, page = e.post(t, admin, "/console/signatures/anchors", form, nil); code != http.StatusSeeOther {
+		t.Fatalf("add the vault key anchor = %d\n%s", code, page)
+	}
+	page = e.get(t, admin, "/console/signatures", http.StatusOK)
+	if !strings.Contains(page, "vault key <code>"+keyURL+"</code>") || strings.Contains(page, "trusts nothing") {
+		t.Fatalf("the anchors table does not show the vault key:\n%s", page)
+	}
+	code, page = e.post(t, admin, "/console/signatures/anchor/refresh", url.Values{"csrf": {csrf}, "name": {"release"}}, nil)
+	if code != http.StatusOK || !strings.Contains(page, "Anchor release re-read: it trusts versions ") {
+		t.Fatalf("refresh = %d\n%s", code, page)
+	}
+}
