@@ -35,8 +35,14 @@ func TestConsoleTablesSortAndEmpty(t *testing.T) {
 	}
 	vaults := e.get(t, c, "/console/vaults?vaults.sort=-name", http.StatusOK)
 	order(vaults, ">omega<", ">alpha<")
-	if v := e.get(t, c, "/console/vault?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-deleted"`) || !strings.Contains(v, "No access policies") && !strings.Contains(v, `id="policies"`) {
-		t.Error("the vault page has no empty state for deleted keys or access policies")
+	if v := e.get(t, c, "/console/vault/deleted?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-deleted"`) {
+		t.Error("the deleted keys page has no empty state")
+	}
+	if v := e.get(t, c, "/console/vault/access?name=alpha", http.StatusOK); !strings.Contains(v, "No access policies") && !strings.Contains(v, `id="policies"`) {
+		t.Error("the vault access page has no empty state for access policies")
+	}
+	if v := e.get(t, c, "/console/vault?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-keys"`) {
+		t.Error("the vault page has no empty state for keys")
 	}
 	if tok := e.get(t, c, "/console/access", http.StatusOK); !strings.Contains(tok, "No repository tokens yet") {
 		t.Error("no empty state for repository tokens")
