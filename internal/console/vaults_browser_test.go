@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -39,10 +40,8 @@ func sdkStatus(t *testing.T, e *env, vault, name string, p vaulttest.Principal) 
 // attr is an attribute of the first node matching sel ("" when there is none).
 func (b *browser) attr(sel, name string) string {
 	b.t.Helper()
-	return get(b, "attribute "+name+" of "+sel, chromedp.Evaluate[string](`(() => { const e = document.querySelector(`+quoteJS(sel)+`); return e ? (e.getAttribute(`+quoteJS(name)+`) || "") : ""; })()`))
+	return get(b, "attribute "+name+" of "+sel, chromedp.Evaluate[string](fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? (e.getAttribute(%q) || "") : ""; })()`, sel, name)))
 }
-
-func quoteJS(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
 
 // createVaultInBrowser fills the console's Create a vault form.
 func (b *browser) createVault(name string, rbac, purgeProtection bool) {
