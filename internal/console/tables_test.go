@@ -15,6 +15,9 @@ func TestConsoleTablesSortAndEmpty(t *testing.T) {
 	}
 	e.CreateVault(t, "alpha", nil)
 	e.CreateVault(t, "omega", nil)
+	var who struct{ ID string }
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &who)
+	e.SetPolicy(t, "alpha", who.ID, "list")
 	c, _ := e.session(t, "admin", e.Inst.AdminPassword)
 	order := func(page, first, second string) {
 		t.Helper()
