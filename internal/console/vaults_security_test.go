@@ -64,7 +64,9 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 			t.Error("k1 got an expiry")
 		}
 		var pol struct {
-			LifetimeActions []struct{ Trigger struct{ TimeAfterCreate string } }
+			LifetimeActions []struct {
+				Trigger struct{ TimeAfterCreate string }
+			}
 		}
 		e.MustDo(t, "GET", "/coffer/v1/vaults/sec/keys/k1/rotationpolicy", nil, &pol)
 		for _, la := range pol.LifetimeActions {
