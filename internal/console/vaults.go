@@ -22,12 +22,20 @@ import (
 func (c *Console) vaultRoutes() {
 	m := c.mux
 	m.Handle("POST "+Prefix+"vaults", c.signedIn(c.createVault))
-	m.Handle("GET "+Prefix+"vault/delete", c.signedIn(c.confirmVaultDelete))
-	m.Handle("POST "+Prefix+"vault/delete", c.signedIn(c.deleteVault))
+	vaultDel := confirmation{vaultField: "name", load: c.vaultDeleteConfirm,
+		path: func(v, _ string) string { return vaultPath(v) },
+		done: func(v, _ string) string { return Prefix + "vaults?" + url.Values{"deleted": {v}}.Encode() }}
+	m.Handle("GET "+Prefix+"vault/delete", c.signedIn(c.showConfirmation(vaultDel)))
+	m.Handle("POST "+Prefix+"vault/delete", c.signedIn(c.confirmed(vaultDel)))
 	m.Handle("GET "+Prefix+"vault/deleted", c.signedIn(c.deletedKeys))
 	m.Handle("POST "+Prefix+"vault/deleted/recover", c.signedIn(c.recoverKey))
-	m.Handle("GET "+Prefix+"vault/deleted/purge", c.signedIn(c.confirmPurge))
-	m.Handle("POST "+Prefix+"vault/deleted/purge", c.signedIn(c.purgeKey))
+	purge := confirmation{vaultField: "vault", itemField: "key", load: c.purgeConfirm,
+		path: func(v, k string) string { return vaultPath(v) + "/deletedkeys/" + url.PathEscape(k) },
+		done: func(v, k string) string {
+			return Prefix + "vault/deleted?" + url.Values{"name": {v}, "purged": {k}}.Encode()
+		}}
+	m.Handle("GET "+Prefix+"vault/deleted/purge", c.signedIn(c.showConfirmation(purge)))
+	m.Handle("POST "+Prefix+"vault/deleted/purge", c.signedIn(c.confirmed(purge)))
 	m.Handle("GET "+Prefix+"vault/access", c.signedIn(c.vaultAccess))
 	m.Handle("POST "+Prefix+"vault/access/model", c.signedIn(c.setAccessModel))
 	m.Handle("POST "+Prefix+"vault/access/policy", c.signedIn(c.setPolicy))
@@ -38,8 +46,13 @@ func (c *Console) vaultRoutes() {
 	m.Handle("POST "+Prefix+"vault/network", c.signedIn(c.setNetwork))
 	m.Handle("POST "+Prefix+"key/attributes", c.signedIn(c.setKeyAttributes))
 	m.Handle("POST "+Prefix+"key/rotationpolicy", c.signedIn(c.setRotationPolicy))
-	m.Handle("GET "+Prefix+"key/delete", c.signedIn(c.confirmKeyDelete))
-	m.Handle("POST "+Prefix+"key/delete", c.signedIn(c.deleteKey))
+	keyDel := confirmation{vaultField: "vault", itemField: "name", load: c.keyDeleteConfirm,
+		path: keyPath,
+		done: func(v, k string) string {
+			return Prefix + "vault/deleted?" + url.Values{"name": {v}, "deleted": {k}}.Encode()
+		}}
+	m.Handle("GET "+Prefix+"key/delete", c.signedIn(c.showConfirmation(keyDel)))
+	m.Handle("POST "+Prefix+"key/delete", c.signedIn(c.confirmed(keyDel)))
 }
 
 // Why a vault control is missing, in words: the role or permission that would allow it.
@@ -260,9 +273,70 @@ func (c *Console) confirm(w http.ResponseWriter, r *http.Request, rq *request, s
 	c.render(w, r, status, "vault_confirm", rq.s, map[string]any{"Title": title, "C": cd, "Problem": prob})
 }
 
+// confirmation is an irreversible change behind a page that says what it does and asks
+// for the name of what it deletes: a vault, or a key of a vault.
+type confirmation struct {
+	vaultField, itemField string // the request's fields naming the vault and the key ("": none)
+	load                  func(rq *request, vault, item string) (string, confirmData, error)
+	path                  func(vault, item string) string // what the API deletes
+	done                  func(vault, item string) string // where to go after
+}
+
+func (cf confirmation) names(get func(string) string) (vault, item, word string) {
+	vault = get(cf.vaultField)
+	word = vault
+	if cf.itemField != "" {
+		item = get(cf.itemField)
+		word = item
+	}
+	return vault, item, word
+}
+
+// showConfirmation is the page asking to confirm cf.
+func (c *Console) showConfirmation(cf confirmation) page {
+	return func(w http.ResponseWriter, r *http.Request, rq *request) {
+		vault, item, _ := cf.names(r.URL.Query().Get)
+		title, cd, err := cf.load(rq, vault, item)
+		if err != nil {
+			c.fail(w, r, rq, err)
+			return
+		}
+		c.confirm(w, r, rq, http.StatusOK, title, cd, nil)
+	}
+}
+
+// confirmed makes the change once the typed name matches; the page is loaded again only to
+// show a refusal, so the change itself needs nothing but what the API asks.
+func (c *Console) confirmed(cf confirmation) page {
+	return func(w http.ResponseWriter, r *http.Request, rq *request) {
+		vault, item, word := cf.names(r.PostFormValue)
+		again := func(status int, prob map[string]string) {
+			title, cd, err := cf.load(rq, vault, item)
+			if err != nil {
+				c.render(w, r, status, "error", rq.s, map[string]any{"Title": "Not done", "Message": prob["Message"], "Next": prob["Next"]})
+				return
+			}
+			c.confirm(w, r, rq, status, title, cd, prob)
+		}
+		if word == "" || r.PostFormValue("confirm") != word {
+			again(http.StatusBadRequest, map[string]string{"Message": "Nothing was changed: the name you typed does not match.", "Next": "Type " + word + " exactly to confirm."})
+			return
+		}
+		if err := rq.api.mgmt(http.MethodDelete, cf.path(vault, item), nil, nil, nil); err != nil {
+			again(statusOf(err), problem(err))
+			return
+		}
+		http.Redirect(w, r, cf.done(vault, item), http.StatusSeeOther)
+	}
+}
+
 // vaultDeleteConfirm says what deleting vault v does, as the vault service has it: refused
 // while it holds keys, deleted keys included, which purge protection keeps until their date.
-func (c *Console) vaultDeleteConfirm(rq *request, v wire.Vault) confirmData {
+func (c *Console) vaultDeleteConfirm(rq *request, name, _ string) (string, confirmData, error) {
+	var v wire.Vault
+	if err := rq.api.mgmt(http.MethodGet, vaultPath(name), nil, nil, &v); err != nil {
+		return "", confirmData{}, err
+	}
 	cd := confirmData{Action: Prefix + "vault/delete", Word: v.Name, Button: "Delete the vault", Cancel: Prefix + "vault?name=" + url.QueryEscape(v.Name),
 		Fields: map[string]string{"name": v.Name}, Allowed: rq.api.allowed(access.VaultManage, access.VaultScope(v.Name)), Reason: needVaultManage}
 	cd.Facts = append(cd.Facts, "Deleting vault "+v.Name+" removes it, its URL ("+v.URL+"), its access policies and network rules. It cannot be undone.",
@@ -284,39 +358,7 @@ func (c *Console) vaultDeleteConfirm(rq *request, v wire.Vault) confirmData {
 		}
 		cd.Facts = append(cd.Facts, s+".")
 	}
-	return cd
-}
-
-func (c *Console) confirmVaultDelete(w http.ResponseWriter, r *http.Request, rq *request) {
-	var v wire.Vault
-	if err := rq.api.mgmt(http.MethodGet, vaultPath(r.URL.Query().Get("name")), nil, nil, &v); err != nil {
-		c.fail(w, r, rq, err)
-		return
-	}
-	c.confirm(w, r, rq, http.StatusOK, "Delete vault "+v.Name, c.vaultDeleteConfirm(rq, v), nil)
-}
-
-func (c *Console) deleteVault(w http.ResponseWriter, r *http.Request, rq *request) {
-	name := r.PostFormValue("name")
-	// The confirmation page again, with prob: the vault is read for it only then, so the
-	// delete itself needs nothing but what the API asks.
-	again := func(status int, prob map[string]string) {
-		var v wire.Vault
-		if err := rq.api.mgmt(http.MethodGet, vaultPath(name), nil, nil, &v); err != nil {
-			c.fail(w, r, rq, err)
-			return
-		}
-		c.confirm(w, r, rq, status, "Delete vault "+v.Name, c.vaultDeleteConfirm(rq, v), prob)
-	}
-	if name == "" || r.PostFormValue("confirm") != name {
-		again(http.StatusBadRequest, map[string]string{"Message": "The vault was not deleted: the name you typed does not match.", "Next": "Type " + name + " exactly to confirm."})
-		return
-	}
-	if err := rq.api.mgmt(http.MethodDelete, vaultPath(name), nil, nil, nil); err != nil {
-		again(statusOf(err), problem(err))
-		return
-	}
-	http.Redirect(w, r, Prefix+"vaults?"+url.Values{"deleted": {name}}.Encode(), http.StatusSeeOther)
+	return "Delete vault " + v.Name, cd, nil
 }
 
 // deletedRow is a deleted key with what the page offers for it.
@@ -377,7 +419,16 @@ func (c *Console) recoverKey(w http.ResponseWriter, r *http.Request, rq *request
 	http.Redirect(w, r, Prefix+"key?"+url.Values{"vault": {vaultName}, "name": {k.Name}, "recovered": {"1"}}.Encode(), http.StatusSeeOther)
 }
 
-func (c *Console) purgeConfirm(rq *request, v wire.Vault, k wire.DeletedKey) confirmData {
+func (c *Console) purgeConfirm(rq *request, vault, name string) (string, confirmData, error) {
+	var v wire.Vault
+	var k wire.DeletedKey
+	err := rq.api.mgmt(http.MethodGet, vaultPath(vault), nil, nil, &v)
+	if err == nil {
+		err = rq.api.mgmt(http.MethodGet, vaultPath(v.Name)+"/deletedkeys/"+url.PathEscape(name), nil, nil, &k)
+	}
+	if err != nil {
+		return "", confirmData{}, err
+	}
 	cd := confirmData{Action: Prefix + "vault/deleted/purge", Word: k.Name, Button: "Purge for good", Cancel: Prefix + "vault/deleted?name=" + url.QueryEscape(v.Name),
 		Fields:  map[string]string{"vault": v.Name, "key": k.Name},
 		Allowed: rq.api.allowedKey(v, access.KeyPurge, access.KeyScope(v.Name, k.Name)), Reason: keyNeed(v, "purge")}
@@ -386,48 +437,7 @@ func (c *Console) purgeConfirm(rq *request, v wire.Vault, k wire.DeletedKey) con
 	if v.EnablePurgeProtection && rq.api.c.cfg.Now().Before(k.ScheduledPurgeDate) {
 		cd.Allowed, cd.Reason = false, strings.Replace(purgeProtectedFmt, "%s", k.ScheduledPurgeDate.UTC().Format("2006-01-02 15:04 UTC"), 1)
 	}
-	return cd
-}
-
-func (c *Console) confirmPurge(w http.ResponseWriter, r *http.Request, rq *request) {
-	q := r.URL.Query()
-	var v wire.Vault
-	if err := rq.api.mgmt(http.MethodGet, vaultPath(q.Get("name")), nil, nil, &v); err != nil {
-		c.fail(w, r, rq, err)
-		return
-	}
-	var k wire.DeletedKey
-	if err := rq.api.mgmt(http.MethodGet, vaultPath(v.Name)+"/deletedkeys/"+url.PathEscape(q.Get("key")), nil, nil, &k); err != nil {
-		c.fail(w, r, rq, err)
-		return
-	}
-	c.confirm(w, r, rq, http.StatusOK, "Purge key "+k.Name, c.purgeConfirm(rq, v, k), nil)
-}
-
-func (c *Console) purgeKey(w http.ResponseWriter, r *http.Request, rq *request) {
-	vaultName, name := r.PostFormValue("vault"), r.PostFormValue("key")
-	again := func(status int, prob map[string]string) {
-		var v wire.Vault
-		var k wire.DeletedKey
-		err := rq.api.mgmt(http.MethodGet, vaultPath(vaultName), nil, nil, &v)
-		if err == nil {
-			err = rq.api.mgmt(http.MethodGet, vaultPath(v.Name)+"/deletedkeys/"+url.PathEscape(name), nil, nil, &k)
-		}
-		if err != nil {
-			c.deletedPage(w, r, rq, vaultName, status, prob, "")
-			return
-		}
-		c.confirm(w, r, rq, status, "Purge key "+k.Name, c.purgeConfirm(rq, v, k), prob)
-	}
-	if name == "" || r.PostFormValue("confirm") != name {
-		again(http.StatusBadRequest, map[string]string{"Message": "The key was not purged: the name you typed does not match.", "Next": "Type " + name + " exactly to confirm."})
-		return
-	}
-	if err := rq.api.mgmt(http.MethodDelete, vaultPath(vaultName)+"/deletedkeys/"+url.PathEscape(name), nil, nil, nil); err != nil {
-		again(statusOf(err), problem(err))
-		return
-	}
-	http.Redirect(w, r, Prefix+"vault/deleted?"+url.Values{"name": {vaultName}, "purged": {name}}.Encode(), http.StatusSeeOther)
+	return "Purge key " + k.Name, cd, nil
 }
 
 // permissionRow is an access policy with the identity's name, when the user may read it.
@@ -839,7 +849,16 @@ func (c *Console) setRotationPolicy(w http.ResponseWriter, r *http.Request, rq *
 	keyRedirect(w, r, vaultName, name, "saved", "rotation policy")
 }
 
-func (c *Console) keyDeleteConfirm(rq *request, v wire.Vault, k wire.Key) confirmData {
+func (c *Console) keyDeleteConfirm(rq *request, vault, name string) (string, confirmData, error) {
+	var v wire.Vault
+	var k wire.Key
+	err := rq.api.mgmt(http.MethodGet, vaultPath(vault), nil, nil, &v)
+	if err == nil {
+		err = rq.api.mgmt(http.MethodGet, keyPath(v.Name, name), nil, nil, &k)
+	}
+	if err != nil {
+		return "", confirmData{}, err
+	}
 	cd := confirmData{Action: Prefix + "key/delete", Word: k.Name, Button: "Delete the key", Cancel: Prefix + "key?" + url.Values{"vault": {v.Name}, "name": {k.Name}}.Encode(),
 		Fields:  map[string]string{"vault": v.Name, "name": k.Name},
 		Allowed: rq.api.allowedKey(v, access.KeyDelete, access.KeyScope(v.Name, k.Name)), Reason: keyNeed(v, "delete")}
@@ -851,46 +870,5 @@ func (c *Console) keyDeleteConfirm(rq *request, v wire.Vault, k wire.Key) confir
 	} else {
 		cd.Facts = append(cd.Facts, "Purge protection is off: someone with the purge permission can destroy it for good before that date.")
 	}
-	return cd
-}
-
-func (c *Console) confirmKeyDelete(w http.ResponseWriter, r *http.Request, rq *request) {
-	q := r.URL.Query()
-	var v wire.Vault
-	if err := rq.api.mgmt(http.MethodGet, vaultPath(q.Get("vault")), nil, nil, &v); err != nil {
-		c.fail(w, r, rq, err)
-		return
-	}
-	var k wire.Key
-	if err := rq.api.mgmt(http.MethodGet, keyPath(v.Name, q.Get("name")), nil, nil, &k); err != nil {
-		c.fail(w, r, rq, err)
-		return
-	}
-	c.confirm(w, r, rq, http.StatusOK, "Delete key "+k.Name, c.keyDeleteConfirm(rq, v, k), nil)
-}
-
-func (c *Console) deleteKey(w http.ResponseWriter, r *http.Request, rq *request) {
-	vaultName, name := r.PostFormValue("vault"), r.PostFormValue("name")
-	again := func(status int, prob map[string]string) {
-		var v wire.Vault
-		var k wire.Key
-		err := rq.api.mgmt(http.MethodGet, vaultPath(vaultName), nil, nil, &v)
-		if err == nil {
-			err = rq.api.mgmt(http.MethodGet, keyPath(v.Name, name), nil, nil, &k)
-		}
-		if err != nil {
-			c.render(w, r, status, "error", rq.s, map[string]any{"Title": "Not deleted", "Message": prob["Message"], "Next": prob["Next"]})
-			return
-		}
-		c.confirm(w, r, rq, status, "Delete key "+k.Name, c.keyDeleteConfirm(rq, v, k), prob)
-	}
-	if name == "" || r.PostFormValue("confirm") != name {
-		again(http.StatusBadRequest, map[string]string{"Message": "The key was not deleted: the name you typed does not match.", "Next": "Type " + name + " exactly to confirm."})
-		return
-	}
-	if err := rq.api.mgmt(http.MethodDelete, keyPath(vaultName, name), nil, nil, nil); err != nil {
-		again(statusOf(err), problem(err))
-		return
-	}
-	http.Redirect(w, r, Prefix+"vault/deleted?"+url.Values{"name": {vaultName}, "deleted": {name}}.Encode(), http.StatusSeeOther)
+	return "Delete key " + k.Name, cd, nil
 }

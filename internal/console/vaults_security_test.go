@@ -114,7 +114,7 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 		if strings.Contains(body, "/console/vault/deleted/purge?") || !strings.Contains(body, "Purge protection is on: this key can be purged after") {
 			t.Errorf("the deleted keys of a purge-protected vault offer a purge, or do not say why not")
 		}
-		body = e.get(t, admin, "/console/vault/deleted/purge?name=locked&key=gone", http.StatusOK)
+		body = e.get(t, admin, "/console/vault/deleted/purge?vault=locked&key=gone", http.StatusOK)
 		if strings.Contains(body, `id="confirm-button"`) || !strings.Contains(body, `id="not-allowed"`) {
 			t.Error("the purge confirmation of a protected key offers the purge")
 		}
