@@ -286,4 +286,16 @@ func TestConsoleVaultsInBrowser(t *testing.T) {
 	if got := b.text("#vault-assignments tbody"); strings.Contains(got, "app1") {
 		t.Fatalf("after removing, assignments: %q", got)
 	}
+
+	// At a phone's width the vault pages do not scroll sideways.
+	b.createKey("locked", "wide", "")
+	phone := newBrowser(t, e, 390, 844)
+	phone.signIn("admin", e.Inst.AdminPassword)
+	for _, p := range []string{"/console/vaults", "/console/vault?name=ops", "/console/vault/access?name=ops", "/console/vault/deleted?name=locked",
+		"/console/vault/network?name=ops", "/console/key?vault=locked&name=wide", "/console/vault/delete?name=ops"} {
+		phone.run("open "+p, chromedp.Navigate(phone.base+p), chromedp.WaitVisible(chromedp.CSS("main")))
+		if get(phone, "width", chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)) {
+			t.Errorf("%s scrolls sideways at 390 px", p)
+		}
+	}
 }
