@@ -119,11 +119,7 @@ func (c *Console) vaultData(w http.ResponseWriter, r *http.Request, rq *request,
 }
 
 func (c *Console) vaults(w http.ResponseWriter, r *http.Request, rq *request) {
-	done := ""
-	if d := r.URL.Query().Get("deleted"); d != "" {
-		done = "Deleted vault " + d + "."
-	}
-	c.vaultsPage(w, r, rq, http.StatusOK, nil, done, nil)
+	c.vaultsPage(w, r, rq, http.StatusOK, nil, doneMessage(r.URL.Query(), "deleted", "Deleted vault %s."), nil)
 }
 
 func (c *Console) vaultsPage(w http.ResponseWriter, r *http.Request, rq *request, status int, prob map[string]string, done string, form url.Values) {
@@ -143,6 +139,18 @@ func (c *Console) vaultsPage(w http.ResponseWriter, r *http.Request, rq *request
 	}
 	c.render(w, r, status, "vaults", rq.s, map[string]any{"Title": "Vaults", "Vaults": rows, "VaultsT": tv, "Problem": prob, "Done": done,
 		"CanCreate": rq.api.allowed(access.VaultManage, access.ScopeRoot), "Need": needVaultCreate, "Form": formView(form)})
+}
+
+// doneMessage is the notice after a change that redirected here: for the first of the
+// parameter/message pairs whose parameter the address carries, the message with its value
+// in place of %s. The page escapes it.
+func doneMessage(q url.Values, pairs ...string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if v := q.Get(pairs[i]); v != "" {
+			return strings.Replace(pairs[i+1], "%s", v, 1)
+		}
+	}
+	return ""
 }
 
 // formView is a submitted form's first values, to fill the form again after a refusal.
@@ -186,14 +194,7 @@ func (c *Console) createVault(w http.ResponseWriter, r *http.Request, rq *reques
 
 func (c *Console) vault(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	done := ""
-	switch {
-	case q.Get("created") != "":
-		done = "Created the vault. Give identities access (Access) before they use its keys."
-	case q.Get("recovered") != "":
-		done = "Recovered key " + q.Get("recovered") + "."
-	}
-	c.vaultPage(w, r, rq, q.Get("name"), http.StatusOK, nil, done)
+	c.vaultPage(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q, "created", "Created the vault. Give identities access (Access) before they use its keys."))
 }
 
 func (c *Console) vaultPage(w http.ResponseWriter, r *http.Request, rq *request, name string, status int, prob map[string]string, done string) {
@@ -370,14 +371,9 @@ type deletedRow struct {
 
 func (c *Console) deletedKeys(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	done := ""
-	switch {
-	case q.Get("deleted") != "":
-		done = "Deleted key " + q.Get("deleted") + ": it is listed here until it is purged, and can be recovered until then."
-	case q.Get("purged") != "":
-		done = "Purged key " + q.Get("purged") + ": it is gone for good."
-	}
-	c.deletedPage(w, r, rq, q.Get("name"), http.StatusOK, nil, done)
+	c.deletedPage(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q,
+		"deleted", "Deleted key %s: it is listed here until it is purged, and can be recovered until then.",
+		"purged", "Purged key %s: it is gone for good."))
 }
 
 func (c *Console) deletedPage(w http.ResponseWriter, r *http.Request, rq *request, name string, status int, prob map[string]string, done string) {
@@ -455,18 +451,8 @@ type assignmentRow struct {
 
 func (c *Console) vaultAccess(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	done := ""
-	switch {
-	case q.Get("set") != "":
-		done = "Access policy of " + q.Get("set") + " saved."
-	case q.Get("removed") != "":
-		done = "Removed " + q.Get("removed") + "."
-	case q.Get("assigned") != "":
-		done = "Assigned " + q.Get("assigned") + "."
-	case q.Get("model") != "":
-		done = "The vault now uses " + q.Get("model") + "."
-	}
-	c.accessTab(w, r, rq, q.Get("name"), http.StatusOK, nil, done)
+	c.accessTab(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q, "set", "Access policy of %s saved.", "removed", "Removed %s.",
+		"assigned", "Assigned %s.", "model", "The vault now uses %s."))
 }
 
 // names maps the object ids of users, service principals and managed identities the user
@@ -636,11 +622,8 @@ func (c *Console) unassignRole(w http.ResponseWriter, r *http.Request, rq *reque
 }
 
 func (c *Console) vaultNetwork(w http.ResponseWriter, r *http.Request, rq *request) {
-	done := ""
-	if r.URL.Query().Get("saved") != "" {
-		done = "Network rules saved."
-	}
-	c.networkPage(w, r, rq, r.URL.Query().Get("name"), http.StatusOK, nil, done, nil)
+	q := r.URL.Query()
+	c.networkPage(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q, "saved", "Network rules saved."), nil)
 }
 
 func (c *Console) networkPage(w http.ResponseWriter, r *http.Request, rq *request, name string, status int, prob map[string]string, done string, rules *wire.NetworkRules) {
@@ -674,18 +657,8 @@ func (c *Console) setNetwork(w http.ResponseWriter, r *http.Request, rq *request
 
 func (c *Console) key(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	done := ""
-	switch {
-	case q.Get("created") != "":
-		done = "Created version " + q.Get("created") + "."
-	case q.Get("rotated") != "":
-		done = "Rotated: the newest version is " + q.Get("rotated") + "."
-	case q.Get("recovered") != "":
-		done = "Recovered: the key and all its versions are back."
-	case q.Get("saved") != "":
-		done = "Saved the " + q.Get("saved") + "."
-	}
-	c.keyPage(w, r, rq, q.Get("vault"), q.Get("name"), http.StatusOK, nil, done)
+	c.keyPage(w, r, rq, q.Get("vault"), q.Get("name"), http.StatusOK, nil, doneMessage(q, "created", "Created version %s.",
+		"rotated", "Rotated: the newest version is %s.", "recovered", "Recovered: the key and all its versions are back.", "saved", "Saved the %s."))
 }
 
 // policyForm is a rotation policy as the form's fields.

@@ -82,3 +82,13 @@ func TestVaultFormParsing(t *testing.T) {
 		t.Error("formTime accepted words")
 	}
 }
+
+func TestDoneMessage(t *testing.T) {
+	q := map[string][]string{"purged": {"k2"}}
+	if got := doneMessage(q, "deleted", "Deleted %s.", "purged", "Purged %s."); got != "Purged k2." {
+		t.Errorf("doneMessage = %q", got)
+	}
+	if got := doneMessage(q, "deleted", "Deleted %s."); got != "" {
+		t.Errorf("doneMessage without its parameter = %q", got)
+	}
+}
