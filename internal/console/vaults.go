@@ -27,6 +27,7 @@ func (c *Console) vaultRoutes() {
 		done: func(v, _ string) string { return Prefix + "vaults?" + url.Values{"deleted": {v}}.Encode() }}
 	m.Handle("GET "+Prefix+"vault/delete", c.signedIn(c.showConfirmation(vaultDel)))
 	m.Handle("POST "+Prefix+"vault/delete", c.signedIn(c.confirmed(vaultDel)))
+	m.Handle("POST "+Prefix+"vault/properties", c.signedIn(c.setProperties))
 	m.Handle("GET "+Prefix+"vault/deleted", c.signedIn(c.deletedKeys))
 	m.Handle("POST "+Prefix+"vault/deleted/recover", c.signedIn(c.recoverKey))
 	purge := confirmation{vaultField: "vault", itemField: "key", load: c.purgeConfirm,
@@ -194,7 +195,8 @@ func (c *Console) createVault(w http.ResponseWriter, r *http.Request, rq *reques
 
 func (c *Console) vault(w http.ResponseWriter, r *http.Request, rq *request) {
 	q := r.URL.Query()
-	c.vaultPage(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q, "created", "Created the vault. Give identities access (Access) before they use its keys."))
+	c.vaultPage(w, r, rq, q.Get("name"), http.StatusOK, nil, doneMessage(q, "created", "Created the vault. Give identities access (Access) before they use its keys.",
+		"saved", "Saved the vault's soft-delete settings."))
 }
 
 func (c *Console) vaultPage(w http.ResponseWriter, r *http.Request, rq *request, name string, status int, prob map[string]string, done string) {
@@ -219,6 +221,31 @@ func (c *Console) vaultPage(w http.ResponseWriter, r *http.Request, rq *request,
 	data["CanManage"] = rq.api.allowed(access.VaultManage, vs)
 	data["Need"] = needVaultManage
 	c.render(w, r, status, "vault", rq.s, data)
+}
+
+// setProperties changes the soft-delete retention or turns purge protection on, as
+// `coffer vault update --retention-days --purge-protection`; the vault refuses what purge
+// protection forbids (turning it off, changing the retention once it is on).
+func (c *Console) setProperties(w http.ResponseWriter, r *http.Request, rq *request) {
+	name := r.PostFormValue("vault")
+	var u wire.VaultUpdate
+	if s := strings.TrimSpace(r.PostFormValue("retention")); s != "" {
+		days, err := strconv.Atoi(s)
+		if err != nil {
+			c.vaultPage(w, r, rq, name, http.StatusBadRequest, map[string]string{"Message": "The soft-delete retention must be a number of days.", "Next": "Enter 7 to 90."}, "")
+			return
+		}
+		u.SoftDeleteRetentionDays = &days
+	}
+	if r.PostFormValue("purge-protection") == "on" {
+		on := true
+		u.EnablePurgeProtection = &on
+	}
+	if err := rq.api.mgmt(http.MethodPatch, vaultPath(name), nil, u, nil); err != nil {
+		c.vaultPage(w, r, rq, name, statusOf(err), problem(err), "")
+		return
+	}
+	http.Redirect(w, r, Prefix+"vault?"+url.Values{"name": {name}, "saved": {"1"}}.Encode(), http.StatusSeeOther)
 }
 
 // keyTags reads "k=v, k2=v2" into tags (nil when empty).

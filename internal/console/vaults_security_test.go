@@ -34,6 +34,7 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 		{"/console/vaults", url.Values{"name": {"forged"}, "model": {"policies"}, "retention": {"7"}, "default-action": {"Allow"}, "bypass": {"CofferServices"}}},
 		{"/console/vault/delete", url.Values{"name": {"sec"}, "confirm": {"sec"}}},
 		{"/console/vault/network", url.Values{"vault": {"sec"}, "default-action": {"Deny"}, "bypass": {"None"}}},
+		{"/console/vault/properties", url.Values{"vault": {"sec"}, "retention": {"30"}, "purge-protection": {"on"}}},
 		{"/console/vault/access/model", url.Values{"vault": {"sec"}, "rbac": {"true"}}},
 		{"/console/vault/access/policy", url.Values{"vault": {"sec"}, "object": {"admin"}, "perm-get": {"on"}}},
 		{"/console/vault/access/policy/delete", url.Values{"vault": {"sec"}, "object": {who.ID}}},
@@ -48,11 +49,12 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 	unchanged := func(t *testing.T) {
 		t.Helper()
 		var v struct {
-			EnableRbacAuthorization bool
-			NetworkAcls             struct{ DefaultAction string }
+			EnableRbacAuthorization, EnablePurgeProtection bool
+			SoftDeleteRetentionInDays                      int
+			NetworkAcls                                    struct{ DefaultAction string }
 		}
 		e.MustDo(t, "GET", "/coffer/v1/vaults/sec", nil, &v)
-		if v.EnableRbacAuthorization || v.NetworkAcls.DefaultAction != "Allow" {
+		if v.EnableRbacAuthorization || v.EnablePurgeProtection || v.SoftDeleteRetentionInDays != 90 || v.NetworkAcls.DefaultAction != "Allow" {
 			t.Errorf("vault sec changed: %+v", v)
 		}
 		if err := e.Do("GET", "/coffer/v1/vaults/forged", nil, nil); err == nil {
@@ -125,6 +127,34 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 		unchanged(t)
 	})
 
+	t.Run("soft-delete settings: purge protection turned on, then fixed", func(t *testing.T) {
+		e.CreateVault(t, "props", nil)
+		body := e.get(t, admin, "/console/vault?name=props", http.StatusOK)
+		csrf := formToken(t, body, "csrf")
+		if !strings.Contains(body, `id="props-purge-protection"`) {
+			t.Fatal("no purge-protection control for the administrator")
+		}
+		if code, page := e.post(t, admin, "/console/vault/properties", url.Values{"csrf": {csrf}, "vault": {"props"}, "retention": {"30"}, "purge-protection": {"on"}}, nil); code != http.StatusSeeOther {
+			t.Fatalf("set properties = %d\n%s", code, page)
+		}
+		var v struct {
+			EnablePurgeProtection     bool
+			SoftDeleteRetentionInDays int
+		}
+		e.MustDo(t, "GET", "/coffer/v1/vaults/props", nil, &v)
+		if !v.EnablePurgeProtection || v.SoftDeleteRetentionInDays != 30 {
+			t.Fatalf("after the form the vault has %+v", v)
+		}
+		if body := e.get(t, admin, "/console/vault?name=props", http.StatusOK); strings.Contains(body, `id="props-retention"`) || !strings.Contains(body, `id="purge-fixed"`) {
+			t.Error("with purge protection on the page still offers to change the retention")
+		}
+		// Forced anyway, the vault service refuses and the page says why.
+		code, page := e.post(t, admin, "/console/vault/properties", url.Values{"csrf": {csrf}, "vault": {"props"}, "retention": {"7"}}, nil)
+		if code != http.StatusConflict || !strings.Contains(page, "cannot be changed") {
+			t.Errorf("changing the retention under purge protection = %d\n%s", code, page)
+		}
+	})
+
 	t.Run("a Reader sees no vault controls and forced changes are refused", func(t *testing.T) {
 		e.MustDo(t, "POST", "/coffer/v1/users", map[string]string{"name": "viewer", "password": "viewer-password-1"}, nil)
 		e.MustDo(t, "POST", "/coffer/v1/role-assignments", map[string]string{"role": "Reader", "assignee": "viewer", "scope": "/"}, nil)
@@ -134,7 +164,7 @@ func TestConsoleVaultsSecurity(t *testing.T) {
 			absent, shown []string
 		}{
 			{"/console/vaults", []string{`id="create-vault"`}, []string{`id="no-create-vault"`, ">sec<"}},
-			{"/console/vault?name=sec", []string{`id="delete-vault"`, `id="create-key"`}, []string{`id="no-delete-vault"`, `id="no-create-key"`}},
+			{"/console/vault?name=sec", []string{`id="delete-vault"`, `id="create-key"`, `id="properties-form"`}, []string{`id="no-delete-vault"`, `id="no-create-key"`}},
 			{"/console/vault/delete?name=sec", []string{`id="confirm-button"`}, []string{`id="not-allowed"`}},
 			{"/console/vault/access?name=sec", []string{`id="policy-form"`, `id="role-form"`, `id="switch-model"`, "remove-policy"}, []string{`id="no-policy-change"`, `id="no-assign"`}},
 			{"/console/vault/network?name=sec", []string{`id="network-form"`}, []string{`id="no-network-change"`}},
