@@ -210,6 +210,7 @@ func (c *Console) routes() {
 	m.Handle("POST "+Prefix+"roles/delete", c.signedIn(c.unassignRole))
 	m.Handle("GET "+Prefix+"audit", c.signedIn(c.audit))
 	m.Handle("POST "+Prefix+"audit/verify", c.signedIn(c.verifyAudit))
+	c.vaultRoutes()
 	m.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "error", nil, map[string]any{"Title": "Not found", "Message": "There is no console page at this address.", "Next": "Go to the overview."})
 	})

@@ -15,6 +15,9 @@ func TestConsoleTablesSortAndEmpty(t *testing.T) {
 	}
 	e.CreateVault(t, "alpha", nil)
 	e.CreateVault(t, "omega", nil)
+	var who struct{ ID string }
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &who)
+	e.SetPolicy(t, "alpha", who.ID, "list")
 	c, _ := e.session(t, "admin", e.Inst.AdminPassword)
 	order := func(page, first, second string) {
 		t.Helper()
@@ -35,8 +38,14 @@ func TestConsoleTablesSortAndEmpty(t *testing.T) {
 	}
 	vaults := e.get(t, c, "/console/vaults?vaults.sort=-name", http.StatusOK)
 	order(vaults, ">omega<", ">alpha<")
-	if v := e.get(t, c, "/console/vault?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-deleted"`) || !strings.Contains(v, "No access policies") && !strings.Contains(v, `id="policies"`) {
-		t.Error("the vault page has no empty state for deleted keys or access policies")
+	if v := e.get(t, c, "/console/vault/deleted?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-deleted"`) {
+		t.Error("the deleted keys page has no empty state")
+	}
+	if v := e.get(t, c, "/console/vault/access?name=alpha", http.StatusOK); !strings.Contains(v, "No access policies") && !strings.Contains(v, `id="policies"`) {
+		t.Error("the vault access page has no empty state for access policies")
+	}
+	if v := e.get(t, c, "/console/vault?name=alpha", http.StatusOK); !strings.Contains(v, `id="no-keys"`) {
+		t.Error("the vault page has no empty state for keys")
 	}
 	if tok := e.get(t, c, "/console/access", http.StatusOK); !strings.Contains(tok, "No repository tokens yet") {
 		t.Error("no empty state for repository tokens")
