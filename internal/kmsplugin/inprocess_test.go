@@ -166,6 +166,38 @@ func TestInProcessAPIServerEnvelope(t *testing.T) {
 	}
 }
 
+// TestInProcessTwoClusters: one server serves two clusters, each on its own socket, as its own
+// identity and key; /healthz lists both and each plugin's handler is under /clusters/NAME/.
+func TestInProcessTwoClusters(t *testing.T) {
+	k := newKMSEnv(t, "c7")
+	sp8 := k.e.ServicePrincipal(t, "kms-c8")
+	k.e.MustDo(t, "POST", "/coffer/v1/kms/clusters", wire.KMSClusterRequest{Name: "c8", KeyManagement: "PMK", Identity: sp8.ClientID}, nil)
+	dir := t.TempDir()
+	sock7, sock8 := filepath.Join(dir, "c7.sock"), filepath.Join(dir, "c8.sock")
+	k.e.Inst.Stop()
+	e := vaulttest.Start(t, func(c *config.Server) {
+		c.DataDir = k.e.Inst.DataDir
+		c.KMSPlugin.Sockets = []string{"unix://" + sock7 + "=c7", "unix://" + sock8 + "=c8"}
+		c.KMSPlugin.SelfTestInterval = 500 * time.Millisecond
+		c.KMSPlugin.HealthListen = "127.0.0.1:0"
+	})
+	health := "http://" + e.Inst.Server.KMSPluginHealthAddr()
+	all := &plugin{health: health}
+	all.waitHealth(t, 200, "c8: ok https://coffer-kms.")
+	body := all.waitHealth(t, 200, "c7: ok https://coffer-kms.")
+	if !strings.Contains(body, "/keys/kms-c7/") || !strings.Contains(body, "/keys/kms-c8/") {
+		t.Fatalf("/healthz of two clusters: %q", body)
+	}
+	for cluster, sock := range map[string]string{"c7": sock7, "c8": sock8} {
+		p := &plugin{socket: sock, health: health + "/clusters/" + cluster}
+		kid := strings.TrimPrefix(p.waitHealth(t, 200, "ok https://"), "ok ")
+		st, err := p.grpc(t).Status(context.Background(), &kmsapi.StatusRequest{})
+		if err != nil || st.KeyId != kid || !strings.Contains(kid, "/keys/kms-"+cluster+"/") {
+			t.Fatalf("Status on %s: %+v %v, want the key of %s (%s)", sock, st, err, cluster, kid)
+		}
+	}
+}
+
 // TestInProcessUnknownCluster: a cluster that is not configured on the server, or a socket
 // entry that names none, fails the start with an error that says what to do.
 func TestInProcessUnknownCluster(t *testing.T) {
