@@ -19,10 +19,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +53,19 @@ type kmsClusterSource struct {
 	}
 	// who is the cluster's identity as of the last Settings.
 	who atomic.Pointer[identity.Principal]
+	// writeKey is the write key as of the last Settings, when it is in one of this server's
+	// vaults: a new version of it makes the plugin poll at once.
+	writeKey atomic.Pointer[localKey]
+}
+
+// localKey is a key of one of this server's vaults, by the vault's and the key's names.
+type localKey struct{ vault, name string }
+
+// writes tells whether vault/name is the cluster's write key as of the last Settings (names
+// are case-insensitive).
+func (c *kmsClusterSource) writes(vault, name string) bool {
+	k := c.writeKey.Load()
+	return k != nil && strings.EqualFold(k.vault, vault) && strings.EqualFold(k.name, name)
 }
 
 var (
@@ -88,6 +104,12 @@ func (c *kmsClusterSource) Settings(ctx context.Context) (kmsplugin.Settings, er
 	st, err := c.svc.PluginSettings(ctx, p, c.cluster)
 	if err != nil {
 		return kmsplugin.Settings{}, err
+	}
+	c.writeKey.Store(nil)
+	if id, err := kek.ParseKeyID(st.WriteKey); err == nil {
+		if vault, local, err := c.local.LocalVault(ctx, id.Vault); err == nil && local {
+			c.writeKey.Store(&localKey{vault: vault, name: id.Name})
+		}
 	}
 	return kmsplugin.Settings{WriteKey: st.WriteKey, DecryptKeys: st.DecryptKeys}, nil
 }
@@ -164,8 +186,83 @@ func asKEKError(op, keyID string, err error) error {
 type kmsPlugin struct {
 	cluster string
 	path    string
+	src     *kmsClusterSource
 	plugin  *kmsplugin.Plugin
 	ln      net.Listener
+	// running is the plugin's context while the server serves (nil before and after).
+	running atomic.Pointer[context.Context]
+}
+
+// kmsRefreshWait bounds how long a change of a cluster's settings made on this server waits
+// for its in-process plugin's poll and self-test before it returns (the poll goes on).
+const kmsRefreshWait = 5 * time.Second
+
+// refreshKMSPlugins makes every serving in-process plugin that match selects poll and
+// self-test now; with wait, it returns once they are done (kmsRefreshWait at most), so the
+// change that called it answers only when the plugin's Status reports it.
+func (s *Server) refreshKMSPlugins(why string, match func(*kmsPlugin) bool, wait bool) {
+	var done []chan struct{}
+	for _, kp := range s.kmsPlugins {
+		ctxp := kp.running.Load()
+		if ctxp == nil || !match(kp) {
+			continue
+		}
+		ctx := *ctxp
+		d := make(chan struct{})
+		done = append(done, d)
+		go func() {
+			defer close(d)
+			if err := kp.plugin.Refresh(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("kms plugin: poll after a change failed; Status answers the error", "cluster", kp.cluster, "change", why, "err", err)
+			}
+		}()
+		s.log.Info("kms plugin: polling now", "cluster", kp.cluster, "change", why)
+	}
+	if !wait || len(done) == 0 {
+		return
+	}
+	timeout := time.NewTimer(kmsRefreshWait)
+	defer timeout.Stop()
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-timeout.C:
+			return
+		}
+	}
+}
+
+// watchKMSChanges makes the in-process plugins poll at once on a change made on this server
+// (instead of at their next --kms-key-rotation-poll): a cluster's settings changed or its PMK
+// rotated (kms.Service), a new version of a cluster's write key in one of this server's vaults
+// (vault.Service: `coffer vault key rotate`, a rotation policy), and SIGHUP to the server
+// (every plugin). Changes made on another replica of a shared metadata store are not heard:
+// their plugins see them at the next poll (or SIGHUP, POST /poll).
+func (s *Server) watchKMSChanges(p *services) {
+	p.kms.Subscribe(func(_ context.Context, cluster string) {
+		s.refreshKMSPlugins("cluster settings", func(kp *kmsPlugin) bool { return kp.cluster == cluster }, true)
+	})
+	// The vault calls this in the goroutine of the call that stored the version, before that
+	// call's audit record: the poll runs beside it, not in it.
+	p.vault.SubscribeKeyVersions(func(vault, name string) {
+		s.refreshKMSPlugins("new key version", func(kp *kmsPlugin) bool { return kp.src.writes(vault, name) }, false)
+	})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	s.closers = append(s.closers, func() error { signal.Stop(hup); return nil })
+	s.background = append(s.background, func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				s.log.Info("kms plugin: SIGHUP: every in-process plugin reads its key settings now")
+				for _, kp := range s.kmsPlugins {
+					kp.plugin.Trigger()
+				}
+			}
+		}
+	})
 }
 
 // setupKMSPlugins builds the in-process plugins of --kms-plugin-socket and binds their
@@ -214,12 +311,15 @@ func (s *Server) setupKMSPlugins(ctx context.Context, p *services) error {
 			}
 			return nil
 		})
-		plugins = append(plugins, &kmsPlugin{cluster: sock.Cluster, path: sock.Path, plugin: pl, ln: ln})
+		plugins = append(plugins, &kmsPlugin{cluster: sock.Cluster, path: sock.Path, src: src, plugin: pl, ln: ln})
 		s.log.Info("kms plugin in-process", "cluster", sock.Cluster, "socket", sock.Path, "identity", c.IdentityName)
 	}
 	s.kmsPlugins = plugins
+	s.watchKMSChanges(p)
 	for _, kp := range plugins {
 		s.background = append(s.background, func(ctx context.Context) {
+			kp.running.Store(&ctx)
+			defer kp.running.Store(nil)
 			// The socket answers at once (Status: an error until the first check passed).
 			go func() {
 				if err := kp.plugin.Start(ctx); err != nil && ctx.Err() == nil {
