@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,17 +91,15 @@ func TestInProcessAPIServerEnvelope(t *testing.T) {
 		}
 	}
 
-	// Rotation: a new PMK version, the plugin's poll (as coffer kms rotate-now --plugin-health).
+	// Rotation: a new PMK version through the management API. The plugin in the same server
+	// polls before the call answers: the very next Status reports it, with no POST /poll.
 	e.MustDo(t, "POST", "/coffer/v1/kms/clusters/c6/rotate", nil, nil)
-	p.poll(t)
-	var v2 string
-	vaulttest.Eventually(t, 30*time.Second, "the plugin reports the new PMK version", func() error {
-		v2 = strings.TrimPrefix(p.waitHealth(t, 200, "ok https://"), "ok ")
-		if v2 == v1 {
-			return fmt.Errorf("still %s", v1)
-		}
-		return nil
-	})
+	st, err = kc.Status(context.Background(), &kmsapi.StatusRequest{})
+	if err != nil || st.KeyId == v1 || !strings.HasPrefix(st.KeyId, strings.TrimSuffix(v1, v1[strings.LastIndex(v1, "/"):])+"/") {
+		t.Fatalf("Status right after cluster rotate: %+v %v, want a new version of the PMK (was %s)", st, err, v1)
+	}
+	v2 := st.KeyId
+	p.waitHealth(t, 200, "ok "+v2)
 	var s2 stored
 	vaulttest.Eventually(t, 45*time.Second, "new writes use the new key_id", func() error {
 		if err := api.health(); err != nil {
@@ -143,8 +142,12 @@ func TestInProcessAPIServerEnvelope(t *testing.T) {
 	e.SetPolicy(t, "team", k.sp.ObjectID, "get", "wrapKey", "unwrapKey")
 	cmk := fmt.Sprintf("https://127.0.0.1:%d/keys/k8s", port)
 	e.MustDo(t, "PATCH", "/coffer/v1/kms/clusters/c6", wire.KMSClusterRequest{KeyManagement: "CMK", KeyID: cmk}, nil)
-	p.poll(t)
-	v3 := strings.TrimPrefix(p.waitHealth(t, 200, "ok "+cmk+"/"), "ok ")
+	// The migration, too, reaches the plugin before the PATCH answers.
+	st, err = kc.Status(context.Background(), &kmsapi.StatusRequest{})
+	if err != nil || !strings.HasPrefix(st.KeyId, cmk+"/") {
+		t.Fatalf("Status right after PMK → CMK: %+v %v, want a version of %s", st, err, cmk)
+	}
+	v3 := st.KeyId
 	api.cancel()
 	api = loadAPIServer(t, sock) // a fresh apiserver: no seed cached
 	s3 := api.write(t, "s3")
@@ -158,12 +161,134 @@ func TestInProcessAPIServerEnvelope(t *testing.T) {
 	}
 	api.mustRead(t, s3)
 
+	// A new version of the CMK made in its vault (coffer vault key rotate) reaches the plugin
+	// with no poll (the poll interval is an hour): the vault tells the server of it.
+	e.SetPolicy(t, "team", who(t, e), "create", "get", "list", "rotate")
+	e.MustDo(t, "POST", "/coffer/v1/vaults/team/keys/k8s/rotate", nil, nil)
+	var v4 string
+	vaulttest.Eventually(t, 10*time.Second, "Status reports the CMK's new version", func() error {
+		st, err := kc.Status(context.Background(), &kmsapi.StatusRequest{})
+		if err != nil || st.KeyId == v3 || !strings.HasPrefix(st.KeyId, cmk+"/") {
+			return fmt.Errorf("Status %+v %v, want a version of %s other than %s", st, err, cmk, v3)
+		}
+		v4 = st.KeyId
+		return nil
+	})
+	vaulttest.Eventually(t, 45*time.Second, "new writes use the CMK's new version", func() error {
+		if err := api.health(); err != nil {
+			return err
+		}
+		if s4 := api.write(t, "s4"); s4.keyID != v4 {
+			return fmt.Errorf("s4 under %s, want %s", s4.keyID, v4)
+		}
+		return nil
+	})
+
+	// SIGHUP to the server: every in-process plugin polls now (a get of its write key as the
+	// cluster's identity, in the vault's audit trail; the self-tests only wrap and unwrap).
+	_, seq, _ = auditCount(t, e, "team", 0)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	vaulttest.Eventually(t, 10*time.Second, "a poll after SIGHUP", func() error {
+		if n := keyGets(t, e, "team", k.sp.ObjectID, seq); n == 0 {
+			return fmt.Errorf("no get of the write key by %s since SIGHUP", k.sp.ObjectID)
+		}
+		return nil
+	})
+
 	// The server's graceful stop stops the plugin and removes its socket.
 	api.cancel()
 	e.Inst.Stop()
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Fatalf("socket %s after the server stopped: %v, want it removed", sock, err)
 	}
+}
+
+// TestInProcessPrivateVault: a CMK in a second vault of the server whose network rules deny by
+// default serves the in-process plugin while the vault lets Coffer's services bypass them
+// (the plugin is one of them, whatever the cluster's keyVaultNetworkAccess); with bypass None
+// the self-test fails, and Status, /healthz and the cluster's pluginStatus name the rule;
+// the bypass restored, the plugin recovers with no restart.
+func TestInProcessPrivateVault(t *testing.T) {
+	e := vaulttest.Start(t, nil)
+	sp := e.ServicePrincipal(t, "kms-c9")
+	port := freePort(t)
+	e.CreateVault(t, "locked", map[string]any{"port": port})
+	keyInVault(t, e, "locked", "k8s")
+	acls := func(bypass string) map[string]any {
+		return map[string]any{"networkAcls": map[string]any{"defaultAction": "Deny", "bypass": bypass}}
+	}
+	e.MustDo(t, "PATCH", "/coffer/v1/vaults/locked", acls("CofferServices"), nil)
+	e.SetPolicy(t, "locked", sp.ObjectID, "get", "wrapKey", "unwrapKey")
+	cmk := fmt.Sprintf("https://127.0.0.1:%d/keys/k8s", port)
+	e.MustDo(t, "POST", "/coffer/v1/kms/clusters", wire.KMSClusterRequest{Name: "c9", KeyManagement: "CMK", KeyID: cmk, Identity: sp.ClientID, KeyVaultNetworkAccess: "Private"}, nil)
+	k := &kmsEnv{e: e, sp: sp}
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	e, p := startInProcess(t, k, "c9", sock)
+	kid := strings.TrimPrefix(p.waitHealth(t, 200, "ok "+cmk+"/"), "ok ")
+	kc := p.grpc(t)
+	if st, err := kc.Status(context.Background(), &kmsapi.StatusRequest{}); err != nil || st.KeyId != kid {
+		t.Fatalf("Status: %+v %v, want ok %s", st, err, kid)
+	}
+	api := loadAPIServer(t, sock)
+	s1 := api.write(t, "s1")
+	if s1.keyID != kid {
+		t.Fatalf("s1 under %s, want %s", s1.keyID, kid)
+	}
+	api.mustRead(t, s1)
+	// Public or Private, the in-process plugin reaches the key as a Coffer service.
+	e.MustDo(t, "PATCH", "/coffer/v1/kms/clusters/c9", wire.KMSClusterRequest{KeyVaultNetworkAccess: "Public"}, nil)
+	if st, err := kc.Status(context.Background(), &kmsapi.StatusRequest{}); err != nil || st.KeyId != kid {
+		t.Fatalf("Status with keyVaultNetworkAccess Public: %+v %v, want ok %s", st, err, kid)
+	}
+	api.mustRead(t, s1)
+
+	// No bypass: refused, and every answer names the network rule.
+	e.MustDo(t, "PATCH", "/coffer/v1/vaults/locked", acls("None"), nil)
+	body := p.waitHealth(t, 503, "bypass=None")
+	if !strings.Contains(body, "network rules") {
+		t.Fatalf("/healthz does not name the network rule: %s", body)
+	}
+	_, err := kc.Status(context.Background(), &kmsapi.StatusRequest{})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "network rules") || !strings.Contains(err.Error(), "bypass=None") {
+		t.Fatalf("Status with bypass None: %v, want Unavailable naming the network rule", err)
+	}
+	if _, err := kc.Encrypt(context.Background(), &kmsapi.EncryptRequest{Plaintext: make([]byte, 32), Uid: "t"}); err == nil {
+		t.Fatal("Encrypt with bypass None succeeded")
+	}
+	vaulttest.Eventually(t, 10*time.Second, "the cluster's pluginStatus names the network rule", func() error {
+		if c := k.show(t, "c9"); c.PluginStatus == nil || c.PluginStatus.Healthz != "error" || !strings.Contains(c.PluginStatus.Error, "bypass=None") {
+			return fmt.Errorf("plugin status %+v", c.PluginStatus)
+		}
+		return nil
+	})
+
+	// The bypass restored: healthy again, no restart.
+	e.MustDo(t, "PATCH", "/coffer/v1/vaults/locked", acls("CofferServices"), nil)
+	p.waitHealth(t, 200, "ok "+kid)
+	api.mustRead(t, s1)
+}
+
+// keyGets counts the successful key gets in vault's audit trail by principal objectID after
+// record seq.
+func keyGets(t *testing.T, e *vaulttest.Env, vault, objectID string, seq int64) int {
+	var out wire.List[wire.AuditRecord]
+	e.MustDo(t, "GET", fmt.Sprintf("/coffer/v1/audit?vault=%s&after=%d&limit=10000", vault, seq), nil, &out)
+	n := 0
+	for _, r := range out.Value {
+		if r.PrincipalID == objectID && r.Result == "success" && r.Operation == "KeyGet" {
+			n++
+		}
+	}
+	return n
+}
+
+// who is the object id of the test's administrator.
+func who(t *testing.T, e *vaulttest.Env) string {
+	var w wire.Whoami
+	e.MustDo(t, "GET", "/coffer/v1/whoami", nil, &w)
+	return w.ID
 }
 
 // TestInProcessTwoClusters: one server serves two clusters, each on its own socket, as its own
