@@ -34,7 +34,12 @@ COFFER_DATA_DIR) or as a key of the YAML file given with --config (for example
   COFFER_LOG_FORMAT=json coffer serve --config /etc/coffer/coffer.yaml
   coffer serve --blob-store s3://team-registry/coffer --s3-endpoint https://s3.example.com \
     --s3-path-style --s3-access-key-id AKIA... --s3-secret-access-key-file /run/secrets/s3
-  PGPASSWORD=... coffer serve --metadata 'postgres://coffer@db.example.com/coffer?sslmode=verify-full&sslrootcert=db-ca.pem'`,
+  PGPASSWORD=... coffer serve --metadata 'postgres://coffer@db.example.com/coffer?sslmode=verify-full&sslrootcert=db-ca.pem'
+  # The Kubernetes KMS v2 plugin in-process, for a cluster created with 'coffer kms cluster create':
+  coffer serve --kms-plugin-socket unix:///var/run/coffer-kms/kms.sock --kms-cluster prod-eu \
+    --kms-plugin-health-listen 127.0.0.1:8787
+  coffer serve --kms-plugin-socket unix:///run/kms/eu.sock=prod-eu,unix:///run/kms/us.sock=prod-us
+  kill -HUP "$(pidof coffer)"   # every in-process KMS plugin reads its key settings now`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Load(&cfg, cmd.Flags(), os.Getenv); err != nil {

@@ -63,6 +63,8 @@ type Server struct {
 	// Azure is the credential for vaults of other servers (or Azure Key Vault), read from
 	// the environment by Load.
 	Azure Azure
+	// KMSPlugin runs the Kubernetes KMS v2 plugin inside the server (docs/kms.md).
+	KMSPlugin KMSPlugin
 }
 
 // Azure is a client-secret credential in the Azure SDK's conventions. It is used to reach a
@@ -179,6 +181,69 @@ type Encryption struct {
 	VaultCAFile string
 }
 
+// KMSPlugin settings: the KMS v2 plugin served by `coffer serve` itself, one unix socket per
+// cluster, each acting as its cluster's identity (docs/kms.md, "In-process mode").
+type KMSPlugin struct {
+	// Sockets are unix:///path entries, each optionally followed by =CLUSTER; an entry
+	// without a cluster serves Cluster.
+	Sockets []string
+	// Cluster is the cluster of the sockets that name none.
+	Cluster string
+	// SelfTestInterval is how often each plugin wraps and unwraps under its write key.
+	SelfTestInterval time.Duration
+	// PollInterval is how often the settings and the write key's newest version are read.
+	PollInterval time.Duration
+	// HealthListen is a loopback address for /healthz, /metrics and POST /poll ("": off).
+	HealthListen string
+}
+
+// KMSPluginSocket is one in-process plugin: a socket and the cluster it serves.
+type KMSPluginSocket struct {
+	Path, Cluster string
+}
+
+// Plugins parses and checks Sockets: each path absolute, each cluster named once, no
+// socket twice. Whether the clusters exist is checked by the server at start.
+func (k KMSPlugin) Plugins() ([]KMSPluginSocket, error) {
+	if len(k.Sockets) == 0 {
+		if k.Cluster != "" {
+			return nil, fmt.Errorf("--kms-cluster %s needs --kms-plugin-socket unix:///path/to/kms.sock: the socket the apiserver's EncryptionConfiguration names", k.Cluster)
+		}
+		return nil, nil
+	}
+	var out []KMSPluginSocket
+	paths, clusters := map[string]bool{}, map[string]bool{}
+	for _, e := range k.Sockets {
+		sock, cluster, named := strings.Cut(strings.TrimSpace(e), "=")
+		if !named {
+			cluster = k.Cluster
+		}
+		path := sock
+		if !strings.HasPrefix(sock, "/") {
+			rest, ok := strings.CutPrefix(sock, "unix://")
+			if !ok {
+				return nil, fmt.Errorf("--kms-plugin-socket %q: want unix:///path/to/kms.sock or unix:///path/to/kms.sock=CLUSTER", e)
+			}
+			path = rest
+		}
+		if !strings.HasPrefix(path, "/") || len(path) < 2 {
+			return nil, fmt.Errorf("--kms-plugin-socket %q: the socket path must be absolute (unix:///path/to/kms.sock)", e)
+		}
+		if cluster == "" {
+			return nil, fmt.Errorf("--kms-plugin-socket %q names no cluster: add =CLUSTER, or give --kms-cluster", e)
+		}
+		if paths[path] {
+			return nil, fmt.Errorf("--kms-plugin-socket: %s is given twice", path)
+		}
+		if clusters[cluster] {
+			return nil, fmt.Errorf("--kms-plugin-socket: cluster %s is served on two sockets (one plugin per cluster: its Status reports would compete)", cluster)
+		}
+		paths[path], clusters[cluster] = true, true
+		out = append(out, KMSPluginSocket{Path: path, Cluster: cluster})
+	}
+	return out, nil
+}
+
 // Defaults returns the embedded default configuration.
 func Defaults() Server {
 	return Server{
@@ -205,6 +270,7 @@ func Defaults() Server {
 			KeyRotationCheckInterval: time.Hour,
 			KeyAccessCheckInterval:   60 * time.Second,
 		},
+		KMSPlugin: KMSPlugin{SelfTestInterval: 30 * time.Second, PollInterval: 6 * time.Hour},
 	}
 }
 
@@ -255,6 +321,12 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.Encryption.KeyRotationCheckInterval, "key-rotation-check-interval", s.Encryption.KeyRotationCheckInterval, "how often a versionless key is checked for a newer version")
 	fs.StringVar(&s.Encryption.VaultCAFile, "encryption-vault-ca-file", s.Encryption.VaultCAFile, "extra CA certificates (PEM) to trust when the encryption key is in another server's vault")
 	fs.DurationVar(&s.Encryption.KeyAccessCheckInterval, "key-access-check-interval", s.Encryption.KeyAccessCheckInterval, "how often access to the encryption key is re-validated (at most 60s)")
+
+	fs.StringSliceVar(&s.KMSPlugin.Sockets, "kms-plugin-socket", s.KMSPlugin.Sockets, "serve the Kubernetes KMS v2 plugin in-process on this unix socket (unix:///path, or unix:///path=CLUSTER; repeatable, one socket per cluster; mode 0600)")
+	fs.StringVar(&s.KMSPlugin.Cluster, "kms-cluster", s.KMSPlugin.Cluster, "the cluster (coffer kms cluster create) served on the --kms-plugin-socket entries that name none")
+	fs.DurationVar(&s.KMSPlugin.SelfTestInterval, "kms-self-test-interval", s.KMSPlugin.SelfTestInterval, "how often the in-process KMS plugin checks its key with a wrap and unwrap (Status answers from the last check)")
+	fs.DurationVar(&s.KMSPlugin.PollInterval, "kms-key-rotation-poll", s.KMSPlugin.PollInterval, "how often the in-process KMS plugin reads its cluster's settings and the write key's newest version (jittered by up to a tenth)")
+	fs.StringVar(&s.KMSPlugin.HealthListen, "kms-plugin-health-listen", s.KMSPlugin.HealthListen, "loopback address for the in-process KMS plugin's /healthz, /metrics and POST /poll (empty: off)")
 }
 
 // EnvName is the environment variable that sets the flag name.

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +115,44 @@ func TestBlobStoreSettings(t *testing.T) {
 		S3PathStyle: true, S3AccessKeyID: "AKIAEXAMPLE", S3SecretAccessKeyFile: "/run/secrets/s3"}
 	if s.BlobStore != want {
 		t.Fatalf("BlobStore = %+v, want %+v", s.BlobStore, want)
+	}
+}
+
+// TestKMSPluginSockets: --kms-plugin-socket entries pair a socket with a cluster (its own
+// =CLUSTER, or --kms-cluster), from flags and from a YAML list alike; a bad entry is refused
+// with what to write instead.
+func TestKMSPluginSockets(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("kms-plugin-socket:\n  - unix:///run/kms/eu.sock=prod-eu\n  - unix:///run/kms/us.sock\nkms-cluster: prod-us\n"), 0o600)
+	s := Defaults()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	s.BindFlags(fs)
+	if err := fs.Parse([]string{"--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(fs, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.KMSPlugin.Plugins()
+	if err != nil || len(got) != 2 || got[0] != (KMSPluginSocket{"/run/kms/eu.sock", "prod-eu"}) || got[1] != (KMSPluginSocket{"/run/kms/us.sock", "prod-us"}) {
+		t.Fatalf("from the YAML list: %+v %v", got, err)
+	}
+	for _, tc := range []struct {
+		k    KMSPlugin
+		want string
+	}{
+		{KMSPlugin{Cluster: "c"}, "needs --kms-plugin-socket"},
+		{KMSPlugin{Sockets: []string{"unix:///a.sock"}}, "names no cluster"},
+		{KMSPlugin{Sockets: []string{"tcp://127.0.0.1:9"}, Cluster: "c"}, "want unix:///path"},
+		{KMSPlugin{Sockets: []string{"unix://relative.sock"}, Cluster: "c"}, "must be absolute"},
+		{KMSPlugin{Sockets: []string{"unix:///a.sock=x", "/a.sock=y"}}, "given twice"},
+		{KMSPlugin{Sockets: []string{"unix:///a.sock", "unix:///b.sock"}, Cluster: "c"}, "served on two sockets"},
+	} {
+		if _, err := tc.k.Plugins(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.k, err, tc.want)
+		}
+	}
+	if got, err := (KMSPlugin{}).Plugins(); err != nil || got != nil {
+		t.Fatalf("no socket: %v %v, want nothing", got, err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
@@ -132,6 +133,31 @@ type Options struct {
 type Service struct {
 	o  Options
 	st clusterStore
+
+	mu sync.Mutex
+	// subscribers hear of every change of a cluster's keys (Subscribe).
+	subscribers []func(ctx context.Context, cluster string)
+}
+
+// Subscribe calls fn after a change that can change what a cluster's plugin runs with: its
+// settings updated (a new write key, PMK ↔ CMK, another identity), a new version of its PMK
+// (RotateNow), the cluster deleted. fn runs in the goroutine of the call that made the change,
+// before that call returns (the in-process plugin polls at once: internal/server/kmsplugin.go);
+// it must not call back into a settings change.
+func (s *Service) Subscribe(fn func(ctx context.Context, cluster string)) {
+	s.mu.Lock()
+	s.subscribers = append(s.subscribers, fn)
+	s.mu.Unlock()
+}
+
+// changed tells the subscribers that cluster changed.
+func (s *Service) changed(ctx context.Context, cluster string) {
+	s.mu.Lock()
+	subs := slices.Clone(s.subscribers)
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(ctx, cluster)
+	}
 }
 
 // New migrates the tables and returns the service.
@@ -229,6 +255,7 @@ func (s *Service) Update(ctx context.Context, caller identity.Principal, name st
 	}
 	s.record(caller, "kms.cluster.update", name, nil)
 	s.o.Log.Info("kms cluster changed", "cluster", name, "keyManagement", c.KeyManagement, "key", c.KeyID, "decrypt_only", len(c.DecryptOnly))
+	s.changed(ctx, name)
 	return c, nil
 }
 
@@ -362,6 +389,9 @@ func (s *Service) List(ctx context.Context) ([]Cluster, error) { return s.st.lis
 func (s *Service) Delete(ctx context.Context, caller identity.Principal, name string) error {
 	err := s.st.delete(ctx, name)
 	s.record(caller, "kms.cluster.delete", name, err)
+	if err == nil {
+		s.changed(ctx, name)
+	}
 	return err
 }
 
@@ -380,6 +410,7 @@ func (s *Service) RotateNow(ctx context.Context, caller identity.Principal, name
 	if err != nil {
 		return Cluster{}, fmt.Errorf("rotate %s: %w", c.KeyID, err)
 	}
+	s.changed(ctx, name)
 	return s.st.get(ctx, name)
 }
 

@@ -22,7 +22,12 @@ type Metrics struct {
 }
 
 // NewMetrics registers the plugin's metrics.
-func NewMetrics() *Metrics {
+func NewMetrics() *Metrics { return NewMetricsFor(nil) }
+
+// NewMetricsFor registers the plugin's metrics with labels added to every series, on the
+// plugin's own registry (Handler) and on each of also (a plugin inside `coffer serve`: the
+// server's /metrics, with the cluster as a label).
+func NewMetricsFor(labels prometheus.Labels, also ...prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -43,7 +48,9 @@ func NewMetrics() *Metrics {
 			Help: "1 while the last key self-test passed.",
 		}),
 	}
-	m.reg.MustRegister(m.duration, m.errors, m.key, m.healthy)
+	for _, r := range append([]prometheus.Registerer{m.reg}, also...) {
+		prometheus.WrapRegistererWith(labels, r).MustRegister(m.duration, m.errors, m.key, m.healthy)
+	}
 	return m
 }
 

@@ -115,6 +115,9 @@ type Plugin struct {
 	cur     atomic.Pointer[state]
 	health  atomic.Pointer[health]
 	trigger chan struct{}
+	// pollMu makes polls (Start, Run, Refresh) one at a time, so an older settings read never
+	// replaces a newer one.
+	pollMu sync.Mutex
 
 	negMu    sync.Mutex
 	negative map[string]time.Time
@@ -150,8 +153,14 @@ func New(o Options) (*Plugin, error) {
 
 // Start reads the settings and the write key version, and runs the first self-test. A
 // failure is returned (so the caller can log it) but the plugin keeps trying in Run.
-func (p *Plugin) Start(ctx context.Context) error {
-	err := p.Poll(ctx)
+func (p *Plugin) Start(ctx context.Context) error { return p.Refresh(ctx) }
+
+// Refresh polls now and, when the poll succeeded, runs the self-test, and returns when both
+// are done (the in-process plugin after a change of its cluster on the same server).
+func (p *Plugin) Refresh(ctx context.Context) error {
+	p.pollMu.Lock()
+	defer p.pollMu.Unlock()
+	err := p.poll(ctx)
 	if err == nil {
 		err = p.SelfTest(ctx)
 	}
@@ -190,9 +199,7 @@ func (p *Plugin) Run(ctx context.Context) {
 }
 
 func (p *Plugin) pollAndTest(ctx context.Context) {
-	if err := p.Poll(ctx); err == nil {
-		p.SelfTest(ctx) //nolint:errcheck // reflected in Status
-	}
+	p.Refresh(ctx) //nolint:errcheck // logged in poll, reflected in Status
 }
 
 // jittered is the poll interval plus up to a tenth of it.
@@ -215,6 +222,12 @@ func (p *Plugin) Trigger() {
 
 // Poll reads the settings and the write key's newest version, and switches to it.
 func (p *Plugin) Poll(ctx context.Context) error {
+	p.pollMu.Lock()
+	defer p.pollMu.Unlock()
+	return p.poll(ctx)
+}
+
+func (p *Plugin) poll(ctx context.Context) error {
 	st, err := p.o.Source.Settings(ctx)
 	if err != nil {
 		p.o.Log.Error("kms plugin: read the cluster's key settings", "err", err)

@@ -74,6 +74,10 @@ type Server struct {
 	mgmt *mgmt.Router
 	// console is the web console (its expired sessions are swept by a job).
 	console *console.Console
+	// kmsPlugins are the in-process KMS v2 plugins (kmsplugin.go); kmsHealthAddr is where
+	// their /healthz answers ("" when off).
+	kmsPlugins    []*kmsPlugin
+	kmsHealthAddr string
 }
 
 type extraListener struct {
@@ -114,6 +118,9 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
+	if _, err := cfg.KMSPlugin.Plugins(); err != nil { // before any state is opened
+		return nil, err
+	}
 	if cfg.PlainHTTP && !isLoopback(cfg.Listen) {
 		return nil, fmt.Errorf("--plain-http is refused on %s: plain HTTP is only allowed on a loopback address", cfg.Listen)
 	}
@@ -136,6 +143,10 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 	}
 	s.parts = parts
 	if err := s.mountHandlers(ctx, parts); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.setupKMSPlugins(ctx, parts); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type services struct {
 	signatures *signatures.Service
 	// kms holds the KMS v2 plugin's cluster settings.
 	kms *kms.Service
+	// resolver reaches a key URL in-process or over REST (the in-process KMS plugin's keys
+	// in other vaults).
+	resolver *resolve.Resolver
 	// identityHeader is the secret the managed-identity endpoint expects.
 	identityHeader string
 }
@@ -141,6 +144,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.resolver = res
 	p.encryption, err = encryption.Open(ctx, encryption.Options{
 		DB: s.db, Resolver: res, Vault: p.vault, Identities: p.identity, Policies: p.access,
 		PlatformVaultURL:      p.vaultAddrs.Scheme + "://" + encryption.PlatformVaultName + "." + s.cfg.Vault.Domain,

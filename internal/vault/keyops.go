@@ -102,6 +102,9 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 		return insertVersion(ctx, tx, row)
 	})
 	s.forgetKey(vault, name)
+	if err == nil {
+		s.newKeyVersion(vault, row.Name)
+	}
 	return row, err
 }
 

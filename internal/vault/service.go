@@ -76,6 +76,8 @@ type Service struct {
 	mu sync.Mutex
 	// subscribers hear of every vault created, updated or deleted (Subscribe).
 	subscribers []func(v Vault, deleted bool)
+	// keySubscribers hear of every new key version (SubscribeKeyVersions).
+	keySubscribers []func(vault, name string)
 	// portCheckers check a port before a vault gets it (CheckPortsWith).
 	portCheckers []func(ctx context.Context, vault string, port int) error
 	vaults       map[string]cachedVault
@@ -145,6 +147,26 @@ func (s *Service) Subscribe(fn func(v Vault, deleted bool)) {
 	s.mu.Lock()
 	s.subscribers = append(s.subscribers, fn)
 	s.mu.Unlock()
+}
+
+// SubscribeKeyVersions calls fn after every new version of a key is stored (create, import,
+// rotate, a rotation policy's Rotate), with the vault's and the key's names, in the goroutine
+// of the call that made it (the in-process KMS plugin polls when its write key gets a new
+// version). fn must return quickly and must not call back into the vault in that goroutine.
+func (s *Service) SubscribeKeyVersions(fn func(vault, name string)) {
+	s.mu.Lock()
+	s.keySubscribers = append(s.keySubscribers, fn)
+	s.mu.Unlock()
+}
+
+// newKeyVersion tells the key subscribers that vault/name has a new version.
+func (s *Service) newKeyVersion(vault, name string) {
+	s.mu.Lock()
+	subs := append([]func(string, string){}, s.keySubscribers...)
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(vault, name)
+	}
 }
 
 // changed tells the subscribers that v changed.
