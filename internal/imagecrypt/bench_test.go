@@ -1,7 +1,6 @@
 package imagecrypt_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/containers/ocicrypt"
 	encconfig "github.com/containers/ocicrypt/config"
-	"github.com/opencontainers/go-digest"
-	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
@@ -30,28 +27,9 @@ const benchSize = 256 << 20
 // benchLayout writes a one-layer image (an uncompressed layer of random bytes) to dir.
 func benchLayout(b *testing.B, dir string) (string, ocispec.Descriptor) {
 	b.Helper()
-	ctx := context.Background()
 	layer := make([]byte, benchSize)
 	rand.Read(layer)
-	st, err := oci.New(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ld := content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayer, layer)
-	cfg, _ := json.Marshal(ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{ld.Digest}}})
-	cd := content.NewDescriptorFromBytes(ocispec.MediaTypeImageConfig, cfg)
-	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{ld}})
-	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, m)
-	for _, x := range []struct {
-		d ocispec.Descriptor
-		b []byte
-	}{{ld, layer}, {cd, cfg}, {md, m}} {
-		if err := st.Push(ctx, x.d, bytes.NewReader(x.b)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	st.Tag(ctx, md, "v1")
-	return "oci:" + dir + ":v1", ld
+	return plainLayout(b, dir, [][]byte{layer}), content.NewDescriptorFromBytes(ocispec.MediaTypeImageLayer, layer)
 }
 
 // BenchmarkLayer256MiB: encrypt and decrypt of one 256 MiB layer, in one run, by

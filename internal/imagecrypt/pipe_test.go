@@ -23,7 +23,7 @@ import (
 )
 
 // plainLayout writes an image of uncompressed layers with the given contents to dir.
-func plainLayout(t *testing.T, dir string, layers [][]byte) string {
+func plainLayout(t testing.TB, dir string, layers [][]byte) string {
 	t.Helper()
 	ctx := context.Background()
 	st, err := oci.New(dir)
