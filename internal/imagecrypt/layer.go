@@ -31,8 +31,8 @@ var ErrVerify = errors.New("layer verification failed")
 
 // encryptLayer encrypts one layer into file and returns its new descriptor. The source is
 // read and digested ahead in one goroutine, ocicrypt encrypts each buffer in place in this
-// one, the ciphertext is digested in a third and written in a fourth: the same buffers go
-// round, no staging, no copy.
+// one, the ciphertext is digested and written in a third: the same buffers go round, no
+// staging, no copy.
 func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptConfig, desc ocispec.Descriptor, file *os.File, p *progress) (ocispec.Descriptor, error) {
 	rc, err := f.Fetch(ctx, desc)
 	if err != nil {
@@ -49,7 +49,7 @@ func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptC
 		return ocispec.Descriptor{}, fmt.Errorf("encrypt layer %s: %w", desc.Digest, err)
 	}
 	h := sha256.New()
-	out := newSinksOver(pool, hashTo(h, p), writeTo(file))
+	out := newSinksOver(pool, both(hashTo(h, p), writeTo(file)))
 	n, err := transformInPlace(in, src, encR, out)
 	if cerr := out.Close(); err == nil {
 		err = cerr
@@ -83,6 +83,17 @@ func hashTo(h hash.Hash, p *progress) func([]byte) error {
 			p.Write(b)
 		}
 		return nil
+	}
+}
+
+// both is a sink that runs f then g on each buffer (in one goroutine: g finds the buffer
+// in the cache f warmed).
+func both(f, g func([]byte) error) func([]byte) error {
+	return func(b []byte) error {
+		if err := f(b); err != nil {
+			return err
+		}
+		return g(b)
 	}
 }
 
@@ -131,12 +142,12 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	// The plaintext's digest (an uncompressed layer's diff_id is its digest), for a
-	// compressed layer a pipe to a decompressing goroutine (the diff_id), and the file
-	// writes: one goroutine each, on the same buffers. (ocicrypt's decrypting reader copies
+	// The plaintext's digest (an uncompressed layer's diff_id is its digest) and the file
+	// write in one goroutine, and for a compressed layer a pipe to a decompressing
+	// goroutine (the diff_id) in another, on the same buffers. (ocicrypt's decrypting reader copies
 	// into them: it holds back the end of the stream until its HMAC is checked.)
 	h := sha256.New()
-	sinks := []func([]byte) error{hashTo(h, nil)}
+	sinks := []func([]byte) error{both(hashTo(h, nil), writeTo(file))}
 	compressed := isCompressed(plainType)
 	var pw *io.PipeWriter
 	diffc := make(chan diffResult, 1)
@@ -150,7 +161,7 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 		}()
 		sinks = append(sinks, func(b []byte) error { _, err := pw.Write(b); return err })
 	}
-	out := newSinks(append(sinks, writeTo(file))...)
+	out := newSinks(sinks...)
 	n, err := out.ReadFrom(plain)
 	if cerr := out.Close(); err == nil {
 		err = cerr

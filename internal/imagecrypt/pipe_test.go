@@ -57,17 +57,17 @@ func plainLayout(t testing.TB, dir string, layers [][]byte) string {
 	return "oci:" + dir + ":v1"
 }
 
-// TestPipelineBoundaries: layers of sizes around the pipeline's 1 MiB buffers (empty, one
-// byte, one buffer less, exactly, more) encrypt into what ocicrypt itself decrypts to the
+// TestPipelineBoundaries: layers of sizes around the pipeline's buffers (empty, one byte,
+// a byte less than a buffer, exactly one, a byte more, several) encrypt into what ocicrypt itself decrypts to the
 // source bytes, and Coffer decrypts them back; a source blob that does not match its
 // digest is refused before anything is written.
 func TestPipelineBoundaries(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	priv, pub := localKeys(t, dir)
-	const mib = 1 << 20
+	const buf = 512 << 10 // the pipeline's buffer (chunkSize)
 	var layers [][]byte
-	for _, n := range []int{0, 1, mib - 1, mib, mib + 1, 3*mib + 5} {
+	for _, n := range []int{0, 1, buf - 1, buf, buf + 1, 2 * buf, 6*buf + 5} {
 		b := make([]byte, n)
 		rand.Read(b)
 		layers = append(layers, b)
