@@ -14,7 +14,6 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	dockercreds "oras.land/oras-go/v2/registry/remote/credentials"
 
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/imagecrypt"
 )
 
@@ -28,9 +27,13 @@ containerd imgcrypt and CRI-O (docs/image-encryption.md).
 Images are oci:DIR[:TAG], docker://HOST/REPO:TAG or docker-archive:FILE (source only).
 Registry credentials come from --creds, $COFFER_USERNAME/$COFFER_PASSWORD, the registry
 refresh token 'coffer login' saved (for that server's host), or the docker credential store
-(~/.docker/config.json). vault: recipients and keys reach the vault as the
-AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_AUTHORITY_HOST credential, or as the
-host's managed identity.`,
+(~/.docker/config.json).
+
+vault: recipients and keys reach the vault, in this order: as the service principal of
+AZURE_CLIENT_ID/AZURE_CLIENT_SECRET (with AZURE_TENANT_ID, AZURE_AUTHORITY_HOST) when both
+are set, for any vault; else, for a vault of the Coffer server you logged in to (or that
+COFFER_USERNAME/COFFER_PASSWORD or COFFER_CLIENT_ID/COFFER_CLIENT_SECRET reach), through its
+management API as that identity (audited as you); else as the host's managed identity.`,
 	}
 	flags := func(c *cobra.Command) {
 		c.Flags().String("creds", "", "registry credentials USER:PASSWORD (default: $COFFER_USERNAME/$COFFER_PASSWORD, else 'coffer login', else the docker credential store)")
@@ -163,8 +166,7 @@ func imageOptions(cmd *cobra.Command) (imagecrypt.Options, error) {
 	} else if cred != nil {
 		o.Registry.Credential = cred
 	}
-	az := config.AzureFromEnv(os.Getenv)
-	o.KEKs = imagecrypt.RemoteKEKs(az.TenantID, az.ClientID, az.ClientSecret, az.AuthorityHost, caFile)
+	o.KEKs = newImageKEKs(cmd, saved, caFile)
 	o.Layers, _ = cmd.Flags().GetIntSlice("layer")
 	o.Platforms, _ = cmd.Flags().GetStringSlice("platform")
 	o.Parallel, _ = cmd.Flags().GetInt("parallel")

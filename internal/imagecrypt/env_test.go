@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,13 +48,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{Env: vaulttest.Start(t, nil), dir: t.TempDir()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	v := e.CreateVault(t, "images", map[string]any{"port": port})
+	v := e.CreateVault(t, "images", map[string]any{"port": freePort(t)})
 	e.vaultURI = v.VaultURI
 	var who struct {
 		ID string `json:"id"`

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -29,8 +30,9 @@ var ErrMissingKey = errors.New("missing private key needed for decryption")
 var ErrVerify = errors.New("layer verification failed")
 
 // encryptLayer encrypts one layer into file and returns its new descriptor. The source is
-// read and digested ahead in one goroutine, ocicrypt encrypts in this one, and the
-// ciphertext is digested and written in a third: no staging, no second copy.
+// read and digested ahead in one goroutine, ocicrypt encrypts each buffer in place in this
+// one, the ciphertext is digested and written in a third: the same buffers go round, no
+// staging, no copy.
 func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptConfig, desc ocispec.Descriptor, file *os.File, p *progress) (ocispec.Descriptor, error) {
 	rc, err := f.Fetch(ctx, desc)
 	if err != nil {
@@ -38,20 +40,18 @@ func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptC
 	}
 	defer rc.Close()
 	vr := content.NewVerifyReader(rc, desc)
-	in := readAhead(vr)
+	pool := newPool(2*chunksInStage + 1) // shared by the reader and the sinks
+	in := readAheadInto(vr, pool)
 	defer in.Close()
-	encR, fin, err := ocicrypt.EncryptLayer(ec, in, desc)
+	src := &inPlace{}
+	encR, fin, err := ocicrypt.EncryptLayer(ec, src, desc)
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("encrypt layer %s: %w", desc.Digest, err)
 	}
 	h := sha256.New()
-	fw := writeBehind(file) // the file writes in a fourth goroutine, off the digest's
-	out := writeBehind(io.MultiWriter(fw, h, p))
-	n, err := out.ReadFrom(encR)
+	out := newSinksOver(pool, both(hashTo(h, p), writeTo(file)))
+	n, err := transformInPlace(in, src, encR, out)
 	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := fw.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -75,10 +75,52 @@ func encryptLayer(ctx context.Context, f content.Fetcher, ec *encconfig.EncryptC
 	return nd, nil
 }
 
+// hashTo is a sink that digests (and counts the progress of) each buffer.
+func hashTo(h hash.Hash, p *progress) func([]byte) error {
+	return func(b []byte) error {
+		h.Write(b)
+		if p != nil {
+			p.Write(b)
+		}
+		return nil
+	}
+}
+
+// both is a sink that runs f then g on each buffer (in one goroutine: g finds the buffer
+// in the cache f warmed).
+func both(f, g func([]byte) error) func([]byte) error {
+	return func(b []byte) error {
+		if err := f(b); err != nil {
+			return err
+		}
+		return g(b)
+	}
+}
+
+// writebackEvery is how much is written before the kernel is asked to start writing it
+// back to disk.
+const writebackEvery = 8 << 20
+
+// writeTo is a sink that writes each buffer to file and, every writebackEvery bytes, asks
+// the kernel to start writing them back, so the disk works while the layer is still
+// being encrypted and the one fsync at the end of the run finds little left to do.
+func writeTo(file *os.File) func([]byte) error {
+	var off, pending int64
+	return func(b []byte) error {
+		n, err := file.Write(b)
+		pending += int64(n)
+		if pending >= writebackEvery {
+			startWriteback(file, off, pending)
+			off, pending = off+pending, 0
+		}
+		return err
+	}
+}
+
 // decryptLayer decrypts one layer into file (a private file of the destination, made
 // visible only after every layer passed) and verifies it whole: ocicrypt's HMAC at the end
 // of the stream, the blob digest, the digest ocicrypt recorded and the config's diff_id.
-// As for encryption, reading, decrypting and digesting/writing run in three goroutines.
+// Reading, decrypting, digesting and writing run in their own goroutines.
 func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryptKeys, idx int, desc ocispec.Descriptor, diffID digest.Digest, file *os.File, p *progress) (ocispec.Descriptor, error) {
 	name := fmt.Sprintf("layer %d (%s)", idx, desc.Digest)
 	plainType := strings.TrimSuffix(desc.MediaType, encryptedSuffix)
@@ -100,12 +142,12 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	// One pass in the writer goroutine: the file, the blob digest and, for a compressed
-	// layer, through a pipe to a decompressing goroutine, the diff_id (an uncompressed
-	// layer's diff_id is its digest).
+	// The plaintext's digest (an uncompressed layer's diff_id is its digest) and the file
+	// write in one goroutine, and for a compressed layer a pipe to a decompressing
+	// goroutine (the diff_id) in another, on the same buffers. (ocicrypt's decrypting reader copies
+	// into them: it holds back the end of the stream until its HMAC is checked.)
 	h := sha256.New()
-	fw := writeBehind(file) // the file writes in their own goroutine, off the digests'
-	sinks := []io.Writer{fw, h}
+	sinks := []func([]byte) error{both(hashTo(h, nil), writeTo(file))}
 	compressed := isCompressed(plainType)
 	var pw *io.PipeWriter
 	diffc := make(chan diffResult, 1)
@@ -117,14 +159,11 @@ func (o Options) decryptLayer(ctx context.Context, f content.Fetcher, dk *decryp
 			_, _ = io.Copy(io.Discard, pr)
 			diffc <- diffResult{d, err}
 		}()
-		sinks = append(sinks, pw)
+		sinks = append(sinks, func(b []byte) error { _, err := pw.Write(b); return err })
 	}
-	out := writeBehind(io.MultiWriter(sinks...))
+	out := newSinks(sinks...)
 	n, err := out.ReadFrom(plain)
 	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := fw.Close(); err == nil {
 		err = cerr
 	}
 	var dr diffResult
