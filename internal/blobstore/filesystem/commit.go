@@ -103,7 +103,7 @@ func (c *committer) round(batch []*commitReq) {
 		if r.err != nil {
 			continue
 		}
-		if r.err = rename(r.f.Name(), r.dst); r.err == nil {
+		if r.err = rename(r.f.Name(), r.dst, c.syncFS == nil); r.err == nil {
 			renamed = append(renamed, r)
 		}
 	}
@@ -131,10 +131,17 @@ func (c *committer) round(batch []*commitReq) {
 	}
 }
 
-// rename moves the partial file src to dst, creating dst's directory (durably) if needed.
-func rename(src, dst string) error {
+// rename moves the partial file src to dst, creating dst's directory if needed: flushing
+// each parent it changes when syncDirs, else leaving the new directories to the round's
+// syncfs, which flushes them with the renames (a fresh store creates its 256 blobs/sha256/<xx>/
+// directories during its first pushes; one fsync each would serialise the round).
+func rename(src, dst string, syncDirs bool) error {
 	return retryMissingDir(func() error {
-		if err := mkdirAll(filepath.Dir(dst)); err != nil {
+		mkdir := mkdirAll
+		if !syncDirs {
+			mkdir = func(dir string) error { return os.MkdirAll(dir, 0o700) }
+		}
+		if err := mkdir(filepath.Dir(dst)); err != nil {
 			return err
 		}
 		if err := os.Rename(src, dst); err != nil {
