@@ -20,6 +20,8 @@
 //
 //	go run ./bench/registry --distribution "$(go env GOPATH)/bin/registry" --zot /path/to/zot
 //	go run ./bench/registry --coffer-plain-http
+//	go run ./bench/registry --figures small8 --rounds 1 --coffer-plain-http
+//	go run ./bench/registry --figures big --coffer-plain-http --coffer-http1
 //	go run ./bench/registry --versitygw "${COFFER_TOOLS:-$HOME/.cache/coffer-tools}/bin/versitygw"
 //	go run ./bench/registry --no-coffer --target https://host:5000 --user admin --password ... --insecure
 package main
@@ -34,6 +36,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,6 +74,8 @@ func run() (code int) {
 		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of this process (the clients, and Coffer with --in-process)")
 		blobStore   = flag.String("blob-store", "", "also start a `coffer serve --blob-store URL` (s3://BUCKET[/PREFIX]; its --s3-* flags with --blob-store-flag)")
 		versitygw   = flag.String("versitygw", "", "also start a `coffer serve` on S3: versitygw from this binary on a temporary directory")
+		cofferH1    = flag.Bool("coffer-http1", false, "also measure the HTTPS coffer with a client that speaks HTTP/1.1 over TLS (what HTTP/2 costs the client)")
+		only        = flag.String("figures", "", "run only these figure pairs, comma-separated: big, small1, small8 (default: all)")
 		blobFlags   []string
 	)
 	flag.Func("blob-store-flag", "a flag for the --blob-store coffer, e.g. --blob-store-flag=--s3-endpoint=http://127.0.0.1:7070 (repeatable)", func(v string) error {
@@ -126,7 +131,11 @@ func run() (code int) {
 			if bin == "" {
 				bin = buildCoffer(ctx, tmp)
 			}
-			add(startCoffer(ctx, "coffer", filepath.Join(tmp, "coffer"), bin, false))
+			t, stop := startCoffer(ctx, "coffer", filepath.Join(tmp, "coffer"), bin, false)
+			add(t, stop)
+			if *cofferH1 {
+				targets = append(targets, t.http1())
+			}
 			if *cofferPlain {
 				add(startCoffer(ctx, "coffer-plain", filepath.Join(tmp, "coffer-plain"), bin, true))
 			}
@@ -161,11 +170,15 @@ func run() (code int) {
 	if len(targets) == 0 {
 		fail("nothing to measure")
 	}
-	for _, t := range targets {
+	for i, t := range targets {
+		t.seed = i
 		fmt.Fprintf(os.Stderr, "measuring %-14s %s (%s)\n", t.name, t.url, t.how)
 	}
 
 	figures := makeFigures(ctx, int64(*bigMiB)<<20, *small, *smallKiB<<10)
+	if *only != "" {
+		figures = selectFigures(figures, *only)
+	}
 	// results[figure][target][round]
 	results := make([][][]float64, len(figures))
 	for i := range results {
@@ -196,6 +209,27 @@ func run() (code int) {
 	return 0
 }
 
+// selectFigures keeps the pairs (push, then pull) named in a comma-separated list of big,
+// small1 and small8, in their usual order.
+func selectFigures(all []figure, list string) []figure {
+	keys := []string{"big", "small1", "small8"}
+	want := map[string]bool{}
+	for _, k := range strings.Split(list, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(keys, k) {
+			fail(fmt.Sprintf("--figures: unknown figure %q (known: %s)", k, strings.Join(keys, ", ")))
+		}
+		want[k] = true
+	}
+	var out []figure
+	for i, k := range keys {
+		if want[k] {
+			out = append(out, all[2*i:2*i+2]...)
+		}
+	}
+	return out
+}
+
 type figure struct {
 	name, unit string
 	run        func(t *target, round int) float64
@@ -204,26 +238,29 @@ type figure struct {
 func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []figure {
 	var mu sync.Mutex
 	bigData := map[int][]byte{}
-	bigFor := func(round int) []byte {
+	// The data differ per registry (t.seed), so two targets on one server (--coffer-http1)
+	// each store their own blobs instead of finding the other's.
+	bigFor := func(t *target, round int) []byte {
 		mu.Lock()
 		defer mu.Unlock()
-		if b, ok := bigData[round]; ok {
+		key := round*1000 + t.seed
+		if b, ok := bigData[key]; ok {
 			return b
 		}
-		b := randomBytes(uint64(round)+1, int(bigSize))
-		bigData = map[int][]byte{round: b}
+		b := randomBytes(uint64(key)+1, int(bigSize))
+		bigData = map[int][]byte{key: b}
 		return b
 	}
-	smallFor := func(round, clients int) [][]byte {
+	smallFor := func(t *target, round, clients int) [][]byte {
 		out := make([][]byte, small)
 		for i := range out {
-			out[i] = randomBytes(uint64(round*1_000_003+clients*7919+i)+99, smallSize)
+			out[i] = randomBytes(uint64(t.seed*7_000_001+round*1_000_003+clients*7919+i)+99, smallSize)
 		}
 		return out
 	}
 	figures := []figure{
 		{fmt.Sprintf("push 1 blob of %d MiB", bigSize>>20), "MB/s", func(t *target, round int) float64 {
-			data := bigFor(round)
+			data := bigFor(t, round)
 			repo := fmt.Sprintf("bench/big%d", round)
 			t.warm(ctx, repo)
 			start := time.Now()
@@ -231,7 +268,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 			return float64(len(data)) / 1e6 / time.Since(start).Seconds()
 		}},
 		{fmt.Sprintf("pull 1 blob of %d MiB", bigSize>>20), "MB/s", func(t *target, round int) float64 {
-			data := bigFor(round)
+			data := bigFor(t, round)
 			start := time.Now()
 			n, err := t.pullBlob(ctx, fmt.Sprintf("bench/big%d", round), digest.FromBytes(data))
 			must(err)
@@ -245,7 +282,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 		name := fmt.Sprintf("%d blobs of %d KiB, %d client(s)", small, smallSize>>10, clients)
 		figures = append(figures,
 			figure{"push " + name, "blobs/s", func(t *target, round int) float64 {
-				blobs := smallFor(round, clients)
+				blobs := smallFor(t, round, clients)
 				repo := fmt.Sprintf("bench/small%d-%d", round, clients)
 				t.warm(ctx, repo)
 				start := time.Now()
@@ -253,7 +290,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 				return float64(len(blobs)) / time.Since(start).Seconds()
 			}},
 			figure{"pull " + name, "blobs/s", func(t *target, round int) float64 {
-				blobs := smallFor(round, clients)
+				blobs := smallFor(t, round, clients)
 				repo := fmt.Sprintf("bench/small%d-%d", round, clients)
 				start := time.Now()
 				parallel(clients, len(blobs), func(i int) {

@@ -28,8 +28,26 @@ type target struct {
 	how        string // the conditions it runs under, printed with the figures
 	user, pass string
 	client     *http.Client
+	seed       int // makes its data differ from the other targets'
 	mu         sync.Mutex
 	tokens     map[string]string
+}
+
+// http1 is t's registry measured with a client that speaks HTTP/1.1 over TLS, with its own
+// connections and tokens.
+func (t *target) http1() *target {
+	tr := t.client.Transport.(*http.Transport).Clone()
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
+	tr.ForceAttemptHTTP2 = false
+	// The clone's TLS config offers "h2" in ALPN once the original has spoken HTTP/2.
+	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+	tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	h := &target{name: t.name + "-h1", url: t.url, user: t.user, pass: t.pass,
+		how:    strings.Replace(t.how, "HTTP/2", "HTTP/1.1 (client limited to it)", 1),
+		client: &http.Client{Transport: tr, Timeout: t.client.Timeout}, tokens: map[string]string{}}
+	return h
 }
 
 func newTarget(name, u, user, pass string, insecure bool, roots *x509.CertPool) *target {
