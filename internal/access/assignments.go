@@ -209,13 +209,38 @@ func (s *Service) GetAssignment(ctx context.Context, id string) (Assignment, err
 
 // DeleteAssignment removes one assignment by id. The revocation applies to the next
 // Authorize call in this process.
+//
+// The last Owner assignment at the root scope is never deleted: without it nobody could
+// manage access any more, and the installation would be locked out of its own
+// management API. The check and the delete run in one transaction, so two administrators
+// removing each other's Owner at the same moment cannot both succeed.
 func (s *Service) DeleteAssignment(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM access_role_assignments WHERE id = ?`, id)
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		list, err := scanAssignments(tx.QueryContext(ctx, selectAssignments+` WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			return fmt.Errorf("role assignment %q: %w ('coffer role assignment list' shows the ids)", id, ErrNotFound)
+		}
+		if a := list[0]; a.Role == RoleOwner && a.Scope.canonical() == ScopeRoot {
+			var owners int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM access_role_assignments WHERE role = ? AND scope = ?`,
+				RoleOwner, string(ScopeRoot)).Scan(&owners); err != nil {
+				return err
+			}
+			if owners <= 1 {
+				return fmt.Errorf("%w: this is the last Owner assignment at /: assign Owner at / to another principal first ('coffer role assignment create --role Owner --assignee NAME --scope /'), or nobody could manage access any more", ErrConflict)
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM access_role_assignments WHERE id = ?`, id)
+		return err
+	})
 	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+			return err
+		}
 		return fmt.Errorf("delete role assignment: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("role assignment %q: %w ('coffer role assignment list' shows the ids)", id, ErrNotFound)
 	}
 	s.invalidate()
 	return nil

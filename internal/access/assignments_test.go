@@ -216,13 +216,36 @@ func TestBootstrapOwner(t *testing.T) {
 	if !f.allowed(t, admin, access.AccessManage, access.ScopeRoot, false) {
 		t.Fatal("administrator is not Owner at /")
 	}
-	// Once granted, it is never granted again: an operator may remove it.
+	// Once granted, it is never granted again: an operator may remove it, once another
+	// principal is Owner at / (the last root Owner is never removed: that would lock
+	// everybody out of access management).
 	a, err := f.authz.FindAssignment(ctx, "Owner", admin.ID, access.ScopeRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := f.authz.DeleteAssignment(ctx, a.ID); !errors.Is(err, access.ErrConflict) || !strings.Contains(err.Error(), "last Owner") {
+		t.Fatalf("deleting the last Owner at /: %v, want ErrConflict naming the last Owner", err)
+	}
+	if !f.allowed(t, admin, access.AccessManage, access.ScopeRoot, false) {
+		t.Fatal("the refused delete removed the last Owner anyway")
+	}
+	other := f.principal(t)
+	f.assign(t, "Owner", other, "/")
 	if err := f.authz.DeleteAssignment(ctx, a.ID); err != nil {
 		t.Fatal(err)
+	}
+	// Now other is the last Owner at /: refused again; an Owner at a narrower scope is not
+	// protected.
+	b, err := f.authz.FindAssignment(ctx, "Owner", other.ID, access.ScopeRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.authz.DeleteAssignment(ctx, b.ID); !errors.Is(err, access.ErrConflict) {
+		t.Fatalf("deleting the new last Owner at /: %v, want ErrConflict", err)
+	}
+	narrow := f.assign(t, "Owner", admin, "registry")
+	if err := f.authz.DeleteAssignment(ctx, narrow.ID); err != nil {
+		t.Fatalf("an Owner at /registry is not the last root Owner: %v", err)
 	}
 	if err := f.authz.EnsureBootstrapOwner(ctx, &admin); err != nil {
 		t.Fatal(err)
