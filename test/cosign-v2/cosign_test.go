@@ -200,8 +200,8 @@ func push(t *testing.T, repo, tag string) name.Digest {
 	return ref.Context().Digest(d.String())
 }
 
-// pull GETs the image's manifest by digest and by tag and HEADs it, as the puller;
-// it returns the first failure.
+// pull reads the image as the puller: its manifest by digest (and its layers), a HEAD,
+// and its manifest by tag. It returns the first failure.
 func pull(img name.Digest, tag string) error {
 	opts := ggcrOptions(puller)
 	image, err := remote.Image(img, opts...)
