@@ -29,6 +29,18 @@ type DB struct {
 	*sql.DB
 	path    string
 	dialect Dialect
+	// locks are Lock's in-process mutexes; lockPool (PostgreSQL) holds its advisory locks.
+	locks    memLocks
+	lockPool *sql.DB
+}
+
+// Close closes the database's pools.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.lockPool != nil {
+		db.lockPool.Close()
+	}
+	return err
 }
 
 // Dialect reports the engine behind db.
