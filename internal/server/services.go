@@ -86,14 +86,28 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The token signing keys and the identity-header secret live in the database, sealed
+	// under the vault root key: every replica on it signs and checks with the same ones.
+	// Earlier versions kept them in files of the data directory: those are imported once.
 	keysDir := filepath.Join(s.cfg.DataDir, "keys")
-	ks, err := token.OpenKeySet(filepath.Join(keysDir, "token-signing"), s.cfg.TokenKeyRotation,
-		s.cfg.TokenTTL+token.DefaultLeeway+time.Minute, nil)
+	tokenSealer, err := token.NewSealer(root)
 	if err != nil {
 		return nil, err
 	}
+	ks, err := token.OpenKeySet(ctx, token.KeySetOptions{DB: s.db, Sealer: tokenSealer,
+		ImportDir:   filepath.Join(keysDir, "token-signing"),
+		RotateAfter: s.cfg.TokenKeyRotation, KeepAfterRetire: s.cfg.TokenTTL + token.DefaultLeeway + time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("token signing keys: %w", err)
+	}
 	p.tokens = token.NewService(ks, token.Options{TenantID: p.identity.TenantID(), TTL: s.cfg.TokenTTL, Principals: p.identity})
-	if p.identityHeader, err = ensureSecretFile(filepath.Join(keysDir, "identity-header")); err != nil {
+	headerFile := filepath.Join(keysDir, "identity-header")
+	if p.identityHeader, err = ks.Secret(ctx, "identity-header", headerFile); err != nil {
+		return nil, fmt.Errorf("managed identity header secret: %w", err)
+	}
+	// A copy for the operator who hands it to the workloads (IDENTITY_HEADER); the
+	// database's value is the one checked.
+	if err := writeSecretCopy(headerFile, p.identityHeader); err != nil {
 		return nil, fmt.Errorf("managed identity header secret: %w", err)
 	}
 
