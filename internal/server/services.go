@@ -216,6 +216,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,
 		GCGrace:         registryGCGrace,
+		Lock:            s.db.Lock, // the per-digest lock every replica on the database shares
 		Log:             s.log.With("part", "registry"),
 		Metrics:         s.registryMetrics(meta),
 		// A deleted repository's trust data and keys go with it.
