@@ -12,7 +12,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/encryption"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
@@ -171,13 +170,21 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	// An identity the encryption reaches its key with cannot be deleted.
 	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
 
-	// Content trust: metadata through its own sealed store, server-held keys in the vault.
-	trustBase, err := filesystem.New(filepath.Join(s.cfg.DataDir, "trust"))
+	// The blob store every replica shares: registry content, content-trust metadata.
+	base, err := s.blobStore(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("registry blob store: %w", err)
+	}
+
+	// Content trust: metadata sealed in the blob store (under trust/), server-held keys in
+	// the vault. Earlier versions kept the metadata in <data-dir>/trust: moved once.
+	if n, err := moveTrustDir(ctx, filepath.Join(s.cfg.DataDir, "trust"), base); err != nil {
 		return nil, fmt.Errorf("content trust store: %w", err)
+	} else if n > 0 {
+		s.log.Info("content trust metadata moved into the blob store", "objects", n)
 	}
 	p.trust, err = trust.Open(ctx, trust.Options{
-		DB: s.db, Blobs: p.encryption.Driver(trustBase), Vault: p.vault,
+		DB: s.db, Blobs: p.encryption.Driver(base), Vault: p.vault, Lock: s.db.Lock,
 		Grant: func(ctx context.Context, v, objectID string, perms []string) error {
 			_, err := p.access.SetPolicy(ctx, v, objectID, perms)
 			return err
@@ -202,10 +209,6 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	}
 
 	// The registry: every byte through the sealing driver.
-	base, err := s.blobStore(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("registry blob store: %w", err)
-	}
 	meta, err := registry.NewSQLMetadata(ctx, s.db)
 	if err != nil {
 		return nil, fmt.Errorf("registry metadata: %w", err)
