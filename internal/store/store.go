@@ -221,3 +221,33 @@ func splitStatements(step string) []string {
 	}
 	return out
 }
+
+// Where names the database without credentials: the SQLite file, or PostgreSQL's
+// host:port/database.
+func (db *DB) Where() string { return db.path }
+
+// MigrationState returns, per component, the number of schema steps applied.
+func (db *DB) MigrationState(ctx context.Context) (map[string]int, error) {
+	schema := schemaTable
+	if db.dialect == PostgreSQL {
+		schema = pgTypes(schema)
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return nil, fmt.Errorf("read the schema state: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT component, COUNT(*) FROM schema_migrations GROUP BY component`)
+	if err != nil {
+		return nil, fmt.Errorf("read the schema state: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var c string
+		var n int
+		if err := rows.Scan(&c, &n); err != nil {
+			return nil, fmt.Errorf("read the schema state: %w", err)
+		}
+		out[c] = n
+	}
+	return out, rows.Err()
+}
