@@ -53,7 +53,7 @@ type KeySet struct {
 	now             func() time.Time
 
 	mu   sync.RWMutex
-	keys []*signingKey // newest first; keys[0] signs unless retired
+	keys []*signingKey // the signing key first, then newest first (sortKeys)
 	// loaded is when keys were last read from the database (the clock now); missed is when
 	// an unknown kid last made a reload (wall time: a bound on reloads, not a validity).
 	loaded time.Time
@@ -253,8 +253,13 @@ func (ks *KeySet) reload(ctx context.Context) error {
 	return nil
 }
 
+// sortKeys puts the signing key (the one not retired) first, then the newest: a key made
+// in the same second as the one it retired still comes first.
 func sortKeys(keys []*signingKey) {
 	sort.Slice(keys, func(i, j int) bool {
+		if (keys[i].Retired == 0) != (keys[j].Retired == 0) {
+			return keys[i].Retired == 0
+		}
 		if keys[i].Created != keys[j].Created {
 			return keys[i].Created > keys[j].Created
 		}
