@@ -7,6 +7,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -25,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -33,6 +38,7 @@ import (
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/vault"
+	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
 // cluster is two replicas and the proxy in front of them.
@@ -45,7 +51,7 @@ type cluster struct {
 	password string
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
 	t.Helper()
 	pg := pgtest.Start(t)
 	dbURL := pg.URL(pg.NewDatabase(t))
@@ -77,6 +83,9 @@ func startCluster(t *testing.T) *cluster {
 			cfg.Vault.RootKeyFile = rootKey
 			cfg.BlobStore = config.BlobStore{URL: "s3://coffer/registry", S3Endpoint: bucket.Endpoint, S3Region: "us-east-1",
 				S3PathStyle: true, S3AccessKeyID: s3test.AccessKey, S3SecretAccessKeyFile: secret}
+			if mutate != nil {
+				mutate(&cfg)
+			}
 			c.replicas[i], errs[i] = servertest.StartConfig(cfg)
 		}()
 	}
@@ -161,7 +170,7 @@ func pullVerified(t *testing.T, ref name.Reference, want v1.Image, opts ...remot
 // token, the upload's requests and the manifest land on both replicas in turn) and the
 // image pulls intact from each replica directly.
 func TestTwoReplicasBehindProxy(t *testing.T) {
-	c := startCluster(t)
+	c := startCluster(t, nil)
 	auth := &authn.Basic{Username: "admin", Password: c.password}
 	viaProxy := []remote.Option{remote.WithAuth(auth), remote.WithTransport(c.client.Transport), remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
 	imgs := map[string]v1.Image{"v1": randomImage(t, 6<<20, 4096), "v2": randomImage(t, 300<<10)}
@@ -190,4 +199,85 @@ func TestTwoReplicasBehindProxy(t *testing.T) {
 		ref, _ := name.ParseReference(c.addr() + "/team/app:" + tag)
 		pullVerified(t, ref, img, viaProxy...)
 	}
+}
+
+// TestRevocationOnOneReplica: the registry's key access revoked through one replica (the
+// system identity's access policy on the platform vault deleted there) stops reads on the
+// other within the access-check interval, and access restored there brings them back,
+// with no restart: both read the policy from the database.
+func TestRevocationOnOneReplica(t *testing.T) {
+	const interval = 2 * time.Second
+	c := startCluster(t, func(cfg *config.Server) { cfg.Encryption.KeyAccessCheckInterval = interval })
+	a, b := c.replicas[0], c.replicas[1]
+	auth := &authn.Basic{Username: "admin", Password: c.password}
+	onA := []remote.Option{remote.WithAuth(auth), remote.WithTransport(a.Client.Transport), remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
+	img := randomImage(t, 64<<10)
+	ref, _ := name.ParseReference(a.Addr + "/team/app:v1")
+	if err := remote.Write(ref, img, onA...); err != nil {
+		t.Fatal(err)
+	}
+	pullVerified(t, ref, img, onA...)
+
+	mgmtB := adminEnv(t, b, c.password)
+	sys := mgmtB.SystemIdentity(t)
+	mgmtB.MustDo(t, "DELETE", "/coffer/v1/vaults/coffer-platform/access-policies/"+sys, nil, nil)
+	took := vaulttest.Eventually(t, interval+5*time.Second, "replica A refuses reads after the revocation on B", func() error {
+		err := readImage(ref, onA...)
+		var terr *transport.Error
+		if err == nil {
+			return errors.New("replica A still serves the content")
+		}
+		if !errors.As(err, &terr) || terr.StatusCode != http.StatusForbidden || !strings.Contains(err.Error(), "cannot use") {
+			return fmt.Errorf("replica A after the revocation: %v, want 403 naming the key it cannot use", err)
+		}
+		return nil
+	})
+	t.Logf("replica A refused reads %s after replica B revoked (interval %s)", took.Round(10*time.Millisecond), interval)
+
+	mgmtB.SetPolicy(t, "coffer-platform", sys, "get", "wrapKey", "unwrapKey")
+	vaulttest.Eventually(t, interval+5*time.Second, "replica A reads again after access restored on B", func() error {
+		return readImage(ref, onA...)
+	})
+}
+
+// readImage pulls ref's manifest and reads every layer to its end.
+func readImage(ref name.Reference, opts ...remote.Option) error {
+	img, err := remote.Image(ref, opts...)
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		r, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adminEnv logs in to inst's management API as the administrator.
+func adminEnv(t *testing.T, inst *servertest.Instance, password string) *vaulttest.Env {
+	t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {password}, "service": {"coffer-management"}}
+	resp, err := inst.Client.PostForm(inst.URL+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("admin token from %s: %d %v", inst.URL, resp.StatusCode, err)
+	}
+	return &vaulttest.Env{Inst: inst, Token: tok.AccessToken, HTTP: inst.Client}
 }
