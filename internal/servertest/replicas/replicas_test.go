@@ -281,3 +281,94 @@ func adminEnv(t *testing.T, inst *servertest.Instance, password string) *vaultte
 	}
 	return &vaulttest.Env{Inst: inst, Token: tok.AccessToken, HTTP: inst.Client}
 }
+
+// TestReplicaKilledDuringPushes: replica A is a `coffer serve` process pushed to by two
+// clients; it is SIGKILLed while pushes are in flight. Every push A acknowledged pulls
+// intact (digests verified) from replica B, which shares its database and bucket.
+func TestReplicaKilledDuringPushes(t *testing.T) {
+	pg := pgtest.Start(t)
+	dbURL := pg.URL(pg.NewDatabase(t))
+	bucket := s3test.Start(t, "coffer")
+	secret := filepath.Join(t.TempDir(), "s3-secret")
+	if err := os.WriteFile(secret, []byte(s3test.SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootKey := filepath.Join(t.TempDir(), "vault-root.key")
+	root, _, err := vault.LoadRootKeyWith(t.Context(), rootKey, "", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(root)
+	blobs := config.BlobStore{URL: "s3://coffer/registry", S3Endpoint: bucket.Endpoint, S3Region: "us-east-1",
+		S3PathStyle: true, S3AccessKeyID: s3test.AccessKey, S3SecretAccessKeyFile: secret}
+	b := servertest.Start(t, func(c *config.Server) {
+		c.Metadata, c.Vault.RootKeyFile, c.BlobStore = dbURL, rootKey, blobs
+	})
+	dirA := t.TempDir()
+	a := servertest.StartProcess(t, dirA, nil, "--data-dir", filepath.Join(dirA, "data"), "--listen", "127.0.0.1:0",
+		"--metadata", dbURL, "--vault-root-key-file", rootKey,
+		"--blob-store", blobs.URL, "--s3-endpoint", blobs.S3Endpoint, "--s3-region", blobs.S3Region, "--s3-path-style",
+		"--s3-access-key-id", blobs.S3AccessKeyID, "--s3-secret-access-key-file", secret)
+	caA, err := os.ReadFile(filepath.Join(dirA, "data", "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poolA := x509.NewCertPool()
+	poolA.AppendCertsFromPEM(caA)
+	trA := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolA}}
+	auth := &authn.Basic{Username: "admin", Password: b.AdminPassword}
+	addrA := strings.TrimPrefix(a.URL, "https://")
+
+	var mu sync.Mutex
+	acked := map[string]v1.Image{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tag := fmt.Sprintf("w%d-%d", w, i)
+				img := randomImage(t, 256<<10, 4096)
+				ref, _ := name.ParseReference(addrA + "/team/app:" + tag)
+				if err := remote.Write(ref, img, remote.WithAuth(auth), remote.WithTransport(trA), remote.WithRetryBackoff(remote.Backoff{Steps: 1})); err != nil {
+					continue // not acknowledged (A is gone, or going)
+				}
+				mu.Lock()
+				acked[tag] = img
+				mu.Unlock()
+			}
+		}()
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d pushes acknowledged in 2 minutes", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := a.Cmd.Process.Kill(); err != nil { // SIGKILL, with pushes in flight
+		t.Fatal(err)
+	}
+	a.Cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	onB := []remote.Option{remote.WithAuth(auth), remote.WithTransport(b.Client.Transport), remote.WithRetryBackoff(remote.Backoff{Steps: 1})}
+	for tag, img := range acked {
+		ref, _ := name.ParseReference(b.Addr + "/team/app:" + tag)
+		pullVerified(t, ref, img, onB...)
+	}
+	t.Logf("%d pushes acknowledged by the killed replica pull intact from the other", len(acked))
+}
