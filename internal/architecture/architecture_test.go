@@ -144,6 +144,7 @@ var classes = map[string]class{
 	"internal/kek/kektest":          helper,
 	"internal/registry/conformance": helper,
 	"internal/servertest":           helper,
+	"internal/servertest/replicas":  helper,
 	"internal/store/storetest":      helper,
 	"internal/vault/vaulttest":      helper,
 	"internal/vault/hsm/hsmtest":    helper,
@@ -194,7 +195,7 @@ var cliAllowed = []string{
 }
 
 // cliServerFiles are the CLI's only files that may import internal/server.
-var cliServerFiles = []string{"serve.go"}
+var cliServerFiles = []string{"serve.go", "migrate.go"}
 
 // pkg is what the test needs of `go list -json`.
 type pkg struct {

@@ -64,6 +64,7 @@ the registry and its encryption). Every command prints a table, or JSON with -o 
 		imageCommand(), keyproviderCommand(),
 		kmsCommand(), kmsPluginCommand(),
 		loginCommand(), logoutCommand(),
+		migrateCommand(),
 		registryCommand(),
 		roleCommand(),
 		serveCommand(),

@@ -103,7 +103,10 @@ func (s *Service) collect(ctx context.Context, dryRun bool, progress func(GCProg
 }
 
 func (s *Service) sweep(ctx context.Context, d digest.Digest, cutoff time.Time) (bool, error) {
-	unlock := s.digestLocks.lock(string(d))
+	unlock, err := s.lockDigest(ctx, d)
+	if err != nil {
+		return false, err
+	}
 	defer unlock()
 	ok, err := s.meta.DeleteBlobIfGarbage(ctx, d, cutoff)
 	if err != nil || !ok {
@@ -147,7 +150,10 @@ func (s *Service) sweepOrphans(ctx context.Context, cutoff time.Time, dryRun boo
 	}
 	n := 0
 	for _, d := range orphans {
-		unlock := s.digestLocks.lock(string(d))
+		unlock, err := s.lockDigest(ctx, d)
+		if err != nil {
+			return n, err
+		}
 		known, err := s.meta.BlobKnown(ctx, d)
 		if err == nil && !known {
 			if info, serr := s.driver.Stat(ctx, blobPath(d)); serr == nil && !info.ModTime.After(cutoff) {

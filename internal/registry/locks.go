@@ -1,6 +1,25 @@
 package registry
 
-import "sync"
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// lockDigest takes d's lock: between placing d's bytes and the garbage collector
+// removing them, on every replica when Options.Lock is set.
+func (s *Service) lockDigest(ctx context.Context, d digest.Digest) (unlock func(), err error) {
+	if s.opts.Lock == nil {
+		return s.digestLocks.lock(string(d)), nil
+	}
+	unlock, err = s.opts.Lock(ctx, "registry/digest/"+string(d))
+	if err != nil {
+		return nil, asRegistryError(fmt.Errorf("lock blob %s: %w", d, err))
+	}
+	return unlock, nil
+}
 
 // keyedMutex is a set of mutexes by key, created on demand and dropped when unused.
 type keyedMutex struct {

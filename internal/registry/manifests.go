@@ -63,7 +63,10 @@ func (s *Service) PutManifest(ctx context.Context, repo, reference, contentType 
 	}
 	// Bytes first, durably; the metadata transaction then makes the manifest visible. The
 	// digest's lock keeps the collector from removing the bytes in between.
-	unlock := s.digestLocks.lock(string(d))
+	unlock, err := s.lockDigest(ctx, d)
+	if err != nil {
+		return res, err
+	}
 	defer unlock()
 	if err := s.storeBytes(ctx, d, body); err != nil {
 		return res, err

@@ -47,7 +47,10 @@ func (s *Service) MountAny(ctx context.Context, repo string, d digest.Digest, ca
 }
 
 func (s *Service) link(ctx context.Context, repo string, b BlobInfo) error {
-	unlock := s.digestLocks.lock(string(b.Digest))
+	unlock, err := s.lockDigest(ctx, b.Digest)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	// The bytes must still be there: the collector removes the row before the file, under
 	// this lock, so a row seen under the lock has its file.

@@ -37,6 +37,10 @@ type Options struct {
 	Log *slog.Logger
 	// Metrics, if set, records garbage collections.
 	Metrics *Metrics
+	// Lock, if set, takes a named lock every replica on the metadata store shares
+	// (store.DB.Lock): the per-digest lock between pushes and the garbage collector. Unset,
+	// the lock is this process's, enough for one replica.
+	Lock func(ctx context.Context, name string) (unlock func(), err error)
 	// OnRepositoryDeleted, if set, is called after a repository is deleted (content trust
 	// deletes the repository's trust data and keys). Its error is returned to the caller.
 	OnRepositoryDeleted func(ctx context.Context, repo string) error
@@ -48,7 +52,8 @@ type Service struct {
 	meta   Metadata
 	opts   Options
 	// digestLocks serialise, per digest, moving bytes into place with deleting them, so the
-	// garbage collector never removes a file an upload has just put back.
+	// garbage collector never removes a file an upload has just put back (lockDigest:
+	// these in-process mutexes, or Options.Lock, shared by replicas).
 	digestLocks keyedMutex
 	// uploadLocks serialise requests on one upload session.
 	uploadLocks keyedMutex

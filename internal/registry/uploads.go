@@ -238,7 +238,10 @@ func (s *Service) verifyStored(ctx context.Context, path string, d digest.Digest
 // (ending upload session uploadID, if not ""). If the blob is already stored, src is
 // dropped instead.
 func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploadID string) error {
-	unlock := s.digestLocks.lock(string(b.Digest))
+	unlock, err := s.lockDigest(ctx, b.Digest)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	dst := blobPath(b.Digest)
 	known, err := s.meta.BlobKnown(ctx, b.Digest)
@@ -270,7 +273,10 @@ func (s *Service) place(ctx context.Context, repo, src string, b BlobInfo, uploa
 // in place (the upload is over) or before (its bytes are kept for a retry where the
 // driver allows).
 func (s *Service) placeWriter(ctx context.Context, repo string, w blobstore.Writer, src string, b BlobInfo, uploadID string) (committed bool, err error) {
-	unlock := s.digestLocks.lock(string(b.Digest))
+	unlock, err := s.lockDigest(ctx, b.Digest)
+	if err != nil {
+		return false, err
+	}
 	defer unlock()
 	dst := blobPath(b.Digest)
 	known, err := s.meta.BlobKnown(ctx, b.Digest)

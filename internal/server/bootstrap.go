@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,26 +39,13 @@ func (s *Server) bootstrapAdmin(ctx context.Context, svc *identity.Service) (*id
 	return &admin, nil
 }
 
-// ensureSecretFile returns the secret kept in path, creating a random one (0600) if needed.
-func ensureSecretFile(path string) (string, error) {
-	raw, err := os.ReadFile(path)
-	if err == nil {
-		if v := strings.TrimSpace(string(raw)); v != "" {
-			return v, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
+// writeSecretCopy writes v to path (0600) unless it holds v already.
+func writeSecretCopy(path, v string) error {
+	if raw, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(raw)) == v {
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
+		return err
 	}
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	v := base64.RawURLEncoding.EncodeToString(buf)
-	if err := durable.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return v, nil
+	return durable.WriteFile(path, []byte(v+"\n"), 0o600)
 }

@@ -88,6 +88,8 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		return err
 	}
 	s.hostRouters = append(s.hostRouters, ports.Route)
+	// Ports another replica on the database gave (or took from) a vault: every few seconds.
+	s.background = append(s.background, func(ctx context.Context) { ports.Run(ctx, vaultPortSync) })
 	for _, port := range ports.StartPorts() {
 		s.extraListeners = append(s.extraListeners, extraListener{addr: port.Addr, handler: port.Handler})
 	}
@@ -143,6 +145,9 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 	s.background = append(s.background, s.consoleJobs(con))
 	return nil
 }
+
+// vaultPortSync is how often the vault ports are brought in line with the database.
+const vaultPortSync = 5 * time.Second
 
 // vaultPortOpener opens the per-vault ports the vault part asks for while running.
 type vaultPortOpener struct{ s *Server }

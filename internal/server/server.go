@@ -78,6 +78,8 @@ type Server struct {
 	// their /healthz answers ("" when off).
 	kmsPlugins    []*kmsPlugin
 	kmsHealthAddr string
+	// migratedBefore is the schema state before a Migrate run built the parts.
+	migratedBefore map[string]int
 }
 
 type extraListener struct {
@@ -89,6 +91,10 @@ type extraListener struct {
 // address it is reached at), builds the services, then the handlers. Nothing is served
 // until Serve.
 func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer) (*Server, error) {
+	return newServer(ctx, cfg, log, out, false)
+}
+
+func newServer(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer, migrateOnly bool) (*Server, error) {
 	if out == nil {
 		out = io.Discard
 	}
@@ -136,21 +142,42 @@ func New(ctx context.Context, cfg config.Server, log *slog.Logger, out io.Writer
 		return nil, err
 	}
 
+	// Replicas starting together on one database start one after the other: the first
+	// initialises (migrations, the administrator, the first keys), the others wait for it
+	// and find everything made.
+	unlock, err := s.db.Lock(ctx, "server/start")
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("wait for another replica starting on the same database: %w", err)
+	}
+	if migrateOnly {
+		if s.migratedBefore, err = s.db.MigrationState(ctx); err != nil {
+			unlock()
+			s.Close()
+			return nil, err
+		}
+	}
 	parts, err := s.buildServices(ctx)
 	if err != nil {
+		unlock()
 		s.Close()
 		return nil, err
 	}
 	s.parts = parts
-	if err := s.mountHandlers(ctx, parts); err != nil {
+	err = s.mountHandlers(ctx, parts)
+	unlock()
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := s.setupKMSPlugins(ctx, parts); err != nil {
-		s.Close()
-		return nil, err
+	if !migrateOnly {
+		// A migration run binds nothing: the plugins' sockets belong to the serving process.
+		if err := s.setupKMSPlugins(ctx, parts); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
-	if !cfg.PlainHTTP {
+	if !cfg.PlainHTTP && !migrateOnly {
 		if err := s.setupTLS(); err != nil {
 			s.Close()
 			return nil, err

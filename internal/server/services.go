@@ -12,7 +12,6 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
-	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/encryption"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/kek/resolve"
@@ -89,14 +88,28 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The token signing keys and the identity-header secret live in the database, sealed
+	// under the vault root key: every replica on it signs and checks with the same ones.
+	// Earlier versions kept them in files of the data directory: those are imported once.
 	keysDir := filepath.Join(s.cfg.DataDir, "keys")
-	ks, err := token.OpenKeySet(filepath.Join(keysDir, "token-signing"), s.cfg.TokenKeyRotation,
-		s.cfg.TokenTTL+token.DefaultLeeway+time.Minute, nil)
+	tokenSealer, err := token.NewSealer(root)
 	if err != nil {
 		return nil, err
 	}
+	ks, err := token.OpenKeySet(ctx, token.KeySetOptions{DB: s.db, Sealer: tokenSealer,
+		ImportDir:   filepath.Join(keysDir, "token-signing"),
+		RotateAfter: s.cfg.TokenKeyRotation, KeepAfterRetire: s.cfg.TokenTTL + token.DefaultLeeway + time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("token signing keys: %w", err)
+	}
 	p.tokens = token.NewService(ks, token.Options{TenantID: p.identity.TenantID(), TTL: s.cfg.TokenTTL, Principals: p.identity})
-	if p.identityHeader, err = ensureSecretFile(filepath.Join(keysDir, "identity-header")); err != nil {
+	headerFile := filepath.Join(keysDir, "identity-header")
+	if p.identityHeader, err = ks.Secret(ctx, "identity-header", headerFile); err != nil {
+		return nil, fmt.Errorf("managed identity header secret: %w", err)
+	}
+	// A copy for the operator who hands it to the workloads (IDENTITY_HEADER); the
+	// database's value is the one checked.
+	if err := writeSecretCopy(headerFile, p.identityHeader); err != nil {
 		return nil, fmt.Errorf("managed identity header secret: %w", err)
 	}
 
@@ -161,13 +174,21 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	// An identity the encryption reaches its key with cannot be deleted.
 	p.identity.AddDeleteGuard(p.encryption.GuardIdentityRemoval)
 
-	// Content trust: metadata through its own sealed store, server-held keys in the vault.
-	trustBase, err := filesystem.New(filepath.Join(s.cfg.DataDir, "trust"))
+	// The blob store every replica shares: registry content, content-trust metadata.
+	base, err := s.blobStore(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("registry blob store: %w", err)
+	}
+
+	// Content trust: metadata sealed in the blob store (under trust/), server-held keys in
+	// the vault. Earlier versions kept the metadata in <data-dir>/trust: moved once.
+	if n, err := moveTrustDir(ctx, filepath.Join(s.cfg.DataDir, "trust"), base); err != nil {
 		return nil, fmt.Errorf("content trust store: %w", err)
+	} else if n > 0 {
+		s.log.Info("content trust metadata moved into the blob store", "objects", n)
 	}
 	p.trust, err = trust.Open(ctx, trust.Options{
-		DB: s.db, Blobs: p.encryption.Driver(trustBase), Vault: p.vault,
+		DB: s.db, Blobs: p.encryption.Driver(base), Vault: p.vault, Lock: s.db.Lock,
 		Grant: func(ctx context.Context, v, objectID string, perms []string) error {
 			_, err := p.access.SetPolicy(ctx, v, objectID, perms)
 			return err
@@ -192,10 +213,6 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	}
 
 	// The registry: every byte through the sealing driver.
-	base, err := s.blobStore(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("registry blob store: %w", err)
-	}
 	meta, err := registry.NewSQLMetadata(ctx, s.db)
 	if err != nil {
 		return nil, fmt.Errorf("registry metadata: %w", err)
@@ -206,6 +223,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,
 		GCGrace:         registryGCGrace,
+		Lock:            s.db.Lock, // the per-digest lock every replica on the database shares
 		Log:             s.log.With("part", "registry"),
 		Metrics:         s.registryMetrics(meta),
 		// A deleted repository's trust data and keys go with it.

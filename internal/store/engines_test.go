@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
@@ -198,6 +200,64 @@ func TestEngines(t *testing.T) {
 				if err := db.SetRelaxedDurability(t.Context(), conn, false); err != nil {
 					t.Fatal(err)
 				}
+			})
+			t.Run("LockExcludesReplicas", func(t *testing.T) {
+				db, replica := e.open(t)
+				// SQLite's database belongs to one process: its lock is the process's.
+				// PostgreSQL's is every replica's: a second pool is another replica.
+				dbs := []*store.DB{db, db}
+				if db.Dialect() == store.PostgreSQL {
+					dbs[1] = replica()
+				}
+				var held, overlaps, entered atomic.Int32
+				var wg sync.WaitGroup
+				for i := range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						unlock, err := dbs[i%2].Lock(t.Context(), "registry/digest/x")
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if held.Add(1) > 1 {
+							overlaps.Add(1)
+						}
+						entered.Add(1)
+						time.Sleep(5 * time.Millisecond)
+						held.Add(-1)
+						unlock()
+						unlock() // twice is harmless
+					}()
+				}
+				wg.Wait()
+				if overlaps.Load() != 0 || entered.Load() != 8 {
+					t.Fatalf("%d of 8 holders overlapped, %d entered", overlaps.Load(), entered.Load())
+				}
+
+				// Another name is not blocked; a holder elsewhere makes a waiter wait until its
+				// context ends, with an error.
+				unlock, err := dbs[0].Lock(t.Context(), "a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unlock()
+				other, err := dbs[1].Lock(t.Context(), "b")
+				if err != nil {
+					t.Fatal(err)
+				}
+				other()
+				ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+				defer cancel()
+				if _, err := dbs[1].Lock(ctx, "a"); err == nil {
+					t.Fatal("a lock held by another replica was taken twice")
+				}
+				unlock()
+				again, err := dbs[1].Lock(t.Context(), "a")
+				if err != nil {
+					t.Fatalf("the released lock cannot be taken: %v", err)
+				}
+				again()
 			})
 		})
 	}

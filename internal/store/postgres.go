@@ -36,7 +36,8 @@ func OpenPostgres(ctx context.Context, url string, opts PostgresOptions) (*DB, e
 		// pgx's message may quote the URL, password included: do not wrap it.
 		return nil, fmt.Errorf("parse the PostgreSQL metadata URL: not a valid postgres:// URL or connection string")
 	}
-	db := sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)})
+	connector := rebindConnector{stdlib.GetConnector(*cfg)}
+	db := sql.OpenDB(connector)
 	if opts.MaxOpenConns <= 0 {
 		opts.MaxOpenConns = 16
 	}
@@ -56,7 +57,7 @@ func OpenPostgres(ctx context.Context, url string, opts PostgresOptions) (*DB, e
 		db.Close()
 		return nil, fmt.Errorf("open the PostgreSQL metadata database %s (is it running and reachable, are the user and password right?): %w", where, err)
 	}
-	return &DB{DB: db, path: where, dialect: PostgreSQL}, nil
+	return &DB{DB: db, path: where, dialect: PostgreSQL, lockPool: openLockPool(connector)}, nil
 }
 
 // rebindConnector wraps pgx's connector so that every statement's '?' placeholders are

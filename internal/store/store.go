@@ -29,6 +29,18 @@ type DB struct {
 	*sql.DB
 	path    string
 	dialect Dialect
+	// locks are Lock's in-process mutexes; lockPool (PostgreSQL) holds its advisory locks.
+	locks    memLocks
+	lockPool *sql.DB
+}
+
+// Close closes the database's pools.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.lockPool != nil {
+		db.lockPool.Close()
+	}
+	return err
 }
 
 // Dialect reports the engine behind db.
@@ -208,4 +220,34 @@ func splitStatements(step string) []string {
 		}
 	}
 	return out
+}
+
+// Where names the database without credentials: the SQLite file, or PostgreSQL's
+// host:port/database.
+func (db *DB) Where() string { return db.path }
+
+// MigrationState returns, per component, the number of schema steps applied.
+func (db *DB) MigrationState(ctx context.Context) (map[string]int, error) {
+	schema := schemaTable
+	if db.dialect == PostgreSQL {
+		schema = pgTypes(schema)
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return nil, fmt.Errorf("read the schema state: %w", err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT component, COUNT(*) FROM schema_migrations GROUP BY component`)
+	if err != nil {
+		return nil, fmt.Errorf("read the schema state: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var c string
+		var n int
+		if err := rows.Scan(&c, &n); err != nil {
+			return nil, fmt.Errorf("read the schema state: %w", err)
+		}
+		out[c] = n
+	}
+	return out, rows.Err()
 }

@@ -98,7 +98,7 @@ func (s *Service) Issue(ctx context.Context, g Grant) (Issued, error) {
 	if g.Audience == "" {
 		return Issued{}, errors.New("issue token: no audience")
 	}
-	key, err := s.keys.signer()
+	key, err := s.keys.signer(ctx)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -146,7 +146,7 @@ func (s *Service) Verify(ctx context.Context, raw string, audience string) (*Cla
 		if kid == "" {
 			return nil, errors.New("no kid")
 		}
-		pub, ok := s.keys.publicKey(kid)
+		pub, ok := s.keys.publicKey(ctx, kid)
 		if !ok {
 			return nil, errors.New("unknown signing key")
 		}

@@ -1,34 +1,52 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
-func newTestService(t *testing.T, dir string, clk *clocktest.Clock, rotate time.Duration) *Service {
+// testRoot is the vault root key of the tests' key sets.
+var testRoot = bytes.Repeat([]byte{7}, 32)
+
+func testSealer(t testing.TB, root []byte) *Sealer {
 	t.Helper()
-	ttl := 10 * time.Minute
-	ks, err := OpenKeySet(dir, rotate, ttl+DefaultLeeway+time.Minute, clk.Now)
+	s, err := NewSealer(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewService(ks, Options{TenantID: "tenant-1", TTL: ttl, Now: clk.Now})
+	return s
+}
+
+func openTestKeySet(t testing.TB, db *store.DB, clk *clocktest.Clock, rotate time.Duration) *KeySet {
+	t.Helper()
+	ks, err := OpenKeySet(t.Context(), KeySetOptions{DB: db, Sealer: testSealer(t, testRoot),
+		RotateAfter: rotate, KeepAfterRetire: 10*time.Minute + DefaultLeeway + time.Minute, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func newTestService(t *testing.T, db *store.DB, clk *clocktest.Clock, rotate time.Duration) *Service {
+	t.Helper()
+	return NewService(openTestKeySet(t, db, clk, rotate), Options{TenantID: "tenant-1", TTL: 10 * time.Minute, Now: clk.Now})
 }
 
 var alice = identity.Principal{ID: "0b7a9c1e-0000-4000-8000-000000000001", Kind: identity.KindUser, Name: "alice"}
 
 func TestIssueVerifyRoundTrip(t *testing.T) {
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
-	s := newTestService(t, t.TempDir(), clk, 0)
+	s := newTestService(t, storetest.SQLite(t), clk, 0)
 	grant := []Access{{Type: "repository", Name: "app", Actions: []string{"pull"}}}
 	iss, err := s.Issue(context.Background(), Grant{Principal: alice, Audience: RegistryService, Access: grant})
 	if err != nil {
@@ -51,8 +69,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 
 func TestVerifyRefuses(t *testing.T) {
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
-	dir := t.TempDir()
-	s := newTestService(t, dir, clk, 0)
+	s := newTestService(t, storetest.SQLite(t), clk, 0)
 	ctx := context.Background()
 	iss, err := s.Issue(ctx, Grant{Principal: alice, Audience: AudienceManagement})
 	if err != nil {
@@ -63,7 +80,7 @@ func TestVerifyRefuses(t *testing.T) {
 	forged := strings.Replace(string(payload), `"name":"alice"`, `"name":"admin"`, 1)
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(forged)) + "." + parts[2]
 
-	other := newTestService(t, t.TempDir(), clk, 0) // another server's keys
+	other := newTestService(t, storetest.SQLite(t), clk, 0) // another server's keys
 	foreign, _ := other.Issue(ctx, Grant{Principal: alice, Audience: AudienceManagement})
 	// Same kid, wrong tenant: another issuer.
 	otherTenant := NewService(s.keys, Options{TenantID: "tenant-2", Now: clk.Now})
@@ -105,8 +122,8 @@ func TestVerifyRefuses(t *testing.T) {
 
 func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
-	dir := t.TempDir()
-	s := newTestService(t, dir, clk, time.Hour)
+	db := storetest.SQLite(t)
+	s := newTestService(t, db, clk, time.Hour)
 	ctx := context.Background()
 	old, err := s.Issue(ctx, Grant{Principal: alice, Audience: RegistryService})
 	if err != nil {
@@ -128,13 +145,13 @@ func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
 	if _, err := s.Verify(ctx, late.Raw, RegistryService); err != nil {
 		t.Fatalf("a token of the retired key was refused before it expired: %v", err)
 	}
-	jwks := s.keys.Public()
+	jwks := s.keys.Public(ctx)
 	if len(jwks.Keys) != 2 {
 		t.Fatalf("JWKS has %d keys, want the new and the retired one", len(jwks.Keys))
 	}
 
-	// A restart on the same directory keeps both keys.
-	s2 := newTestService(t, dir, clk, time.Hour)
+	// A restart on the same database keeps both keys.
+	s2 := newTestService(t, db, clk, time.Hour)
 	if _, err := s2.Verify(ctx, late.Raw, RegistryService); err != nil {
 		t.Fatalf("after restart, a retired key's token was refused: %v", err)
 	}
@@ -143,29 +160,15 @@ func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
 	}
 
 	// Once every token of the old key has expired, the old key is no longer published
-	// and its file is removed.
+	// and its row is removed.
 	clk.Advance(30 * time.Minute)
-	if got := len(s2.keys.Public().Keys); got != 1 {
+	if got := len(s2.keys.Public(ctx).Keys); got != 1 {
 		t.Fatalf("JWKS has %d keys an hour after retirement, want 1", got)
 	}
-	if _, err := os.Stat(filepath.Join(dir, oldKID+".json")); !os.IsNotExist(err) {
-		t.Fatalf("retired key file still present: %v", err)
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM token_signing_keys WHERE kid = ?`, oldKID).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("retired key's row still present (%d, %v)", n, err)
 	}
-	for _, e := range mustReadDir(t, dir) {
-		info, _ := e.Info()
-		if info.Mode().Perm() != 0o600 {
-			t.Fatalf("key file %s has mode %v, want 0600", e.Name(), info.Mode().Perm())
-		}
-	}
-}
-
-func mustReadDir(t *testing.T, dir string) []os.DirEntry {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return es
 }
 
 func kidOf(t *testing.T, raw string) string {

@@ -69,6 +69,9 @@ type Options struct {
 	Identity identity.Principal
 	// VaultName is the vault of the server-held keys (default coffer-trust).
 	VaultName string
+	// Lock, if set, takes a lock every replica shares (store.DB.Lock): one GUN's
+	// updates and server-held key creation are serialised across replicas.
+	Lock func(ctx context.Context, name string) (unlock func(), err error)
 	// OwnHost says whether a GUN's host part ("host[:port]") names this registry.
 	OwnHost func(hostport string) bool
 	Now     func() time.Time
@@ -89,9 +92,10 @@ type Service struct {
 
 	vaultOnce  sync.Mutex
 	vaultReady bool
-	// gunLocks serialise updates of one GUN in this process (the database refuses a
-	// second writer of the same version across replicas).
+	// gunLocks serialise updates of one GUN in this process, lockFn (Options.Lock) on
+	// every replica (and the database refuses a second writer of the same version).
 	gunLocks sync.Map
+	lockFn   func(ctx context.Context, name string) (func(), error)
 }
 
 // Open migrates the trust tables and returns the service.
@@ -104,7 +108,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		return nil, fmt.Errorf("content trust: %w", err)
 	}
 	s := &Service{store: st, blobs: o.Blobs, vault: o.Vault, grant: o.Grant, ident: o.Identity,
-		vaultName: o.VaultName, ownHost: o.OwnHost, now: o.Now, log: o.Log}
+		vaultName: o.VaultName, ownHost: o.OwnHost, now: o.Now, log: o.Log, lockFn: o.Lock}
 	if s.vaultName == "" {
 		s.vaultName = DefaultVaultName
 	}
@@ -209,11 +213,15 @@ func (s *Service) requireEnabled(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) lock(gun string) func() {
+// lock takes gun's lock: every replica's when Options.Lock is set.
+func (s *Service) lock(ctx context.Context, gun string) (func(), error) {
+	if s.lockFn != nil {
+		return s.lockFn(ctx, "trust/gun/"+gun)
+	}
 	m, _ := s.gunLocks.LoadOrStore(gun, &sync.Mutex{})
 	mu := m.(*sync.Mutex)
 	mu.Lock()
-	return mu.Unlock
+	return mu.Unlock, nil
 }
 
 func blobPath(gun, sha string) string {
@@ -304,7 +312,11 @@ func (s *Service) Update(ctx context.Context, gun string, parts []Part) error {
 		roles[p.Role] = p.Data
 		versions[p.Role] = meta.Signed.Version
 	}
-	defer s.lock(gun)()
+	unlock, err := s.lock(ctx, gun)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	ks := keyService{ctx: ctx, s: s, gun: gun}
 	builder := tuf.NewRepoBuilder(data.GUN(gun), ks, trustpinning.TrustPinConfig{})
@@ -761,7 +773,11 @@ func (s *Service) holdsKey(ctx context.Context, gun string, role data.RoleName) 
 // resign signs a new timestamp (and, when it has expired and the server holds its key, a
 // new snapshot) over the stored metadata.
 func (s *Service) resign(ctx context.Context, gun string) error {
-	defer s.lock(gun)()
+	unlock, err := s.lock(ctx, gun)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	repo, err := s.CheckGUN(gun)
 	if err != nil {
 		return err
@@ -825,7 +841,11 @@ func (s *Service) Key(ctx context.Context, gun string, role data.RoleName) ([]by
 	if err != nil {
 		return nil, err
 	}
-	defer s.lock(gun)()
+	unlock, err := s.lock(ctx, gun)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	keys, err := s.store.Keys(ctx, gun, role.String())
 	if err != nil {
 		return nil, err
@@ -850,7 +870,11 @@ func (s *Service) RotateKey(ctx context.Context, gun string, role data.RoleName)
 	if err != nil {
 		return nil, err
 	}
-	defer s.lock(gun)()
+	unlock, err := s.lock(ctx, gun)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	row, _, err := s.newVaultKey(ctx, gun, repo, role)
 	if err != nil {
 		return nil, err
@@ -866,7 +890,11 @@ func (s *Service) Delete(ctx context.Context, gun string) error {
 	if _, err := s.CheckGUN(gun); err != nil {
 		return err
 	}
-	defer s.lock(gun)()
+	unlock, err := s.lock(ctx, gun)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.deleteWhere(ctx, gun, "")
 }
 

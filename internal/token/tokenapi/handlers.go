@@ -492,7 +492,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request) {
 func (a *API) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "max-age=300")
-	json.NewEncoder(w).Encode(a.cfg.Tokens.Keys().Public())
+	json.NewEncoder(w).Encode(a.cfg.Tokens.Keys().Public(r.Context()))
 }
 
 // baseURL is the scheme and host the client used to reach this server.

@@ -101,7 +101,7 @@ func TestCustomerManagedKey(t *testing.T) {
 		t.Fatalf("the plaintext marker of a target's custom data is in %v", found)
 	}
 	trustFiles := 0
-	filepath.WalkDir(filepath.Join(e.inst.DataDir, "trust"), func(p string, de fs.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(e.inst.DataDir, "blobs", "data", "trust"), func(p string, de fs.DirEntry, err error) error {
 		if err == nil && !de.IsDir() {
 			trustFiles++
 		}

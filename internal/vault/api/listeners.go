@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -183,6 +184,49 @@ func (l *Listeners) vaultChanged(v vault.Vault, deleted bool) {
 	}
 	l.opened[v.Port] = srv
 	l.log.Info("vault port opened", "vault", v.Name, "addr", addr)
+}
+
+// Sync opens and closes ports to match the vaults in the database. This replica's own
+// changes reach it at once (Subscribe); Sync brings those another replica on the same
+// database made, and retries a port that could not be opened.
+func (l *Listeners) Sync(ctx context.Context) error {
+	all, err := l.svc.AllVaults(ctx)
+	if err != nil {
+		return fmt.Errorf("read the vaults' ports: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, v := range all {
+		exists[v.Name] = true
+		l.vaultChanged(v, false)
+	}
+	l.mu.Lock()
+	var gone []string
+	for _, name := range l.portVaults {
+		if !exists[name] {
+			gone = append(gone, name)
+		}
+	}
+	l.mu.Unlock()
+	for _, name := range gone {
+		l.vaultChanged(vault.Vault{Name: name}, true)
+	}
+	return nil
+}
+
+// Run calls Sync every interval until ctx ends.
+func (l *Listeners) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.Sync(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("vault ports not brought up to date", "err", err)
+			}
+		}
+	}
 }
 
 // Shutdown stops the ports opened while running, letting in-flight requests finish until

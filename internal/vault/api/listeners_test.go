@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
@@ -264,5 +265,79 @@ func TestVaultPortMustOpen(t *testing.T) {
 	want := []string{"check 127.0.0.1:7010", "check 127.0.0.1:7011", "open 127.0.0.1:7011", "check 127.0.0.1:7010"}
 	if got := o.take(); !slices.Equal(got, want) {
 		t.Fatalf("opener heard %v, want %v", got, want)
+	}
+}
+
+// TestListenersFollowOtherReplicas: two vault services on one database are two replicas;
+// a port given, moved or dropped on one is opened, moved or closed on the other by Sync.
+func TestListenersFollowOtherReplicas(t *testing.T) {
+	ctx := vault.AsServer(context.Background())
+	path := filepath.Join(t.TempDir(), "m.db")
+	replica := func() *vault.Service {
+		db, err := store.OpenSQLite(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		svc, err := vault.New(ctx, vault.Options{DB: db, RootKey: make([]byte, 32), Authorizer: allowAll{},
+			Addresses: vault.Addresses{Domain: "vault.test", ListenHost: "127.0.0.1", Port: 5000}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc
+	}
+	a, b := replica(), replica()
+	h, err := api.New(api.Config{Service: b, Verifier: noTokens{}, Domain: "vault.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &opener{}
+	l, err := api.NewListeners(ctx, api.ListenersConfig{Service: b, API: h, Opener: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := identity.Principal{}
+	step := func(what string, change func() error, want ...string) {
+		t.Helper()
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.take(); len(got) != 0 {
+			t.Fatalf("%s: replica B heard %v before it synced", what, got)
+		}
+		if err := l.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Sync(ctx); err != nil { // a second sync changes nothing
+			t.Fatal(err)
+		}
+		if got := o.take(); !slices.Equal(got, want) {
+			t.Fatalf("%s: replica B heard %v, want %v", what, got, want)
+		}
+	}
+	step("created on A", func() error {
+		_, err := a.CreateVault(ctx, none, vault.Vault{Name: "team", Port: 7010})
+		return err
+	}, "open 127.0.0.1:7010")
+	p := 7011
+	step("moved on A", func() error {
+		_, err := a.UpdateVault(ctx, none, "team", vault.VaultUpdate{Port: &p})
+		return err
+	}, "close 127.0.0.1:7010", "open 127.0.0.1:7011")
+	step("deleted on A", func() error { return a.DeleteVault(ctx, none, "team") }, "close 127.0.0.1:7011")
+
+	// Run syncs on its own.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go l.Run(runCtx, 20*time.Millisecond)
+	if _, err := a.CreateVault(ctx, none, vault.Vault{Name: "later", Port: 7012}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(o.take(), "open 127.0.0.1:7012") {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not open the port another replica gave a vault")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
