@@ -39,6 +39,20 @@ func startProcess(t *testing.T, dataDir string) *cofferProcess {
 	return &cofferProcess{proc: proc, url: proc.URL, client: client, pass: strings.TrimSpace(string(pw))}
 }
 
+// killAfter SIGKILLs the server once acked() reaches want (or after a minute, whichever
+// comes first), while the clients' other requests are still in flight, and reaps it.
+func (p *cofferProcess) killAfter(t *testing.T, want int, acked func() int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for acked() < want && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := p.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.proc.Wait()
+}
+
 func (p *cofferProcess) token(scope string) (string, error) {
 	req, _ := http.NewRequest("GET", p.url+"/oauth2/token?service=coffer-registry&scope="+url.QueryEscape(scope), nil)
 	req.SetBasicAuth("admin", p.pass)
@@ -152,20 +166,7 @@ func TestCrashDuringPushes(t *testing.T) {
 		}()
 	}
 	// Kill once a good number of pushes were acknowledged, while others are in flight.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 24 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := p.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	p.proc.Wait()
+	p.killAfter(t, 24, func() int { mu.Lock(); defer mu.Unlock(); return len(acked) })
 	cancel()
 	wg.Wait()
 	mu.Lock()
@@ -272,20 +273,7 @@ func TestCrashDuringSmallPushes(t *testing.T) {
 			}
 		}()
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 200 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if err := p.proc.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	p.proc.Wait()
+	p.killAfter(t, 200, func() int { mu.Lock(); defer mu.Unlock(); return len(acked) })
 	cancel()
 	wg.Wait()
 	if len(acked) == 0 {
