@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -392,26 +391,8 @@ func TestGCRacesBlobChecks(t *testing.T) {
 
 func TestBusyIsTooManyRequests(t *testing.T) {
 	// A real busy database: a writer holds it and a connection that will not wait is refused.
-	path := filepath.Join(t.TempDir(), "busy.db")
-	holder := storetest.SQLiteAt(t, path)
-	tx, err := holder.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(t.Context(), `CREATE TABLE a (x INTEGER)`); err != nil {
-		t.Fatal(err)
-	}
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	_, busy := other.ExecContext(t.Context(), `CREATE TABLE b (x INTEGER)`)
-	if busy == nil {
-		t.Fatal("a second writer was not refused")
-	}
-	err = asRegistryError(fmt.Errorf("link blob: %w", busy))
+	busy := storetest.BusyError(t)
+	err := asRegistryError(fmt.Errorf("link blob: %w", busy))
 	if ErrorCode(err) != CodeTooManyRequests {
 		t.Fatalf("busy database: %v, want TOOMANYREQUESTS", err)
 	}

@@ -37,23 +37,7 @@ func engines(t *testing.T) []engine {
 			},
 			busyErr: func(t *testing.T, db *store.DB) error {
 				// A writer holds the database; a connection that will not wait is refused.
-				path := filepath.Join(t.TempDir(), "busy.db")
-				holder := storetest.SQLiteAt(t, path)
-				tx, err := holder.BeginTx(t.Context(), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tx.Rollback()
-				if _, err := tx.ExecContext(t.Context(), `CREATE TABLE b (x INTEGER)`); err != nil {
-					t.Fatal(err)
-				}
-				other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)&_txlock=immediate")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer other.Close()
-				_, err = other.ExecContext(t.Context(), `CREATE TABLE c (x INTEGER)`)
-				return err
+				return storetest.BusyError(t)
 			},
 		},
 		{

@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -26,4 +27,31 @@ func SQLiteAt(t testing.TB, path string) *store.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// BusyError returns the error a real SQLite database gives a writer that will not wait
+// while another writer holds it (busy_timeout 0), for tests of how busy errors are
+// classified and answered.
+func BusyError(t testing.TB) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	holder := SQLiteAt(t, path)
+	tx, err := holder.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(t.Context(), `CREATE TABLE a (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, busy := other.ExecContext(t.Context(), `CREATE TABLE b (x INTEGER)`)
+	if busy == nil {
+		t.Fatal("a second writer was not refused")
+	}
+	return busy
 }
