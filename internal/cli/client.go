@@ -91,6 +91,11 @@ type APIError struct {
 	Status  int
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Inner is the management API's innererror code, which says which refusal of its
+	// kind a vault error is (ForbiddenByFirewall, KeyDisabled, …; docs/management-api.md).
+	Inner struct {
+		Code string `json:"code"`
+	} `json:"innererror"`
 }
 
 func (e *APIError) Error() string {

@@ -347,17 +347,17 @@ func vaultError(op, keyID string, err error) error {
 		return &kek.Error{Op: op, KeyID: keyID, Kind: kek.ErrUnavailable, Detail: err.Error()}
 	}
 	kind := kek.ErrUnavailable
-	switch {
-	case ae.Status == http.StatusForbidden && strings.Contains(ae.Message, "network"):
+	switch inner := ae.Inner.Code; {
+	case inner == "ForbiddenByFirewall":
 		kind = kek.ErrNetworkDenied
-	case ae.Status == http.StatusForbidden && strings.Contains(ae.Message, "disabled"):
+	case inner == "KeyDisabled":
 		kind = kek.ErrDisabled
+	case inner == "AlgorithmNotSupportedByHSM":
+		kind = kek.ErrAlgorithmUnsupported
 	case ae.Status == http.StatusForbidden || ae.Status == http.StatusUnauthorized:
 		kind = kek.ErrForbidden
 	case ae.Status == http.StatusNotFound:
 		kind = kek.ErrNotFound
-	case ae.Status == http.StatusBadRequest && strings.Contains(ae.Message, "cannot run this algorithm"):
-		kind = kek.ErrAlgorithmUnsupported
 	case ae.Status == http.StatusBadRequest:
 		kind = kek.ErrInvalid
 	}

@@ -43,6 +43,19 @@ func WriteError(w http.ResponseWriter, status int, code, message string) {
 	WriteJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})
 }
 
+// WriteErrorInner writes {"error":{"code","message","innererror":{"code"}}}: inner says
+// which refusal of its kind the error is (for a vault key: ForbiddenByFirewall,
+// KeyDisabled, …), so clients classify it without reading the message. An empty inner
+// writes the plain shape.
+func WriteErrorInner(w http.ResponseWriter, status int, code, inner, message string) {
+	if inner == "" {
+		WriteError(w, status, code, message)
+		return
+	}
+	WriteJSON(w, status, map[string]any{"error": map[string]any{
+		"code": code, "message": message, "innererror": map[string]string{"code": inner}}})
+}
+
 // Protect authenticates a management bearer token, then runs h with the caller in the
 // request context. Missing or bad tokens get 401 with a Bearer challenge.
 func Protect(v authn.Verifier, h http.Handler) http.Handler {

@@ -24,9 +24,21 @@ const (
 	CodeInternal     = "InternalServerError"
 )
 
-// InnerAlgorithmNotSupportedByHSM is the innererror code of an algorithm the key's type
-// allows but the HSM token holding it cannot run (kek/rest chooses another on it).
-const InnerAlgorithmNotSupportedByHSM = "AlgorithmNotSupportedByHSM"
+// Innererror codes: which refusal a 403 or 400 is. The data plane and the management API
+// both send them (docs/vault.md, docs/management-api.md).
+const (
+	InnerForbiddenByFirewall      = "ForbiddenByFirewall"
+	InnerAccessDenied             = "AccessDenied"
+	InnerKeyDisabled              = "KeyDisabled"
+	InnerKeyExpired               = "KeyExpired"
+	InnerKeyNotYetValid           = "KeyNotYetValid"
+	InnerPurgeProtected           = "PurgeProtected"
+	InnerKeyAlgorithmMismatch     = "KeyAlgorithmMismatch"
+	InnerKeyOperationNotPermitted = "KeyOperationNotPermitted"
+	// InnerAlgorithmNotSupportedByHSM is an algorithm the key's type allows but the HSM
+	// token holding it cannot run (kek/rest chooses another on it).
+	InnerAlgorithmNotSupportedByHSM = "AlgorithmNotSupportedByHSM"
+)
 
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -59,38 +71,56 @@ func writeError(w http.ResponseWriter, status int, code, msg, inner string) {
 	writeJSON(w, status, errorBody{Error: d})
 }
 
-// writeServiceError maps the service's typed errors to Key Vault's status codes and shapes.
-func (h *Handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
-	msg := err.Error()
+// An answer to a typed service error: the HTTP status, the Key Vault error code and the
+// innererror code that says which refusal it is (network rules, access, a disabled or
+// expired key, …). The data plane and the management API answer the same error with the
+// same status and inner code, so their clients classify refusals by code, never by text.
+type answer struct {
+	status      int
+	code, inner string
+}
+
+// classify maps the service's typed errors; ok is false for an unexpected error (a 500).
+func classify(err error) (a answer, ok bool) {
 	switch {
 	case errors.Is(err, vault.ErrNetworkDenied):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "ForbiddenByFirewall")
+		return answer{http.StatusForbidden, CodeForbidden, InnerForbiddenByFirewall}, true
 	case errors.Is(err, vault.ErrForbidden):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "AccessDenied")
+		return answer{http.StatusForbidden, CodeForbidden, InnerAccessDenied}, true
 	case errors.Is(err, vault.ErrDisabled):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "KeyDisabled")
+		return answer{http.StatusForbidden, CodeForbidden, InnerKeyDisabled}, true
 	case errors.Is(err, vault.ErrExpired):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "KeyExpired")
+		return answer{http.StatusForbidden, CodeForbidden, InnerKeyExpired}, true
 	case errors.Is(err, vault.ErrNotYetValid):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "KeyNotYetValid")
+		return answer{http.StatusForbidden, CodeForbidden, InnerKeyNotYetValid}, true
 	case errors.Is(err, vault.ErrPurgeProtected):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "PurgeProtected")
+		return answer{http.StatusForbidden, CodeForbidden, InnerPurgeProtected}, true
 	case errors.Is(err, keys.ErrTokenLimit):
-		writeError(w, http.StatusBadRequest, CodeBadParameter, msg, InnerAlgorithmNotSupportedByHSM)
+		return answer{http.StatusBadRequest, CodeBadParameter, InnerAlgorithmNotSupportedByHSM}, true
 	case errors.Is(err, keys.ErrUnsupported):
-		writeError(w, http.StatusBadRequest, CodeBadParameter, msg, "KeyAlgorithmMismatch")
+		return answer{http.StatusBadRequest, CodeBadParameter, InnerKeyAlgorithmMismatch}, true
 	case errors.Is(err, vault.ErrOperationNotAllowed):
-		writeError(w, http.StatusForbidden, CodeForbidden, msg, "KeyOperationNotPermitted")
+		return answer{http.StatusForbidden, CodeForbidden, InnerKeyOperationNotPermitted}, true
 	case errors.Is(err, keys.ErrDecrypt), errors.Is(err, vault.ErrInvalid):
-		writeError(w, http.StatusBadRequest, CodeBadParameter, msg, "")
+		return answer{http.StatusBadRequest, CodeBadParameter, ""}, true
 	case errors.Is(err, vault.ErrNotFound):
-		writeError(w, http.StatusNotFound, CodeKeyNotFound, msg, "")
+		return answer{http.StatusNotFound, CodeKeyNotFound, ""}, true
 	case errors.Is(err, vault.ErrConflict):
-		writeError(w, http.StatusConflict, CodeConflict, msg, "")
-	case errors.Is(err, context.Canceled):
-		writeError(w, http.StatusBadRequest, CodeBadParameter, "request cancelled", "")
-	default:
-		h.cfg.Log.Error("vault request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, CodeInternal, "the vault could not complete the request; see the server log", "")
+		return answer{http.StatusConflict, CodeConflict, ""}, true
 	}
+	return answer{}, false
+}
+
+// writeServiceError maps the service's typed errors to Key Vault's status codes and shapes.
+func (h *Handler) writeServiceError(w http.ResponseWriter, r *http.Request, err error) {
+	if a, ok := classify(err); ok {
+		writeError(w, a.status, a.code, err.Error(), a.inner)
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		writeError(w, http.StatusBadRequest, CodeBadParameter, "request cancelled", "")
+		return
+	}
+	h.cfg.Log.Error("vault request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, CodeInternal, "the vault could not complete the request; see the server log", "")
 }

@@ -81,21 +81,22 @@ func withClient(r *http.Request) *http.Request {
 }
 
 func writeMgmtError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, vault.ErrNetworkDenied), errors.Is(err, vault.ErrForbidden), errors.Is(err, vault.ErrDisabled),
-		errors.Is(err, vault.ErrExpired), errors.Is(err, vault.ErrNotYetValid), errors.Is(err, vault.ErrPurgeProtected):
-		mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, err.Error())
-	case errors.Is(err, keys.ErrUnsupported), errors.Is(err, keys.ErrDecrypt), errors.Is(err, vault.ErrInvalid):
-		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
-	case errors.Is(err, vault.ErrOperationNotAllowed):
-		mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, err.Error())
-	case errors.Is(err, vault.ErrNotFound):
-		mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, err.Error())
-	case errors.Is(err, vault.ErrConflict):
-		mgmt.WriteError(w, http.StatusConflict, mgmt.CodeConflict, err.Error())
-	default:
+	a, ok := classify(err)
+	if !ok {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the vault could not complete the request: "+err.Error())
+		return
 	}
+	// The management API's own codes, with the data plane's inner code beside them.
+	code := mgmt.CodeForbidden
+	switch a.status {
+	case http.StatusBadRequest:
+		code = mgmt.CodeBadParameter
+	case http.StatusNotFound:
+		code = mgmt.CodeNotFound
+	case http.StatusConflict:
+		code = mgmt.CodeConflict
+	}
+	mgmt.WriteErrorInner(w, a.status, code, a.inner, err.Error())
 }
 
 func reply(w http.ResponseWriter, status int, v any, err error) {
