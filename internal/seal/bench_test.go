@@ -122,6 +122,7 @@ func sparseSealed(b *testing.B, root string, path string, keys fixedKeys, size i
 	if err != nil {
 		b.Fatal(err)
 	}
+	c.name = []byte(path) // format version 2: the final segment is bound to the path it is read at
 	seg := int64(DefaultSegmentSize)
 	n := size/seg + 1 // full segments, then a final one (possibly empty)
 	lastLen := size - (n-1)*seg
