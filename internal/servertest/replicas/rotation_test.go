@@ -1,7 +1,9 @@
 package replicas_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/cofferhq/coffer/internal/blobstore/s3"
+	"github.com/cofferhq/coffer/internal/blobstore/s3/s3test"
+	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/seal/keyring"
+	"github.com/cofferhq/coffer/internal/servertest"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
@@ -24,7 +32,10 @@ import (
 //     (B has not re-read the settings since) keeps it: it does not put the platform key
 //     back, although that key has a newer version than the one B last saw;
 //  3. the customer-managed key gets a new version and A pins it (rotate-key with the
-//     versioned id); B's rotation check right after keeps the pin.
+//     versioned id); B's rotation check right after keeps the pin;
+//  4. a new root-key generation is added (by a keyring on the cluster's database, as no
+//     CLI creates one yet): what A pushes afterwards is sealed under it (the seal header
+//     in the bucket says so), and B, which has not re-read the settings, reads it at once.
 //
 // After each step both replicas report the new key version (GET /registry/encryption,
 // which re-checks access with the vault), the version before it is disabled in the vault
@@ -163,6 +174,25 @@ func TestKeyRotationAcrossReplicas(t *testing.T) {
 	disable("team", "cmk", c1)
 	wantKey("with the customer-managed key's old version disabled", cmk+"/"+c2, c2, false)
 	pullAllFromB()
+
+	// 4. A new root-key generation. No CLI or management call creates one (docs/encryption.md:
+	// "there is one unless an operator tool calls it"); the tool here is a keyring on the
+	// cluster's database that reaches the key through replica A's vault service, as A's own
+	// keyring does. A seals under it once its access check has read the settings (the
+	// status call runs one); B, which has not re-read them, reads it at once.
+	before := pushed["cmk-v2"]
+	if g := sealGeneration(t, a, before); g != 1 {
+		t.Fatalf("content pushed before the new generation is sealed under generation %d, want 1", g)
+	}
+	if gen := newRootKeyGeneration(t, a); gen != 2 {
+		t.Fatalf("new root-key generation %d, want 2", gen)
+	}
+	status(mA, "after the new generation")
+	push("generation-2")
+	if g := sealGeneration(t, a, pushed["generation-2"]); g != 2 {
+		t.Fatalf("content pushed through A after the new generation is sealed under generation %d, want 2", g)
+	}
+	pullAllFromB()
 	for tag, img := range pushed { // and A, which made every change, reads all of it too
 		ref, _ := name.ParseReference(a.Addr + "/team/rotated:" + tag)
 		pullVerified(t, ref, img, onA...)
@@ -175,3 +205,63 @@ const accessCacheTTL = 6 * time.Second
 
 // versionOf is a key id's version: its last path segment.
 func versionOf(kid string) string { return kid[strings.LastIndex(kid, "/")+1:] }
+
+// newRootKeyGeneration adds a registry root key generation, as an operator tool would:
+// a keyring on the cluster's database whose vault is replica a's.
+func newRootKeyGeneration(t *testing.T, a *servertest.Instance) uint32 {
+	t.Helper()
+	db, err := store.Open(t.Context(), a.Config.Metadata, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	vaults := a.Server.Vault()
+	res, err := resolve.New(resolve.Options{Vault: vaults, Local: vaults, Identities: a.Server.Identities()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keyring.Open(t.Context(), keyring.Options{DB: db, Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.CheckAccess(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := kr.NewGeneration(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gen
+}
+
+// sealGeneration reads, from the bucket, the seal header of img's first layer and returns
+// the root-key generation it names (docs/seal-format.md: magic CFSEAL, version, flags,
+// then the generation, big-endian).
+func sealGeneration(t *testing.T, inst *servertest.Instance, img v1.Image) uint32 {
+	t.Helper()
+	bs := inst.Config.BlobStore
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(bs.URL, "s3://"), "/")
+	drv, err := s3.New(t.Context(), s3.Options{Bucket: bucket, Prefix: prefix, Endpoint: bs.S3Endpoint, Region: bs.S3Region,
+		PathStyle: bs.S3PathStyle, AccessKeyID: s3test.AccessKey, SecretAccessKey: s3test.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) == 0 {
+		t.Fatalf("layers: %v", err)
+	}
+	d, _ := layers[0].Digest()
+	r, err := drv.Reader(t.Context(), "blobs/"+d.Algorithm+"/"+d.Hex[:2]+"/"+d.Hex, 0)
+	if err != nil {
+		t.Fatalf("layer %s in the bucket: %v", d, err)
+	}
+	defer r.Close()
+	hdr := make([]byte, 12)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		t.Fatal(err)
+	}
+	if string(hdr[:6]) != "CFSEAL" {
+		t.Fatalf("layer %s in the bucket does not start with a seal header: %q", d, hdr[:6])
+	}
+	return binary.BigEndian.Uint32(hdr[8:12])
+}
