@@ -413,12 +413,12 @@ func (k *Keyring) Rotate(ctx context.Context, keyID, identity string) (Settings,
 func (k *Keyring) Enable(ctx context.Context, keyID, identity string) (Settings, error) {
 	k.checkMu.Lock()
 	defer k.checkMu.Unlock()
-	st, err := k.Settings()
+	st, _, err := k.db.load(ctx) // as stored: another replica may have enabled it already
 	if err != nil {
 		return Settings{}, err
 	}
 	if st.Source == SourceCustomer {
-		return st, ErrAlreadyEnabled
+		return *st, ErrAlreadyEnabled
 	}
 	return k.rotateLocked(ctx, keyID, identity, SourceCustomer)
 }
@@ -545,7 +545,10 @@ func (k *Keyring) CheckRotation(ctx context.Context) (bool, error) {
 	defer k.checkMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.o.CheckTimeout)
 	defer cancel()
-	st, err := k.Settings()
+	// The settings as stored, not this keyring's copy: another replica sharing the store
+	// may have changed the key or pinned a version since this one last read them, and a
+	// rotation from the stale copy would undo that change.
+	st, _, err := k.db.load(ctx)
 	if err != nil {
 		return false, err
 	}

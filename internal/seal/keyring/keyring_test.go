@@ -555,3 +555,51 @@ func TestGenerationFromAnotherReplica(t *testing.T) {
 		t.Fatal("a miss after the interval did not reload")
 	}
 }
+
+// TestRotationCheckOnAnotherReplica: two keyrings on one metadata store are two replicas.
+// Replica b has not re-read the settings since a changed them (its copy is stale until its
+// next access check); its rotation check and its enable must still act on the stored
+// settings: a's customer-managed key is not replaced by the platform key that b last saw
+// (although that key has a newer version now), a's pinned version is not unpinned, and a
+// second enable on b is refused.
+func TestRotationCheckOnAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	a := e.initPlatform(t)
+	b := e.open(t)
+	if err := b.CheckAccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cmk := customerVault + "/keys/cmk"
+	if _, err := a.Enable(ctx, cmk, "uami-1"); err != nil {
+		t.Fatal(err)
+	}
+	mustKey(t, e.platform, "registry", "RSA") // the platform key's next version
+	if _, err := b.CheckRotation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Enable(ctx, customerVault+"/keys/cmk", "uami-2"); !errors.Is(err, keyring.ErrAlreadyEnabled) {
+		t.Fatalf("enable on the other replica after a's enable = %v, want ErrAlreadyEnabled", err)
+	}
+	if err := a.CheckAccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.Settings(); st.KeyID != cmk || st.Source != keyring.SourceCustomer || st.Identity != "uami-1" {
+		t.Fatalf("after b's rotation check and enable, the stored settings are %+v, want a's customer-managed key", st)
+	}
+
+	v2 := mustKey(t, e.customer, "cmk", "RSA")
+	if _, err := a.Rotate(ctx, v2, ""); err != nil { // pinned
+		t.Fatal(err)
+	}
+	mustKey(t, e.customer, "cmk", "RSA")
+	if rotated, err := b.CheckRotation(ctx); err != nil || rotated {
+		t.Fatalf("b's rotation check of the version a pinned = %v, %v", rotated, err)
+	}
+	if err := a.CheckAccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.Settings(); st.VersionedKeyID != v2 || st.RotationEnabled {
+		t.Fatalf("after b's rotation check the stored settings are %+v, want %s pinned", st, v2)
+	}
+}
