@@ -23,7 +23,7 @@ a managed identity or as the registry's system identity ([system]).
 A key id with a version pins that version until 'rotate-key'; a key id without a
 version turns on automatic rotation to the key's newest version.`,
 	}
-	enc.AddCommand(encryptionShowCommand(), encryptionEnableCommand(), encryptionRotateCommand(), encryptionDisableCommand())
+	enc.AddCommand(encryptionShowCommand(), encryptionEnableCommand(), encryptionRotateCommand(), encryptionNewRootKeyCommand(), encryptionDisableCommand())
 	return enc
 }
 
@@ -63,6 +63,34 @@ Needs registry/manage (Owner or Contributor).`,
 			}
 			var out wire.EncryptionStatus
 			if err := c.do(cmd.Context(), "GET", encryptionPath, nil, &out); err != nil {
+				return err
+			}
+			return printEncryption(cmd, out)
+		},
+	}
+}
+
+func encryptionNewRootKeyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "new-root-key",
+		Short: "Seal new content under a fresh root key (a new generation); stored content stays readable",
+		Long: `Add a root key: 256 new random bits, wrapped under the key-encryption key in use, that
+every object stored from now on is sealed under. Objects sealed before keep their
+generation's root key and stay readable; a later rotate-key re-wraps every generation.
+Use it after a suspected exposure of a root key, or by policy. Other replicas read the
+new generation's objects at once and seal under it after their next key check (at most
+the access-check interval). Prints the status; "rootKeyGeneration" is the new generation.
+Needs registry/manage (Owner or Contributor).`,
+		Example: `  coffer registry encryption new-root-key
+  coffer registry encryption new-root-key | jq .rootKeyGeneration`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newAPIClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out wire.EncryptionStatus
+			if err := c.do(cmd.Context(), "POST", encryptionPath+"/root-key", nil, &out); err != nil {
 				return err
 			}
 			return printEncryption(cmd, out)

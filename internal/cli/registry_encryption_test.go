@@ -15,6 +15,7 @@ func TestRegistryEncryptionCommands(t *testing.T) {
 		Status             string `json:"status"`
 		KeySource          string `json:"keySource"`
 		KeyAccessible      bool   `json:"keyAccessible"`
+		RootKeyGeneration  uint32 `json:"rootKeyGeneration"`
 		KeyVaultProperties struct {
 			Identity               string `json:"identity"`
 			KeyIdentifier          string `json:"keyIdentifier"`
@@ -42,5 +43,15 @@ func TestRegistryEncryptionCommands(t *testing.T) {
 	st = decode[show](t, mustCLI(t, "registry", "encryption", "rotate-key", "--key-encryption-key", st.KeyVaultProperties.VersionedKeyIdentifier))
 	if st.KeyVaultProperties.KeyRotationEnabled || st.KeySource != "platform" {
 		t.Fatalf("after pinning: %+v", st)
+	}
+	// new-root-key adds a generation under the key in use; show reports it afterwards.
+	if st.RootKeyGeneration != 1 {
+		t.Fatalf("a fresh registry's root-key generation = %d, want 1", st.RootKeyGeneration)
+	}
+	if st = decode[show](t, mustCLI(t, "registry", "encryption", "new-root-key")); st.RootKeyGeneration != 2 || !st.KeyAccessible {
+		t.Fatalf("after new-root-key: %+v", st)
+	}
+	if st = decode[show](t, mustCLI(t, "registry", "encryption", "show")); st.RootKeyGeneration != 2 {
+		t.Fatalf("show after new-root-key: %+v", st)
 	}
 }

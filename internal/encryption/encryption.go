@@ -225,6 +225,13 @@ func (s *Service) Rotate(ctx context.Context, keyID, ident string) (keyring.Sett
 // Disable is refused: customer-managed key encryption cannot be disabled once enabled.
 func (s *Service) Disable(ctx context.Context) error { return s.keys.Disable(ctx) }
 
+// NewRootKey adds a root-key generation that new objects are sealed under, wrapped under
+// the key in use (after a suspected exposure of a root key, or by policy); it returns the
+// new generation. Older generations stay, wrapped, so everything stored stays readable.
+func (s *Service) NewRootKey(ctx context.Context) (uint32, error) {
+	return s.keys.NewGeneration(ctx)
+}
+
 // CheckRotation runs the automatic rotation check now; it reports whether it rotated.
 func (s *Service) CheckRotation(ctx context.Context) (bool, error) {
 	return s.keys.CheckRotation(ctx)

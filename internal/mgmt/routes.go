@@ -156,6 +156,7 @@ func Routes() []Route {
 		{ID: "enableEncryption", Method: post, Path: p + "/registry/encryption/enable", Tag: tagEncryption, Summary: "Encrypt under a customer-managed key (cannot be undone)", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "rotateEncryptionKey", Method: post, Path: p + "/registry/encryption/rotate-key", Tag: tagEncryption, Summary: "Re-wrap the root key under another key, version or identity", Permission: "registry/manage at /registry", Request: wire.EncryptionKeyRequest{}, Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "disableEncryption", Method: post, Path: p + "/registry/encryption/disable", Tag: tagEncryption, Summary: "Refused with 409: a customer-managed key cannot be disabled", Permission: "registry/manage at /registry", Status: none},
+		{ID: "newEncryptionRootKey", Method: post, Path: p + "/registry/encryption/root-key", Tag: tagEncryption, Summary: "Seal new content under a fresh root key (a new generation); older content stays readable", Permission: "registry/manage at /registry", Response: wire.EncryptionStatus{}, Status: ok},
 		{ID: "checkEncryptionRotation", Method: post, Path: p + "/registry/encryption/rotation", Tag: tagEncryption, Summary: "Run the automatic key rotation check now", Permission: "registry/manage at /registry", Response: wire.EncryptionStatus{}, Status: ok},
 
 		// Signature policy.

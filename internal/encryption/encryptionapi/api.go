@@ -26,6 +26,7 @@ type Service interface {
 	Rotate(ctx context.Context, keyID, ident string) (keyring.Settings, error)
 	Disable(ctx context.Context) error
 	CheckRotation(ctx context.Context) (bool, error)
+	NewRootKey(ctx context.Context) (uint32, error)
 }
 
 // Handler serves /coffer/v1/registry/encryption.
@@ -53,6 +54,7 @@ func (h *Handler) Register(rt *mgmt.Router) {
 		"POST " + p + "/rotate-key": h.rotate,
 		"POST " + p + "/disable":    h.disable,
 		"POST " + p + "/rotation":   h.checkRotation,
+		"POST " + p + "/root-key":   h.newRootKey,
 	}
 	for pattern, f := range routes {
 		rt.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +85,7 @@ func toWire(st keyring.Status) wire.EncryptionStatus {
 			KeyRotationEnabled: kv.KeyRotationEnabled, LastKeyRotationTimestamp: kv.LastKeyRotationTimestamp,
 		},
 		KeyAccessible: st.KeyAccessible, KeyAccessError: st.KeyAccessError, LastKeyAccessCheck: st.LastKeyAccessCheck,
+		RootKeyGeneration: st.RootKeyGeneration,
 	}
 }
 
@@ -114,6 +117,16 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) {
 // for --key-rotation-check-interval).
 func (h *Handler) checkRotation(w http.ResponseWriter, r *http.Request) {
 	if _, err := h.svc.CheckRotation(r.Context()); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	h.show(w, r)
+}
+
+// newRootKey seals new content under a fresh root key (a new generation), wrapped under
+// the key in use; content sealed before stays readable under the older generations.
+func (h *Handler) newRootKey(w http.ResponseWriter, r *http.Request) {
+	if _, err := h.svc.NewRootKey(r.Context()); err != nil {
 		h.writeError(w, err)
 		return
 	}

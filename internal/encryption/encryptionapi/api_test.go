@@ -47,6 +47,10 @@ func (f *fakeService) CheckRotation(ctx context.Context) (bool, error) {
 	f.calls = append(f.calls, "rotation")
 	return false, f.err
 }
+func (f *fakeService) NewRootKey(ctx context.Context) (uint32, error) {
+	f.calls = append(f.calls, "root-key")
+	return 2, f.err
+}
 
 // verifier accepts the token "good" for the management audience as principal "op".
 type verifier struct{}
@@ -132,7 +136,7 @@ func TestAuthentication(t *testing.T) {
 // TestRequestsAndAnswers: the JSON in and out, and the status and error code of each kind
 // of failure.
 func TestRequestsAndAnswers(t *testing.T) {
-	const shown = `{"status":"enabled","encryptedAtRest":true,"keySource":"customer","keyVaultProperties":{"identity":"[system]","keyIdentifier":"https://kv/keys/k","versionedKeyIdentifier":"https://kv/keys/k/1","keyRotationEnabled":false},"keyAccessible":true}` + "\n"
+	const shown = `{"status":"enabled","encryptedAtRest":true,"keySource":"customer","keyVaultProperties":{"identity":"[system]","keyIdentifier":"https://kv/keys/k","versionedKeyIdentifier":"https://kv/keys/k/1","keyRotationEnabled":false},"keyAccessible":true,"rootKeyGeneration":0}` + "\n"
 	svc := &fakeService{}
 	srv, _ := serve(t, svc, true)
 	if code, body := call(t, srv, "GET", p, "good", ""); code != 200 || body != shown {
@@ -147,7 +151,10 @@ func TestRequestsAndAnswers(t *testing.T) {
 	if code, body := call(t, srv, "POST", p+"/rotation", "good", ""); code != 200 || body != shown {
 		t.Fatalf("rotation: %d %s", code, body)
 	}
-	want := []string{"show", "enable https://kv/keys/k mi", "show", "rotate https://kv/keys/k ", "show", "rotation", "show"}
+	if code, body := call(t, srv, "POST", p+"/root-key", "good", ""); code != 200 || body != shown {
+		t.Fatalf("root-key: %d %s", code, body)
+	}
+	want := []string{"show", "enable https://kv/keys/k mi", "show", "rotate https://kv/keys/k ", "show", "rotation", "show", "root-key", "show"}
 	if fmt.Sprint(svc.calls) != fmt.Sprint(want) {
 		t.Fatalf("service calls %q, want %q", svc.calls, want)
 	}

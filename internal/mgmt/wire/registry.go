@@ -91,6 +91,9 @@ type EncryptionStatus struct {
 	KeyAccessible      bool       `json:"keyAccessible"`
 	KeyAccessError     string     `json:"keyAccessError,omitempty"`
 	LastKeyAccessCheck *time.Time `json:"lastKeyAccessCheck,omitempty"`
+	// RootKeyGeneration is the generation of the root key new content is sealed under;
+	// `coffer registry encryption new-root-key` adds one.
+	RootKeyGeneration uint32 `json:"rootKeyGeneration"`
 }
 
 // KeyVaultProperties describe the key encryption key in use.

@@ -625,6 +625,9 @@ type Status struct {
 	KeyAccessible      bool       `json:"keyAccessible"`
 	KeyAccessError     string     `json:"keyAccessError,omitempty"`
 	LastKeyAccessCheck *time.Time `json:"lastKeyAccessCheck,omitempty"`
+	// RootKeyGeneration is the generation of the root key new objects are sealed under
+	// (1 for a registry that never added one; NewGeneration adds one).
+	RootKeyGeneration uint32 `json:"rootKeyGeneration"`
 }
 
 // KeyVaultProperties mirror `az acr encryption show`.
@@ -651,7 +654,7 @@ func (k *Keyring) Status(ctx context.Context, fresh bool) (Status, error) {
 	s := Status{Status: "disabled", EncryptedAtRest: true, KeySource: st.Source, KeyVaultProperties: KeyVaultProperties{
 		Identity: st.Identity, KeyIdentifier: st.KeyID, VersionedKeyIdentifier: st.VersionedKeyID,
 		KeyRotationEnabled: st.RotationEnabled,
-	}}
+	}, RootKeyGeneration: st.Generation}
 	if st.Source == SourceCustomer {
 		s.Status = "enabled"
 	}

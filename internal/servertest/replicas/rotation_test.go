@@ -15,11 +15,8 @@ import (
 
 	"github.com/cofferhq/coffer/internal/blobstore/s3"
 	"github.com/cofferhq/coffer/internal/blobstore/s3/s3test"
-	"github.com/cofferhq/coffer/internal/kek/resolve"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
-	"github.com/cofferhq/coffer/internal/seal/keyring"
 	"github.com/cofferhq/coffer/internal/servertest"
-	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault/vaulttest"
 )
 
@@ -33,8 +30,8 @@ import (
 //     back, although that key has a newer version than the one B last saw;
 //  3. the customer-managed key gets a new version and A pins it (rotate-key with the
 //     versioned id); B's rotation check right after keeps the pin;
-//  4. a new root-key generation is added (by a keyring on the cluster's database, as no
-//     CLI creates one yet): what A pushes afterwards is sealed under it (the seal header
+//  4. a new root-key generation is added through A (POST /registry/encryption/root-key,
+//     coffer registry encryption new-root-key): what A pushes afterwards is sealed under it (the seal header
 //     in the bucket says so), and B, which has not re-read the settings, reads it at once.
 //
 // After each step both replicas report the new key version (GET /registry/encryption,
@@ -175,17 +172,17 @@ func TestKeyRotationAcrossReplicas(t *testing.T) {
 	wantKey("with the customer-managed key's old version disabled", cmk+"/"+c2, c2, false)
 	pullAllFromB()
 
-	// 4. A new root-key generation. No CLI or management call creates one (docs/encryption.md:
-	// "there is one unless an operator tool calls it"); the tool here is a keyring on the
-	// cluster's database that reaches the key through replica A's vault service, as A's own
-	// keyring does. A seals under it once its access check has read the settings (the
-	// status call runs one); B, which has not re-read them, reads it at once.
+	// 4. A new root-key generation, made through A's management API (coffer registry
+	// encryption new-root-key). A seals under it at once; B, which has not re-read the
+	// settings, reads A's new objects at once (the keyring reloads on an unknown generation).
 	before := pushed["cmk-v2"]
 	if g := sealGeneration(t, a, before); g != 1 {
 		t.Fatalf("content pushed before the new generation is sealed under generation %d, want 1", g)
 	}
-	if gen := newRootKeyGeneration(t, a); gen != 2 {
-		t.Fatalf("new root-key generation %d, want 2", gen)
+	var made wire.EncryptionStatus
+	mA.MustDo(t, "POST", "/coffer/v1/registry/encryption/root-key", nil, &made)
+	if made.RootKeyGeneration != 2 {
+		t.Fatalf("new root-key generation %d, want 2", made.RootKeyGeneration)
 	}
 	status(mA, "after the new generation")
 	push("generation-2")
@@ -205,34 +202,6 @@ const accessCacheTTL = 6 * time.Second
 
 // versionOf is a key id's version: its last path segment.
 func versionOf(kid string) string { return kid[strings.LastIndex(kid, "/")+1:] }
-
-// newRootKeyGeneration adds a registry root key generation, as an operator tool would:
-// a keyring on the cluster's database whose vault is replica a's.
-func newRootKeyGeneration(t *testing.T, a *servertest.Instance) uint32 {
-	t.Helper()
-	db, err := store.Open(t.Context(), a.Config.Metadata, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	vaults := a.Server.Vault()
-	res, err := resolve.New(resolve.Options{Vault: vaults, Local: vaults, Identities: a.Server.Identities()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keyring.Open(t.Context(), keyring.Options{DB: db, Resolver: res})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kr.CheckAccess(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	gen, err := kr.NewGeneration(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gen
-}
 
 // sealGeneration reads, from the bucket, the seal header of img's first layer and returns
 // the root-key generation it names (docs/seal-format.md: magic CFSEAL, version, flags,
