@@ -36,12 +36,20 @@ type Server struct {
 	count atomic.Int64
 	// stopped is set by Stop and cleared by Restart (one test goroutine drives both).
 	stopped bool
+	durable bool
+}
+
+// LaunchOptions are Launch's settings.
+type LaunchOptions struct {
+	// Durable runs the server with fsync on, as in production (a benchmark against
+	// SQLite's synchronous=FULL); a test server runs with fsync off.
+	Durable bool
 }
 
 // Start starts a PostgreSQL server for t (about 3 s) and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := Launch()
+	s, err := Launch(LaunchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +64,12 @@ func Start(t testing.TB) *Server {
 // Launch starts a PostgreSQL server outside a test (the benchmark harness, bench/registry),
 // as Start does: initdb and pg_ctl on a new temporary directory and a free port of
 // 127.0.0.1. The caller must call Shutdown, also when what follows fails.
-func Launch() (*Server, error) {
+func Launch(o LaunchOptions) (*Server, error) {
 	bin, err := findBin()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin}
+	s := &Server{bin: bin, durable: o.Durable}
 	if os.Geteuid() == 0 {
 		// PostgreSQL refuses to run as root: run it as the postgres user the package creates.
 		u, err := user.Lookup("postgres")
@@ -125,7 +133,11 @@ func (s *Server) data() string { return filepath.Join(s.dir, "data") }
 
 func (s *Server) start() error {
 	// fsync=off: a test server's durability is not under test, and it saves seconds.
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s.port, s.dir)
+	fsync := "off"
+	if s.durable {
+		fsync = "on"
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=200", s.port, s.dir, fsync)
 	out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
