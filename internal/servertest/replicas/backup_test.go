@@ -35,7 +35,8 @@ import (
 // on that pair with the same vault root key (copied, as a mounted secret is, into a
 // directory of its own) serves every image of the backup intact, logs the administrator
 // in, holds the vault key (it decrypts what it encrypted before the backup) and verifies
-// the audit trail. Started with another root key, it stops with the clear error.
+// the audit trail; beside the replicas' old audit checkpoint, verify reports the records
+// the restore rolled back. Started with another root key, it stops with the clear error.
 func TestBackupAndRestore(t *testing.T) {
 	c := startCluster(t, nil)
 	ctx := t.Context()
@@ -100,11 +101,11 @@ func TestBackupAndRestore(t *testing.T) {
 	uploadBucket(ctx, t, s3Client(gw.Endpoint), "coffer-restored", objects)
 	blobs := c.blobs
 	blobs.URL, blobs.S3Endpoint = "s3://coffer-restored/registry", gw.Endpoint
-	restoredCfg := func(rootKeyFile string) config.Server {
+	restoredCfg := func(rootKeyFile, db string) config.Server {
 		cfg := config.Defaults()
 		cfg.DataDir = t.TempDir()
 		cfg.Listen = "127.0.0.1:0"
-		cfg.Metadata = c.pg.URL(restoredDB)
+		cfg.Metadata = c.pg.URL(db)
 		cfg.Vault.RootKeyFile = rootKeyFile
 		cfg.BlobStore = blobs
 		return cfg
@@ -117,7 +118,7 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(root)
-	if inst, err := servertest.StartConfig(restoredCfg(otherKey)); err == nil {
+	if inst, err := servertest.StartConfig(restoredCfg(otherKey, restoredDB)); err == nil {
 		inst.Stop()
 		t.Fatal("a server started with another vault root key on the restored database")
 	} else if !strings.Contains(err.Error(), "sealed under another vault root key") {
@@ -134,7 +135,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if err := os.WriteFile(sameKey, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	restored, err := servertest.StartConfig(restoredCfg(sameKey))
+	restored, err := servertest.StartConfig(restoredCfg(sameKey, restoredDB))
 	if err != nil {
 		t.Fatalf("coffer serve on the restored database and bucket: %v", err)
 	}
@@ -176,6 +177,22 @@ func TestBackupAndRestore(t *testing.T) {
 	if !verify.OK {
 		t.Fatalf("audit trail of the restored database: broken at %d: %s", verify.BrokenAt, verify.Problem)
 	}
+
+	// The replicas' old checkpoint (beside the original key file) is ahead of the restored
+	// trail: a server started with it on another restore of the same dump reports the
+	// records the restore rolled back.
+	staleDB := c.pg.NewDatabase(t)
+	c.pg.Restore(t, staleDB, dump)
+	stale, err := servertest.StartConfig(restoredCfg(c.rootKey, staleDB))
+	if err != nil {
+		t.Fatalf("coffer serve on a restore beside the old checkpoint: %v", err)
+	}
+	t.Cleanup(stale.Stop)
+	adminEnv(t, stale, c.password).MustDo(t, "GET", "/coffer/v1/audit/verify", nil, &verify)
+	if verify.OK || !strings.Contains(verify.Problem, "removed") {
+		t.Fatalf("audit verify beside the old checkpoint: %+v, want the records the restore removed reported", verify)
+	}
+	t.Logf("beside the old checkpoint: %s", verify.Problem)
 }
 
 func s3Client(endpoint string) *s3.Client {
