@@ -13,7 +13,14 @@
 // round, so drift on a shared machine affects all alike. It prints, per figure, each
 // registry's median [min–max] and, for every registry after the first, the ratio of the
 // first to it paired per round (round r of the first ÷ round r of the other), median
-// [min–max]. Children and temporary directories are removed even when a figure fails.
+// [min–max], and the ratios of pairs named below. Children, servers and temporary
+// directories are removed even when a start or a figure fails.
+//
+// --postgres starts PostgreSQL (internal/store/pgtest's initdb + pg_ctl, fsync on) and
+// measures Coffer with its metadata there (coffer-pg, against the SQLite of coffer); with
+// --versitygw (or --blob-store) also one replica on PostgreSQL + S3 (coffer-pg-s3) and two
+// replicas on one database and bucket behind a round-robin HTTPS proxy (coffer-pg-s3-x2),
+// with the ratio of the one to the two.
 //
 // --in-process runs Coffer inside this process over plain HTTP instead: a profiling aid
 // (with --cpuprofile) whose figures are not what users see.
@@ -23,6 +30,7 @@
 //	go run ./bench/registry --figures small8 --rounds 1 --coffer-plain-http
 //	go run ./bench/registry --figures big --coffer-plain-http --coffer-http1
 //	go run ./bench/registry --versitygw "${COFFER_TOOLS:-$HOME/.cache/coffer-tools}/bin/versitygw"
+//	go run ./bench/registry --versitygw "${COFFER_TOOLS:-$HOME/.cache/coffer-tools}/bin/versitygw" --postgres
 //	go run ./bench/registry --no-coffer --target https://host:5000 --user admin --password ... --insecure
 package main
 
@@ -75,6 +83,7 @@ func run() (code int) {
 		blobStore   = flag.String("blob-store", "", "also start a `coffer serve --blob-store URL` (s3://BUCKET[/PREFIX]; its --s3-* flags with --blob-store-flag)")
 		versitygw   = flag.String("versitygw", "", "also start a `coffer serve` on S3: versitygw from this binary on a temporary directory")
 		cofferH1    = flag.Bool("coffer-http1", false, "also measure the HTTPS coffer with a client that speaks HTTP/1.1 over TLS (what HTTP/2 costs the client)")
+		postgres    = flag.Bool("postgres", false, "also start PostgreSQL (initdb + pg_ctl of Debian's postgresql or $COFFER_PG_BIN, temporary directory, free port, fsync on) and measure coffer-pg (PostgreSQL + filesystem); with --versitygw or --blob-store also coffer-pg-s3 (one replica on PostgreSQL + S3) and coffer-pg-s3-x2 (two replicas on one database and bucket behind a round-robin proxy)")
 		only        = flag.String("figures", "", "run only these figure pairs, comma-separated: big, small1, small8 (default: all)")
 		blobFlags   []string
 	)
@@ -86,12 +95,7 @@ func run() (code int) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
+	defer runAtExit()
 	defer func() {
 		if r := recover(); r != nil {
 			e, ok := r.(benchError)
@@ -106,11 +110,11 @@ func run() (code int) {
 		f, err := os.Create(*cpuProfile)
 		must(err)
 		must(pprof.StartCPUProfile(f))
-		cleanups = append(cleanups, pprof.StopCPUProfile)
+		atExit(pprof.StopCPUProfile)
 	}
 	tmp, err := os.MkdirTemp("", "coffer-bench-")
 	must(err)
-	cleanups = append(cleanups, func() {
+	atExit(func() {
 		if *keepDataDir {
 			fmt.Fprintln(os.Stderr, "data kept in", tmp)
 			return
@@ -119,8 +123,10 @@ func run() (code int) {
 	})
 
 	var targets []*target
+	// pairs are ratios printed beside those of the first target to each other one.
+	var pairs [][2]int
 	add := func(t *target, stop func()) {
-		cleanups = append(cleanups, stop)
+		atExit(stop)
 		targets = append(targets, t)
 	}
 	if !*skipCoffer {
@@ -141,13 +147,32 @@ func run() (code int) {
 			}
 			if *versitygw != "" {
 				url, flags, stop := startVersitygw(filepath.Join(tmp, "versitygw"), *versitygw)
-				cleanups = append(cleanups, stop)
+				atExit(stop)
 				*blobStore, blobFlags = url, append(flags, blobFlags...)
 			}
 			if *blobStore != "" {
 				t, stop := startCoffer(ctx, "coffer-s3", filepath.Join(tmp, "coffer-s3"), bin, false, append([]string{"--blob-store", *blobStore}, blobFlags...)...)
 				t.how += ", blob store " + *blobStore
 				add(t, stop)
+			}
+			if *postgres {
+				pg := startPostgres()
+				t, stop := startCoffer(ctx, "coffer-pg", filepath.Join(tmp, "coffer-pg"), bin, false, postgresFlags(ctx, pg)...)
+				t.how += ", metadata in PostgreSQL (same machine, fsync on)"
+				add(t, stop)
+				if *blobStore != "" {
+					url := siblingStore(*blobStore, "pg")
+					t, stop := startCoffer(ctx, "coffer-pg-s3", filepath.Join(tmp, "coffer-pg-s3"), bin, false,
+						slices.Concat(postgresFlags(ctx, pg), []string{"--blob-store", url}, blobFlags)...)
+					t.how += ", one replica, metadata in PostgreSQL, blob store " + url
+					add(t, stop)
+					url = siblingStore(*blobStore, "x2")
+					t2, stop2 := startReplicas(ctx, "coffer-pg-s3-x2", filepath.Join(tmp, "coffer-pg-s3-x2"), bin,
+						slices.Concat(postgresFlags(ctx, pg), []string{"--blob-store", url}, blobFlags)...)
+					t2.how += ", both on one PostgreSQL database and blob store " + url
+					add(t2, stop2)
+					pairs = append(pairs, [2]int{len(targets) - 2, len(targets) - 1}) // one replica ÷ two
+				}
 			}
 		}
 	}
@@ -166,6 +191,9 @@ func run() (code int) {
 	}
 	if *target2URL != "" {
 		targets = append(targets, newTarget("target2", *target2URL, *user2, *pass2, *insecure, nil))
+	}
+	if *postgres && (*skipCoffer || *inProcess) {
+		fail("--postgres measures `coffer serve` processes: drop --no-coffer and --in-process")
 	}
 	if len(targets) == 0 {
 		fail("nothing to measure")
@@ -205,7 +233,7 @@ func run() (code int) {
 			}
 		}
 	}
-	printResults(figures, targets, results)
+	printResults(figures, targets, results, pairs)
 	return 0
 }
 
@@ -305,16 +333,22 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 }
 
 // printResults prints each registry's median [min–max] per figure and, for each registry
-// after the first, the first's figure divided by its figure, paired per round.
-func printResults(figures []figure, targets []*target, results [][][]float64) {
+// after the first and for each of pairs, the first's figure divided by its figure, paired
+// per round.
+func printResults(figures []figure, targets []*target, results [][][]float64, extra [][2]int) {
+	var pairs [][2]int
+	for ti := 1; ti < len(targets); ti++ {
+		pairs = append(pairs, [2]int{0, ti})
+	}
+	pairs = append(pairs, extra...)
 	rounds := len(results[0][0])
 	fmt.Printf("\n%d rounds; each cell: median [min–max]\n", rounds)
 	header := fmt.Sprintf("%-42s %-8s", "figure", "unit")
 	for _, t := range targets {
 		header += fmt.Sprintf(" %-24s", t.name)
 	}
-	for _, t := range targets[1:] {
-		header += fmt.Sprintf(" %-20s", targets[0].name+" ÷ "+t.name)
+	for _, p := range pairs {
+		header += fmt.Sprintf(" %-28s", targets[p[0]].name+" ÷ "+targets[p[1]].name)
 	}
 	fmt.Println(header)
 	for f, fig := range figures {
@@ -322,23 +356,23 @@ func printResults(figures []figure, targets []*target, results [][][]float64) {
 		for ti := range targets {
 			line += fmt.Sprintf(" %-24s", spread(results[f][ti], "%.1f"))
 		}
-		for ti := 1; ti < len(targets); ti++ {
+		for _, p := range pairs {
 			var ratios []float64
 			for r := range rounds {
-				if d := results[f][ti][r]; d > 0 {
-					ratios = append(ratios, results[f][0][r]/d)
+				if d := results[f][p[1]][r]; d > 0 {
+					ratios = append(ratios, results[f][p[0]][r]/d)
 				}
 			}
-			line += fmt.Sprintf(" %-20s", spread(ratios, "%.2f"))
+			line += fmt.Sprintf(" %-28s", spread(ratios, "%.2f"))
 		}
 		fmt.Println(line)
 	}
-	if len(targets) > 1 {
-		fmt.Printf("ratios above 1: %s is faster; paired per round (round r ÷ round r)\n", targets[0].name)
+	if len(pairs) > 0 {
+		fmt.Println("ratios A ÷ B above 1: A is faster; paired per round (round r of A ÷ round r of B)")
 	}
 	fmt.Println("\nconditions:")
 	for _, t := range targets {
-		fmt.Printf("  %-14s %s\n", t.name, t.how)
+		fmt.Printf("  %-16s %s\n", t.name, t.how)
 	}
 }
 

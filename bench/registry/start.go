@@ -83,31 +83,54 @@ func buildCoffer(ctx context.Context, dir string) string {
 }
 
 // child starts bin as a child process whose output goes to dir/log, and returns its stop.
+// The stop is also registered with atExit, so the child ends when the run does, however
+// it ends; calling it again does nothing.
 func child(dir, bin string, args []string, env ...string) func() {
 	logf, err := os.Create(filepath.Join(dir, "log"))
 	must(err)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), env...)
-	must(cmd.Start())
-	return func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+	if err := cmd.Start(); err != nil {
 		logf.Close()
+		fail(err.Error())
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+			logf.Close()
+		})
+	}
+	atExit(stop)
+	return stop
 }
 
 // startCoffer runs `coffer serve` on a fresh data directory as its users do (HTTPS with the
 // local CA, token auth, encryption at rest, GC on its default schedule), or with
 // --plain-http, and logs in as the bootstrap administrator.
 func startCoffer(ctx context.Context, name, dir, bin string, plain bool, extra ...string) (*target, func()) {
+	t, stop := runCoffer(name, dir, bin, plain, extra...)
+	pw, err := os.ReadFile(filepath.Join(dir, "data", "initial-admin-password"))
+	if err != nil || len(pw) == 0 {
+		fail(fmt.Sprintf("%s made no administrator (%v): see %s", name, err, filepath.Join(dir, "log")))
+	}
+	t.user, t.pass = "admin", strings.TrimSpace(string(pw))
+	return t, stop
+}
+
+// runCoffer runs `coffer serve` on data directory dir/data and waits until it is ready;
+// the target has no credentials (a replica joining a database another one initialised
+// makes no administrator of its own).
+func runCoffer(name, dir, bin string, plain bool, extra ...string) (*target, func()) {
 	must(os.MkdirAll(dir, 0o700))
 	addr := freeAddr()
 	args := append([]string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr}, extra...)
@@ -117,25 +140,11 @@ func startCoffer(ctx context.Context, name, dir, bin string, plain bool, extra .
 		scheme, how = "http", "coffer serve --plain-http, token auth, encryption at rest, default GC"
 	}
 	stop := child(dir, bin, args)
-	pwFile := filepath.Join(dir, "data", "initial-admin-password")
-	deadline := time.Now().Add(60 * time.Second)
-	var pw []byte
-	for {
-		var err error
-		if pw, err = os.ReadFile(pwFile); err == nil && len(pw) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			fail(name + " did not start: see " + filepath.Join(dir, "log"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	var roots *x509.CertPool
 	if !plain {
-		roots = loadRoots(filepath.Join(dir, "data", "tls", "ca.pem"), 30*time.Second)
+		roots = loadRoots(filepath.Join(dir, "data", "tls", "ca.pem"), 60*time.Second)
 	}
-	t := newTarget(name, scheme+"://"+addr, "admin", strings.TrimSpace(string(pw)), false, roots)
+	t := newTarget(name, scheme+"://"+addr, "", "", false, roots)
 	t.how = how
 	waitReady(t.client, t.url+"/readyz")
 	return t, stop

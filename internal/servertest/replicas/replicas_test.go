@@ -49,12 +49,19 @@ type cluster struct {
 	client   *http.Client
 	hits     []atomic.Int64
 	password string
+	// What the replicas share, for tests that reach past them (backup_test.go).
+	pg      *pgtest.Server
+	dbName  string
+	bucket  *s3test.Server
+	rootKey string
+	blobs   config.BlobStore
 }
 
 func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
 	t.Helper()
 	pg := pgtest.Start(t)
-	dbURL := pg.URL(pg.NewDatabase(t))
+	dbName := pg.NewDatabase(t)
+	dbURL := pg.URL(dbName)
 	bucket := s3test.Start(t, "coffer")
 	secret := filepath.Join(t.TempDir(), "s3-secret")
 	if err := os.WriteFile(secret, []byte(s3test.SecretKey+"\n"), 0o600); err != nil {
@@ -69,7 +76,8 @@ func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
 	}
 	clear(root)
 
-	c := &cluster{replicas: make([]*servertest.Instance, 2), hits: make([]atomic.Int64, 2)}
+	c := &cluster{replicas: make([]*servertest.Instance, 2), hits: make([]atomic.Int64, 2),
+		pg: pg, dbName: dbName, bucket: bucket, rootKey: rootKey}
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i := range c.replicas {
@@ -97,6 +105,7 @@ func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
 		t.Cleanup(c.replicas[i].Stop)
 		c.password += c.replicas[i].AdminPassword // one of them made the administrator
 	}
+	c.blobs = c.replicas[0].Config.BlobStore
 
 	// The load balancer: round robin over the replicas, each request to the next one.
 	backends := make([]*url.URL, 2)

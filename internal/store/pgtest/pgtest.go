@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -35,21 +36,45 @@ type Server struct {
 	count atomic.Int64
 	// stopped is set by Stop and cleared by Restart (one test goroutine drives both).
 	stopped bool
+	durable bool
+}
+
+// LaunchOptions are Launch's settings.
+type LaunchOptions struct {
+	// Durable runs the server with fsync on, as in production (a benchmark against
+	// SQLite's synchronous=FULL); a test server runs with fsync off.
+	Durable bool
 }
 
 // Start starts a PostgreSQL server for t (about 3 s) and stops it when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := findBin()
+	s, err := Launch(LaunchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{bin: bin}
+	t.Cleanup(func() {
+		if err := s.Shutdown(); err != nil {
+			t.Errorf("stop the test PostgreSQL server: %v", err)
+		}
+	})
+	return s
+}
+
+// Launch starts a PostgreSQL server outside a test (the benchmark harness, bench/registry),
+// as Start does: initdb and pg_ctl on a new temporary directory and a free port of
+// 127.0.0.1. The caller must call Shutdown, also when what follows fails.
+func Launch(o LaunchOptions) (*Server, error) {
+	bin, err := findBin()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, durable: o.Durable}
 	if os.Geteuid() == 0 {
 		// PostgreSQL refuses to run as root: run it as the postgres user the package creates.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			t.Fatalf("PostgreSQL cannot run as root and there is no postgres user (apt-get install postgresql creates it): %v", err)
+			return nil, fmt.Errorf("PostgreSQL cannot run as root and there is no postgres user (apt-get install postgresql creates it): %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
@@ -58,47 +83,61 @@ func Start(t testing.TB) *Server {
 	// Not t.TempDir: its parents are private to this user, and the server may run as another.
 	dir, err := os.MkdirTemp("", "coffer-pgtest-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s.dir = dir
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	s.stopped = true // nothing to stop until the server runs
+	if err := s.launch(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) launch() error {
 	if s.cred != nil {
-		if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			t.Fatal(err)
+		if err := os.Chown(s.dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return err
 		}
 	}
-	data := filepath.Join(dir, "data")
-	if out, err := s.run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
+	if out, err := s.run("initdb", "-D", s.data(), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"); err != nil {
+		return fmt.Errorf("initdb: %v\n%s", err, out)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
+		var err error
 		if s.port, err = freePort(); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if lastErr = s.start(); lastErr == nil {
-			break
+			return nil
 		}
 	}
-	if lastErr != nil {
-		t.Fatal(lastErr)
+	return lastErr
+}
+
+// Shutdown stops the server (unless Stop did) and removes its files.
+func (s *Server) Shutdown() error {
+	defer os.RemoveAll(s.dir)
+	if s.stopped {
+		return nil
 	}
-	t.Cleanup(func() {
-		if s.stopped {
-			return
-		}
-		if out, err := s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
-			t.Errorf("stop the test PostgreSQL server: %v\n%s", err, out)
-		}
-	})
-	return s
+	if out, err := s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "-t", "30", "stop"); err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	s.stopped = true
+	return nil
 }
 
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
 
 func (s *Server) start() error {
 	// fsync=off: a test server's durability is not under test, and it saves seconds.
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s.port, s.dir)
+	fsync := "off"
+	if s.durable {
+		fsync = "on"
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=%s -c max_connections=200", s.port, s.dir, fsync)
 	out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "server.log"), "-o", opts, "-w", "-t", "60", "start")
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
@@ -136,16 +175,26 @@ func (s *Server) Port() int { return s.port }
 // NewDatabase creates a new, empty database and returns its name.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("coffer_%d", s.count.Add(1))
-	admin, err := store.OpenPostgres(t.Context(), s.URL("postgres"), store.PostgresOptions{MaxOpenConns: 1})
+	name, err := s.CreateDatabase(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(t.Context(), `CREATE DATABASE `+name); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
 	return name
+}
+
+// CreateDatabase creates a new, empty database and returns its name (NewDatabase outside
+// a test).
+func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("coffer_%d", s.count.Add(1))
+	admin, err := store.OpenPostgres(ctx, s.URL("postgres"), store.PostgresOptions{MaxOpenConns: 1})
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
+		return "", fmt.Errorf("create test database: %w", err)
+	}
+	return name, nil
 }
 
 // DB opens a new, empty database on the server as a store and closes it when t ends.
@@ -170,11 +219,27 @@ func (s *Server) Dump(t testing.TB, name string) []byte {
 	return out
 }
 
+// Restore loads a plain SQL dump (Dump's) into database name with psql, in one
+// transaction that stops at the first error, as an operator restores a backup.
+func (s *Server) Restore(t testing.TB, name string, dump []byte) {
+	t.Helper()
+	out, err := s.runInput(bytes.NewReader(dump), "psql", "-h", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "postgres",
+		"-d", name, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-")
+	if err != nil {
+		t.Fatalf("psql (restore into %s): %v\n%s", name, err, out)
+	}
+}
+
 func (s *Server) run(name string, args ...string) ([]byte, error) {
+	return s.runInput(nil, name, args...)
+}
+
+func (s *Server) runInput(stdin io.Reader, name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
 	cmd.Dir = s.dir
+	cmd.Stdin = stdin
 	if s.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	}
