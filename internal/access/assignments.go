@@ -100,8 +100,11 @@ func (s *Service) assign(ctx context.Context, role *compiledRole, p identity.Pri
 		ID: uuid.NewString(), Role: role.def.Name, PrincipalID: p.ID, PrincipalKind: p.Kind,
 		PrincipalName: p.Name, Scope: scope, CreatedAt: s.now().UTC().Truncate(time.Second), CreatedBy: createdBy,
 	}
-	created := false
+	fresh, created := a, false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		// On PostgreSQL InTx may run this again (a serialization failure, at a statement or
+		// at commit): start each run from the new assignment, not the last run's outcome.
+		a, created = fresh, false
 		existing, err := scanAssignments(tx.QueryContext(ctx, selectAssignments+` WHERE role = ? AND principal_id = ? AND scope = ?`, a.Role, a.PrincipalID, string(a.Scope)))
 		if err != nil {
 			return err

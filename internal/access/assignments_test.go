@@ -12,10 +12,11 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
-func TestAssignmentCRUD(t *testing.T) {
-	f := newFixture(t)
+func testAssignmentCRUD(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	alice, bob := f.principal(t), f.principal(t)
 
@@ -114,8 +115,8 @@ func TestAssignmentCRUD(t *testing.T) {
 	}
 }
 
-func TestRevocationIsImmediate(t *testing.T) {
-	f := newFixture(t)
+func testRevocationIsImmediate(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	p := f.principal(t)
 	k1 := access.KeyScope("team1", "k1")
@@ -136,8 +137,8 @@ func TestRevocationIsImmediate(t *testing.T) {
 
 // TestCacheTTL: a change written to the store by another replica (not through this
 // Service) is seen once the cache TTL has passed, and not served from a stale copy after.
-func TestCacheTTL(t *testing.T) {
-	f := newFixture(t)
+func testCacheTTL(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	p := f.principal(t)
 	if f.allowed(t, p, access.RegistryPull, "/registry/repositories/app", false) {
@@ -160,8 +161,8 @@ func TestCacheTTL(t *testing.T) {
 }
 
 // TestAuthorizeConcurrentWrites runs decisions while assignments change (run with -race).
-func TestAuthorizeConcurrentWrites(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeConcurrentWrites(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	p := f.principal(t)
 	var wg sync.WaitGroup
@@ -198,8 +199,8 @@ func TestAuthorizeConcurrentWrites(t *testing.T) {
 	}
 }
 
-func TestBootstrapOwner(t *testing.T) {
-	f := newFixture(t)
+func testBootstrapOwner(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	// No administrator yet: nothing happens.
 	if err := f.authz.EnsureBootstrapOwner(ctx, nil); err != nil {

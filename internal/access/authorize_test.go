@@ -12,7 +12,7 @@ import (
 	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
 type fixture struct {
@@ -23,10 +23,11 @@ type fixture struct {
 	clock *clocktest.Clock
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture opens the identity and access parts on a new store of newDB.
+func newFixture(t testing.TB, newDB pgtest.Open) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	db := storetest.SQLite(t)
+	db := newDB(t)
 	ids, err := identity.Open(ctx, db, identity.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -134,8 +135,8 @@ var targetScopes = scopeCovers["/"]
 // TestAuthorizeRoleScopeAction is the decision table: every built-in role, assigned at
 // every kind of scope, asked every action at the same, inherited, sibling and parent
 // scopes.
-func TestAuthorizeRoleScopeAction(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeRoleScopeAction(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	roles := expectedRoleActions()
 	if got := len(f.authz.RoleDefinitions()); got != len(roles) {
 		t.Fatalf("%d built-in roles, the table has %d", got, len(roles))
@@ -168,8 +169,8 @@ func TestAuthorizeRoleScopeAction(t *testing.T) {
 	}
 }
 
-func TestAuthorizeNothingAssigned(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeNothingAssigned(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	p := f.principal(t)
 	// Someone else's grants must not leak to p.
 	f.assign(t, "Owner", f.principal(t), "/")
@@ -187,8 +188,8 @@ func TestAuthorizeNothingAssigned(t *testing.T) {
 	}
 }
 
-func TestAuthorizeDeniedMessage(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeDeniedMessage(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	p := f.principal(t)
 	ctx := context.Background()
 	err := f.authz.Authorize(ctx, access.Request{Principal: p, Action: access.KeyUnwrap, Scope: access.KeyScope("team1", "k1")})
@@ -212,8 +213,8 @@ func TestAuthorizeDeniedMessage(t *testing.T) {
 	}
 }
 
-func TestAuthorizeAccessPolicies(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeAccessPolicies(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	owner := f.principal(t)
 	f.assign(t, "Owner", owner, "/")
@@ -292,8 +293,8 @@ func TestAuthorizeAccessPolicies(t *testing.T) {
 	}
 }
 
-func TestAuthorizeRepositoryTokens(t *testing.T) {
-	f := newFixture(t)
+func testAuthorizeRepositoryTokens(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	tok, pw, err := f.authz.CreateRepositoryToken(ctx, "ci", []access.ScopeMapEntry{
 		{Repository: "app", Actions: []string{"content/read", "content/write"}},
@@ -439,8 +440,8 @@ func TestScopeMapValidation(t *testing.T) {
 	}
 }
 
-func TestPolicyValidation(t *testing.T) {
-	f := newFixture(t)
+func testPolicyValidation(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	p := f.principal(t)
 	tests := []struct {
@@ -491,8 +492,8 @@ func TestPolicyValidation(t *testing.T) {
 // Repository names are lower case by the OCI grammar: an upper-case repository is no
 // repository a grant or a scope map can name, so it is refused, never folded onto the
 // lower-case one.
-func TestScopeNameCase(t *testing.T) {
-	f := newFixture(t)
+func testScopeNameCase(t *testing.T, newDB pgtest.Open) {
+	f := newFixture(t, newDB)
 	ctx := context.Background()
 	p := f.principal(t)
 	f.assign(t, access.RoleKeyVaultCryptoUser, p, "/vaults/team1/keys/lowkey")

@@ -6,13 +6,15 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // BenchmarkAuthorize measures one decision from the in-memory copy, against a baseline
 // measured in the same run: the single indexed SQLite query an uncached decision would need
 // at the very least. The "x_vs_sqlite" metric is how many times cheaper a decision is.
 func BenchmarkAuthorize(b *testing.B) {
-	f := newFixture(b)
+	f := newFixture(b, func(t testing.TB) *store.DB { return storetest.SQLite(t) })
 	ctx := context.Background()
 	p := f.principal(b)
 	// Some realistic noise: other principals with grants at many scopes.

@@ -463,6 +463,29 @@ func keyedFromInDB(ctx context.Context, tx *sql.Tx, next int64) (int64, error) {
 	return next, nil
 }
 
+// chainLock is the store.DB.Lock every replica's writer holds while it appends.
+const chainLock = "audit/chain"
+
+// appendLocked runs fn, which reads the chain's head and appends after it, in an InTx
+// transaction begun while holding the chain lock.
+//
+// On SQLite the database's single writer already orders the appends; the lock is
+// in-process there. On PostgreSQL InTx is SERIALIZABLE, which alone keeps the chain
+// whole (of two replicas that read the same head, one is aborted and re-run) but, under
+// appends from several replicas at once, aborts all but one of each race, and an append
+// that loses 20 times fails. The lock is a PostgreSQL advisory lock taken before the
+// transaction begins, so the transaction's snapshot already holds the previous holder's
+// commit: the replicas' appends queue instead of aborting, each batch costs two more
+// round trips (lock, unlock), and SERIALIZABLE stays as the backstop.
+func (l *Log) appendLocked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	unlock, err := l.db.Lock(ctx, chainLock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return l.db.InTx(ctx, fn)
+}
+
 func (l *Log) commit(batch []queued) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -478,12 +501,12 @@ func (l *Log) commit(batch []queued) {
 	if records > 0 {
 		var high Head
 		var keyedFrom int64
-		err = l.db.InTx(ctx, func(tx *sql.Tx) error {
-			// Read the chain's head inside the write transaction, which excludes every
-			// other writer (other processes sharing the database included). The next
-			// sequence follows the highest of the signed high-water mark, the last record
-			// and what this process committed or read from the checkpoint: a deleted tail
-			// does not make a number be used twice.
+		err = l.appendLocked(ctx, func(tx *sql.Tx) error {
+			// Read the chain's head inside the write transaction, under the chain lock
+			// that excludes every other writer (other replicas sharing the database
+			// included). The next sequence follows the highest of the signed high-water
+			// mark, the last record and what this process committed or read from the
+			// checkpoint: a deleted tail does not make a number be used twice.
 			st, err := l.readState(ctx, tx)
 			if err != nil {
 				return err
@@ -598,7 +621,13 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
 		where, args = append(where, "component = ?"), append(args, f.Component)
 	}
 	if f.Target != "" {
-		where, args = append(where, "instr(target, ?) > 0"), append(args, f.Target)
+		// SQLite's instr is PostgreSQL's strpos (both 1-based, 0 when absent); LIKE would
+		// need its wildcards escaped and is case-insensitive on SQLite.
+		contains := "instr(target, ?) > 0"
+		if l.db.Dialect() == store.PostgreSQL {
+			contains = "strpos(target, ?) > 0"
+		}
+		where, args = append(where, contains), append(args, f.Target)
 	}
 	if f.Resource != "" {
 		where, args = append(where, "(resource = ? OR substr(resource, 1, ?) = ?)"), append(args, f.Resource, len(f.Resource)+1, f.Resource+"/")

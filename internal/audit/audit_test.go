@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -23,10 +24,10 @@ var testKey = func() []byte {
 	return k
 }()
 
-func open(t *testing.T) (*audit.Log, *store.DB) {
+func open(t *testing.T, newDB pgtest.Open) (*audit.Log, *store.DB) {
 	t.Helper()
 	ctx := context.Background()
-	db := storetest.SQLite(t)
+	db := newDB(t)
 	l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: testKey})
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,35 @@ func open(t *testing.T) (*audit.Log, *store.DB) {
 	t.Cleanup(func() { l.Close() })
 	return l, db
 }
+
+// TestStorage runs the audit trail's storage tests (every statement of the package: appends,
+// the head, list filters, verify, and the tampering the tests do with SQL of their own) on
+// SQLite and on PostgreSQL.
+func TestStorage(t *testing.T) {
+	pgtest.Engines(t, func(t *testing.T, newDB pgtest.Open) {
+		for _, c := range []struct {
+			name string
+			test func(*testing.T, pgtest.Open)
+		}{
+			{"ChainDetectsTampering", testChainDetectsTampering},
+			{"ListFilters", testListFilters},
+			{"RecordSyncAndReopen", testRecordSyncAndReopen},
+			{"RecomputedChainAfterEditIsDetected", testRecomputedChainAfterEditIsDetected},
+			{"DeletedTailIsDetected", testDeletedTailIsDetected},
+			{"SequenceNumberIsNeverReused", testSequenceNumberIsNeverReused},
+			{"DeletedTailWithReplayedHeadIsFoundByTheCheckpoint", testDeletedTailWithReplayedHeadIsFoundByTheCheckpoint},
+			{"DowngradeToTheUnkeyedSchemeIsDetected", testDowngradeToTheUnkeyedSchemeIsDetected},
+			{"DeletedMiddleRecordIsDetected", testDeletedMiddleRecordIsDetected},
+			{"InsertedAndHeadTampering", testInsertedAndHeadTampering},
+			{"CheckpointIsWrittenForAnExistingKeyedTrail", testCheckpointIsWrittenForAnExistingKeyedTrail},
+		} {
+			t.Run(c.name, func(t *testing.T) { c.test(t, newDB) })
+		}
+	})
+}
+
+// sqlite opens SQLite stores, for the tests that run on SQLite alone.
+func sqlite(t testing.TB) *store.DB { return storetest.SQLite(t) }
 
 func fill(t *testing.T, l *audit.Log, n int) {
 	t.Helper()
@@ -51,7 +81,7 @@ func fill(t *testing.T, l *audit.Log, n int) {
 	}
 }
 
-func TestChainDetectsTampering(t *testing.T) {
+func testChainDetectsTampering(t *testing.T, newDB pgtest.Open) {
 	cases := []struct {
 		name  string
 		sql   string
@@ -66,7 +96,7 @@ func TestChainDetectsTampering(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l, db := open(t)
+			l, db := open(t, newDB)
 			fill(t, l, 10)
 			ctx := context.Background()
 			res, err := l.Verify(ctx, audit.VerifyOptions{})
@@ -87,8 +117,8 @@ func TestChainDetectsTampering(t *testing.T) {
 	}
 }
 
-func TestListFilters(t *testing.T) {
-	l, _ := open(t)
+func testListFilters(t *testing.T, newDB pgtest.Open) {
+	l, _ := open(t, newDB)
 	fill(t, l, 12)
 	ctx := context.Background()
 	cases := []struct {
@@ -96,6 +126,8 @@ func TestListFilters(t *testing.T) {
 		want int
 	}{
 		{audit.Filter{}, 12},
+		{audit.Filter{Component: "vault"}, 12},
+		{audit.Filter{Component: "registry"}, 0},
 		{audit.Filter{Result: audit.ResultDenied}, 4},
 		{audit.Filter{Principal: "p1"}, 6},
 		{audit.Filter{Principal: "app"}, 12},
@@ -119,9 +151,9 @@ func TestListFilters(t *testing.T) {
 	}
 }
 
-func TestRecordSyncAndReopen(t *testing.T) {
+func testRecordSyncAndReopen(t *testing.T, newDB pgtest.Open) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
+	db := newDB(t)
 	for round := 0; round < 2; round++ {
 		l, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: testKey})
 		if err != nil {
@@ -146,7 +178,7 @@ func TestRecordSyncAndReopen(t *testing.T) {
 // back-off after the failed write passes in virtual time.
 func TestRetryAfterStoreFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, db := open(t)
+		l, db := open(t, sqlite)
 		ctx := context.Background()
 		fill(t, l, 2)
 		if _, err := db.ExecContext(ctx, `ALTER TABLE audit_records RENAME TO audit_records_away`); err != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/store"
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
 // unkeyedDigest is the unkeyed chain of docs/audit.md (scheme 1), which anyone holding the
@@ -92,8 +92,8 @@ func mustVerify(t *testing.T, l *audit.Log) audit.VerifyResult {
 
 // TestRecomputedChainAfterEditIsDetected: editing a record and recomputing the rest of the
 // chain (which needs no secret in the unkeyed scheme) must not pass verify.
-func TestRecomputedChainAfterEditIsDetected(t *testing.T) {
-	l, db := open(t)
+func testRecomputedChainAfterEditIsDetected(t *testing.T, newDB pgtest.Open) {
+	l, db := open(t, newDB)
 	fill(t, l, 10)
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, `UPDATE audit_records SET result = 'success', detail = '' WHERE seq = 4`); err != nil {
@@ -106,8 +106,8 @@ func TestRecomputedChainAfterEditIsDetected(t *testing.T) {
 }
 
 // TestDeletedTailIsDetected: removing the last records must not leave a chain that verifies.
-func TestDeletedTailIsDetected(t *testing.T) {
-	l, db := open(t)
+func testDeletedTailIsDetected(t *testing.T, newDB pgtest.Open) {
+	l, db := open(t, newDB)
 	fill(t, l, 10)
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, `DELETE FROM audit_records WHERE seq > 8`); err != nil {
@@ -120,8 +120,8 @@ func TestDeletedTailIsDetected(t *testing.T) {
 
 // TestSequenceNumberIsNeverReused: after the tail was deleted, the next record must not take
 // a deleted record's sequence number (which would hide the deletion).
-func TestSequenceNumberIsNeverReused(t *testing.T) {
-	l, db := open(t)
+func testSequenceNumberIsNeverReused(t *testing.T, newDB pgtest.Open) {
+	l, db := open(t, newDB)
 	fill(t, l, 10)
 	ctx := context.Background()
 	if _, err := db.ExecContext(ctx, `DELETE FROM audit_records WHERE seq > 8`); err != nil {
@@ -172,9 +172,9 @@ func wantBroken(t *testing.T, what string, res audit.VerifyResult, at int64, pro
 // holds inside the database; the checkpoint beside the root key, and an expected head kept
 // elsewhere, still find it. The next record does not reuse a deleted number, across a
 // restart too.
-func TestDeletedTailWithReplayedHeadIsFoundByTheCheckpoint(t *testing.T) {
+func testDeletedTailWithReplayedHeadIsFoundByTheCheckpoint(t *testing.T, newDB pgtest.Open) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
+	db := newDB(t)
 	cpFile := filepath.Join(t.TempDir(), "audit-checkpoint")
 	l := openCP(t, db, cpFile)
 	fill(t, l, 8)
@@ -232,7 +232,7 @@ func TestDeletedTailWithReplayedHeadIsFoundByTheCheckpoint(t *testing.T) {
 // TestDowngradeToTheUnkeyedSchemeIsDetected: rewriting keyed records as unkeyed ones
 // (which needs no key) is refused, whether the high-water mark is left, deleted or the
 // checkpoint alone remembers where the keyed chain starts.
-func TestDowngradeToTheUnkeyedSchemeIsDetected(t *testing.T) {
+func testDowngradeToTheUnkeyedSchemeIsDetected(t *testing.T, newDB pgtest.Open) {
 	for _, c := range []struct {
 		name       string
 		dropHead   bool
@@ -245,7 +245,7 @@ func TestDowngradeToTheUnkeyedSchemeIsDetected(t *testing.T) {
 		{"head deleted, checkpoint", true, true, 4, "keyed from sequence 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			db := storetest.SQLite(t)
+			db := newDB(t)
 			cp := ""
 			if c.checkpoint {
 				cp = filepath.Join(t.TempDir(), "audit-checkpoint")
@@ -261,7 +261,7 @@ func TestDowngradeToTheUnkeyedSchemeIsDetected(t *testing.T) {
 		})
 	}
 	// With every record downgraded and the head deleted, the checkpoint still knows.
-	db := storetest.SQLite(t)
+	db := newDB(t)
 	l := openCP(t, db, filepath.Join(t.TempDir(), "audit-checkpoint"))
 	fill(t, l, 5)
 	exec(t, db, `UPDATE audit_records SET scheme = 1`)
@@ -272,8 +272,8 @@ func TestDowngradeToTheUnkeyedSchemeIsDetected(t *testing.T) {
 
 // TestDeletedMiddleRecordIsDetected: a record removed from the middle, with the chain
 // recomputed around the gap and the numbers closed up, does not verify.
-func TestDeletedMiddleRecordIsDetected(t *testing.T) {
-	l, db := open(t)
+func testDeletedMiddleRecordIsDetected(t *testing.T, newDB pgtest.Open) {
+	l, db := open(t, newDB)
 	fill(t, l, 10)
 	exec(t, db, `DELETE FROM audit_records WHERE seq = 5`)
 	wantBroken(t, "deleted record 5", mustVerify(t, l), 6, "records 5 were removed")
@@ -284,10 +284,10 @@ func TestDeletedMiddleRecordIsDetected(t *testing.T) {
 
 // TestInsertedAndHeadTampering: a record appended behind Coffer's back, an edited or a
 // deleted high-water mark, and a forged checkpoint are each reported.
-func TestInsertedAndHeadTampering(t *testing.T) {
+func testInsertedAndHeadTampering(t *testing.T, newDB pgtest.Open) {
 	ctx := context.Background()
 	t.Run("appended record", func(t *testing.T) {
-		l, db := open(t)
+		l, db := open(t, newDB)
 		fill(t, l, 3)
 		exec(t, db, `INSERT INTO audit_records SELECT seq + 1, time_ns, component, principal_id, principal_name, principal_kind,
 			client_addr, user_agent, operation, target, resource, algorithm, result, detail, duration_us, hash, hash, scheme
@@ -295,19 +295,19 @@ func TestInsertedAndHeadTampering(t *testing.T) {
 		wantBroken(t, "appended", mustVerify(t, l), 4, "")
 	})
 	t.Run("edited head", func(t *testing.T) {
-		l, db := open(t)
+		l, db := open(t, newDB)
 		fill(t, l, 3)
 		exec(t, db, `UPDATE audit_head SET seq = 2`)
 		wantBroken(t, "edited head", mustVerify(t, l), 2, "does not verify")
 	})
 	t.Run("deleted head", func(t *testing.T) {
-		l, db := open(t)
+		l, db := open(t, newDB)
 		fill(t, l, 3)
 		exec(t, db, `DELETE FROM audit_head`)
 		wantBroken(t, "deleted head", mustVerify(t, l), 3, "missing")
 	})
 	t.Run("forged checkpoint", func(t *testing.T) {
-		db := storetest.SQLite(t)
+		db := newDB(t)
 		cp := filepath.Join(t.TempDir(), "audit-checkpoint")
 		l := openCP(t, db, cp)
 		fill(t, l, 3)
@@ -330,7 +330,7 @@ func TestInsertedAndHeadTampering(t *testing.T) {
 		}
 	})
 	t.Run("another key", func(t *testing.T) {
-		l, db := open(t)
+		l, db := open(t, newDB)
 		fill(t, l, 3)
 		l.Close()
 		k2, _ := audit.DeriveKey(bytes.Repeat([]byte{8}, 32))
@@ -358,8 +358,8 @@ func TestParseHead(t *testing.T) {
 
 // TestCheckpointIsWrittenForAnExistingKeyedTrail: a server that gets a checkpoint file
 // for the first time writes one at start, from the signed high-water mark.
-func TestCheckpointIsWrittenForAnExistingKeyedTrail(t *testing.T) {
-	db := storetest.SQLite(t)
+func testCheckpointIsWrittenForAnExistingKeyedTrail(t *testing.T, newDB pgtest.Open) {
+	db := newDB(t)
 	l := openCP(t, db, "")
 	fill(t, l, 3)
 	l.Close()

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
 // docVectors reads the [section] key = value lines of the text block under "## Test
@@ -144,9 +145,14 @@ func TestDocVectors(t *testing.T) {
 // TestUnkeyedTrailContinuesKeyed: a trail written by the unkeyed scheme (before the key)
 // still verifies up to the switch, continues keyed from a transition record, and refuses
 // both an unkeyed rewrite of the old part and a downgrade of the new one.
+// It runs on SQLite and on PostgreSQL: the upgrade's schema step and the search for where
+// the keyed chain starts are storage code too.
 func TestUnkeyedTrailContinuesKeyed(t *testing.T) {
+	pgtest.Engines(t, func(t *testing.T, newDB pgtest.Open) { testUnkeyedTrailContinuesKeyed(t, newDB(t)) })
+}
+
+func testUnkeyedTrailContinuesKeyed(t *testing.T, db *store.DB) {
 	ctx := context.Background()
-	db := storetest.SQLite(t)
 	// The trail as the unkeyed code left it: schema step 1 and five scheme-1 records.
 	if err := db.Migrate(ctx, "audit", migrations[:1]); err != nil {
 		t.Fatal(err)

@@ -12,14 +12,22 @@ import (
 	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
-// TestSessionExpiry: a session ends after Idle without use and after Absolute however
+// TestSessionStorage runs the console's session store tests on SQLite and on PostgreSQL.
+func TestSessionStorage(t *testing.T) {
+	pgtest.Engines(t, func(t *testing.T, newDB pgtest.Open) {
+		t.Run("SessionExpiry", func(t *testing.T) { testSessionExpiry(t, newDB) })
+		t.Run("SessionStore", func(t *testing.T) { testSessionStore(t, newDB) })
+	})
+}
+
+// testSessionExpiry: a session ends after Idle without use and after Absolute however
 // active; an ended session is deleted from the store, and the sweep removes stale ones.
-func TestSessionExpiry(t *testing.T) {
+func testSessionExpiry(t *testing.T, newDB pgtest.Open) {
 	ctx := context.Background()
-	sessions, err := OpenSQLSessions(ctx, storetest.SQLite(t))
+	sessions, err := OpenSQLSessions(ctx, newDB(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,3 +91,80 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// testSessionStore: every statement of SQLSessions. A session reads back as written
+// (times to the millisecond); a second session with the same hash is refused as a unique
+// violation; Touch moves last_seen; the sweep's bounds are inclusive (expired at now, idle
+// at idleBefore); and a second replica's store on the same database sees the sessions and
+// a sign-out made through the first.
+func testSessionStore(t *testing.T, newDB pgtest.Open) {
+	ctx := context.Background()
+	db := newDB(t)
+	a, err := OpenSQLSessions(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenSQLSessions(ctx, db) // another replica: the migration is applied once
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 123_000_000, time.UTC)
+	se := Session{Hash: hashID(newSecret()), Principal: identity.Principal{ID: "u1", Kind: identity.KindUser, Name: "alice"},
+		CSRF: newSecret(), Created: now, LastSeen: now, Expires: now.Add(8 * time.Hour)}
+	if err := a.Create(ctx, se); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Get(ctx, se.Hash)
+	if err != nil || got.Hash != se.Hash || got.Principal != se.Principal || got.CSRF != se.CSRF ||
+		!got.Created.Equal(se.Created) || !got.LastSeen.Equal(se.LastSeen) || !got.Expires.Equal(se.Expires) {
+		t.Fatalf("read back on the other replica: %+v %v, wrote %+v", got, err, se)
+	}
+	if err := b.Create(ctx, se); err == nil || !store.IsUniqueViolation(err) {
+		t.Fatalf("a second session with the same hash: %v, want a unique violation", err)
+	}
+	if err := b.Touch(ctx, se.Hash, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Get(ctx, se.Hash); err != nil || !got.LastSeen.Equal(now.Add(time.Minute)) {
+		t.Fatalf("after Touch: %+v %v", got, err)
+	}
+	if err := a.Touch(ctx, "unknown", now); err != nil {
+		t.Fatalf("Touch of an unknown session: %v", err)
+	}
+
+	// The sweep: one session at its absolute expiry, one idle exactly to the bound, one fresh.
+	mk := func(created, seen, expires time.Time) string {
+		s := Session{Hash: hashID(newSecret()), Principal: se.Principal, CSRF: "c", Created: created, LastSeen: seen, Expires: expires}
+		if err := a.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Hash
+	}
+	sweepAt, idleBefore := now.Add(time.Hour), now.Add(50*time.Minute)
+	expired := mk(now, sweepAt, sweepAt)
+	idle := mk(now, idleBefore, now.Add(8*time.Hour))
+	fresh := mk(now, idleBefore.Add(time.Millisecond), now.Add(8*time.Hour))
+	if err := a.Touch(ctx, se.Hash, sweepAt); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.DeleteExpired(ctx, sweepAt, idleBefore)
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteExpired = %d, %v; want 2", n, err)
+	}
+	for h, want := range map[string]bool{expired: false, idle: false, fresh: true, se.Hash: true} {
+		if _, err := a.Get(ctx, h); (err == nil) != want || err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("session %s after the sweep: %v, want kept=%v", h[:8], err, want)
+		}
+	}
+
+	// A sign-out through one replica ends the session on the other.
+	if err := a.Delete(ctx, se.Hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, se.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a signed-out session on the other replica: %v", err)
+	}
+	if err := b.Delete(ctx, se.Hash); err != nil {
+		t.Fatalf("deleting it again: %v", err)
+	}
+}

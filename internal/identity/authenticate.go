@@ -18,7 +18,7 @@ func (s *Service) Authenticate(ctx context.Context, username, secret string) (Pr
 		return Principal{}, ErrInvalidCredentials
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, name, COALESCE(client_id, ''), COALESCE(secret_hash, '') FROM identity_principals
-		WHERE (kind = ? AND name = ?) OR (kind = ? AND name = ?) OR (kind = ? AND client_id = ?)`,
+		WHERE (kind = ? AND name = ?) OR (kind = ? AND name = ?) OR (kind = ? AND client_id = ?) ORDER BY kind, id`,
 		string(KindUser), username, string(KindRepositoryToken), username, string(KindServicePrincipal), username)
 	if err != nil {
 		return Principal{}, fmt.Errorf("authenticate: %w", err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
 // countArgon2 makes s count the argon2id verifications it runs.
@@ -20,8 +20,8 @@ func countArgon2(s *Service) *atomic.Int64 {
 	return &n
 }
 
-func TestLoginCacheRemembersOnlySuccesses(t *testing.T) {
-	s, clk, _ := openTest(t)
+func testLoginCacheRemembersOnlySuccesses(t *testing.T, newDB pgtest.Open) {
+	s, clk, _ := openTest(t, newDB)
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, "carol", "carol-password")
 	if err != nil {
@@ -58,8 +58,8 @@ func TestLoginCacheRemembersOnlySuccesses(t *testing.T) {
 	}
 }
 
-func TestLoginCacheInvalidation(t *testing.T) {
-	s, _, path := openTest(t)
+func testLoginCacheInvalidation(t *testing.T, newDB pgtest.Open) {
+	s, _, db := openTest(t, newDB)
 	ctx := context.Background()
 	if _, err := s.CreateUser(ctx, "dave", "dave-password"); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestLoginCacheInvalidation(t *testing.T) {
 
 	// A change made by another replica (another Service on the same database) is seen too:
 	// a cached login is only accepted while the stored credential is the one it was made with.
-	other, err := Open(ctx, storetest.SQLiteAt(t, path), Options{Now: s.now})
+	other, err := Open(ctx, db, Options{Now: s.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,25 +3,26 @@ package identity
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/clocktest"
-	"github.com/cofferhq/coffer/internal/store/storetest"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
 
-func openTest(t *testing.T) (*Service, *clocktest.Clock, string) {
+// openTest opens a Service on a new store of newDB, returning the store too, for a second
+// Service on the same database (a restart, or another replica).
+func openTest(t *testing.T, newDB pgtest.Open) (*Service, *clocktest.Clock, *store.DB) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "metadata.db")
-	db := storetest.SQLiteAt(t, path)
+	db := newDB(t)
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
 	s, err := Open(context.Background(), db, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, clk, path
+	return s, clk, db
 }
 
 func TestPasswordHash(t *testing.T) {
@@ -56,8 +57,8 @@ func TestPasswordHash(t *testing.T) {
 	}
 }
 
-func TestAuthenticate(t *testing.T) {
-	s, clk, _ := openTest(t)
+func testAuthenticate(t *testing.T, newDB pgtest.Open) {
+	s, clk, _ := openTest(t, newDB)
 	ctx := context.Background()
 	alice, err := s.CreateUser(ctx, "alice", "alice-password")
 	if err != nil {
@@ -112,8 +113,8 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
-func TestCredentialResetAndAppend(t *testing.T) {
-	s, _, _ := openTest(t)
+func testCredentialResetAndAppend(t *testing.T, newDB pgtest.Open) {
+	s, _, _ := openTest(t, newDB)
 	ctx := context.Background()
 	sp, first, _ := s.CreateServicePrincipal(ctx, "app", 0)
 	_, second, err := s.ResetCredential(ctx, "app", 0, true)
@@ -140,8 +141,8 @@ func TestCredentialResetAndAppend(t *testing.T) {
 	}
 }
 
-func TestResolveGetAndNames(t *testing.T) {
-	s, _, _ := openTest(t)
+func testResolveGetAndNames(t *testing.T, newDB pgtest.Open) {
+	s, _, _ := openTest(t, newDB)
 	ctx := context.Background()
 	u, _ := s.CreateUser(ctx, "shared", "password-1")
 	mi, _ := s.CreateManagedIdentity(ctx, "kms")
@@ -180,8 +181,8 @@ func TestResolveGetAndNames(t *testing.T) {
 	}
 }
 
-func TestDeleteGuardsAndRevocation(t *testing.T) {
-	s, _, _ := openTest(t)
+func testDeleteGuardsAndRevocation(t *testing.T, newDB pgtest.Open) {
+	s, _, _ := openTest(t, newDB)
 	ctx := context.Background()
 	mi, _ := s.CreateManagedIdentity(ctx, "encryption")
 	s.AddDeleteGuard(func(ctx context.Context, p Principal) error {
@@ -237,8 +238,8 @@ func TestDeleteGuardsAndRevocation(t *testing.T) {
 	}
 }
 
-func TestBootstrapOnceAndStatePersists(t *testing.T) {
-	s, clk, path := openTest(t)
+func testBootstrapOnceAndStatePersists(t *testing.T, newDB pgtest.Open) {
+	s, clk, db := openTest(t, newDB)
 	ctx := context.Background()
 	need, err := s.NeedsBootstrap(ctx)
 	if err != nil || !need {
@@ -251,8 +252,7 @@ func TestBootstrapOnceAndStatePersists(t *testing.T) {
 	if err := s.Delete(ctx, KindUser, AdminName); err != nil {
 		t.Fatal(err)
 	}
-	db2 := storetest.SQLiteAt(t, path)
-	s2, err := Open(ctx, db2, Options{Now: clk.Now})
+	s2, err := Open(ctx, db, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
