@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/store"
@@ -150,7 +149,7 @@ func (s *SQLStore) PutAnchor(ctx context.Context, a StoredAnchor) (int64, error)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO signature_anchors (name, kind, store_type, material, created, key_url, key_status, refreshed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.Name, a.Kind, a.StoreType, a.Material, a.Created.UnixNano(), a.KeyURL, a.KeyStatus, unixNano(a.Refreshed)); err != nil {
-			if strings.Contains(strings.ToLower(err.Error()), "unique") {
+			if store.IsUniqueViolation(err) { // another caller's insert of the name, on PostgreSQL
 				return fmt.Errorf("anchor %q: %w", a.Name, ErrExists)
 			}
 			return err
