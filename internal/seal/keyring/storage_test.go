@@ -1,0 +1,207 @@
+package keyring_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/seal/keyring"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
+)
+
+// TestStorage is the keyring's storage suite, on SQLite and on PostgreSQL: its tests of
+// initialization, restart, rotation, generations and another replica's generation, and
+// keyrings of several replicas on one database changing it at once.
+func TestStorage(t *testing.T) {
+	pgtest.Engines(t, func(t *testing.T, open pgtest.Open) {
+		for _, c := range []struct {
+			name string
+			run  func(t *testing.T, open pgtest.Open)
+		}{
+			{"InitializeAndRestart", testInitializeAndRestart},
+			{"RotationCostsTheSameWhateverTheData", testRotationCostsTheSameWhateverTheData},
+			{"AutomaticRotation", testAutomaticRotation},
+			{"EnableOnceAndStatus", testEnableOnceAndStatus},
+			{"Generations", testGenerations},
+			{"GenerationFromAnotherReplica", testGenerationFromAnotherReplica},
+			{"InitializeOnReplicas", testInitializeOnReplicas},
+			{"GenerationsOnReplicas", testGenerationsOnReplicas},
+			{"RotationBesideNewGeneration", testRotationBesideNewGeneration},
+		} {
+			t.Run(c.name, func(t *testing.T) { c.run(t, open) })
+		}
+	})
+}
+
+// testInitializeOnReplicas: replicas initializing one database at once: one does, the
+// others are told it is initialized, and all use the one root key.
+func testInitializeOnReplicas(t *testing.T, open pgtest.Open) {
+	ctx := context.Background()
+	e := newEnvOn(t, open(t))
+	const n = 4
+	rings := make([]*keyring.Keyring, n)
+	for i := range rings {
+		rings[i] = e.open(t)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, k := range rings {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = k.Initialize(ctx, keyring.SourcePlatform, platformVault+"/keys/registry", keyring.SystemIdentity)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !strings.Contains(err.Error(), "already initialized"):
+			t.Errorf("a concurrent Initialize: %v, want already initialized", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d replicas initialized one database, want 1", ok)
+	}
+	var first []byte
+	for i, k := range rings {
+		if err := k.CheckAccess(ctx); err != nil {
+			t.Fatal(err)
+		}
+		gen, root, err := k.CurrentKey(ctx)
+		if err != nil || gen != 1 {
+			t.Fatalf("replica %d: generation %d %v", i, gen, err)
+		}
+		if first == nil {
+			first = root
+		} else if !bytes.Equal(root, first) {
+			t.Fatalf("replica %d holds another root key", i)
+		}
+	}
+}
+
+// testGenerationsOnReplicas: new generations made on several replicas at once are each
+// made once, numbered without gaps, and readable by every replica.
+func testGenerationsOnReplicas(t *testing.T, open pgtest.Open) {
+	ctx := context.Background()
+	e := newEnvOn(t, open(t))
+	rings := []*keyring.Keyring{e.initPlatform(t), e.open(t), e.open(t)}
+	for _, k := range rings[1:] {
+		if err := k.CheckAccess(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const each = 2
+	made := make(chan uint32, len(rings)*each)
+	var wg sync.WaitGroup
+	for _, k := range rings {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				gen, err := k.NewGeneration(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				made <- gen
+			}
+		}()
+	}
+	wg.Wait()
+	close(made)
+	seen := map[uint32]bool{}
+	for g := range made {
+		if seen[g] {
+			t.Fatalf("generation %d made twice", g)
+		}
+		seen[g] = true
+	}
+	top := uint32(1 + len(rings)*each)
+	for g := uint32(2); g <= top; g++ {
+		if !seen[g] {
+			t.Fatalf("generations made %v: %d is missing", seen, g)
+		}
+	}
+	for i, k := range rings {
+		for g := uint32(1); g <= top; g++ {
+			if _, err := k.Key(ctx, g); err != nil {
+				t.Fatalf("replica %d cannot read generation %d: %v", i, g, err)
+			}
+		}
+	}
+	assertWrappedUnderCurrent(t, e)
+}
+
+// testRotationBesideNewGeneration: a KEK rotation on one replica while another adds a
+// generation leaves every generation wrapped under the key the settings name (a
+// generation wrapped under the old key would become unreadable once it is retired).
+func testRotationBesideNewGeneration(t *testing.T, open pgtest.Open) {
+	ctx := context.Background()
+	e := newEnvOn(t, open(t))
+	a, b := e.initPlatform(t), e.open(t)
+	if err := b.CheckAccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	targets := []struct{ key, identity string }{
+		{customerVault + "/keys/cmk", "uami-1"},
+		{platformVault + "/keys/registry", keyring.SystemIdentity},
+	}
+	for round := range 6 {
+		to := targets[round%2]
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Rotate(ctx, to.key, to.identity); err != nil {
+				t.Errorf("round %d: rotate: %v", round, err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := b.NewGeneration(ctx); err != nil {
+				t.Errorf("round %d: new generation: %v", round, err)
+			}
+		}()
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		assertWrappedUnderCurrent(t, e)
+	}
+	// A replica starting now reads every generation through the current key alone.
+	e.customer.SetEnabled("cmk", false) // the last round moved back to the platform key
+	c := e.open(t)
+	if err := c.CheckAccess(ctx); err != nil {
+		t.Fatalf("a new replica cannot unwrap the root keys: %v", err)
+	}
+}
+
+// assertWrappedUnderCurrent checks the stored keyring: every generation wrapped under
+// the KEK version the settings name.
+func assertWrappedUnderCurrent(t *testing.T, e *env) {
+	t.Helper()
+	var current string
+	if err := e.db.QueryRow(`SELECT versioned_key_id FROM seal_settings WHERE id = 1`).Scan(&current); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.db.Query(`SELECT generation, kek_kid FROM seal_root_keys ORDER BY generation`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var gen int64
+		var kid string
+		if err := rows.Scan(&gen, &kid); err != nil {
+			t.Fatal(err)
+		}
+		if kid != current {
+			t.Fatalf("generation %d is wrapped under %s, the settings name %s", gen, kid, current)
+		}
+	}
+}
