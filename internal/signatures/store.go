@@ -94,6 +94,7 @@ func (s *SQLStore) Version(ctx context.Context) (int64, error) {
 func (s *SQLStore) Load(ctx context.Context) (State, error) {
 	var st State
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		st = State{} // InTx may run this again (PostgreSQL): start afresh, not after the anchors of an aborted run
 		var updated int64
 		if err := tx.QueryRowContext(ctx, `SELECT version, policy, updated FROM signature_state WHERE id = 1`).Scan(&st.Version, &st.Policy, &updated); err != nil {
 			return err
