@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/kms"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -184,20 +184,14 @@ func testConcurrentChanges(t *testing.T, open pgtest.Open) {
 		if _, err := f.svc.Create(ctx, f.admin, f.cmk(name, f.keys[0])); err != nil {
 			t.Fatal(err)
 		}
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i, r := range replicas {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				if _, err := r.Update(ctx, f.admin, name, kms.Spec{KeyManagement: kms.CustomerManaged, KeyID: f.keys[1+i]}); err != nil {
-					t.Error(err)
-				}
-			}()
+		for _, err := range storetest.AtOnce(len(replicas), func(i int) error {
+			_, err := replicas[i].Update(ctx, f.admin, name, kms.Spec{KeyManagement: kms.CustomerManaged, KeyID: f.keys[1+i]})
+			return err
+		}) {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
-		close(start)
-		wg.Wait()
 		c, err := f.svc.Get(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -212,26 +206,8 @@ func testConcurrentChanges(t *testing.T, open pgtest.Open) {
 			}
 		}
 	}
-	errs := make([]error, 4)
-	var wg sync.WaitGroup
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = replicas[i%2].Create(ctx, f.admin, f.cmk("same", f.keys[i%3]))
-		}()
-	}
-	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, kms.ErrConflict):
-			t.Errorf("a concurrent create: %v, want a conflict", err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d creations of one cluster succeeded, want 1", ok)
-	}
+	storetest.OneWins(t, "creations of one cluster", storetest.AtOnce(4, func(i int) error {
+		_, err := replicas[i%2].Create(ctx, f.admin, f.cmk("same", f.keys[i%3]))
+		return err
+	}), kms.ErrConflict)
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/signatures"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // TestStorage is the signature policy store's suite (every statement of SQLStore), on
@@ -103,46 +103,25 @@ func TestStorage(t *testing.T) {
 			stores := []*signatures.SQLStore{a, b}
 			// One name at once: one caller gets it, the others ErrExists.
 			const n = 6
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[i] = stores[i%2].PutAnchor(ctx, signatures.StoredAnchor{Name: "same", Kind: "notation", Material: fmt.Sprint(i), Created: time.Now()})
-				}()
-			}
-			wg.Wait()
-			ok := 0
-			for _, err := range errs {
-				switch {
-				case err == nil:
-					ok++
-				case !errors.Is(err, signatures.ErrExists):
-					t.Errorf("a concurrent put of one name: %v, want ErrExists", err)
-				}
-			}
-			if ok != 1 {
-				t.Fatalf("%d puts of one name succeeded, want 1", ok)
-			}
+			storetest.OneWins(t, "puts of one anchor name", storetest.AtOnce(n, func(i int) error {
+				_, err := stores[i%2].PutAnchor(ctx, signatures.StoredAnchor{Name: "same", Kind: "notation", Material: fmt.Sprint(i), Created: time.Now()})
+				return err
+			}), signatures.ErrExists)
 			// Changes at once each get a version of their own: none is lost.
 			versions := make([]int64, n)
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					var err error
-					if i%2 == 0 {
-						versions[i], err = stores[i%2].PutAnchor(ctx, signatures.StoredAnchor{Name: fmt.Sprint("a", i), Kind: "notation", Created: time.Now()})
-					} else {
-						versions[i], err = stores[i%2].SetPolicy(ctx, []byte(fmt.Sprint(i)), time.Now())
-					}
-					if err != nil {
-						t.Error(err)
-					}
-				}()
+			for _, err := range storetest.AtOnce(n, func(i int) error {
+				var err error
+				if i%2 == 0 {
+					versions[i], err = stores[i%2].PutAnchor(ctx, signatures.StoredAnchor{Name: fmt.Sprint("a", i), Kind: "notation", Created: time.Now()})
+				} else {
+					versions[i], err = stores[i%2].SetPolicy(ctx, []byte(fmt.Sprint(i)), time.Now())
+				}
+				return err
+			}) {
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
-			wg.Wait()
 			slices.Sort(versions)
 			for i, v := range versions {
 				if v != int64(i+2) {

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/trust"
 )
 
@@ -219,32 +219,11 @@ func testConcurrentTrust(t *testing.T, open pgtest.Open) {
 	db := open(t)
 	stores := []trust.Store{openStore(t, db), openStore(t, db)}
 	const n = 6
-	run := func(f func(i int) error) []error {
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = f(i) }()
-		}
-		wg.Wait()
-		return errs
-	}
+	run := func(f func(i int) error) []error { return storetest.AtOnce(n, f) }
 	const gun = "registry.test/team/app"
-	errs := run(func(i int) error {
+	storetest.OneWins(t, "commits of one version", run(func(i int) error {
 		return stores[i%2].Commit(ctx, []trust.MetaRow{meta(gun, "timestamp", 1, fmt.Sprint("c", i))}, trust.Change{GUN: gun, Version: 1, Category: "update"})
-	})
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, trust.ErrOldVersion):
-			t.Errorf("a concurrent commit of one version: %v, want ErrOldVersion", err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d commits of one version succeeded, want 1", ok)
-	}
+	}), trust.ErrOldVersion)
 	for _, err := range run(func(i int) error {
 		g := fmt.Sprint("registry.test/g", i)
 		return stores[i%2].Commit(ctx, []trust.MetaRow{meta(g, "timestamp", 1, "x")}, trust.Change{GUN: g, Version: 1, Category: "update"})

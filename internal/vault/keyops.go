@@ -492,22 +492,26 @@ func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return Key{}, err
 	}
-	k, err := s.rotate(ctx, v, name, false)
+	k, err := s.rotate(ctx, v, name, "")
 	if err == nil {
 		e.target = k.ID
 	}
 	return k, err
 }
 
-// rotate adds a version like the newest one. byPolicy: only if the newest is still the one
-// read here (errRotatedMeanwhile otherwise: another replica served the trigger).
-func (s *Service) rotate(ctx context.Context, v Vault, name string, byPolicy bool) (Key, error) {
+// rotate adds a version like the newest one. after, when not empty (a rotation by policy),
+// is the version the trigger was found due for: if the newest is another one, by the time
+// this reads it or writes, another replica served the trigger (errRotatedMeanwhile).
+func (s *Service) rotate(ctx context.Context, v Vault, name, after string) (Key, error) {
 	s.forgetKey(v.Name, name)
 	c, err := s.liveKey(ctx, v.Name, name)
 	if err != nil {
 		return Key{}, err
 	}
 	cur, _ := pick(c, "", false)
+	if after != "" && cur.Version != after {
+		return Key{}, errRotatedMeanwhile
+	}
 	spec := keys.CreateSpec{Kty: cur.Kty}
 	switch keys.BaseKty(cur.Kty) {
 	case keys.KtyRSA:
@@ -535,10 +539,6 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string, byPolicy boo
 		if d, err := parseISODuration(pol.Attributes.ExpiryTime); err == nil {
 			exp = s.now().Add(d).Unix()
 		}
-	}
-	after := ""
-	if byPolicy {
-		after = cur.Version
 	}
 	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, ref, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags), after)
 	if errors.Is(err, errRotatedMeanwhile) {

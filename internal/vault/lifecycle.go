@@ -435,7 +435,7 @@ func (s *Service) applyPolicy(ctx context.Context, system identity.Principal, va
 		start := s.now()
 		switch la.Action.Type {
 		case "Rotate":
-			k, err := s.rotate(ctx, v, name, true)
+			k, err := s.rotate(ctx, v, name, newest.Version)
 			if errors.Is(err, errRotatedMeanwhile) {
 				return nil // another replica's run served this trigger
 			}

@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -285,28 +285,16 @@ func testConcurrentVersions(t *testing.T, open pgtest.Open) {
 	ctx := inProcess()
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"})
 	other := f.replica(t)
-	const n = 8
-	made := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := f.svc
-			if i%2 == 1 {
-				s = other
-			}
-			k, err := s.CreateKey(ctx, f.admin, "team1", "k", vault.CreateKeyParams{Kty: "oct"})
-			if err != nil {
-				t.Errorf("create %d: %v", i, err)
-				return
-			}
-			made[i] = k.Version
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	replicas := []*vault.Service{f.svc, other}
+	made := make([]string, 8)
+	for i, err := range storetest.AtOnce(len(made), func(i int) error {
+		k, err := replicas[i%2].CreateKey(ctx, f.admin, "team1", "k", vault.CreateKeyParams{Kty: "oct"})
+		made[i] = k.Version
+		return err
+	}) {
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
 	}
 	var listed []string
 	skip := ""
@@ -334,55 +322,17 @@ func testConcurrentVersions(t *testing.T, open pgtest.Open) {
 func testConcurrentVaults(t *testing.T, open pgtest.Open) {
 	f := setupOn(t, open, nil)
 	ctx := inProcess()
-	other := f.replica(t)
-	const n = 6
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := f.svc
-			if i%2 == 1 {
-				s = other
-			}
-			_, errs[i] = s.CreateVault(ctx, f.admin, vault.Vault{Name: "same"})
-		}()
-	}
-	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, vault.ErrConflict):
-			t.Errorf("a concurrent create failed with %v, want a conflict", err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d creations of one vault succeeded, want 1", ok)
-	}
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := f.svc
-			if i%2 == 1 {
-				s = other
-			}
-			_, errs[i] = s.CreateVault(ctx, f.admin, vault.Vault{Name: fmt.Sprintf("ported%d", i), Port: 7100})
-		}()
-	}
-	wg.Wait()
-	ok = 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, vault.ErrConflict):
-			t.Errorf("a concurrent create on a taken port failed with %v, want a conflict", err)
-		}
-	}
+	replicas := []*vault.Service{f.svc, f.replica(t)}
+	errs := storetest.AtOnce(6, func(i int) error {
+		_, err := replicas[i%2].CreateVault(ctx, f.admin, vault.Vault{Name: "same"})
+		return err
+	})
+	storetest.OneWins(t, "creations of one vault", errs, vault.ErrConflict)
+	errs = storetest.AtOnce(6, func(i int) error {
+		_, err := replicas[i%2].CreateVault(ctx, f.admin, vault.Vault{Name: fmt.Sprintf("ported%d", i), Port: 7100})
+		return err
+	})
+	storetest.OneWins(t, "creations of vaults on one port", errs, vault.ErrConflict)
 	all, _ := f.svc.AllVaults(ctx)
 	on := 0
 	for _, v := range all {
@@ -390,8 +340,8 @@ func testConcurrentVaults(t *testing.T, open pgtest.Open) {
 			on++
 		}
 	}
-	if ok != 1 || on != 1 {
-		t.Fatalf("%d creations on one port succeeded, %d vaults have it; want 1", ok, on)
+	if on != 1 {
+		t.Fatalf("%d vaults have port 7100, want 1", on)
 	}
 }
 
@@ -409,21 +359,15 @@ func testConcurrentUpdates(t *testing.T, open pgtest.Open) {
 		}
 		off := false
 		tags := map[string]string{"round": fmt.Sprint(i)}
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if _, err := f.svc.UpdateKey(ctx, f.admin, "team1", k.Name, k.Version, vault.UpdateKeyParams{Enabled: &off}); err != nil {
-				t.Error(err)
+		updates := []vault.UpdateKeyParams{{Enabled: &off}, {Tags: &tags}}
+		for _, err := range storetest.AtOnce(2, func(j int) error {
+			_, err := []*vault.Service{f.svc, other}[j].UpdateKey(ctx, f.admin, "team1", k.Name, k.Version, updates[j])
+			return err
+		}) {
+			if err != nil {
+				t.Fatal(err)
 			}
-		}()
-		go func() {
-			defer wg.Done()
-			if _, err := other.UpdateKey(ctx, f.admin, "team1", k.Name, k.Version, vault.UpdateKeyParams{Tags: &tags}); err != nil {
-				t.Error(err)
-			}
-		}()
-		wg.Wait()
+		}
 		got, err := f.svc.GetKey(ctx, f.admin, "team1", k.Name, k.Version)
 		if err != nil || got.Attributes.Enabled || got.Tags["round"] != fmt.Sprint(i) {
 			t.Fatalf("round %d: enabled %v, tags %v (%v): an update was lost", i, got.Attributes.Enabled, got.Tags, err)
@@ -442,15 +386,14 @@ func testDeleteVaultBesideCreateKey(t *testing.T, open pgtest.Open) {
 		if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: name}); err != nil {
 			t.Fatal(err)
 		}
-		var delErr, keyErr error
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); delErr = f.svc.DeleteVault(ctx, f.admin, name) }()
-		go func() {
-			defer wg.Done()
-			_, keyErr = other.CreateKey(ctx, f.admin, name, "k", vault.CreateKeyParams{Kty: "oct"})
-		}()
-		wg.Wait()
+		errs := storetest.AtOnce(2, func(j int) error {
+			if j == 0 {
+				return f.svc.DeleteVault(ctx, f.admin, name)
+			}
+			_, err := other.CreateKey(ctx, f.admin, name, "k", vault.CreateKeyParams{Kty: "oct"})
+			return err
+		})
+		delErr, keyErr := errs[0], errs[1]
 		var keys int
 		if err := f.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM vault_keys WHERE vault = ?`, name).Scan(&keys); err != nil {
 			t.Fatal(err)
@@ -475,17 +418,11 @@ func testLifecycleOnReplicas(t *testing.T, open pgtest.Open) {
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1", SoftDeleteRetentionDays: 7})
 	replicas := []*vault.Service{f.svc, f.replica(t), f.replica(t), f.replica(t)}
 	runAll := func() {
-		var wg sync.WaitGroup
-		for _, r := range replicas {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := r.RunLifecycle(ctx); err != nil {
-					t.Error(err)
-				}
-			}()
+		for _, err := range storetest.AtOnce(len(replicas), func(i int) error { return replicas[i].RunLifecycle(ctx) }) {
+			if err != nil {
+				t.Error(err)
+			}
 		}
-		wg.Wait()
 	}
 	rot := vault.LifetimeAction{}
 	rot.Trigger.TimeAfterCreate = "P30D"

@@ -182,7 +182,7 @@ func (k *Keyring) Initialize(ctx context.Context, source, keyID, identity string
 	defer k.checkMu.Unlock()
 	if _, _, err := k.db.load(ctx); !errors.Is(err, ErrNotInitialized) {
 		if err == nil {
-			return errAlreadyInitialized
+			return ErrAlreadyInitialized
 		}
 		return err
 	}

@@ -3,12 +3,11 @@ package keyring_test
 import (
 	"bytes"
 	"context"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/seal/keyring"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // TestStorage is the keyring's storage suite, on SQLite and on PostgreSQL: its tests of
@@ -45,28 +44,10 @@ func testInitializeOnReplicas(t *testing.T, open pgtest.Open) {
 	for i := range rings {
 		rings[i] = e.open(t)
 	}
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i, k := range rings {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = k.Initialize(ctx, keyring.SourcePlatform, platformVault+"/keys/registry", keyring.SystemIdentity)
-		}()
-	}
-	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !strings.Contains(err.Error(), "already initialized"):
-			t.Errorf("a concurrent Initialize: %v, want already initialized", err)
-		}
-	}
-	if ok != 1 {
-		t.Fatalf("%d replicas initialized one database, want 1", ok)
-	}
+	errs := storetest.AtOnce(n, func(i int) error {
+		return rings[i].Initialize(ctx, keyring.SourcePlatform, platformVault+"/keys/registry", keyring.SystemIdentity)
+	})
+	storetest.OneWins(t, "initializations of one database", errs, keyring.ErrAlreadyInitialized)
 	var first []byte
 	for i, k := range rings {
 		if err := k.CheckAccess(ctx); err != nil {
@@ -97,22 +78,20 @@ func testGenerationsOnReplicas(t *testing.T, open pgtest.Open) {
 	}
 	const each = 2
 	made := make(chan uint32, len(rings)*each)
-	var wg sync.WaitGroup
-	for _, k := range rings {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				gen, err := k.NewGeneration(ctx)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				made <- gen
+	for _, err := range storetest.AtOnce(len(rings), func(i int) error {
+		for range each {
+			gen, err := rings[i].NewGeneration(ctx)
+			if err != nil {
+				return err
 			}
-		}()
+			made <- gen
+		}
+		return nil
+	}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	wg.Wait()
 	close(made)
 	seen := map[uint32]bool{}
 	for g := range made {
@@ -153,23 +132,17 @@ func testRotationBesideNewGeneration(t *testing.T, open pgtest.Open) {
 	}
 	for round := range 6 {
 		to := targets[round%2]
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if _, err := a.Rotate(ctx, to.key, to.identity); err != nil {
-				t.Errorf("round %d: rotate: %v", round, err)
+		errs := storetest.AtOnce(2, func(i int) error {
+			var err error
+			if i == 0 {
+				_, err = a.Rotate(ctx, to.key, to.identity)
+			} else {
+				_, err = b.NewGeneration(ctx)
 			}
-		}()
-		go func() {
-			defer wg.Done()
-			if _, err := b.NewGeneration(ctx); err != nil {
-				t.Errorf("round %d: new generation: %v", round, err)
-			}
-		}()
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
+			return err
+		})
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: rotate: %v; new generation: %v", round, errs[0], errs[1])
 		}
 		assertWrappedUnderCurrent(t, e)
 	}

@@ -103,14 +103,14 @@ func (s rootStore) initialize(ctx context.Context, st Settings, first rootRow, n
 		return err
 	})
 	if store.IsUniqueViolation(err) {
-		return errAlreadyInitialized
+		return ErrAlreadyInitialized
 	}
 	return err
 }
 
-// errAlreadyInitialized: the keyring has settings already (perhaps another replica's,
-// made a moment ago).
-var errAlreadyInitialized = errors.New("registry encryption is already initialized")
+// ErrAlreadyInitialized: Initialize found settings stored already (perhaps another
+// replica's, made a moment ago).
+var ErrAlreadyInitialized = errors.New("registry encryption is already initialized")
 
 // errChanged: another replica changed the keyring (a generation added, the key rotated)
 // between the read a change was computed from and its write; the change is computed
