@@ -103,10 +103,10 @@ func (f *fixture) cmk(name, key string) kms.Spec {
 // statement (create, read, list in name order, update, status reports, delete) through the
 // service, and settings changes of one cluster at once on two replicas.
 func TestStorage(t *testing.T) {
-	pgtest.Engines(t, func(t *testing.T, open pgtest.Open) {
-		t.Run("Clusters", func(t *testing.T) { testClusters(t, open) })
-		t.Run("ConcurrentChanges", func(t *testing.T) { testConcurrentChanges(t, open) })
-	})
+	pgtest.Suite(t,
+		pgtest.Case{Name: "Clusters", Run: testClusters},
+		pgtest.Case{Name: "ConcurrentChanges", Run: testConcurrentChanges},
+	)
 }
 
 func testClusters(t *testing.T, open pgtest.Open) {

@@ -16,13 +16,13 @@ import (
 // statement of its store (the metadata index, server-held keys, the changefeed, deletion,
 // the policy) and writers at once, then the service's re-signing on read on each engine.
 func TestStorage(t *testing.T) {
-	pgtest.Engines(t, func(t *testing.T, open pgtest.Open) {
-		t.Run("Index", func(t *testing.T) { testIndex(t, open) })
-		t.Run("KeysAndDeletion", func(t *testing.T) { testKeysAndDeletion(t, open) })
-		t.Run("Changefeed", func(t *testing.T) { testChangefeed(t, open) })
-		t.Run("Concurrent", func(t *testing.T) { testConcurrentTrust(t, open) })
-		t.Run("FrozenTimestampResignedOnRead", func(t *testing.T) { testFrozenTimestampResignedOnRead(t, open) })
-	})
+	pgtest.Suite(t,
+		pgtest.Case{Name: "Index", Run: testIndex},
+		pgtest.Case{Name: "KeysAndDeletion", Run: testKeysAndDeletion},
+		pgtest.Case{Name: "Changefeed", Run: testChangefeed},
+		pgtest.Case{Name: "Concurrent", Run: testConcurrentTrust},
+		pgtest.Case{Name: "FrozenTimestampResignedOnRead", Run: testFrozenTimestampResignedOnRead},
+	)
 }
 
 func openStore(t *testing.T, db *store.DB) trust.Store {

@@ -116,11 +116,8 @@ func setupOn(t testing.TB, open pgtest.Open, mutate func(*vault.Options)) *fixtu
 	if mutate != nil {
 		mutate(&opts)
 	}
-	f.svc, err = vault.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.opts = opts
+	f.svc = f.replica(t)
 	f.g.allow(f.admin.ID, access.VaultManage, access.VaultRead, access.KeyCreate, access.KeyGet, access.KeyList, access.KeyDelete,
 		access.KeyRecover, access.KeyPurge, access.KeyUpdate, access.KeySetRotationPolicy, access.KeyGetRotationPolicy, access.KeyRotate)
 	f.g.allow(f.reg.ID, access.KeyGet, access.KeyWrap, access.KeyUnwrap)

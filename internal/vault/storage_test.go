@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,40 +21,33 @@ import (
 // the races SQLite's single writer used to settle: several callers (or replicas, each its
 // own Service on the one database) at once.
 func TestStorage(t *testing.T) {
-	pgtest.Engines(t, func(t *testing.T, open pgtest.Open) {
-		for _, c := range []struct {
-			name string
-			run  func(t *testing.T, open pgtest.Open)
-		}{
-			{"InProcessAPI", testInProcessAPI},
-			{"VaultProperties", testVaultProperties},
-			{"VaultPortRules", testVaultPortRules},
-			{"DeleteVaultRemovesItsPolicies", testDeleteVaultRemovesItsPolicies},
-			{"Lifecycle", testLifecycle},
-			{"MaterialSealed", testMaterialSealed},
-			{"KeyNotBeforeAfterExpiry", testKeyNotBeforeAfterExpiry},
-			{"RetentionFixedUnderPurgeProtection", testRetentionFixedUnderPurgeProtection},
-			{"KeyNamesAreCaseInsensitive", testKeyNamesAreCaseInsensitive},
-			{"VaultNamesAreCaseInsensitive", testVaultNamesAreCaseInsensitive},
-			{"KeysDifferingOnlyInCaseFromBefore", testKeysDifferingOnlyInCaseFromBefore},
-			{"Paging", testPaging},
-			{"UpdateAndPolicyStored", testUpdateAndPolicyStored},
-			{"BackupRestorePurge", testBackupRestorePurge},
-			{"ConcurrentVersions", testConcurrentVersions},
-			{"ConcurrentVaults", testConcurrentVaults},
-			{"ConcurrentUpdates", testConcurrentUpdates},
-			{"DeleteVaultBesideCreateKey", testDeleteVaultBesideCreateKey},
-			{"LifecycleOnReplicas", testLifecycleOnReplicas},
-		} {
-			t.Run(c.name, func(t *testing.T) { c.run(t, open) })
-		}
-	})
+	pgtest.Suite(t,
+		pgtest.Case{Name: "InProcessAPI", Run: testInProcessAPI},
+		pgtest.Case{Name: "VaultProperties", Run: testVaultProperties},
+		pgtest.Case{Name: "VaultPortRules", Run: testVaultPortRules},
+		pgtest.Case{Name: "DeleteVaultRemovesItsPolicies", Run: testDeleteVaultRemovesItsPolicies},
+		pgtest.Case{Name: "Lifecycle", Run: testLifecycle},
+		pgtest.Case{Name: "MaterialSealed", Run: testMaterialSealed},
+		pgtest.Case{Name: "KeyNotBeforeAfterExpiry", Run: testKeyNotBeforeAfterExpiry},
+		pgtest.Case{Name: "RetentionFixedUnderPurgeProtection", Run: testRetentionFixedUnderPurgeProtection},
+		pgtest.Case{Name: "KeyNamesAreCaseInsensitive", Run: testKeyNamesAreCaseInsensitive},
+		pgtest.Case{Name: "VaultNamesAreCaseInsensitive", Run: testVaultNamesAreCaseInsensitive},
+		pgtest.Case{Name: "KeysDifferingOnlyInCaseFromBefore", Run: testKeysDifferingOnlyInCaseFromBefore},
+		pgtest.Case{Name: "Paging", Run: testPaging},
+		pgtest.Case{Name: "UpdateAndPolicyStored", Run: testUpdateAndPolicyStored},
+		pgtest.Case{Name: "BackupRestorePurge", Run: testBackupRestorePurge},
+		pgtest.Case{Name: "ConcurrentVersions", Run: testConcurrentVersions},
+		pgtest.Case{Name: "ConcurrentVaults", Run: testConcurrentVaults},
+		pgtest.Case{Name: "ConcurrentUpdates", Run: testConcurrentUpdates},
+		pgtest.Case{Name: "DeleteVaultBesideCreateKey", Run: testDeleteVaultBesideCreateKey},
+		pgtest.Case{Name: "LifecycleOnReplicas", Run: testLifecycleOnReplicas},
+	)
 }
 
 // replica is another Service on f's database: what a second replica runs.
-func (f *fixture) replica(t *testing.T) *vault.Service {
+func (f *fixture) replica(t testing.TB) *vault.Service {
 	t.Helper()
-	s, err := vault.New(t.Context(), f.opts)
+	s, err := vault.New(context.Background(), f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +92,7 @@ func testPaging(t *testing.T, open pgtest.Open) {
 	}
 	live := func(skip string) ([]string, string, error) {
 		p, err := f.svc.ListKeys(ctx, f.admin, "team1", 3, skip)
-		var out []string
-		for _, k := range p.Items {
-			out = append(out, k.Name)
-		}
-		return out, p.Next, err
+		return field(p, func(k vault.Key) string { return k.Name }), p.Next, err
 	}
 	if got := all(live); !slices.Equal(got, sorted) {
 		t.Fatalf("listed keys %v, want %v", got, sorted)
@@ -121,11 +111,7 @@ func testPaging(t *testing.T, open pgtest.Open) {
 	}
 	gone := func(skip string) ([]string, string, error) {
 		p, err := f.svc.ListDeletedKeys(ctx, f.admin, "team1", 3, skip)
-		var out []string
-		for _, k := range p.Items {
-			out = append(out, k.Name)
-		}
-		return out, p.Next, err
+		return field(p, func(k vault.DeletedKey) string { return k.Name }), p.Next, err
 	}
 	if got := all(gone); !slices.Equal(got, deleted) {
 		t.Fatalf("listed deleted keys %v, want %v", got, deleted)
@@ -145,15 +131,20 @@ func testPaging(t *testing.T, open pgtest.Open) {
 	}
 	vs := func(skip string) ([]string, string, error) {
 		p, err := f.svc.ListKeyVersions(ctx, f.admin, "team1", "versioned", 3, skip)
-		var out []string
-		for _, k := range p.Items {
-			out = append(out, k.Version)
-		}
-		return out, p.Next, err
+		return field(p, func(k vault.Key) string { return k.Version }), p.Next, err
 	}
 	if got := all(vs); !slices.Equal(got, versions) {
 		t.Fatalf("listed versions %v, want %v", got, versions)
 	}
+}
+
+// field is one field of every item of a page.
+func field[T any](p vault.Page[T], f func(T) string) []string {
+	var out []string
+	for _, it := range p.Items {
+		out = append(out, f(it))
+	}
+	return out
 }
 
 // testUpdateAndPolicyStored: what UpdateKey and SetRotationPolicy store is what every
@@ -263,10 +254,7 @@ func testBackupRestorePurge(t *testing.T, open pgtest.Open) {
 		t.Fatal(err)
 	}
 	p, err := f.svc.ListKeyVersions(ctx, f.admin, "team1", "k", 0, "")
-	var got []string
-	for _, k := range p.Items {
-		got = append(got, k.Version)
-	}
+	got := field(p, func(k vault.Key) string { return k.Version })
 	if err != nil || !slices.Equal(got, versions) {
 		t.Fatalf("restored versions %v %v, want %v", got, err, versions)
 	}
@@ -303,9 +291,7 @@ func testConcurrentVersions(t *testing.T, open pgtest.Open) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range p.Items {
-			listed = append(listed, k.Version)
-		}
+		listed = append(listed, field(p, func(k vault.Key) string { return k.Version })...)
 		if skip = p.Next; skip == "" {
 			break
 		}

@@ -14,24 +14,17 @@ import (
 // initialization, restart, rotation, generations and another replica's generation, and
 // keyrings of several replicas on one database changing it at once.
 func TestStorage(t *testing.T) {
-	pgtest.Engines(t, func(t *testing.T, open pgtest.Open) {
-		for _, c := range []struct {
-			name string
-			run  func(t *testing.T, open pgtest.Open)
-		}{
-			{"InitializeAndRestart", testInitializeAndRestart},
-			{"RotationCostsTheSameWhateverTheData", testRotationCostsTheSameWhateverTheData},
-			{"AutomaticRotation", testAutomaticRotation},
-			{"EnableOnceAndStatus", testEnableOnceAndStatus},
-			{"Generations", testGenerations},
-			{"GenerationFromAnotherReplica", testGenerationFromAnotherReplica},
-			{"InitializeOnReplicas", testInitializeOnReplicas},
-			{"GenerationsOnReplicas", testGenerationsOnReplicas},
-			{"RotationBesideNewGeneration", testRotationBesideNewGeneration},
-		} {
-			t.Run(c.name, func(t *testing.T) { c.run(t, open) })
-		}
-	})
+	pgtest.Suite(t,
+		pgtest.Case{Name: "InitializeAndRestart", Run: testInitializeAndRestart},
+		pgtest.Case{Name: "RotationCostsTheSameWhateverTheData", Run: testRotationCostsTheSameWhateverTheData},
+		pgtest.Case{Name: "AutomaticRotation", Run: testAutomaticRotation},
+		pgtest.Case{Name: "EnableOnceAndStatus", Run: testEnableOnceAndStatus},
+		pgtest.Case{Name: "Generations", Run: testGenerations},
+		pgtest.Case{Name: "GenerationFromAnotherReplica", Run: testGenerationFromAnotherReplica},
+		pgtest.Case{Name: "InitializeOnReplicas", Run: testInitializeOnReplicas},
+		pgtest.Case{Name: "GenerationsOnReplicas", Run: testGenerationsOnReplicas},
+		pgtest.Case{Name: "RotationBesideNewGeneration", Run: testRotationBesideNewGeneration},
+	)
 }
 
 // testInitializeOnReplicas: replicas initializing one database at once: one does, the
