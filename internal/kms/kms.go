@@ -202,6 +202,11 @@ func (s *Service) Create(ctx context.Context, caller identity.Principal, req Spe
 	if !clusterNameRE.MatchString(req.Name) {
 		return Cluster{}, fmt.Errorf("%w: cluster name %q must be 1-63 lower-case letters, digits and hyphens", ErrInvalid, req.Name)
 	}
+	unlock, err := s.lock(ctx, req.Name)
+	if err != nil {
+		return Cluster{}, err
+	}
+	defer unlock()
 	if _, err := s.st.get(ctx, req.Name); err == nil {
 		return Cluster{}, fmt.Errorf("%w: cluster %s already exists: use `coffer kms cluster update`", ErrConflict, req.Name)
 	} else if !errors.Is(err, ErrNotFound) {
@@ -227,6 +232,11 @@ func (s *Service) Create(ctx context.Context, caller identity.Principal, req Spe
 // Update changes a cluster's settings. A new write key (PMK ↔ CMK, another CMK) makes the
 // previous one decrypt-only.
 func (s *Service) Update(ctx context.Context, caller identity.Principal, name string, req Spec) (Cluster, error) {
+	unlock, err := s.lock(ctx, name)
+	if err != nil {
+		return Cluster{}, err
+	}
+	defer unlock()
 	c, err := s.st.get(ctx, name)
 	if err != nil {
 		return Cluster{}, err
@@ -378,6 +388,19 @@ func (s *Service) ensurePMK(ctx context.Context, cluster string, p identity.Prin
 	return s.o.PlatformVaultURL + "/keys/" + name, nil
 }
 
+// lock takes cluster name's lock, held by every replica on the database (store.DB.Lock):
+// a change reads the stored settings, calls the vault (creating or probing a key) and
+// writes the settings back whole, so two changes at once would otherwise each write what
+// it read, losing the other's (a write key dropped from the decrypt-only keys loses the
+// Secrets written under it).
+func (s *Service) lock(ctx context.Context, name string) (func(), error) {
+	unlock, err := s.o.DB.Lock(ctx, "kms/cluster/"+name)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", name, err)
+	}
+	return unlock, nil
+}
+
 // Get returns a cluster's settings.
 func (s *Service) Get(ctx context.Context, name string) (Cluster, error) { return s.st.get(ctx, name) }
 
@@ -387,7 +410,12 @@ func (s *Service) List(ctx context.Context) ([]Cluster, error) { return s.st.lis
 // Delete removes a cluster's settings. Its keys stay in their vaults (a PMK is not
 // deleted: Secrets in a backup of etcd may still need it).
 func (s *Service) Delete(ctx context.Context, caller identity.Principal, name string) error {
-	err := s.st.delete(ctx, name)
+	unlock, err := s.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = s.st.delete(ctx, name)
+	unlock()
 	s.record(caller, "kms.cluster.delete", name, err)
 	if err == nil {
 		s.changed(ctx, name)
@@ -417,6 +445,11 @@ func (s *Service) RotateNow(ctx context.Context, caller identity.Principal, name
 // Retire marks every decrypt-only key retirable once the plugin reports writeKeyID as its
 // key_id (every resource was rewritten under it by `coffer kms reencrypt`).
 func (s *Service) Retire(ctx context.Context, caller identity.Principal, name, writeKeyID string) (Cluster, error) {
+	unlock, err := s.lock(ctx, name)
+	if err != nil {
+		return Cluster{}, err
+	}
+	defer unlock()
 	c, err := s.st.get(ctx, name)
 	if err != nil {
 		return Cluster{}, err
@@ -614,13 +647,20 @@ func (s sqlStore) put(ctx context.Context, c Cluster, create bool) error {
 	if err != nil {
 		return err
 	}
+	var res sql.Result
 	if create {
-		_, err = s.db.ExecContext(ctx, `INSERT INTO kms_clusters (name, doc, updated_at) VALUES (?, ?, ?)`, c.Name, string(doc), c.Updated.Unix())
+		res, err = s.db.ExecContext(ctx, `INSERT INTO kms_clusters (name, doc, updated_at) VALUES (?, ?, ?)`, c.Name, string(doc), c.Updated.Unix())
 	} else {
-		_, err = s.db.ExecContext(ctx, `UPDATE kms_clusters SET doc = ?, updated_at = ? WHERE name = ?`, string(doc), time.Now().Unix(), c.Name)
+		res, err = s.db.ExecContext(ctx, `UPDATE kms_clusters SET doc = ?, updated_at = ? WHERE name = ?`, string(doc), time.Now().Unix(), c.Name)
+	}
+	if create && store.IsUniqueViolation(err) {
+		return fmt.Errorf("%w: cluster %s already exists: use `coffer kms cluster update`", ErrConflict, c.Name)
 	}
 	if err != nil {
 		return fmt.Errorf("store cluster %s: %w", c.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s (deleted meanwhile)", ErrNotFound, c.Name)
 	}
 	return nil
 }

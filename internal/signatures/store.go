@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/store"
@@ -95,6 +94,7 @@ func (s *SQLStore) Version(ctx context.Context) (int64, error) {
 func (s *SQLStore) Load(ctx context.Context) (State, error) {
 	var st State
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		st = State{} // InTx may run this again (PostgreSQL): start afresh, not after the anchors of an aborted run
 		var updated int64
 		if err := tx.QueryRowContext(ctx, `SELECT version, policy, updated FROM signature_state WHERE id = 1`).Scan(&st.Version, &st.Policy, &updated); err != nil {
 			return err
@@ -150,7 +150,7 @@ func (s *SQLStore) PutAnchor(ctx context.Context, a StoredAnchor) (int64, error)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO signature_anchors (name, kind, store_type, material, created, key_url, key_status, refreshed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.Name, a.Kind, a.StoreType, a.Material, a.Created.UnixNano(), a.KeyURL, a.KeyStatus, unixNano(a.Refreshed)); err != nil {
-			if strings.Contains(strings.ToLower(err.Error()), "unique") {
+			if store.IsUniqueViolation(err) { // another caller's insert of the name, on PostgreSQL
 				return fmt.Errorf("anchor %q: %w", a.Name, ErrExists)
 			}
 			return err

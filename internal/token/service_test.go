@@ -120,9 +120,11 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 }
 
-func TestRotationKeepsOldTokensUntilExpiry(t *testing.T) {
+// testRotationKeepsOldTokensUntilExpiry (in TestStorage): a retired key verifies its tokens
+// until they expire, across a restart, then its row goes.
+func testRotationKeepsOldTokensUntilExpiry(t *testing.T, replica func() *store.DB) {
 	clk := clocktest.New(time.Unix(1_800_000_000, 0))
-	db := storetest.SQLite(t)
+	db := replica()
 	s := newTestService(t, db, clk, time.Hour)
 	ctx := context.Background()
 	old, err := s.Issue(ctx, Grant{Principal: alice, Audience: RegistryService})

@@ -22,6 +22,8 @@ import (
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/blobstore/filesystem"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/trust"
 	"github.com/cofferhq/coffer/internal/vault"
@@ -51,8 +53,13 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureOn(t, storetest.SQLite(t))
+}
+
+// newFixtureOn is newFixture on the metadata store db (the storage suite's engines).
+func newFixtureOn(t testing.TB, db *store.DB) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	db := storetest.SQLite(t)
 	ids, err := identity.Open(ctx, db, identity.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,12 +180,12 @@ func (f *fixture) verified(t testing.TB, gun string, root *data.SignedRoot, role
 	return &s, sc.Signed
 }
 
-// TestFrozenTimestampResignedOnRead: once the timestamp has expired, a read never serves
+// testFrozenTimestampResignedOnRead: once the timestamp has expired, a read never serves
 // the frozen one: the server signs a newer version (in the vault) whose signature the
 // root accepts; once the server-managed snapshot has expired too, it is re-signed and the
 // new timestamp names it.
-func TestFrozenTimestampResignedOnRead(t *testing.T) {
-	f := newFixture(t)
+func testFrozenTimestampResignedOnRead(t *testing.T, open pgtest.Open) {
+	f := newFixtureOn(t, open(t))
 	const gun = "registry.test/team/app"
 	root := f.publish(t, gun)
 	_, ts0 := f.verified(t, gun, root, data.CanonicalTimestampRole)

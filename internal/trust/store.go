@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cofferhq/coffer/internal/store"
 )
@@ -149,7 +148,7 @@ func (s *sqlStore) Commit(ctx context.Context, rows []MetaRow, change Change) er
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO trust_meta (`+metaCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				r.GUN, r.Repo, r.Role, r.Version, r.SHA256, r.Length, r.Created); err != nil {
-				if isConstraint(err) {
+				if store.IsUniqueViolation(err) { // (gun, role, version) taken by another writer
 					return fmt.Errorf("%w: %s version %d", ErrOldVersion, r.Role, r.Version)
 				}
 				return err
@@ -167,11 +166,6 @@ func insertChange(ctx context.Context, tx *sql.Tx, c Change) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO trust_changes (id, gun, version, sha256, category, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		next, c.GUN, c.Version, c.SHA256, c.Category, c.Created)
 	return err
-}
-
-func isConstraint(err error) bool {
-	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "unique") || strings.Contains(msg, "constraint") || strings.Contains(msg, "duplicate")
 }
 
 const keyCols = `gun, repo, role, key_id, vault_key, public, seq, created_at`

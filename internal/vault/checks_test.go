@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/access"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// TestKeyNotBeforeAfterExpiry: a key version whose nbf is after its exp could never be
+// testKeyNotBeforeAfterExpiry: a key version whose nbf is after its exp could never be
 // used: refused (BadParameter) on create, import and update.
-func TestKeyNotBeforeAfterExpiry(t *testing.T) {
-	f := setup(t)
+func testKeyNotBeforeAfterExpiry(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	f.g.allow(f.admin.ID, access.KeyImport)
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"}); err != nil {
@@ -51,11 +52,11 @@ func TestKeyNotBeforeAfterExpiry(t *testing.T) {
 	}
 }
 
-// TestRetentionFixedUnderPurgeProtection: under purge protection the soft-delete retention
+// testRetentionFixedUnderPurgeProtection: under purge protection the soft-delete retention
 // is fixed (as in Azure Key Vault, where it cannot be changed once set): lowering it would
 // shorten the protection of every key deleted afterwards.
-func TestRetentionFixedUnderPurgeProtection(t *testing.T) {
-	f := setup(t)
+func testRetentionFixedUnderPurgeProtection(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1", EnablePurgeProtection: true, SoftDeleteRetentionDays: 30}); err != nil {
 		t.Fatal(err)
@@ -93,10 +94,10 @@ func TestRetentionFixedUnderPurgeProtection(t *testing.T) {
 	}
 }
 
-// TestVaultPortRules: a vault's own port must be one the server can serve on: not a
+// testVaultPortRules: a vault's own port must be one the server can serve on: not a
 // privileged port, not the main listener's.
-func TestVaultPortRules(t *testing.T) {
-	f := setupWith(t, func(o *vault.Options) {
+func testVaultPortRules(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, func(o *vault.Options) {
 		o.Addresses = vault.Addresses{Domain: "vault.test", ListenHost: "127.0.0.1", Port: 5000}
 	})
 	ctx := inProcess()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
+	dbstore "github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
 
@@ -54,7 +55,15 @@ func unixOrZero(t *time.Time) int64 {
 //
 // ref, when not empty, is the HSM object holding the material: full is then its public
 // part, sealed with the reference (key_hsm), so the row's reference is authenticated.
-func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ref string, ops []string, enabled bool, nbf, exp int64, tags map[string]string) (versionRow, error) {
+//
+// after, when not empty, is the version that must still be the key's newest (a rotation
+// by policy, which every replica's lifecycle run may decide at once): if another version
+// was added since, nothing is stored and the error is errRotatedMeanwhile.
+//
+// Everything it decides on is read inside its transaction (the vault, the key row, the
+// next sequence number), so concurrent callers on any replica cannot both take one
+// sequence number, add a key to a vault being deleted, or both rotate for one trigger.
+func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.JWK, ref string, ops []string, enabled bool, nbf, exp int64, tags map[string]string, after string) (versionRow, error) {
 	version := newVersionID()
 	sealedJWK := full
 	if ref != "" {
@@ -70,7 +79,10 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 	row := versionRow{Vault: vault, Name: name, Version: version, Kty: full.Kty, KeyOps: ops, Public: full.Public(),
 		Sealed: sealed, Enabled: enabled, NBF: nbf, Exp: exp, Created: now, Updated: now, Tags: tags, HSM: ref}
 	row.Public.Kid, row.Public.KeyOps = "", nil
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	store := func(tx *sql.Tx) error {
+		if _, err := getVaultRow(ctx, tx, vault); err != nil {
+			return err
+		}
 		rows, err := getKeyRows(ctx, tx, vault, name)
 		if err != nil {
 			return err
@@ -86,6 +98,9 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 		}
 		switch {
 		case errors.Is(err, ErrNotFound):
+			if after != "" {
+				return errRotatedMeanwhile
+			}
 			k = keyRow{Vault: vault, Name: name, NextSeq: 1}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO vault_keys (vault, name, next_seq) VALUES (?, ?, 1)`, vault, name); err != nil {
 				return fmt.Errorf("store key: %w", err)
@@ -95,18 +110,43 @@ func (s *Service) newVersion(ctx context.Context, vault, name string, full keys.
 		case k.Deleted != 0:
 			return fmt.Errorf("%w: key %q is in a deleted but recoverable state: recover or purge it first", ErrConflict, name)
 		}
+		if after != "" {
+			var newest string
+			err := tx.QueryRowContext(ctx, `SELECT version FROM vault_key_versions WHERE vault = ? AND name = ? ORDER BY seq DESC LIMIT 1`, vault, name).Scan(&newest)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("read key versions: %w", err)
+			}
+			if newest != after {
+				return errRotatedMeanwhile
+			}
+		}
 		row.Seq = k.NextSeq
-		if _, err := tx.ExecContext(ctx, `UPDATE vault_keys SET next_seq = ? WHERE vault = ? AND name = ?`, k.NextSeq+1, vault, name); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE vault_keys SET next_seq = ? WHERE vault = ? AND name = ? AND next_seq = ?`, k.NextSeq+1, vault, name, k.NextSeq)
+		if err != nil {
 			return fmt.Errorf("store key: %w", err)
 		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("store key: the key's next version number changed under the transaction")
+		}
 		return insertVersion(ctx, tx, row)
-	})
+	}
+	err := s.db.InTx(ctx, store)
+	// Two callers creating one new key at once (on PostgreSQL, where both may find no row
+	// before either inserts it): the one refused by the key's primary key runs again and
+	// adds its version to the key the other made.
+	for attempt := 0; attempt < 3 && dbstore.IsUniqueViolation(err); attempt++ {
+		err = s.db.InTx(ctx, store)
+	}
 	s.forgetKey(vault, name)
 	if err == nil {
 		s.newKeyVersion(vault, row.Name)
 	}
 	return row, err
 }
+
+// errRotatedMeanwhile: a rotation by policy found that the key got a new version since it
+// decided (another replica's lifecycle run rotated it): the trigger has been served.
+var errRotatedMeanwhile = errors.New("the key was rotated meanwhile")
 
 // enterNewVersion admits a call that adds a key version (create, import): the vault
 // exists, the name is valid, the caller may do action on the vault, the tags are valid.
@@ -161,7 +201,7 @@ func (s *Service) CreateKey(ctx context.Context, caller identity.Principal, vaul
 		return Key{}, err
 	}
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, full, ref, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
+	row, err := s.newVersion(ctx, vault, name, full, ref, ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, "")
 	if err != nil {
 		return Key{}, err
 	}
@@ -216,7 +256,7 @@ func (s *Service) ImportKey(ctx context.Context, caller identity.Principal, vaul
 	}
 	j.Kid, j.KeyOps = "", nil
 	enabled := p.Enabled == nil || *p.Enabled
-	row, err := s.newVersion(ctx, vault, name, j, "", ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags)
+	row, err := s.newVersion(ctx, vault, name, j, "", ops, enabled, unixOrZero(p.NotBefore), unixOrZero(p.Expires), p.Tags, "")
 	if err != nil {
 		return Key{}, err
 	}
@@ -262,36 +302,50 @@ func (s *Service) UpdateKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return Key{}, err
 	}
-	r, err := pick(c, version, false)
+	picked, err := pick(c, version, false)
 	if err != nil {
 		return Key{}, err
 	}
 	if p.KeyOps != nil {
-		if err := keys.ValidateOps(r.Kty, p.KeyOps); err != nil {
+		if err := keys.ValidateOps(picked.Kty, p.KeyOps); err != nil {
 			return Key{}, err
 		}
-		r.KeyOps = slices.Clone(p.KeyOps)
-	}
-	if p.Enabled != nil {
-		r.Enabled = *p.Enabled
-	}
-	if p.NotBefore != nil {
-		r.NBF = unixOrZero(p.NotBefore)
-	}
-	if p.Expires != nil {
-		r.Exp = unixOrZero(p.Expires)
-	}
-	if err := checkDates(r.NBF, r.Exp); err != nil {
-		return Key{}, err
 	}
 	if p.Tags != nil {
 		if err := validateTags(*p.Tags); err != nil {
 			return Key{}, err
 		}
-		r.Tags = maps.Clone(*p.Tags)
 	}
-	r.Updated = s.now().Unix()
-	if err := updateVersionRow(ctx, s.db, r); err != nil {
+	// The version is read again inside the write: two updates of one version at once
+	// (on any replica) each change what they name and keep the other's change.
+	var r versionRow
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if r, err = getVersionRow(ctx, tx, vault, picked.Name, picked.Version); err != nil {
+			return err
+		}
+		if p.KeyOps != nil {
+			r.KeyOps = slices.Clone(p.KeyOps)
+		}
+		if p.Enabled != nil {
+			r.Enabled = *p.Enabled
+		}
+		if p.NotBefore != nil {
+			r.NBF = unixOrZero(p.NotBefore)
+		}
+		if p.Expires != nil {
+			r.Exp = unixOrZero(p.Expires)
+		}
+		if err := checkDates(r.NBF, r.Exp); err != nil {
+			return err
+		}
+		if p.Tags != nil {
+			r.Tags = maps.Clone(*p.Tags)
+		}
+		r.Updated = s.now().Unix()
+		return updateVersionRow(ctx, tx, r)
+	})
+	if err != nil {
 		return Key{}, err
 	}
 	s.forgetKey(vault, name)
@@ -438,20 +492,26 @@ func (s *Service) RotateKey(ctx context.Context, caller identity.Principal, vaul
 	if err != nil {
 		return Key{}, err
 	}
-	k, err := s.rotate(ctx, v, name)
+	k, err := s.rotate(ctx, v, name, "")
 	if err == nil {
 		e.target = k.ID
 	}
 	return k, err
 }
 
-func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error) {
+// rotate adds a version like the newest one. after, when not empty (a rotation by policy),
+// is the version the trigger was found due for: if the newest is another one, by the time
+// this reads it or writes, another replica served the trigger (errRotatedMeanwhile).
+func (s *Service) rotate(ctx context.Context, v Vault, name, after string) (Key, error) {
 	s.forgetKey(v.Name, name)
 	c, err := s.liveKey(ctx, v.Name, name)
 	if err != nil {
 		return Key{}, err
 	}
 	cur, _ := pick(c, "", false)
+	if after != "" && cur.Version != after {
+		return Key{}, errRotatedMeanwhile
+	}
 	spec := keys.CreateSpec{Kty: cur.Kty}
 	switch keys.BaseKty(cur.Kty) {
 	case keys.KtyRSA:
@@ -480,7 +540,10 @@ func (s *Service) rotate(ctx context.Context, v Vault, name string) (Key, error)
 			exp = s.now().Add(d).Unix()
 		}
 	}
-	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, ref, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags))
+	row, err := s.newVersion(ctx, v.Name, c.row.Name, full, ref, cur.KeyOps, true, 0, exp, maps.Clone(cur.Tags), after)
+	if errors.Is(err, errRotatedMeanwhile) {
+		s.destroyHSMObjects(ctx, []versionRow{{Vault: v.Name, Name: c.row.Name, HSM: ref}})
+	}
 	if err != nil {
 		return Key{}, err
 	}
@@ -579,17 +642,32 @@ func (s *Service) SetRotationPolicy(ctx context.Context, caller identity.Princip
 		return RotationPolicy{}, err
 	}
 	now := s.now().UTC().Truncate(time.Second)
-	if old, err := decodePolicy(c.row.Policy); err == nil {
-		p.Attributes.Created = old.Attributes.Created
-	} else {
-		p.Attributes.Created = now
-	}
 	p.Attributes.Updated = now
 	p.ID = ""
 	if p.LifetimeActions == nil {
 		p.LifetimeActions = []LifetimeAction{}
 	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET policy = ? WHERE vault = ? AND name = ?`, string(jsonMarshal(p)), vault, c.row.Name); err != nil {
+	// The stored policy (whose creation time the new one keeps) is read inside the write.
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		k, err := getKeyRow(ctx, tx, vault, c.row.Name)
+		if err != nil {
+			return err
+		}
+		if k.Deleted != 0 {
+			return fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
+		}
+		p.Attributes.Created = now
+		if old, err := decodePolicy(k.Policy); err == nil {
+			p.Attributes.Created = old.Attributes.Created
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE vault_keys SET policy = ? WHERE vault = ? AND name = ?`, string(jsonMarshal(p)), vault, k.Name)
+		return err
+	})
+	if err != nil {
+		s.forgetKey(vault, name)
+		if errors.Is(err, ErrNotFound) {
+			return RotationPolicy{}, err
+		}
 		return RotationPolicy{}, fmt.Errorf("store rotation policy: %w", err)
 	}
 	s.forgetKey(vault, name)

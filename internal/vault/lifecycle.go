@@ -10,6 +10,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
 
@@ -179,19 +180,33 @@ func (s *Service) PurgeDeletedKey(ctx context.Context, caller identity.Principal
 // purge destroys the deleted key c of vault.
 func (s *Service) purge(ctx context.Context, vault string, c *cachedKey) error {
 	name := c.row.Name
+	// The key row first, and only while it is still deleted: a key recovered (or purged)
+	// since c was read keeps its versions, and only one purge destroys them.
+	var versions []versionRow
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM vault_key_versions WHERE vault = ? AND name = ?`, vault, name); err != nil {
+		res, err := tx.ExecContext(ctx, `DELETE FROM vault_keys WHERE vault = ? AND name = ? AND deleted <> 0`, vault, name)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM vault_keys WHERE vault = ? AND name = ? AND deleted <> 0`, vault, name)
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: deleted key %q does not exist in vault %q", ErrNotFound, name, vault)
+		}
+		if versions, err = listVersionRows(ctx, tx, vault, name); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM vault_key_versions WHERE vault = ? AND name = ?`, vault, name)
 		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		s.forgetKey(vault, name)
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("purge key: %w", err)
 	}
 	s.forgetKey(vault, name)
-	s.forgetMaterial(vault, name, c.versions)
-	s.destroyHSMObjects(ctx, c.versions)
+	s.forgetMaterial(vault, name, versions)
+	s.destroyHSMObjects(ctx, versions)
 	return nil
 }
 
@@ -297,6 +312,9 @@ func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vau
 		maxSeq = max(maxSeq, bv.Seq)
 	}
 	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := getVaultRow(ctx, tx, vault); err != nil {
+			return err
+		}
 		taken, err := getKeyRows(ctx, tx, vault, body.Name)
 		if err != nil {
 			return err
@@ -310,6 +328,9 @@ func (s *Service) RestoreKey(ctx context.Context, caller identity.Principal, vau
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO vault_keys (vault, name, policy, next_seq) VALUES (?, ?, ?, ?)`,
 			vault, body.Name, body.Policy, maxSeq+1); err != nil {
+			if store.IsUniqueViolation(err) {
+				return fmt.Errorf("%w: key %q was created in vault %q while it was being restored: purge it before restoring", ErrConflict, body.Name, vault)
+			}
 			return err
 		}
 		for _, r := range rows {
@@ -359,6 +380,9 @@ func (s *Service) RunLifecycle(ctx context.Context) error {
 		}
 		start := s.now()
 		err = s.purge(ctx, x.vault, c)
+		if errors.Is(err, ErrNotFound) {
+			continue // purged (or recovered) meanwhile, by a request or another replica's run
+		}
 		s.record(ctx, system, auditEntry{op: "KeyPurgeScheduled", target: x.vault + "/keys/" + x.name, res: resource(x.vault, x.name), start: start, sync: true}, err)
 	}
 	// Rotation policies.
@@ -411,7 +435,10 @@ func (s *Service) applyPolicy(ctx context.Context, system identity.Principal, va
 		start := s.now()
 		switch la.Action.Type {
 		case "Rotate":
-			k, err := s.rotate(ctx, v, name)
+			k, err := s.rotate(ctx, v, name, newest.Version)
+			if errors.Is(err, errRotatedMeanwhile) {
+				return nil // another replica's run served this trigger
+			}
 			target := vault + "/keys/" + name
 			if err == nil {
 				target = k.ID
@@ -425,10 +452,17 @@ func (s *Service) applyPolicy(ctx context.Context, system identity.Principal, va
 			if c.row.NotifiedVersion == newest.Version {
 				continue
 			}
-			if _, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET notified_version = ? WHERE vault = ? AND name = ?`, newest.Version, vault, name); err != nil {
+			// Conditional: of the replicas whose runs find the notice due at once, one
+			// changes the row and sends it.
+			res, err := s.db.ExecContext(ctx, `UPDATE vault_keys SET notified_version = ? WHERE vault = ? AND name = ? AND notified_version <> ?`,
+				newest.Version, vault, name, newest.Version)
+			if err != nil {
 				return err
 			}
 			s.forgetKey(vault, name)
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
 			s.log.Info("key near expiry", "vault", vault, "key", name, "version", newest.Version)
 			s.record(ctx, system, auditEntry{op: "KeyNearExpiryNotify", target: KeyID(v.URL, name, newest.Version), res: resource(vault, name), start: start, sync: true}, nil)
 		}

@@ -8,15 +8,16 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/audit"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
-// TestKeyNamesAreCaseInsensitive: key names are case-insensitive, as in Azure Key Vault
+// testKeyNamesAreCaseInsensitive: key names are case-insensitive, as in Azure Key Vault
 // (and as the scopes of role assignments are): a key whose name differs from an existing
 // one only in case cannot be created, every call by any case reaches the one key, and the
 // key keeps the case it was created with in its id.
-func TestKeyNamesAreCaseInsensitive(t *testing.T) {
-	f := setup(t)
+func testKeyNamesAreCaseInsensitive(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	f.g.allow(f.admin.ID, access.KeyImport, access.KeyWrap, access.KeyUnwrap, access.KeyBackup, access.KeyRestore)
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"}); err != nil {
@@ -109,9 +110,9 @@ func TestKeyNamesAreCaseInsensitive(t *testing.T) {
 	}
 }
 
-// TestVaultNamesAreCaseInsensitive: a vault name in another case is the same vault.
-func TestVaultNamesAreCaseInsensitive(t *testing.T) {
-	f := setup(t)
+// testVaultNamesAreCaseInsensitive: a vault name in another case is the same vault.
+func testVaultNamesAreCaseInsensitive(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	v, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "Team1"})
 	if err != nil || v.Name != "team1" {
@@ -141,12 +142,12 @@ func TestVaultNamesAreCaseInsensitive(t *testing.T) {
 	}
 }
 
-// TestKeysDifferingOnlyInCaseFromBefore: a data directory from before names became
+// testKeysDifferingOnlyInCaseFromBefore: a data directory from before names became
 // case-insensitive may hold keys that differ only in case. Nothing is lost: each is served
 // by its exact name, a name matching several of them in another case is refused as
 // ambiguous, and no new one can be added.
-func TestKeysDifferingOnlyInCaseFromBefore(t *testing.T) {
-	f := setup(t)
+func testKeysDifferingOnlyInCaseFromBefore(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	f.g.allow(f.admin.ID, access.KeyWrap, access.KeyUnwrap)
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"}); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/audit"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
 
@@ -136,10 +137,10 @@ func TestNewNeedsAnAuthorizer(t *testing.T) {
 	}
 }
 
-// TestDeleteVaultRemovesItsPolicies: the deletion cascade is the vault's own: a vault
+// testDeleteVaultRemovesItsPolicies: the deletion cascade is the vault's own: a vault
 // created again under the same name starts with no access policies.
-func TestDeleteVaultRemovesItsPolicies(t *testing.T) {
-	f := setup(t)
+func testDeleteVaultRemovesItsPolicies(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	var changes []string
 	f.svc.Subscribe(func(v vault.Vault, deleted bool) {

@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/clocktest"
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 	"github.com/cofferhq/coffer/internal/vault"
 )
@@ -62,6 +63,8 @@ type fixture struct {
 	pol   *policies
 	admin identity.Principal
 	reg   identity.Principal
+	// opts made svc: another service on them is another replica on the same database.
+	opts vault.Options
 }
 
 // policies records the vaults whose access policies the service removed.
@@ -88,8 +91,14 @@ func setupB(t testing.TB) *fixture { return setupWith(t, nil) }
 // setupWith is setup with options adjusted by mutate.
 func setupWith(t testing.TB, mutate func(*vault.Options)) *fixture {
 	t.Helper()
+	return setupOn(t, func(t testing.TB) *store.DB { return storetest.SQLite(t) }, mutate)
+}
+
+// setupOn is setupWith on a metadata store open gives (the storage suite's engines).
+func setupOn(t testing.TB, open pgtest.Open, mutate func(*vault.Options)) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	db := storetest.SQLite(t)
+	db := open(t)
 	al, err := audit.Open(ctx, db, slog.New(slog.DiscardHandler), audit.Options{Key: make([]byte, audit.KeySize)})
 	if err != nil {
 		t.Fatal(err)
@@ -107,20 +116,18 @@ func setupWith(t testing.TB, mutate func(*vault.Options)) *fixture {
 	if mutate != nil {
 		mutate(&opts)
 	}
-	f.svc, err = vault.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.opts = opts
+	f.svc = f.replica(t)
 	f.g.allow(f.admin.ID, access.VaultManage, access.VaultRead, access.KeyCreate, access.KeyGet, access.KeyList, access.KeyDelete,
 		access.KeyRecover, access.KeyPurge, access.KeyUpdate, access.KeySetRotationPolicy, access.KeyGetRotationPolicy, access.KeyRotate)
 	f.g.allow(f.reg.ID, access.KeyGet, access.KeyWrap, access.KeyUnwrap)
 	return f
 }
 
-// TestInProcessAPI is the API the registry's key-encryption key uses: typed errors say why
+// testInProcessAPI is the API the registry's key-encryption key uses: typed errors say why
 // access failed.
-func TestInProcessAPI(t *testing.T) {
-	f := setup(t)
+func testInProcessAPI(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "platform"}); err != nil {
 		t.Fatal(err)
@@ -201,8 +208,8 @@ func TestInProcessAPI(t *testing.T) {
 	}
 }
 
-func TestVaultProperties(t *testing.T) {
-	f := setup(t)
+func testVaultProperties(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	if _, err := f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "Bad_Name"}); !errors.Is(err, vault.ErrInvalid) {
 		t.Fatalf("bad name: %v", err)
@@ -240,10 +247,10 @@ func TestVaultProperties(t *testing.T) {
 	}
 }
 
-// TestLifecycle: rotation policies are carried out on schedule and deleted keys are purged
+// testLifecycle: rotation policies are carried out on schedule and deleted keys are purged
 // after their retention, purge protection or not.
-func TestLifecycle(t *testing.T) {
-	f := setup(t)
+func testLifecycle(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1", EnablePurgeProtection: true, SoftDeleteRetentionDays: 7})
 	k, err := f.svc.CreateKey(ctx, f.admin, "team1", "rotating", vault.CreateKeyParams{Kty: "EC", Curve: "P-256"})
@@ -294,9 +301,8 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// TestMaterialSealed: no private key byte is stored in the clear, and another root key
-// cannot use the stored material.
-func TestMaterialSealed(t *testing.T) {
+// TestRootKeyFile: the vault root key file is private and stable across loads.
+func TestRootKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "keys", "vault-root.key")
 	k1, where, err := vault.LoadRootKey(file, "")
@@ -319,7 +325,11 @@ func TestMaterialSealed(t *testing.T) {
 		t.Fatal("a short environment root key was accepted")
 	}
 
-	f := setup(t)
+}
+
+// testMaterialSealed: no private key byte is stored in the clear.
+func testMaterialSealed(t *testing.T, open pgtest.Open) {
+	f := setupOn(t, open, nil)
 	ctx := inProcess()
 	f.svc.CreateVault(ctx, f.admin, vault.Vault{Name: "team1"})
 	f.g.allow(f.admin.ID, access.KeyImport, access.KeyUnwrap, access.KeyWrap)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
 
@@ -142,6 +143,9 @@ func putVaultRow(ctx context.Context, q queryer, v Vault, insert bool) error {
 	} else {
 		_, err = q.ExecContext(ctx, `UPDATE vault_vaults SET props = ?, updated = ? WHERE name = ?`, string(props), v.Updated.Unix(), v.Name)
 	}
+	if insert && store.IsUniqueViolation(err) {
+		return fmt.Errorf("%w: vault %q already exists", ErrConflict, v.Name)
+	}
 	if err != nil {
 		return fmt.Errorf("store vault %s: %w", v.Name, err)
 	}
@@ -247,6 +251,18 @@ func listVersionRows(ctx context.Context, q queryer, vault, name string) ([]vers
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// getVersionRow reads one version of the key named exactly name.
+func getVersionRow(ctx context.Context, q queryer, vault, name, version string) (versionRow, error) {
+	r, err := scanVersion(q.QueryRowContext(ctx, `SELECT `+versionCols+` FROM vault_key_versions WHERE vault = ? AND name = ? AND version = ?`, vault, name, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("%w: key %q has no version %q", ErrNotFound, name, version)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read key version: %w", err)
+	}
+	return r, nil
 }
 
 func insertVersion(ctx context.Context, q queryer, r versionRow) error {

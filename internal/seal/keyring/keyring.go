@@ -182,7 +182,7 @@ func (k *Keyring) Initialize(ctx context.Context, source, keyID, identity string
 	defer k.checkMu.Unlock()
 	if _, _, err := k.db.load(ctx); !errors.Is(err, ErrNotInitialized) {
 		if err == nil {
-			return errors.New("registry encryption is already initialized")
+			return ErrAlreadyInitialized
 		}
 		return err
 	}
@@ -328,10 +328,9 @@ func (k *Keyring) CurrentKey(ctx context.Context) (uint32, []byte, error) {
 	return gen, root, nil
 }
 
-// Key implements seal.KeySource. A generation newer than every one this keyring holds was
-// created by another replica sharing the metadata store (NewGeneration there): the keyring
-// reloads its root keys from the store then, instead of refusing until the next access
-// check. Such reloads are at most one per missReloadInterval, so objects naming made-up
+// Key implements seal.KeySource. A generation this keyring does not hold was created by
+// another replica sharing the metadata store (NewGeneration there): the keyring reloads
+// its root keys from the store then, instead of refusing until the next access check. Such reloads are at most one per missReloadInterval, so objects naming made-up
 // generations cannot turn every read into a vault call.
 func (k *Keyring) Key(ctx context.Context, gen uint32) ([]byte, error) {
 	k.refreshIfStale(ctx)
@@ -346,8 +345,7 @@ func (k *Keyring) Key(ctx context.Context, gen uint32) ([]byte, error) {
 // missReloadInterval is the least time between two reloads for unknown generations.
 const missReloadInterval = time.Second
 
-// key looks gen up; reload tells whether gen is newer than every generation held and a
-// reload for a miss is allowed now.
+// key looks gen up; reload tells whether a reload for the miss is allowed now.
 func (k *Keyring) key(gen uint32) (root []byte, reload bool, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -358,11 +356,9 @@ func (k *Keyring) key(gen uint32) (root []byte, reload bool, err error) {
 	if ok {
 		return root, false, nil
 	}
-	newest := uint32(0)
-	for g := range k.roots {
-		newest = max(newest, g)
-	}
-	reload = gen > newest && (k.lastMiss.IsZero() || k.o.Now().Sub(k.lastMiss) >= missReloadInterval)
+	// Not only a generation newer than every one held: replicas adding generations at once
+	// each hold their own and the ones before, so a replica may lack one below its newest.
+	reload = k.lastMiss.IsZero() || k.o.Now().Sub(k.lastMiss) >= missReloadInterval
 	return nil, reload, fmt.Errorf("%w: no root key of generation %d", seal.ErrKeyUnavailable, gen)
 }
 
@@ -408,6 +404,10 @@ func (k *Keyring) Rotate(ctx context.Context, keyID, identity string) (Settings,
 	return k.rotateLocked(ctx, keyID, identity, "")
 }
 
+// changeAttempts bounds how often a change is computed again when another replica changed
+// the keyring between its read and its write (errChanged).
+const changeAttempts = 5
+
 // Enable switches a registry from the platform-managed key to a customer-managed key.
 // Once enabled it cannot be disabled (ErrAlreadyEnabled on a second call).
 func (k *Keyring) Enable(ctx context.Context, keyID, identity string) (Settings, error) {
@@ -426,7 +426,18 @@ func (k *Keyring) Enable(ctx context.Context, keyID, identity string) (Settings,
 // Disable always fails: encryption under a customer-managed key cannot be turned off.
 func (k *Keyring) Disable(ctx context.Context) error { return ErrCannotDisable }
 
+// rotateLocked re-wraps every generation under keyID; computed again when another replica
+// changed the keyring meanwhile, so that no generation stays wrapped under the old KEK.
 func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source string) (Settings, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := k.rotateOnce(ctx, keyID, identity, source)
+		if !errors.Is(err, errChanged) || attempt == changeAttempts {
+			return st, err
+		}
+	}
+}
+
+func (k *Keyring) rotateOnce(ctx context.Context, keyID, identity, source string) (Settings, error) {
 	st, rows, err := k.db.load(ctx)
 	if err != nil {
 		return Settings{}, err
@@ -477,7 +488,7 @@ func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source stri
 	now := k.o.Now().UTC()
 	nst := Settings{Source: source, KeyID: keyID, VersionedKeyID: info.KID, Identity: identity,
 		RotationEnabled: id.Version == "", LastRotation: now, Generation: st.Generation}
-	if err := k.db.rewrap(ctx, nst, out); err != nil {
+	if err := k.db.rewrap(ctx, *st, nst, out); err != nil {
 		return Settings{}, fmt.Errorf("store the re-wrapped root keys: %w", err)
 	}
 	k.mu.Lock()
@@ -496,6 +507,17 @@ func (k *Keyring) rotateLocked(ctx context.Context, keyID, identity, source stri
 func (k *Keyring) NewGeneration(ctx context.Context) (uint32, error) {
 	k.checkMu.Lock()
 	defer k.checkMu.Unlock()
+	for attempt := 1; ; attempt++ {
+		gen, err := k.newGenerationOnce(ctx)
+		if !errors.Is(err, errChanged) || attempt == changeAttempts {
+			return gen, err
+		}
+	}
+}
+
+// newGenerationOnce adds generation N+1 to the stored keyring of N generations, or fails
+// with errChanged if another replica changed it meanwhile.
+func (k *Keyring) newGenerationOnce(ctx context.Context) (uint32, error) {
 	st, _, err := k.db.load(ctx)
 	if err != nil {
 		return 0, err
@@ -520,7 +542,7 @@ func (k *Keyring) NewGeneration(ctx context.Context) (uint32, error) {
 	}
 	gen := st.Generation + 1
 	now := k.o.Now().UTC()
-	if err := k.db.addGeneration(ctx, rootRow{gen: gen, wrapped: wrapped, kid: kid}, now); err != nil {
+	if err := k.db.addGeneration(ctx, *st, rootRow{gen: gen, wrapped: wrapped, kid: kid}, now); err != nil {
 		return 0, fmt.Errorf("store the new root key: %w", err)
 	}
 	k.mu.Lock()

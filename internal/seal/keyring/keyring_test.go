@@ -20,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/internal/seal"
 	"github.com/cofferhq/coffer/internal/seal/keyring"
 	"github.com/cofferhq/coffer/internal/store"
+	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
@@ -40,7 +41,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db := storetest.SQLite(t)
+	return newEnvOn(t, storetest.SQLite(t))
+}
+
+// newEnvOn is newEnv on the metadata store db (the storage suite's engines).
+func newEnvOn(t *testing.T, db *store.DB) *env {
+	t.Helper()
 	e := &env{db: db, platform: kektest.NewMemory(platformVault), customer: kektest.NewMemory(customerVault),
 		clock: clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), allowed: map[string]bool{"uami-1": true, "uami-2": true}}
 	e.resolver = keyring.ResolverFunc(func(ctx context.Context, identity, keyID string) (kek.KEK, error) {
@@ -129,8 +135,8 @@ func newDriver(t *testing.T, ks seal.KeySource) blobstore.Driver {
 	return seal.NewDriver(fs, ks)
 }
 
-func TestInitializeAndRestart(t *testing.T) {
-	e := newEnv(t)
+func testInitializeAndRestart(t *testing.T, open pgtest.Open) {
+	e := newEnvOn(t, open(t))
 	ctx := context.Background()
 	k := e.initPlatform(t)
 	gen, root, err := k.CurrentKey(ctx)
@@ -195,12 +201,12 @@ func TestRejectsUnusableKeys(t *testing.T) {
 	}
 }
 
-// TestRotationCostsTheSameWhateverTheData: rotating with some data stored and with ten
+// testRotationCostsTheSameWhateverTheData: rotating with some data stored and with ten
 // times more makes the same vault calls, and everything stored still reads afterwards. The
 // count does not depend on the bytes written, so the default run stores 2 MiB and 20 MiB;
 // COFFER_TEST_LARGE_DATA=1 stores 10 MiB and 1 GiB, as the figures in docs/encryption.md.
-func TestRotationCostsTheSameWhateverTheData(t *testing.T) {
-	e := newEnv(t)
+func testRotationCostsTheSameWhateverTheData(t *testing.T, open pgtest.Open) {
+	e := newEnvOn(t, open(t))
 	ctx := context.Background()
 	k := e.initPlatform(t)
 	d := newDriver(t, k)
@@ -354,9 +360,9 @@ func TestBackgroundCheck(t *testing.T) {
 	})
 }
 
-func TestAutomaticRotation(t *testing.T) {
+func testAutomaticRotation(t *testing.T, open pgtest.Open) {
 	ctx := context.Background()
-	e := newEnv(t)
+	e := newEnvOn(t, open(t))
 	k := e.initPlatform(t)
 	d := newDriver(t, k)
 	writeObj(t, d, "blobs/a", 1000)
@@ -395,9 +401,9 @@ func TestAutomaticRotation(t *testing.T) {
 	}
 }
 
-func TestEnableOnceAndStatus(t *testing.T) {
+func testEnableOnceAndStatus(t *testing.T, open pgtest.Open) {
 	ctx := context.Background()
-	e := newEnv(t)
+	e := newEnvOn(t, open(t))
 	k := e.initPlatform(t)
 	st, err := k.Status(ctx, true)
 	if err != nil || st.Status != "disabled" || st.KeySource != keyring.SourcePlatform || !st.KeyAccessible {
@@ -461,12 +467,12 @@ func TestGuardIdentityRemoval(t *testing.T) {
 	}
 }
 
-// TestGenerations: a new root key generation seals new objects; objects of the older
+// testGenerations: a new root key generation seals new objects; objects of the older
 // generation still read, also after a restart and after a KEK rotation (which re-wraps
 // every generation).
-func TestGenerations(t *testing.T) {
+func testGenerations(t *testing.T, open pgtest.Open) {
 	ctx := context.Background()
-	e := newEnv(t)
+	e := newEnvOn(t, open(t))
 	k := e.initPlatform(t)
 	d := newDriver(t, k)
 	writeObj(t, d, "blobs/old", 200_000)
@@ -502,14 +508,14 @@ func TestGenerations(t *testing.T) {
 	}
 }
 
-// TestGenerationFromAnotherReplica: two keyrings on one metadata store are two replicas.
+// testGenerationFromAnotherReplica: two keyrings on one metadata store are two replicas.
 // A generation one of them creates reads at once on the other (which reloads on meeting
 // it), with no clock advance, where it used to read as unavailable until the next access
 // check. A generation nobody created stays unavailable, and asking for it again at once
 // does not call the vault again.
-func TestGenerationFromAnotherReplica(t *testing.T) {
+func testGenerationFromAnotherReplica(t *testing.T, open pgtest.Open) {
 	ctx := context.Background()
-	e := newEnv(t)
+	e := newEnvOn(t, open(t))
 	a := e.initPlatform(t)
 	b := e.open(t)
 	if err := b.CheckAccess(ctx); err != nil {

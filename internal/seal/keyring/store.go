@@ -90,8 +90,9 @@ func (s rootStore) load(ctx context.Context) (*Settings, []rootRow, error) {
 }
 
 // initialize stores the first settings and the first root key, in one transaction.
+// Another replica initializing at the same moment makes it errAlreadyInitialized.
 func (s rootStore) initialize(ctx context.Context, st Settings, first rootRow, now time.Time) error {
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO seal_settings (id, source, key_id, versioned_key_id, identity, rotation_enabled, last_rotation, current_generation, created_at)
 			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)`, st.Source, st.KeyID, st.VersionedKeyID, st.Identity, boolInt(st.RotationEnabled),
 			st.LastRotation.Unix(), int64(first.gen), now.Unix()); err != nil {
@@ -101,12 +102,50 @@ func (s rootStore) initialize(ctx context.Context, st Settings, first rootRow, n
 			int64(first.gen), first.wrapped, first.kid, now.Unix())
 		return err
 	})
+	if store.IsUniqueViolation(err) {
+		return ErrAlreadyInitialized
+	}
+	return err
+}
+
+// ErrAlreadyInitialized: Initialize found settings stored already (perhaps another
+// replica's, made a moment ago).
+var ErrAlreadyInitialized = errors.New("registry encryption is already initialized")
+
+// errChanged: another replica changed the keyring (a generation added, the key rotated)
+// between the read a change was computed from and its write; the change is computed
+// again from what is stored now.
+var errChanged = errors.New("the registry's root keys were changed by another replica meanwhile")
+
+// unchanged checks, inside a write, that the stored keyring is still the one a change was
+// computed from: generations 1..gen (gen current), wrapped under kid.
+func unchanged(ctx context.Context, tx *sql.Tx, gen uint32, kid string) error {
+	var cur, n, top int64
+	var vkid string
+	if err := tx.QueryRowContext(ctx, `SELECT current_generation, versioned_key_id FROM seal_settings WHERE id = 1`).Scan(&cur, &vkid); err != nil {
+		return err
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MAX(generation), 0) FROM seal_root_keys`).Scan(&n, &top); err != nil {
+		return err
+	}
+	if cur != int64(gen) || top != int64(gen) || n != int64(gen) || vkid != kid {
+		return errChanged
+	}
+	return nil
 }
 
 // rewrap stores new key settings (the current generation is left as it is) and the root
-// keys re-wrapped under the new KEK, in one transaction.
-func (s rootStore) rewrap(ctx context.Context, st Settings, rows []rootRow) error {
+// keys re-wrapped under the new KEK, in one transaction; errChanged if the stored keyring
+// is no longer the one read (generations 1..from.Generation under from.VersionedKeyID),
+// which would leave a generation wrapped under the old KEK.
+func (s rootStore) rewrap(ctx context.Context, from, st Settings, rows []rootRow) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := unchanged(ctx, tx, from.Generation, from.VersionedKeyID); err != nil {
+			return err
+		}
+		if len(rows) != int(from.Generation) {
+			return errChanged
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE seal_settings SET source = ?, key_id = ?, versioned_key_id = ?, identity = ?,
 			rotation_enabled = ?, last_rotation = ? WHERE id = 1`,
 			st.Source, st.KeyID, st.VersionedKeyID, st.Identity, boolInt(st.RotationEnabled), st.LastRotation.Unix()); err != nil {
@@ -122,9 +161,13 @@ func (s rootStore) rewrap(ctx context.Context, st Settings, rows []rootRow) erro
 }
 
 // addGeneration stores a new root key and makes its generation the current one, in one
-// transaction.
-func (s rootStore) addGeneration(ctx context.Context, r rootRow, now time.Time) error {
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+// transaction; errChanged if the stored keyring is no longer from (another replica added
+// a generation or rotated the KEK r was wrapped under).
+func (s rootStore) addGeneration(ctx context.Context, from Settings, r rootRow, now time.Time) error {
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := unchanged(ctx, tx, from.Generation, from.VersionedKeyID); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO seal_root_keys (generation, wrapped, kek_kid, created_at) VALUES (?, ?, ?, ?)`,
 			int64(r.gen), r.wrapped, r.kid, now.Unix()); err != nil {
 			return err
@@ -132,6 +175,10 @@ func (s rootStore) addGeneration(ctx context.Context, r rootRow, now time.Time) 
 		_, err := tx.ExecContext(ctx, `UPDATE seal_settings SET current_generation = ? WHERE id = 1`, int64(r.gen))
 		return err
 	})
+	if store.IsUniqueViolation(err) {
+		return errChanged
+	}
+	return err
 }
 
 func boolInt(b bool) int {
