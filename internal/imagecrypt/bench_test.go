@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"testing"
@@ -221,6 +222,14 @@ type sample struct{ wall, cpu time.Duration }
 // paired runs ocicrypt direct and Coffer once per round (b.N rounds after a warm-up), in
 // alternating order, and reports the paired ratio and each one's MB/s, CPU ns/B and cores.
 func paired(b *testing.B, bi *benchImage, bytes int64, ocicryptRun, cofferRun func()) {
+	// Each run is labelled in a CPU profile (-cpuprofile; its goroutines inherit the
+	// label): go tool pprof -tagfocus 'run=Layer256MiB/encrypt/coffer$' -top.
+	labelled := func(who string, f func()) func() {
+		return func() {
+			pprof.Do(context.Background(), pprof.Labels("run", b.Name()+"/"+who), func(context.Context) { f() })
+		}
+	}
+	ocicryptRun, cofferRun = labelled("ocicrypt", ocicryptRun), labelled("coffer", cofferRun)
 	run := func(f func()) sample {
 		bi.clean()
 		runtime.GC()
