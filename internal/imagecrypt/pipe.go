@@ -17,8 +17,8 @@ import (
 // enough that every buffer in flight can stay in the caches the two cores share (a stage
 // finds the buffer the stage before wrote on the other core without a trip to memory).
 // With 512 KiB x 6 (6.5 MiB) the same work took more CPU per byte (BenchmarkLayer256MiB,
-// interleaved A/B on the loaded 2-core VM: encrypt 3.2 against 3.6 ns/B median, ocicrypt's
-// own 1.4-1.5); the extra write(2) calls cost a few milliseconds per 256 MiB.
+// interleaved A/B on the loaded 2-core VM: encrypt 3.2 against 3.7 ns/B median, ocicrypt's
+// own 1.3-1.8); the extra write(2) calls cost a few milliseconds per 256 MiB.
 const (
 	chunkSize     = 128 << 10
 	chunksInStage = 4
