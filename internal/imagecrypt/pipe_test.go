@@ -65,7 +65,7 @@ func TestPipelineBoundaries(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	priv, pub := localKeys(t, dir)
-	const buf = 512 << 10 // the pipeline's buffer (chunkSize)
+	const buf = 128 << 10 // the pipeline's buffer (chunkSize)
 	var layers [][]byte
 	for _, n := range []int{0, 1, buf - 1, buf, buf + 1, 2 * buf, 6*buf + 5} {
 		b := make([]byte, n)
