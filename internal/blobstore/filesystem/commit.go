@@ -135,7 +135,11 @@ func (c *committer) round(batch []*commitReq) {
 // each parent it changes when syncDirs, else leaving the new directories to the round's
 // syncfs, which flushes them with the renames (a fresh store creates its 256 blobs/sha256/<xx>/
 // directories during its first pushes; one fsync each would serialise the round).
+// The rename is tried first: dst's directory usually exists already.
 func rename(src, dst string, syncDirs bool) error {
+	if err := os.Rename(src, dst); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return retryMissingDir(func() error {
 		mkdir := mkdirAll
 		if !syncDirs {
