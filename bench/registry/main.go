@@ -226,9 +226,16 @@ func run() (code int) {
 					if ctx.Err() != nil {
 						fail("interrupted")
 					}
+					cpu0 := processCPU(t.pid)
 					v := figures[f].run(t, round)
 					results[f][ti][round] = v
-					fmt.Fprintf(os.Stderr, "round %d %-14s %-42s %10.1f %s\n", round+1, t.name, figures[f].name, v, figures[f].unit)
+					cpu := ""
+					if t.pid != 0 {
+						// The server's own CPU time (user + system) over the figure, per
+						// operation: a figure that does not depend on the machine's load.
+						cpu = fmt.Sprintf("  server CPU %.2f ms/op", (processCPU(t.pid)-cpu0).Seconds()*1e3/float64(figures[f].ops))
+					}
+					fmt.Fprintf(os.Stderr, "round %d %-14s %-42s %10.1f %s%s\n", round+1, t.name, figures[f].name, v, figures[f].unit, cpu)
 				}
 			}
 		}
@@ -260,6 +267,7 @@ func selectFigures(all []figure, list string) []figure {
 
 type figure struct {
 	name, unit string
+	ops        int // operations per run (blobs), for the server's CPU time per operation
 	run        func(t *target, round int) float64
 }
 
@@ -287,7 +295,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 		return out
 	}
 	figures := []figure{
-		{fmt.Sprintf("push 1 blob of %d MiB", bigSize>>20), "MB/s", func(t *target, round int) float64 {
+		{fmt.Sprintf("push 1 blob of %d MiB", bigSize>>20), "MB/s", 1, func(t *target, round int) float64 {
 			data := bigFor(t, round)
 			repo := fmt.Sprintf("bench/big%d", round)
 			t.warm(ctx, repo)
@@ -295,7 +303,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 			must(t.pushBlob(ctx, repo, data, true))
 			return float64(len(data)) / 1e6 / time.Since(start).Seconds()
 		}},
-		{fmt.Sprintf("pull 1 blob of %d MiB", bigSize>>20), "MB/s", func(t *target, round int) float64 {
+		{fmt.Sprintf("pull 1 blob of %d MiB", bigSize>>20), "MB/s", 1, func(t *target, round int) float64 {
 			data := bigFor(t, round)
 			start := time.Now()
 			n, err := t.pullBlob(ctx, fmt.Sprintf("bench/big%d", round), digest.FromBytes(data))
@@ -309,7 +317,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 	for _, clients := range []int{1, 8} {
 		name := fmt.Sprintf("%d blobs of %d KiB, %d client(s)", small, smallSize>>10, clients)
 		figures = append(figures,
-			figure{"push " + name, "blobs/s", func(t *target, round int) float64 {
+			figure{"push " + name, "blobs/s", small, func(t *target, round int) float64 {
 				blobs := smallFor(t, round, clients)
 				repo := fmt.Sprintf("bench/small%d-%d", round, clients)
 				t.warm(ctx, repo)
@@ -317,7 +325,7 @@ func makeFigures(ctx context.Context, bigSize int64, small, smallSize int) []fig
 				parallel(clients, len(blobs), func(i int) { must(t.pushBlob(ctx, repo, blobs[i], false)) })
 				return float64(len(blobs)) / time.Since(start).Seconds()
 			}},
-			figure{"pull " + name, "blobs/s", func(t *target, round int) float64 {
+			figure{"pull " + name, "blobs/s", small, func(t *target, round int) float64 {
 				blobs := smallFor(t, round, clients)
 				repo := fmt.Sprintf("bench/small%d-%d", round, clients)
 				start := time.Now()

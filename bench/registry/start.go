@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ type target struct {
 	seed       int // makes its data differ from the other targets'
 	mu         sync.Mutex
 	tokens     map[string]string
+	pid        int // the server's process when the harness started it, for its CPU time
 }
 
 // http1 is t's registry measured with a client that speaks HTTP/1.1 over TLS, with its own
@@ -46,7 +48,7 @@ func (t *target) http1() *target {
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	h := &target{name: t.name + "-h1", url: t.url, user: t.user, pass: t.pass,
 		how:    strings.Replace(t.how, "HTTP/2", "HTTP/1.1 (client limited to it)", 1),
-		client: &http.Client{Transport: tr, Timeout: t.client.Timeout}, tokens: map[string]string{}}
+		client: &http.Client{Transport: tr, Timeout: t.client.Timeout}, tokens: map[string]string{}, pid: t.pid}
 	return h
 }
 
@@ -86,6 +88,12 @@ func buildCoffer(ctx context.Context, dir string) string {
 // The stop is also registered with atExit, so the child ends when the run does, however
 // it ends; calling it again does nothing.
 func child(dir, bin string, args []string, env ...string) func() {
+	stop, _ := childPID(dir, bin, args, env...)
+	return stop
+}
+
+// childPID is child, also returning the child's process id (the harness reads its CPU time).
+func childPID(dir, bin string, args []string, env ...string) (func(), int) {
 	logf, err := os.Create(filepath.Join(dir, "log"))
 	must(err)
 	cmd := exec.Command(bin, args...)
@@ -111,7 +119,7 @@ func child(dir, bin string, args []string, env ...string) func() {
 		})
 	}
 	atExit(stop)
-	return stop
+	return stop, cmd.Process.Pid
 }
 
 // startCoffer runs `coffer serve` on a fresh data directory as its users do (HTTPS with the
@@ -139,13 +147,14 @@ func runCoffer(name, dir, bin string, plain bool, extra ...string) (*target, fun
 		args = append(args, "--plain-http")
 		scheme, how = "http", "coffer serve --plain-http, token auth, encryption at rest, default GC"
 	}
-	stop := child(dir, bin, args)
+	stop, pid := childPID(dir, bin, args)
 	var roots *x509.CertPool
 	if !plain {
 		roots = loadRoots(filepath.Join(dir, "data", "tls", "ca.pem"), 60*time.Second)
 	}
 	t := newTarget(name, scheme+"://"+addr, "", "", false, roots)
 	t.how = how
+	t.pid = pid
 	waitReady(t.client, t.url+"/readyz")
 	return t, stop
 }
@@ -273,4 +282,29 @@ func waitReady(c *http.Client, u string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	fail("registry at " + u + " did not start")
+}
+
+// processCPU is the user + system CPU time process pid has used so far (Linux /proc), or 0.
+func processCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses; utime and
+	// stime are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * (time.Second / 100)
 }

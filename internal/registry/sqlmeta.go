@@ -85,6 +85,9 @@ type SQLMetadata struct {
 	// flush per upload. Everything else (links, manifests, tags) stays fully synchronous.
 	sessions   *sql.Conn
 	sessionsMu sync.Mutex
+	// stmts (on the pool) and sessionStmts (on sessions) are the push path's prepared
+	// statements (stmts.go).
+	stmts, sessionStmts *stmtCache
 
 	// links feeds the group committer (runLinks); stop ends it.
 	links chan linkOp
@@ -107,7 +110,8 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 		conn.Close()
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
-	m := &SQLMetadata{db: db, sessions: conn, links: make(chan linkOp), stop: make(chan struct{})}
+	m := &SQLMetadata{db: db, sessions: conn, links: make(chan linkOp), stop: make(chan struct{}),
+		stmts: newStmtCache(db.Dialect(), db.PrepareContext), sessionStmts: newStmtCache(db.Dialect(), conn.PrepareContext)}
 	m.wg.Add(1)
 	go m.runLinks()
 	return m, nil
@@ -118,8 +122,10 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 func (m *SQLMetadata) Close() error {
 	m.once.Do(func() { close(m.stop) })
 	m.wg.Wait()
+	m.stmts.close()
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
+	m.sessionStmts.close()
 	// Back to the default before the connection returns to the shared pool.
 	m.db.SetRelaxedDurability(context.Background(), m.sessions, false)
 	return m.sessions.Close()
@@ -128,7 +134,7 @@ func (m *SQLMetadata) Close() error {
 func (m *SQLMetadata) execSession(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
-	return m.sessions.ExecContext(ctx, q, args...)
+	return m.sessionStmts.execOn(ctx, m.sessions, q, args...)
 }
 
 var _ Metadata = (*SQLMetadata)(nil)
@@ -140,7 +146,7 @@ func fromNS(n int64) time.Time { return time.Unix(0, n).UTC() }
 func (m *SQLMetadata) RepoBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error) {
 	var b BlobInfo
 	var touched int64
-	err := m.db.QueryRowContext(ctx, `SELECT b.size, l.touched FROM registry_links l
+	err := m.stmts.queryRow(ctx, m.db, `SELECT b.size, l.touched FROM registry_links l
 		JOIN registry_blobs b ON b.digest = l.digest WHERE l.repo = ? AND l.digest = ?`,
 		repo, d.String()).Scan(&b.Size, &touched)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -174,26 +180,26 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 	return out, rows.Err()
 }
 
-func ensureRepo(ctx context.Context, tx *sql.Tx, repo string, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO registry_repositories (name, created) VALUES (?, ?)
+func (m *SQLMetadata) ensureRepo(ctx context.Context, tx *sql.Tx, repo string, now time.Time) error {
+	_, err := m.stmts.exec(ctx, tx, `INSERT INTO registry_repositories (name, created) VALUES (?, ?)
 		ON CONFLICT (name) DO NOTHING`, repo, ns(now))
 	return err
 }
 
-func touchBlob(ctx context.Context, tx *sql.Tx, d digest.Digest, size int64, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO registry_blobs (digest, size, touched) VALUES (?, ?, ?)
+func (m *SQLMetadata) touchBlob(ctx context.Context, tx *sql.Tx, d digest.Digest, size int64, now time.Time) error {
+	_, err := m.stmts.exec(ctx, tx, `INSERT INTO registry_blobs (digest, size, touched) VALUES (?, ?, ?)
 		ON CONFLICT (digest) DO UPDATE SET touched = excluded.touched`, d.String(), size, ns(now))
 	return err
 }
 
-func linkBlob(ctx context.Context, tx *sql.Tx, repo string, b BlobInfo, now time.Time) error {
-	if err := ensureRepo(ctx, tx, repo, now); err != nil {
+func (m *SQLMetadata) linkBlob(ctx context.Context, tx *sql.Tx, repo string, b BlobInfo, now time.Time) error {
+	if err := m.ensureRepo(ctx, tx, repo, now); err != nil {
 		return err
 	}
-	if err := touchBlob(ctx, tx, b.Digest, b.Size, now); err != nil {
+	if err := m.touchBlob(ctx, tx, b.Digest, b.Size, now); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO registry_links (repo, digest, touched) VALUES (?, ?, ?)
+	_, err := m.stmts.exec(ctx, tx, `INSERT INTO registry_links (repo, digest, touched) VALUES (?, ?, ?)
 		ON CONFLICT (repo, digest) DO UPDATE SET touched = excluded.touched`, repo, b.Digest.String(), ns(now))
 	return err
 }
@@ -215,12 +221,12 @@ type linkOp struct {
 	done           chan error
 }
 
-func applyLink(ctx context.Context, tx *sql.Tx, op linkOp) error {
-	if err := linkBlob(ctx, tx, op.repo, op.b, op.now); err != nil {
+func (m *SQLMetadata) applyLink(ctx context.Context, tx *sql.Tx, op linkOp) error {
+	if err := m.linkBlob(ctx, tx, op.repo, op.b, op.now); err != nil {
 		return err
 	}
 	if op.uploadID != "" {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM registry_uploads WHERE id = ?`, op.uploadID); err != nil {
+		if _, err := m.stmts.exec(ctx, tx, `DELETE FROM registry_uploads WHERE id = ?`, op.uploadID); err != nil {
 			return err
 		}
 	}
@@ -269,7 +275,7 @@ func (m *SQLMetadata) runLinks() {
 		ctx := context.Background()
 		err := m.db.InTx(ctx, func(tx *sql.Tx) error {
 			for _, op := range batch {
-				if err := applyLink(ctx, tx, op); err != nil {
+				if err := m.applyLink(ctx, tx, op); err != nil {
 					return err
 				}
 			}
@@ -278,7 +284,7 @@ func (m *SQLMetadata) runLinks() {
 		if err != nil && len(batch) > 1 {
 			// One bad op must not fail its neighbours: retry each alone.
 			for _, op := range batch {
-				op.done <- m.db.InTx(ctx, func(tx *sql.Tx) error { return applyLink(ctx, tx, op) })
+				op.done <- m.db.InTx(ctx, func(tx *sql.Tx) error { return m.applyLink(ctx, tx, op) })
 			}
 			continue
 		}
@@ -359,10 +365,10 @@ func (m *SQLMetadata) PutManifest(ctx context.Context, rec ManifestRecord, refs 
 		if len(mismatched) > 0 {
 			return &MismatchError{Mismatched: mismatched}
 		}
-		if err := ensureRepo(ctx, tx, rec.Repo, now); err != nil {
+		if err := m.ensureRepo(ctx, tx, rec.Repo, now); err != nil {
 			return err
 		}
-		if err := touchBlob(ctx, tx, rec.Digest, rec.Size, now); err != nil {
+		if err := m.touchBlob(ctx, tx, rec.Digest, rec.Size, now); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO registry_manifests
@@ -647,7 +653,7 @@ func (m *SQLMetadata) CreateUpload(ctx context.Context, u Upload) error {
 func (m *SQLMetadata) Upload(ctx context.Context, id string) (Upload, error) {
 	u := Upload{ID: id}
 	var created, updated int64
-	err := m.db.QueryRowContext(ctx, `SELECT repo, offset_bytes, created, updated
+	err := m.stmts.queryRow(ctx, m.db, `SELECT repo, offset_bytes, created, updated
 		FROM registry_uploads WHERE id = ?`, id).Scan(&u.Repo, &u.Offset, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("upload %s: %w", id, ErrNotFound)
@@ -766,7 +772,7 @@ func (m *SQLMetadata) StaleLinks(ctx context.Context, cutoff time.Time, del bool
 
 func (m *SQLMetadata) BlobKnown(ctx context.Context, d digest.Digest) (bool, error) {
 	var one int
-	err := m.db.QueryRowContext(ctx, `SELECT 1 FROM registry_blobs WHERE digest = ?`, d.String()).Scan(&one)
+	err := m.stmts.queryRow(ctx, m.db, `SELECT 1 FROM registry_blobs WHERE digest = ?`, d.String()).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

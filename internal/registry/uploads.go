@@ -111,11 +111,16 @@ func checkStart(u Upload, start int64) error {
 }
 
 // openUpload opens the upload's bytes for appending, creating the object on the first
-// chunk. The stored bytes must be exactly the ones recorded.
+// chunk. The stored bytes must be exactly the ones recorded: with none recorded the object
+// is created afresh (a monolithic PUT, the usual small push, never looks for earlier bytes;
+// any that a broken-off first chunk left were never acknowledged).
 func (s *Service) openUpload(ctx context.Context, u Upload) (blobstore.Writer, error) {
-	w, err := s.driver.ResumeWriter(ctx, uploadPath(u.ID))
-	if errors.Is(err, blobstore.ErrNotFound) && u.Offset == 0 {
+	var w blobstore.Writer
+	var err error
+	if u.Offset == 0 {
 		w, err = s.driver.Writer(ctx, uploadPath(u.ID))
+	} else {
+		w, err = s.driver.ResumeWriter(ctx, uploadPath(u.ID))
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
 		s.dropUpload(ctx, u.ID)

@@ -99,7 +99,9 @@ func (d *Driver) ResumeWriter(ctx context.Context, path string) (blobstore.Write
 		iw.Close()
 		return nil, fmt.Errorf("seal %s: unfinished upload is inconsistent (%d bytes stored, tail expects %d); restart the upload", path, iw.Size(), want)
 	}
-	return d.newWriter(ctx, path, iw, h, c, index, tail).public(), nil
+	w := d.newWriter(ctx, path, iw, h, c, index, tail)
+	w.resumed = true
+	return w.public(), nil
 }
 
 // wbatch is a run of segments for the writer's stages: their plaintexts lie in buf at
@@ -130,6 +132,10 @@ type writer struct {
 	n     int           // full segments in cur
 	fill  int           // plaintext bytes of the partial segment n in cur
 	done  bool
+	// resumed: opened by ResumeWriter, so a tail object (resume state) exists beside the
+	// object until the commit removes it. A writer from Writer removed any stale tail
+	// when it started and never writes one (Close ends it), so its commit has none to remove.
+	resumed bool
 
 	work    chan *wbatch  // to the sealer; nil until the stages start and after they stop
 	stopped chan struct{} // closed when the storer has finished
@@ -369,6 +375,9 @@ func (w *writer) commit(ctx context.Context, dst string) error {
 		return err
 	}
 	w.done = true
+	if !w.resumed {
+		return nil
+	}
 	if err := w.d.raw.Delete(ctx, w.path+TailSuffix); err != nil {
 		return fmt.Errorf("seal %s: remove resume state: %w", w.path, err)
 	}

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"time"
@@ -39,6 +40,7 @@ type Service struct {
 	ttl        time.Duration
 	leeway     time.Duration
 	now        func() time.Time
+	verified   verifiedCache
 }
 
 // Options configure a Service.
@@ -135,23 +137,13 @@ func (s *Service) Issue(ctx context.Context, g Grant) (Issued, error) {
 }
 
 // Verify checks raw's signature (by kid, ES256 only), issuer, audience, expiry and
-// not-before (with a small leeway) and returns its claims.
+// not-before (with a small leeway) and returns its claims. A token whose signature verified
+// before is not checked again (verified.go); its time claims, its key and its principal are.
 func (s *Service) Verify(ctx context.Context, raw string, audience string) (*Claims, error) {
 	if len(raw) > 16<<10 {
 		return nil, fmt.Errorf("%w: too long", ErrInvalidToken)
 	}
-	c := &Claims{}
-	_, err := jwt.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("no kid")
-		}
-		pub, ok := s.keys.publicKey(ctx, kid)
-		if !ok {
-			return nil, errors.New("unknown signing key")
-		}
-		return pub, nil
-	},
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"ES256"}),
 		jwt.WithIssuer(s.issuer),
 		jwt.WithAudience(audience),
@@ -159,9 +151,30 @@ func (s *Service) Verify(ctx context.Context, raw string, audience string) (*Cla
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(s.leeway),
 		jwt.WithTimeFunc(s.now),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+	}
+	key := s.verified.key(raw, audience)
+	c, hit := s.verified.get(ctx, key, s.now(), s.keys, jwt.NewValidator(opts...))
+	if !hit {
+		c = &Claims{}
+		var kid string
+		var pub *ecdsa.PublicKey
+		_, err := jwt.ParseWithClaims(raw, c, func(t *jwt.Token) (any, error) {
+			kid, _ = t.Header["kid"].(string)
+			if kid == "" {
+				return nil, errors.New("no kid")
+			}
+			var ok bool
+			if pub, ok = s.keys.publicKey(ctx, kid); !ok {
+				return nil, errors.New("unknown signing key")
+			}
+			return pub, nil
+		}, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+		}
+		if c.ExpiresAt != nil {
+			s.verified.put(key, c, kid, pub, c.ExpiresAt.Add(s.leeway))
+		}
 	}
 	if c.Kind == "" || (c.ObjectID == "" && c.Kind != identity.KindAnonymous) {
 		return nil, fmt.Errorf("%w: no principal", ErrInvalidToken)

@@ -16,8 +16,9 @@ import (
 // directories (blobs/sha256/<2 hex>/), so the directory syncer (dirsync.go) rarely gets to
 // share. The committer takes every commit waiting when it starts a round and does each step
 // for the whole batch at once: one syncfs(2) for all the batch's bytes, the renames, one
-// syncfs for all their directory entries. Where syncfs is not available (not Linux) it
-// falls back to a flush per file and one per distinct directory.
+// syncfs for all their directory entries — and that second syncfs is also the first of the
+// next batch (run), so under load a batch costs one syncfs. Where syncfs is not available
+// (not Linux) it falls back to a flush per file and one per distinct directory.
 //
 // Each caller is answered only by a round that began after it asked, and only after its
 // rename and everything before it were flushed, so an acknowledged commit survives a crash
@@ -57,39 +58,90 @@ func (c *committer) commit(f *os.File, dst string) error {
 	return r.err
 }
 
-// run commits batches until nobody is waiting.
+// run commits batches until nobody is waiting. With syncfs the rounds overlap: one syncfs
+// flushes both the directory entries of the batch renamed before it and the bytes of the
+// batch that was waiting when it began, so under load each batch costs one syncfs, not
+// two. Each flush still began after the step it covers (the renames were done, the files
+// written and handed in), so the order — bytes, rename, entry, answer — is the same as
+// with a flush of each.
 func (c *committer) run() {
-	for {
-		c.mu.Lock()
-		batch := c.waiting
-		c.waiting = nil
-		if len(batch) == 0 {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		c.round(batch)
-		for _, r := range batch {
-			close(r.done)
+	if c.syncFS == nil {
+		for {
+			batch := c.take(nil)
+			if batch == nil {
+				return
+			}
+			c.round(batch)
+			answer(batch)
 		}
 	}
-}
-
-// round commits one batch; each request's err says how its commit ended.
-func (c *committer) round(batch []*commitReq) {
-	// 1. The bytes of every file.
-	if c.syncFS != nil {
-		if err := c.syncFS(); err != nil {
+	var renamed []*commitReq // renamed, waiting for the flush of their entries
+	for {
+		batch := c.take(renamed)
+		if batch == nil && renamed == nil {
+			return
+		}
+		err := c.syncFS()
+		for _, r := range renamed {
+			r.err = err
+		}
+		answer(renamed)
+		renamed = nil
+		if err != nil {
 			for _, r := range batch {
 				r.err = fmt.Errorf("flush: %w", err)
 			}
 		}
-	} else {
 		for _, r := range batch {
-			if err := c.syncFile(r.f); err != nil {
-				r.err = fmt.Errorf("flush: %w", err)
+			if cerr := r.f.Close(); cerr != nil && r.err == nil {
+				r.err = cerr
 			}
+		}
+		var failed []*commitReq
+		for _, r := range batch {
+			if r.err == nil {
+				r.err = rename(r.f.Name(), r.dst, false)
+			}
+			if r.err == nil {
+				renamed = append(renamed, r)
+			} else {
+				failed = append(failed, r)
+			}
+		}
+		answer(failed)
+	}
+}
+
+// take returns the commits waiting, or nil when there are none and nothing is pending
+// (then the committer stops: the next commit starts another).
+func (c *committer) take(pending []*commitReq) []*commitReq {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.waiting
+	c.waiting = nil
+	if len(batch) == 0 && len(pending) == 0 {
+		c.running = false
+		return nil
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return batch
+}
+
+func answer(reqs []*commitReq) {
+	for _, r := range reqs {
+		close(r.done)
+	}
+}
+
+// round commits one batch where syncfs is not available: a flush per file, the renames,
+// and a flush per distinct directory. Each request's err says how its commit ended.
+func (c *committer) round(batch []*commitReq) {
+	// 1. The bytes of every file.
+	for _, r := range batch {
+		if err := c.syncFile(r.f); err != nil {
+			r.err = fmt.Errorf("flush: %w", err)
 		}
 	}
 	for _, r := range batch {
@@ -103,22 +155,11 @@ func (c *committer) round(batch []*commitReq) {
 		if r.err != nil {
 			continue
 		}
-		if r.err = rename(r.f.Name(), r.dst, c.syncFS == nil); r.err == nil {
+		if r.err = rename(r.f.Name(), r.dst, true); r.err == nil {
 			renamed = append(renamed, r)
 		}
 	}
-	if len(renamed) == 0 {
-		return
-	}
 	// 3. Their directory entries.
-	if c.syncFS != nil {
-		if err := c.syncFS(); err != nil {
-			for _, r := range renamed {
-				r.err = err
-			}
-		}
-		return
-	}
 	dirErr := map[string]error{}
 	for _, r := range renamed {
 		dir := filepath.Dir(r.dst)
@@ -135,7 +176,11 @@ func (c *committer) round(batch []*commitReq) {
 // each parent it changes when syncDirs, else leaving the new directories to the round's
 // syncfs, which flushes them with the renames (a fresh store creates its 256 blobs/sha256/<xx>/
 // directories during its first pushes; one fsync each would serialise the round).
+// The rename is tried first: dst's directory usually exists already.
 func rename(src, dst string, syncDirs bool) error {
+	if err := os.Rename(src, dst); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
 	return retryMissingDir(func() error {
 		mkdir := mkdirAll
 		if !syncDirs {

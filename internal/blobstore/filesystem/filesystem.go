@@ -125,10 +125,15 @@ func (d *Driver) Writer(ctx context.Context, p string) (blobstore.Writer, error)
 	pp := d.partialPath(p)
 	var f *os.File
 	err = retryMissingDir(func() error {
+		// The directory usually exists (partial/uploads/ for every upload): open first,
+		// create the directory only when the open says it is missing.
+		var err error
+		if f, err = os.OpenFile(pp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600); !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 		if err := os.MkdirAll(filepath.Dir(pp), 0o700); err != nil {
 			return err
 		}
-		var err error
 		f, err = os.OpenFile(pp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 		return err
 	})
@@ -267,8 +272,16 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 		return err
 	}
 	var errs []error
-	for _, f := range []string{d.dataPath(p), d.partialPath(p)} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, top := range []string{"data", "partial"} {
+		f := filepath.Join(d.root, top, filepath.FromSlash(p))
+		err := os.Remove(f)
+		if err == nil {
+			// Only a removal can have emptied a directory; deleting what is not there
+			// (the seal layer's resume state, mostly) costs one failed unlink.
+			d.pruneEmpty(filepath.Dir(f), filepath.Join(d.root, top))
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
 			if fi, serr := os.Stat(f); serr == nil && fi.IsDir() {
 				continue // a directory is not an object
 			}
@@ -278,15 +291,15 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("blobstore: delete %s: %w", p, errors.Join(errs...))
 	}
-	d.pruneEmpty(filepath.Dir(d.dataPath(p)), filepath.Join(d.root, "data"))
-	d.pruneEmpty(filepath.Dir(d.partialPath(p)), filepath.Join(d.root, "partial"))
 	return nil
 }
 
-// pruneEmpty removes empty directories from dir up to (not including) stop. Failures are
-// harmless (a concurrent writer may just have created an entry).
+// pruneEmpty removes empty directories from dir up to (not including) stop and the
+// directories right under stop (partial/uploads/, data/blobs/, kept for the next object
+// rather than removed and created again whenever they empty). Failures are harmless (a
+// concurrent writer may just have created an entry).
 func (d *Driver) pruneEmpty(dir, stop string) {
-	for dir != stop && strings.HasPrefix(dir, stop) {
+	for dir != stop && filepath.Dir(dir) != stop && strings.HasPrefix(dir, stop) {
 		if err := os.Remove(dir); err != nil {
 			return
 		}
