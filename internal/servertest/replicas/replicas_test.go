@@ -49,6 +49,9 @@ type cluster struct {
 	client   *http.Client
 	hits     []atomic.Int64
 	password string
+	// pg and bucket are the database server and the S3 gateway the replicas share.
+	pg     *pgtest.Server
+	bucket *s3test.Server
 }
 
 func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
@@ -69,7 +72,7 @@ func startCluster(t *testing.T, mutate func(*config.Server)) *cluster {
 	}
 	clear(root)
 
-	c := &cluster{replicas: make([]*servertest.Instance, 2), hits: make([]atomic.Int64, 2)}
+	c := &cluster{replicas: make([]*servertest.Instance, 2), hits: make([]atomic.Int64, 2), pg: pg, bucket: bucket}
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i := range c.replicas {
