@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -99,18 +100,28 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 	if err := db.Migrate(ctx, "registry", migrations); err != nil {
 		return nil, err
 	}
-	conn, err := db.Conn(ctx)
+	m := &SQLMetadata{db: db, links: make(chan linkOp), stop: make(chan struct{})}
+	conn, err := m.openSessions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
-	if err := db.SetRelaxedDurability(ctx, conn, true); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("registry metadata: %w", err)
-	}
-	m := &SQLMetadata{db: db, sessions: conn, links: make(chan linkOp), stop: make(chan struct{})}
+	m.sessions = conn
 	m.wg.Add(1)
 	go m.runLinks()
 	return m, nil
+}
+
+// openSessions opens the upload sessions' connection.
+func (m *SQLMetadata) openSessions(ctx context.Context) (*sql.Conn, error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.db.SetRelaxedDurability(ctx, conn, true); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // Close stops the group committer and releases the store's own connection (not the
@@ -120,15 +131,41 @@ func (m *SQLMetadata) Close() error {
 	m.wg.Wait()
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
+	if m.sessions == nil {
+		return nil
+	}
 	// Back to the default before the connection returns to the shared pool.
 	m.db.SetRelaxedDurability(context.Background(), m.sessions, false)
 	return m.sessions.Close()
 }
 
+// execSession runs q on the upload sessions' connection. A connection the database
+// dropped (a restart, a network failure) is discarded and another opened at the next
+// call, so that sessions work again once the database is back instead of failing with
+// "connection is already closed" until Coffer restarts.
 func (m *SQLMetadata) execSession(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
-	return m.sessions.ExecContext(ctx, q, args...)
+	for attempt := 0; ; attempt++ {
+		if m.sessions == nil {
+			conn, err := m.openSessions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			m.sessions = conn
+		}
+		res, err := m.sessions.ExecContext(ctx, q, args...)
+		if err == nil || !(errors.Is(err, sql.ErrConnDone) || store.IsConnectionLost(err)) {
+			return res, err
+		}
+		m.sessions.Raw(func(any) error { return driver.ErrBadConn }) // not back to the pool
+		m.sessions.Close()
+		m.sessions = nil
+		// ErrConnDone: the statement never left; run it once on a new connection.
+		if !errors.Is(err, sql.ErrConnDone) || attempt > 0 {
+			return res, err
+		}
+	}
 }
 
 var _ Metadata = (*SQLMetadata)(nil)
