@@ -150,6 +150,10 @@ type Registry struct {
 	UploadExpiry    time.Duration
 	GCInterval      time.Duration
 	MaxManifestSize int64
+	// GCGrace is how long unreferenced content is kept before the collector may remove it;
+	// zero is one hour. Not a flag: a client needs the grace between "the blob is there"
+	// and its manifest push, so only tests shorten it.
+	GCGrace time.Duration
 }
 
 // BlobStore settings: the registry's (sealed) bytes on the local disk or in S3-compatible

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -102,19 +103,35 @@ func NewSQLMetadata(ctx context.Context, db *store.DB) (*SQLMetadata, error) {
 	if err := db.Migrate(ctx, "registry", migrations); err != nil {
 		return nil, err
 	}
-	conn, err := db.Conn(ctx)
+	m := &SQLMetadata{db: db, links: make(chan linkOp), stop: make(chan struct{}), stmts: newStmtCache(db.Dialect(), db.PrepareContext)}
+	conn, err := m.openSessions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry metadata: %w", err)
 	}
-	if err := db.SetRelaxedDurability(ctx, conn, true); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("registry metadata: %w", err)
-	}
-	m := &SQLMetadata{db: db, sessions: conn, links: make(chan linkOp), stop: make(chan struct{}),
-		stmts: newStmtCache(db.Dialect(), db.PrepareContext), sessionStmts: newStmtCache(db.Dialect(), conn.PrepareContext)}
+	m.setSessions(conn)
 	m.wg.Add(1)
 	go m.runLinks()
 	return m, nil
+}
+
+// setSessions makes conn the upload sessions' connection, with a statement cache of its
+// own (statements prepared on a connection die with it). Callers hold sessionsMu or own m.
+func (m *SQLMetadata) setSessions(conn *sql.Conn) {
+	m.sessions = conn
+	m.sessionStmts = newStmtCache(m.db.Dialect(), conn.PrepareContext)
+}
+
+// openSessions opens the upload sessions' connection.
+func (m *SQLMetadata) openSessions(ctx context.Context) (*sql.Conn, error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.db.SetRelaxedDurability(ctx, conn, true); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // Close stops the group committer and releases the store's own connection (not the
@@ -125,16 +142,43 @@ func (m *SQLMetadata) Close() error {
 	m.stmts.close()
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
+	if m.sessions == nil {
+		return nil
+	}
 	m.sessionStmts.close()
 	// Back to the default before the connection returns to the shared pool.
 	m.db.SetRelaxedDurability(context.Background(), m.sessions, false)
 	return m.sessions.Close()
 }
 
+// execSession runs q on the upload sessions' connection. A connection the database
+// dropped (a restart, a network failure) is discarded and another opened at the next
+// call, so that sessions work again once the database is back instead of failing with
+// "connection is already closed" until Coffer restarts.
 func (m *SQLMetadata) execSession(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	m.sessionsMu.Lock()
 	defer m.sessionsMu.Unlock()
-	return m.sessionStmts.execOn(ctx, m.sessions, q, args...)
+	for attempt := 0; ; attempt++ {
+		if m.sessions == nil {
+			conn, err := m.openSessions(ctx)
+			if err != nil {
+				return nil, err
+			}
+			m.setSessions(conn)
+		}
+		res, err := m.sessionStmts.execOn(ctx, m.sessions, q, args...)
+		if err == nil || !(errors.Is(err, sql.ErrConnDone) || store.IsConnectionLost(err)) {
+			return res, err
+		}
+		m.sessionStmts.close()                                       // prepared on the lost connection
+		m.sessions.Raw(func(any) error { return driver.ErrBadConn }) // not back to the pool
+		m.sessions.Close()
+		m.sessions, m.sessionStmts = nil, nil
+		// ErrConnDone: the statement never left; run it once on a new connection.
+		if !errors.Is(err, sql.ErrConnDone) || attempt > 0 {
+			return res, err
+		}
+	}
 }
 
 var _ Metadata = (*SQLMetadata)(nil)

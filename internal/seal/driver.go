@@ -3,6 +3,7 @@ package seal
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -246,13 +247,18 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 	return d.raw.Delete(ctx, path+TailSuffix)
 }
 
-// Walk lists committed objects with their plaintext sizes, hiding resume state.
+// Walk lists committed objects with their plaintext sizes, hiding resume state. An object
+// deleted between the inner listing and the read of its header (another replica's garbage
+// collector removing it) is left out, as a listing taken a moment later would.
 func (d *Driver) Walk(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
 	return d.inner.Walk(ctx, prefix, func(info blobstore.Info) error {
 		if reserved(info.Path) {
 			return nil
 		}
 		pi, err := d.plainInfo(ctx, info)
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}

@@ -591,3 +591,50 @@ func TestRangeReadIsOneRequest(t *testing.T) {
 		t.Fatalf("range read of a truncated object: %v, want ErrAuth", err)
 	}
 }
+
+// TestWalkSkipsObjectsDeletedMeanwhile: an object another replica deletes between the
+// inner listing and the read of its header is left out of Walk, not an error that stops
+// the walk (the registry's collector walks blobs/ while another replica's sweeps them).
+func TestWalkSkipsObjectsDeletedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	fsd, _ := newFS(t)
+	k := newKeys()
+	a, b := seal.NewDriver(fsd, k), seal.NewDriver(pagedInner{fsd}, k)
+	for _, p := range []string{"blobs/a", "blobs/b", "blobs/c"} {
+		put(t, a, p, []byte("content of "+p), "")
+	}
+	var seen []string
+	err := b.Walk(ctx, "blobs/", func(i blobstore.Info) error {
+		if len(seen) == 0 {
+			// The inner driver has listed the directory; replica A deletes b now.
+			if err := a.Delete(ctx, "blobs/b"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen = append(seen, i.Path)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk while another replica deletes: %v", err)
+	}
+	if strings.Join(seen, ",") != "blobs/a,blobs/c" {
+		t.Fatalf("walked %v, want blobs/a and blobs/c", seen)
+	}
+}
+
+// pagedInner lists a whole page before handing out its entries, as S3's ListObjectsV2
+// does: an entry may name an object deleted since.
+type pagedInner struct{ *filesystem.Driver }
+
+func (p pagedInner) Walk(ctx context.Context, prefix string, fn func(blobstore.Info) error) error {
+	var page []blobstore.Info
+	if err := p.Driver.Walk(ctx, prefix, func(i blobstore.Info) error { page = append(page, i); return nil }); err != nil {
+		return err
+	}
+	for _, i := range page {
+		if err := fn(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}

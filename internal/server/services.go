@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -222,7 +223,7 @@ func (s *Server) buildServices(ctx context.Context) (*services, error) {
 	p.registry = registry.New(sealed, meta, registry.Options{
 		MaxManifestSize: s.cfg.Registry.MaxManifestSize,
 		UploadExpiry:    s.cfg.Registry.UploadExpiry,
-		GCGrace:         registryGCGrace,
+		GCGrace:         cmp.Or(s.cfg.Registry.GCGrace, registryGCGrace),
 		Lock:            s.db.Lock, // the per-digest lock every replica on the database shares
 		Log:             s.log.With("part", "registry"),
 		Metrics:         s.registryMetrics(meta),

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
 	"github.com/cofferhq/coffer/internal/store/storetest"
@@ -281,6 +283,16 @@ func TestPostgresConnectionLost(t *testing.T) {
 	_, err = conn.ExecContext(ctx, `SELECT 1`)
 	if !store.IsConnectionLost(err) {
 		t.Fatalf("a terminated connection not classified: %v", err)
+	}
+	// A statement on a connection pgx has already closed (after a failure of its socket)
+	// fails with pgconn's "conn closed", classified as lost too.
+	pc, err := pgconn.Connect(ctx, srv.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.Close(ctx)
+	if _, err := pc.Exec(ctx, `SELECT 1`).ReadAll(); !store.IsConnectionLost(err) {
+		t.Fatalf("a closed pgx connection not classified: %v", err)
 	}
 	if store.IsConnectionLost(context.Canceled) || store.IsConnectionLost(errors.New("other")) {
 		t.Fatal("unrelated errors classified as a lost connection")

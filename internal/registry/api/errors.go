@@ -60,9 +60,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The metadata database is down or unreachable: the request may be retried as is
 		// (distribution's UNAVAILABLE, 503), and nothing it asked for was acknowledged.
 		h.cfg.Log.WarnContext(r.Context(), "registry request failed: metadata database unreachable", "method", r.Method, "path", r.URL.Path, "request_id", requestID(r), "err", err)
-		w.Header().Set("Retry-After", "1")
-		registryauth.WriteError(w, http.StatusServiceUnavailable, &registry.Error{Code: "UNAVAILABLE",
-			Message: "the metadata database is unreachable: retry shortly"})
+		registryauth.WriteUnavailable(w)
 		return
 	}
 	// The cause may name tables, files or hosts: it goes to the log only, and the client
@@ -79,8 +77,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // as pulls are), never as the client's BLOB_UPLOAD_INVALID.
 func (h *Handler) failUpload(w http.ResponseWriter, r *http.Request, err error) {
 	var e *registry.Error
-	if errors.As(err, &e) || errors.Is(err, blobstore.ErrAccessDenied) {
-		h.fail(w, r, err)
+	if errors.As(err, &e) || errors.Is(err, blobstore.ErrAccessDenied) || store.IsConnectionLost(err) {
+		h.fail(w, r, err) // a database that went away is a 503, not the client's bad upload
 		return
 	}
 	if r.Context().Err() != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
 	"github.com/cofferhq/coffer/internal/registry"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
@@ -191,6 +192,14 @@ func (a *Authenticator) Reject(w http.ResponseWriter, r *http.Request, scope str
 	if errors.Is(err, context.Canceled) {
 		return
 	}
+	if store.IsConnectionLost(err) {
+		// The token could not be checked (its principal is looked up in the database):
+		// the database is down, not the token bad. A challenge would send the client to
+		// log in again; 503 tells it to retry as it is.
+		a.log.WarnContext(r.Context(), "registry token not checked: metadata database unreachable", "err", err)
+		WriteUnavailable(w)
+		return
+	}
 	a.log.DebugContext(r.Context(), "registry token rejected", "err", err)
 	a.Challenge(w, r, scope, false, &registry.Error{Code: registry.CodeUnauthorized, Message: "invalid token: " + err.Error()})
 }
@@ -225,6 +234,14 @@ type errorEntry struct {
 	Code    registry.Code `json:"code"`
 	Message string        `json:"message"`
 	Detail  any           `json:"detail,omitempty"`
+}
+
+// WriteUnavailable answers 503 UNAVAILABLE (distribution's code) with Retry-After: the
+// metadata database is down or unreachable, and the request may be retried as it is.
+func WriteUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	WriteError(w, http.StatusServiceUnavailable, &registry.Error{Code: "UNAVAILABLE",
+		Message: "the metadata database is unreachable: retry shortly"})
 }
 
 // WriteError answers status with e in the OCI error JSON shape

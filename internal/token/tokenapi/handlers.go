@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/identity"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
@@ -259,6 +260,21 @@ func (a *API) issue(w http.ResponseWriter, r *http.Request, p identity.Principal
 }
 
 func (a *API) internal(w http.ResponseWriter, r *http.Request, err error, docker bool) {
+	if store.IsConnectionLost(err) {
+		// The database is down or unreachable: the client may ask again as it is (503
+		// with Retry-After, as the registry answers), not a failure of the service.
+		if a.cfg.Log != nil {
+			a.cfg.Log.WarnContext(r.Context(), "token endpoint failed: metadata database unreachable", "err", err)
+		}
+		w.Header().Set("Retry-After", "1")
+		const msg = "the metadata database is unreachable: retry shortly"
+		if docker {
+			dockerError(w, http.StatusServiceUnavailable, "UNAVAILABLE", msg)
+		} else {
+			oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", msg)
+		}
+		return
+	}
 	if a.cfg.Log != nil {
 		a.cfg.Log.ErrorContext(r.Context(), "token endpoint failed", "err", err)
 	}
