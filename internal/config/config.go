@@ -34,6 +34,9 @@ type Server struct {
 	TLSCert   string
 	TLSKey    string
 	PlainHTTP bool
+	// HTTP1Only offers TLS clients HTTP/1.1 alone (ALPN), not HTTP/2 (docs/registry.md,
+	// "HTTP/2": Go's HTTP/2 client pulls large blobs slower than its HTTP/1.1 client).
+	HTTP1Only bool
 	LogFormat string
 	LogLevel  string
 
@@ -287,6 +290,7 @@ func (s *Server) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.TLSCert, "tls-cert", s.TLSCert, "operator's TLS certificate (PEM); default: one issued by the local CA")
 	fs.StringVar(&s.TLSKey, "tls-key", s.TLSKey, "private key for --tls-cert (PEM)")
 	fs.BoolVar(&s.PlainHTTP, "plain-http", s.PlainHTTP, "serve plain HTTP (refused unless --listen is a loopback address)")
+	fs.BoolVar(&s.HTTP1Only, "http1-only", s.HTTP1Only, "offer TLS clients HTTP/1.1 only, not HTTP/2: faster bulk pulls for Go clients, one connection per concurrent request ([registry.md](registry.md#http2))")
 	fs.StringVar(&s.LogFormat, "log-format", s.LogFormat, "log format: text or json")
 	fs.StringVar(&s.LogLevel, "log-level", s.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&s.ShutdownTimeout, "shutdown-timeout", s.ShutdownTimeout, "how long in-flight requests may finish after SIGTERM")

@@ -364,7 +364,14 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	var protocols *http.Protocols
+	if s.cfg.HTTP1Only {
+		// ALPN offers http/1.1 alone; an h2 preface on a plain connection is refused too.
+		protocols = new(http.Protocols)
+		protocols.SetHTTP1(true)
+	}
 	return &http.Server{
+		Protocols:         protocols,
 		Handler:           h,
 		TLSConfig:         s.tlsConfig,
 		ReadHeaderTimeout: 30 * time.Second,
