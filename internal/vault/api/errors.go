@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
@@ -21,7 +22,9 @@ const (
 	CodeNotFound     = "NotFound"
 	CodeConflict     = "Conflict"
 	CodeThrottled    = "Throttled"
-	CodeInternal     = "InternalServerError"
+	// CodeServiceUnavailable: the metadata database cannot be reached (503, Retry-After).
+	CodeServiceUnavailable = "ServiceUnavailable"
+	CodeInternal           = "InternalServerError"
 )
 
 // Innererror codes: which refusal a 403 or 400 is. The data plane and the management API
@@ -119,6 +122,13 @@ func (h *Handler) writeServiceError(w http.ResponseWriter, r *http.Request, err 
 	}
 	if errors.Is(err, context.Canceled) {
 		writeError(w, http.StatusBadRequest, CodeBadParameter, "request cancelled", "")
+		return
+	}
+	if store.IsConnectionLost(err) {
+		// The metadata database is down or restarting: a retryable 503, as the registry
+		// answers it, not a 500 (the SDKs retry 503 with Retry-After).
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeServiceUnavailable, "the vault's database is unreachable: retry shortly", "")
 		return
 	}
 	h.cfg.Log.Error("vault request failed", "method", r.Method, "path", r.URL.Path, "err", err)

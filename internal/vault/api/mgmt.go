@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
@@ -82,6 +83,11 @@ func withClient(r *http.Request) *http.Request {
 
 func writeMgmtError(w http.ResponseWriter, err error) {
 	a, ok := classify(err)
+	if !ok && store.IsConnectionLost(err) {
+		w.Header().Set("Retry-After", "1")
+		mgmt.WriteError(w, http.StatusServiceUnavailable, mgmt.CodeInternal, "the vault's database is unreachable: retry shortly")
+		return
+	}
 	if !ok {
 		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the vault could not complete the request: "+err.Error())
 		return
