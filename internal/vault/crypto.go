@@ -17,7 +17,7 @@ func (s *Service) resolveForOp(ctx context.Context, caller identity.Principal, v
 	if err != nil {
 		return v, versionRow{}, err
 	}
-	c, err := s.liveKey(ctx, vault, name)
+	c, err := s.liveVersionKey(ctx, vault, name, version)
 	if err != nil {
 		return v, versionRow{}, err
 	}

@@ -274,7 +274,7 @@ func (s *Service) GetKey(ctx context.Context, caller identity.Principal, vault, 
 	if err != nil {
 		return Key{}, err
 	}
-	c, err := s.liveKey(ctx, vault, name)
+	c, err := s.liveVersionKey(ctx, vault, name, version)
 	if err != nil {
 		return Key{}, err
 	}

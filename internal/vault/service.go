@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -468,6 +469,19 @@ func (s *Service) liveKey(ctx context.Context, vault, name string) (*cachedKey, 
 		return nil, fmt.Errorf("%w: key %q does not exist in vault %q", ErrNotFound, name, vault)
 	}
 	return c, nil
+}
+
+// liveVersionKey is liveKey for a request that names version: a version the cached key
+// metadata lacks is looked up again in the store before it is called missing, so a
+// version another replica has just created (a rotation made there) is usable here at
+// once, not only after the cache's TTL.
+func (s *Service) liveVersionKey(ctx context.Context, vault, name, version string) (*cachedKey, error) {
+	c, err := s.liveKey(ctx, vault, name)
+	if err != nil || version == "" || slices.ContainsFunc(c.versions, func(v versionRow) bool { return v.Version == version }) {
+		return c, err
+	}
+	s.forgetKey(vault, name)
+	return s.liveKey(ctx, vault, name)
 }
 
 // pick returns the named version, or the newest one (enabledOnly: the newest enabled one).
