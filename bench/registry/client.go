@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -176,6 +177,14 @@ func (t *target) abs(loc string) string {
 	return t.url + loc
 }
 
+// pullBuffer is --read-buffer: how many bytes each Read of a pulled body asks for (0: what
+// io.Copy asks, 32 KiB). With HTTP/2 it sets how often Go's client sends WINDOW_UPDATE
+// frames, after every Read of 4 KiB or more.
+var (
+	pullBuffer  int
+	pullBuffers = sync.Pool{New: func() any { b := make([]byte, pullBuffer); return &b }}
+)
+
 func (t *target) pullBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
 	resp, err := t.do(ctx, "GET", "/v2/"+repo+"/blobs/"+d.String(), "repository:"+repo+":pull", nil, 0, nil)
 	if err != nil {
@@ -186,7 +195,14 @@ func (t *target) pullBlob(ctx context.Context, repo string, d digest.Digest) (in
 		return 0, fmt.Errorf("%s: GET blob: %d", t.name, resp.StatusCode)
 	}
 	v := d.Verifier()
-	n, err := io.Copy(v, resp.Body)
+	var n int64
+	if pullBuffer > 0 {
+		bp := pullBuffers.Get().(*[]byte)
+		n, err = io.CopyBuffer(v, resp.Body, *bp)
+		pullBuffers.Put(bp)
+	} else {
+		n, err = io.Copy(v, resp.Body)
+	}
 	if err != nil {
 		return n, err
 	}

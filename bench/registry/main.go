@@ -84,6 +84,7 @@ func run() (code int) {
 		versitygw   = flag.String("versitygw", "", "also start a `coffer serve` on S3: versitygw from this binary on a temporary directory")
 		cofferH1    = flag.Bool("coffer-http1", false, "also measure the HTTPS coffer with a client that speaks HTTP/1.1 over TLS (what HTTP/2 costs the client)")
 		postgres    = flag.Bool("postgres", false, "also start PostgreSQL (initdb + pg_ctl of Debian's postgresql or $COFFER_PG_BIN, temporary directory, free port, fsync on) and measure coffer-pg (PostgreSQL + filesystem); with --versitygw or --blob-store also coffer-pg-s3 (one replica on PostgreSQL + S3) and coffer-pg-s3-x2 (two replicas on one database and bucket behind a round-robin proxy)")
+		readBuf     = flag.Int("read-buffer", 0, "bytes per Read of a pulled blob's body (default: io.Copy's 32 KiB, as go-containerregistry and oras-go read; 1048576 reads as containerd's content copy does)")
 		only        = flag.String("figures", "", "run only these figure pairs, comma-separated: big, small1, small8 (default: all)")
 		blobFlags   []string
 	)
@@ -92,6 +93,11 @@ func run() (code int) {
 		return nil
 	})
 	flag.Parse()
+	if *readBuf < 0 {
+		fmt.Fprintln(os.Stderr, "registry bench: --read-buffer must be 0 (io.Copy's) or a size in bytes")
+		return 2
+	}
+	pullBuffer = *readBuf
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -379,6 +385,11 @@ func printResults(figures []figure, targets []*target, results [][][]float64, ex
 		fmt.Println("ratios A ÷ B above 1: A is faster; paired per round (round r of A ÷ round r of B)")
 	}
 	fmt.Println("\nconditions:")
+	if pullBuffer > 0 {
+		fmt.Printf("  pulled bodies read %d bytes at a time (--read-buffer)\n", pullBuffer)
+	} else {
+		fmt.Println("  pulled bodies read by io.Copy, 32 KiB at a time")
+	}
 	for _, t := range targets {
 		fmt.Printf("  %-16s %s\n", t.name, t.how)
 	}
