@@ -13,6 +13,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/authn"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/token"
 )
 
@@ -56,6 +57,19 @@ func WriteErrorInner(w http.ResponseWriter, status int, code, inner, message str
 		"code": code, "message": message, "innererror": map[string]string{"code": inner}}})
 }
 
+// WriteFailure answers an error that the handler did not classify. A metadata database
+// that cannot be reached (stopped, restarting, a network failure) is 503 with Retry-After,
+// code InternalError, which clients retry as is; anything else is 500 with message, which
+// should not carry the error's own text (it may name tables, files or hosts: log it).
+func WriteFailure(w http.ResponseWriter, err error, message string) {
+	if store.IsConnectionLost(err) {
+		w.Header().Set("Retry-After", "1")
+		WriteError(w, http.StatusServiceUnavailable, CodeInternal, "the metadata database is unreachable: retry shortly")
+		return
+	}
+	WriteError(w, http.StatusInternalServerError, CodeInternal, message)
+}
+
 // Protect authenticates a management bearer token, then runs h with the caller in the
 // request context. Missing or bad tokens get 401 with a Bearer challenge.
 func Protect(v authn.Verifier, h http.Handler) http.Handler {
@@ -67,6 +81,12 @@ func Protect(v authn.Verifier, h http.Handler) http.Handler {
 			return
 		}
 		claims, err := v.Verify(r.Context(), raw, token.AudienceManagement)
+		if err != nil && store.IsConnectionLost(err) {
+			// The token could not be checked (its principal is looked up in the database):
+			// not the caller's fault, and a 401 would send it to log in again.
+			WriteFailure(w, err, "")
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
 			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid token: "+err.Error())
@@ -89,7 +109,7 @@ func Authorize(w http.ResponseWriter, r *http.Request, az access.Authorizer, act
 		if errors.Is(err, access.ErrDenied) {
 			WriteError(w, http.StatusForbidden, CodeForbidden, err.Error())
 		} else {
-			WriteError(w, http.StatusInternalServerError, CodeInternal, "authorization failed")
+			WriteFailure(w, err, "authorization failed; see the server log")
 		}
 		return false
 	}

@@ -58,7 +58,7 @@ func OpenAPI() ([]byte, error) {
 		if r.Public {
 			op["security"] = []any{}
 		} else {
-			responses["default"] = map[string]any{"description": "An error: 400 BadParameter, 401 Unauthorized, 403 Forbidden, 404 NotFound, 409 Conflict, 429 TooManyRequests, 500 InternalError",
+			responses["default"] = map[string]any{"description": "An error: 400 BadParameter, 401 Unauthorized, 403 Forbidden, 404 NotFound, 409 Conflict, 429 TooManyRequests, 500 InternalError, 503 InternalError with Retry-After (a key or the metadata database unavailable: retry)",
 				"content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 		}
 		op["responses"] = responses

@@ -54,7 +54,7 @@ func (s *Server) mountHandlers(ctx context.Context, p *services) error {
 		return err
 	}
 	s.mgmt = rt
-	identityapi.New(p.identity, p.access).Register(rt)
+	identityapi.New(p.identity, p.access, s.log.With("part", "identity")).Register(rt)
 	accessapi.New(accessapi.Config{
 		Service:     p.access,
 		VaultExists: p.vault.VaultExists, // no access policy on a vault that does not exist

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +105,27 @@ func StartConfig(cfg config.Server) (*Instance, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return inst, nil
+}
+
+// ManagementToken logs in to the management API as the administrator with password (the
+// instance's AdminPassword, or the first replica's for a replica that found the user made)
+// and returns the access token.
+func (i *Instance) ManagementToken(t testing.TB, password string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {password}, "service": {"coffer-management"}}
+	resp, err := i.Client.PostForm(i.URL+"/oauth2/token", form)
+	if err != nil {
+		t.Fatalf("admin token from %s: %v", i.URL, err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("admin token from %s: %d %s", i.URL, resp.StatusCode, body)
+	}
+	return tok.AccessToken
 }
 
 // Stop shuts the server down and waits for it.

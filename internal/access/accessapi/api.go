@@ -80,7 +80,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		mgmt.WriteError(w, http.StatusConflict, mgmt.CodeConflict, err.Error())
 	default:
 		a.log.Error("access management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the access service failed; see the server log")
+		mgmt.WriteFailure(w, err, "the access service failed; see the server log")
 	}
 }
 

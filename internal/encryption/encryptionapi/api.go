@@ -145,6 +145,6 @@ func (h *Handler) writeError(w http.ResponseWriter, err error) {
 		mgmt.WriteError(w, http.StatusServiceUnavailable, mgmt.CodeInternal, err.Error())
 	default:
 		h.log.Error("registry encryption request failed", "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the request failed; see the server log")
+		mgmt.WriteFailure(w, err, "the request failed; see the server log")
 	}
 }

@@ -5,6 +5,7 @@ package identityapi
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -19,11 +20,16 @@ import (
 type API struct {
 	svc   *identity.Service
 	authz access.Authorizer
+	log   *slog.Logger
 }
 
-// New returns the endpoints; authz decides every request.
-func New(svc *identity.Service, authz access.Authorizer) *API {
-	return &API{svc: svc, authz: authz}
+// New returns the endpoints; authz decides every request; log gets the causes of the
+// failures it answers as 500.
+func New(svc *identity.Service, authz access.Authorizer, log *slog.Logger) *API {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &API{svc: svc, authz: authz, log: log}
 }
 
 // Register mounts the routes on the management router (which authenticates them).
@@ -52,7 +58,7 @@ func (a *API) can(w http.ResponseWriter, r *http.Request, action access.Action) 
 }
 
 // fail maps a service error to the management API's error shape.
-func fail(w http.ResponseWriter, err error) {
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, identity.ErrNotFound):
 		mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, err.Error())
@@ -63,7 +69,8 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, identity.ErrInvalid), errors.Is(err, identity.ErrAmbiguous):
 		mgmt.WriteError(w, http.StatusBadRequest, mgmt.CodeBadParameter, err.Error())
 	default:
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the identity service failed; see the server log")
+		a.log.ErrorContext(r.Context(), "identity management request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		mgmt.WriteFailure(w, err, "the identity service failed; see the server log")
 	}
 }
 
@@ -85,12 +92,12 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := a.svc.CreateUser(r.Context(), req.Name, req.Password); err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	info, err := a.svc.Show(r.Context(), identity.KindUser, req.Name)
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusCreated, Identity(info))
@@ -120,12 +127,12 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request) {
 				mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, "the current password is wrong")
 				return
 			}
-			fail(w, err)
+			a.fail(w, r, err)
 			return
 		}
 	}
 	if err := a.svc.SetPassword(r.Context(), ref, req.Password); err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -138,7 +145,7 @@ func (a *API) list(kind identity.Kind) http.HandlerFunc {
 		}
 		list, err := a.svc.List(r.Context(), kind)
 		if err != nil {
-			fail(w, err)
+			a.fail(w, r, err)
 			return
 		}
 		out := make([]wire.Identity, len(list))
@@ -156,7 +163,7 @@ func (a *API) show(kind identity.Kind) http.HandlerFunc {
 		}
 		info, err := a.svc.Show(r.Context(), kind, r.PathValue("ref"))
 		if err != nil {
-			fail(w, err)
+			a.fail(w, r, err)
 			return
 		}
 		mgmt.WriteJSON(w, http.StatusOK, Identity(info))
@@ -169,7 +176,7 @@ func (a *API) del(kind identity.Kind) http.HandlerFunc {
 			return
 		}
 		if err := a.svc.Delete(r.Context(), kind, r.PathValue("ref")); err != nil {
-			fail(w, err)
+			a.fail(w, r, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -198,7 +205,7 @@ func (a *API) createSP(w http.ResponseWriter, r *http.Request) {
 	}
 	info, sec, err := a.svc.CreateServicePrincipal(r.Context(), req.Name, life)
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusCreated, a.creds(info, sec))
@@ -224,7 +231,7 @@ func (a *API) resetCredential(w http.ResponseWriter, r *http.Request) {
 	}
 	info, sec, err := a.svc.ResetCredential(r.Context(), r.PathValue("ref"), life, req.Append)
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, a.creds(info, sec))
@@ -244,12 +251,12 @@ func (a *API) createMI(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := a.svc.CreateManagedIdentity(r.Context(), req.Name)
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	info, err := a.svc.Show(r.Context(), identity.KindManagedIdentity, p.ID)
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusCreated, a.mi(info))
@@ -264,7 +271,7 @@ func (a *API) listMI(w http.ResponseWriter, r *http.Request) {
 	for _, kind := range []identity.Kind{identity.KindSystemIdentity, identity.KindManagedIdentity} {
 		list, err := a.svc.List(r.Context(), kind)
 		if err != nil {
-			fail(w, err)
+			a.fail(w, r, err)
 			return
 		}
 		for _, info := range list {
@@ -284,7 +291,7 @@ func (a *API) showMI(w http.ResponseWriter, r *http.Request) {
 		info, err = a.svc.Show(r.Context(), identity.KindSystemIdentity, ref)
 	}
 	if err != nil {
-		fail(w, err)
+		a.fail(w, r, err)
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, a.mi(info))

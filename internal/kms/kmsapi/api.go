@@ -287,6 +287,6 @@ func (h *Handler) writeError(w http.ResponseWriter, err error) {
 		mgmt.WriteError(w, http.StatusServiceUnavailable, CodeKeyUnavailable, err.Error())
 	default:
 		h.log.Error("kms request failed", "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the request failed; see the server log")
+		mgmt.WriteFailure(w, err, "the request failed; see the server log")
 	}
 }

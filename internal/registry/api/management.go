@@ -74,7 +74,7 @@ func (m *Management) fail(w http.ResponseWriter, err error) {
 		mgmt.WriteError(w, http.StatusForbidden, mgmt.CodeForbidden, err.Error())
 		return
 	}
-	mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+	mgmt.WriteFailure(w, err, err.Error())
 }
 
 func (m *Management) repoParam(w http.ResponseWriter, name string) bool {

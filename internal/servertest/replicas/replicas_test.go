@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -276,19 +275,7 @@ func readImage(ref name.Reference, opts ...remote.Option) error {
 // adminEnv logs in to inst's management API as the administrator.
 func adminEnv(t *testing.T, inst *servertest.Instance, password string) *vaulttest.Env {
 	t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {password}, "service": {"coffer-management"}}
-	resp, err := inst.Client.PostForm(inst.URL+"/oauth2/token", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
-		t.Fatalf("admin token from %s: %d %v", inst.URL, resp.StatusCode, err)
-	}
-	return &vaulttest.Env{Inst: inst, Token: tok.AccessToken, HTTP: inst.Client}
+	return &vaulttest.Env{Inst: inst, Token: inst.ManagementToken(t, password), HTTP: inst.Client}
 }
 
 // TestReplicaKilledDuringPushes: replica A is a `coffer serve` process pushed to by two

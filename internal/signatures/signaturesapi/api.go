@@ -208,7 +208,7 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 		mgmt.WriteError(w, http.StatusNotFound, mgmt.CodeNotFound, err.Error())
 	default:
 		h.cfg.Log.Error("signature policy request failed", "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the request failed; see the server log")
+		mgmt.WriteFailure(w, err, "the request failed; see the server log")
 	}
 }
 

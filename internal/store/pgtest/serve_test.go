@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/servertest"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
 )
@@ -117,9 +119,11 @@ func TestServeOnPostgres(t *testing.T) {
 	}
 }
 
-// TestServeDatabaseOutage: the database stops under a running server. Readiness goes false
-// and a pull fails with 503 UNAVAILABLE (not a 500, not a wrong 404); once the database is
-// back, the same pull succeeds without restarting Coffer, and nothing pushed before is lost.
+// TestServeDatabaseOutage: the database stops under a running server. Readiness goes false,
+// a pull fails with 503 UNAVAILABLE (not a 500, not a wrong 404), and every part's
+// management routes answer 503 with Retry-After (not a 500, not a 401); once the database
+// is back, the same requests succeed without restarting Coffer, and nothing pushed before
+// is lost.
 func TestServeDatabaseOutage(t *testing.T) {
 	pg := pgtest.Start(t)
 	dbName := pg.NewDatabase(t)
@@ -150,7 +154,64 @@ func TestServeDatabaseOutage(t *testing.T) {
 		return resp, string(b)
 	}
 
+	// A management token taken before the outage too, for the management API's routes.
+	mgmtToken := inst.ManagementToken(t, inst.AdminPassword)
+	// Every management route that reads the database, one per part.
+	mgmtPaths := []string{
+		"/coffer/v1/users", "/coffer/v1/servicePrincipals", "/coffer/v1/managedIdentities",
+		"/coffer/v1/role-assignments", "/coffer/v1/tokens",
+		"/coffer/v1/vaults", "/coffer/v1/audit",
+		"/coffer/v1/kms/clusters",
+		"/coffer/v1/registry/repositories", "/coffer/v1/registry/encryption",
+		"/coffer/v1/registry/config/content-trust",
+		"/coffer/v1/registry/signatures/anchors", "/coffer/v1/registry/signatures/policy",
+	}
+	mgmtDo := func(method, path, body string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, inst.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+mgmtToken)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := inst.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	for _, path := range mgmtPaths {
+		if resp, body := mgmtDo(http.MethodGet, path, ""); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s before the outage: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	// cached: some parts answer a read from memory (the encryption status, the signature
+	// policy) while the token check does not need the database.
+	unavailable := func(when string, cached bool) {
+		t.Helper()
+		for _, path := range mgmtPaths {
+			resp, body := mgmtDo(http.MethodGet, path, "")
+			if cached && resp.StatusCode == http.StatusOK {
+				continue
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "unreachable") {
+				t.Errorf("GET %s %s: %d %s (Retry-After %q), want 503 with Retry-After", path, when, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+			}
+		}
+		resp, body := mgmtDo(http.MethodPost, "/coffer/v1/users", `{"name":"outage-user","password":"a long enough password 1"}`)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("POST /coffer/v1/users %s: %d %s, want 503 with Retry-After", when, resp.StatusCode, body)
+		}
+	}
+
 	pg.Stop(t)
+	// While the token's principal is still remembered as live (the handlers' own reads
+	// fail), and once that has expired (the token check itself cannot reach the database:
+	// a 503, not a 401 that would send the caller to log in again).
+	unavailable("during the outage", true)
+	time.Sleep(identity.LiveTTL + 500*time.Millisecond)
+	unavailable("during the outage, once the token check needs the database", false)
 	resp, err := inst.Client.Get(inst.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -172,5 +233,13 @@ func TestServeDatabaseOutage(t *testing.T) {
 	}
 	if _, err := remote.Image(ref, opts...); err != nil {
 		t.Fatalf("pull with a fresh login after the outage: %v", err)
+	}
+	for _, path := range mgmtPaths {
+		if resp, body := mgmtDo(http.MethodGet, path, ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s after the outage, same token: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if resp, body := mgmtDo(http.MethodGet, "/coffer/v1/users/outage-user", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the user refused during the outage exists after it: %d %s", resp.StatusCode, body)
 	}
 }

@@ -45,7 +45,7 @@ func (m *Management) show(w http.ResponseWriter, r *http.Request) {
 	st, err := m.svc.Status(r.Context())
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "read the content-trust policy", "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, "InternalError", "the content-trust policy could not be read; the server log has the cause")
+		mgmt.WriteFailure(w, err, "the content-trust policy could not be read; the server log has the cause")
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, wire.ContentTrustPolicy{Status: st})
@@ -86,7 +86,7 @@ func (m *Management) update(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		m.log.ErrorContext(r.Context(), "update the content-trust policy", "err", err)
-		mgmt.WriteError(w, http.StatusInternalServerError, "InternalError", "the content-trust policy could not be changed; the server log has the cause")
+		mgmt.WriteFailure(w, err, "the content-trust policy could not be changed; the server log has the cause")
 		return
 	}
 	m.log.InfoContext(r.Context(), "content-trust policy changed", "status", status, "deleted_collections", wiped.Collections, "deleted_keys", wiped.Keys)

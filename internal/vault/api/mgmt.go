@@ -13,7 +13,6 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/mgmt"
 	"github.com/cofferhq/coffer/internal/mgmt/wire"
-	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/vault"
 	"github.com/cofferhq/coffer/internal/vault/keys"
 )
@@ -83,13 +82,8 @@ func withClient(r *http.Request) *http.Request {
 
 func writeMgmtError(w http.ResponseWriter, err error) {
 	a, ok := classify(err)
-	if !ok && store.IsConnectionLost(err) {
-		w.Header().Set("Retry-After", "1")
-		mgmt.WriteError(w, http.StatusServiceUnavailable, mgmt.CodeInternal, "the vault's database is unreachable: retry shortly")
-		return
-	}
 	if !ok {
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, "the vault could not complete the request: "+err.Error())
+		mgmt.WriteFailure(w, err, "the vault could not complete the request: "+err.Error())
 		return
 	}
 	// The management API's own codes, with the data plane's inner code beside them.
@@ -364,12 +358,12 @@ func (m *Management) auditList(w http.ResponseWriter, r *http.Request) {
 	f.Limit, _ = strconv.Atoi(q.Get("limit"))
 	f.AfterSeq, _ = strconv.ParseInt(q.Get("after"), 10, 64)
 	if err := m.audit.Flush(r.Context()); err != nil {
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+		mgmt.WriteFailure(w, err, err.Error())
 		return
 	}
 	recs, err := m.audit.List(r.Context(), f)
 	if err != nil {
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+		mgmt.WriteFailure(w, err, err.Error())
 		return
 	}
 	out := make([]wire.AuditRecord, len(recs))
@@ -395,12 +389,12 @@ func (m *Management) auditVerify(w http.ResponseWriter, r *http.Request) {
 		o.ExpectHead = &h
 	}
 	if err := m.audit.Flush(r.Context()); err != nil {
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+		mgmt.WriteFailure(w, err, err.Error())
 		return
 	}
 	res, err := m.audit.Verify(r.Context(), o)
 	if err != nil {
-		mgmt.WriteError(w, http.StatusInternalServerError, mgmt.CodeInternal, err.Error())
+		mgmt.WriteFailure(w, err, err.Error())
 		return
 	}
 	mgmt.WriteJSON(w, http.StatusOK, wire.AuditVerifyResult{OK: res.OK, Records: res.Records, HeadSeq: res.HeadSeq,

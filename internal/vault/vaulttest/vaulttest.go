@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -56,20 +55,7 @@ func Start(t testing.TB, mutate func(*config.Server)) *Env {
 	tr.MaxIdleConnsPerHost = 64
 	tr.TLSClientConfig = &tls.Config{RootCAs: inst.CAPool}
 	e.HTTP = &http.Client{Transport: tr, Timeout: 2 * time.Minute}
-	form := url.Values{"grant_type": {"password"}, "username": {"admin"}, "password": {inst.AdminPassword}, "service": {"coffer-management"}}
-	resp, err := inst.Client.PostForm(inst.URL+"/oauth2/token", form)
-	if err != nil {
-		t.Fatalf("admin token: %v", err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
-		t.Fatalf("admin token: %d %s", resp.StatusCode, body)
-	}
-	e.Token = tok.AccessToken
+	e.Token = inst.ManagementToken(t, inst.AdminPassword)
 	var who struct {
 		TenantID string `json:"tenantId"`
 	}
