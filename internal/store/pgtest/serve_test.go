@@ -210,6 +210,10 @@ func TestServeDatabaseOutage(t *testing.T) {
 	// fail), and once that has expired (the token check itself cannot reach the database:
 	// a 503, not a 401 that would send the caller to log in again).
 	unavailable("during the outage", true)
+	// The Notary v1 API (docker trust) reads its metadata from the database as well.
+	if resp, body := get("/v2/team/app/_trust/tuf/timestamp.json"); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "UNAVAILABLE") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("trust metadata during the outage: %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
 	time.Sleep(identity.LiveTTL + 500*time.Millisecond)
 	unavailable("during the outage, once the token check needs the database", false)
 	resp, err := inst.Client.Get(inst.URL + "/readyz")

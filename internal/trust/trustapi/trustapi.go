@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/access"
 	"github.com/cofferhq/coffer/internal/registry"
 	"github.com/cofferhq/coffer/internal/registry/registryauth"
+	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/trust"
 )
 
@@ -280,6 +281,12 @@ func (h *Handler) write(w http.ResponseWriter, r *http.Request, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		registryauth.WriteError(w, http.StatusBadRequest, &registry.Error{Code: trust.CodeMalformedUpload, Message: "the update is too large"})
+		return
+	}
+	if store.IsConnectionLost(err) {
+		// The metadata database is down or restarting: retry as is, as the registry says.
+		h.log.WarnContext(r.Context(), "trust API failure: metadata database unreachable", "path", r.URL.Path, "err", err)
+		registryauth.WriteUnavailable(w)
 		return
 	}
 	h.log.ErrorContext(r.Context(), "trust API failure", "path", r.URL.Path, "err", err)
