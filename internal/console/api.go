@@ -61,6 +61,8 @@ func (e *apiError) Advice() string {
 		return "Correct the value named in the message and try again."
 	case http.StatusTooManyRequests:
 		return "Wait a moment and try again."
+	case http.StatusServiceUnavailable:
+		return "The server is briefly unavailable (its database or a key cannot be reached): try again in a few seconds."
 	}
 	return "Try again; if it keeps failing, see the server log."
 }

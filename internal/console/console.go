@@ -226,8 +226,15 @@ type request struct {
 // must carry the session's CSRF token and come from this origin.
 func (c *Console) signedIn(p page) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		se, ok := c.session(r)
-		if !ok {
+		se, err := c.lookupSession(r)
+		if err != nil {
+			// The session could not be read (the database is down or restarting): the
+			// session may well be alive, so the cookie stays and the browser is not sent
+			// to sign in; the page says to try again.
+			c.sessionUnavailable(w, r, err)
+			return
+		}
+		if se == nil {
 			clearCookie(w, sessionCookie)
 			if r.Method != http.MethodGet {
 				c.render(w, r, http.StatusForbidden, "error", nil, map[string]any{"Title": "Signed out", "Message": "Your session has ended.", "Next": "Sign in again."})
@@ -248,31 +255,55 @@ func (c *Console) signedIn(p page) http.Handler {
 	})
 }
 
-// session returns the request's live session, expiring it if idle or past its end.
+// session returns the request's live session, expiring it if idle or past its end; false
+// also when the session could not be read (see lookupSession).
 func (c *Console) session(r *http.Request) (*Session, bool) {
+	se, err := c.lookupSession(r)
+	return se, err == nil && se != nil
+}
+
+// lookupSession returns the request's live session, or nil when it has none (no cookie,
+// an unknown one, or a session that ended, which it deletes). An error means the session
+// store could not be read: whether the session is alive is not known.
+func (c *Console) lookupSession(r *http.Request) (*Session, error) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil || ck.Value == "" || len(ck.Value) > 100 {
-		return nil, false
+		return nil, nil
 	}
 	hash := hashID(ck.Value)
 	se, err := c.cfg.Sessions.Get(r.Context(), hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			c.cfg.Log.ErrorContext(r.Context(), "console session lookup failed", "err", err)
-		}
-		return nil, false
+		return nil, err
 	}
 	now := c.cfg.Now()
 	if !now.Before(se.Expires) || !now.Before(se.LastSeen.Add(c.cfg.Idle)) {
 		c.cfg.Sessions.Delete(r.Context(), hash)
-		return nil, false
+		return nil, nil
 	}
 	if now.Sub(se.LastSeen) >= touchEvery {
 		if err := c.cfg.Sessions.Touch(r.Context(), hash, now); err != nil {
 			c.cfg.Log.WarnContext(r.Context(), "console session touch failed", "err", err)
 		}
 	}
-	return &se, true
+	return &se, nil
+}
+
+// sessionUnavailable answers a page whose session could not be read: 503 with Retry-After
+// when the metadata database cannot be reached, 500 otherwise; the session cookie is kept.
+func (c *Console) sessionUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	if store.IsConnectionLost(err) {
+		c.cfg.Log.WarnContext(r.Context(), "console session lookup failed: metadata database unreachable", "err", err)
+		w.Header().Set("Retry-After", "1")
+		c.render(w, r, http.StatusServiceUnavailable, "error", nil, map[string]any{"Title": "Unavailable for a moment",
+			"Message": "The server cannot reach its database just now.", "Next": "Try again in a few seconds; you are still signed in."})
+		return
+	}
+	c.cfg.Log.ErrorContext(r.Context(), "console session lookup failed", "err", err)
+	c.render(w, r, http.StatusInternalServerError, "error", nil, map[string]any{"Title": "Something failed",
+		"Message": "The console could not read your session.", "Next": "Try again; if it keeps failing, see the server log."})
 }
 
 // validCSRF compares the form's (or htmx's header's) token with the session's in

@@ -3,7 +3,9 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/internal/identity"
 	"github.com/cofferhq/coffer/internal/store"
 	"github.com/cofferhq/coffer/internal/store/pgtest"
+	"github.com/cofferhq/coffer/internal/store/storetest"
 )
 
 // TestSessionStorage runs the console's session store tests on SQLite and on PostgreSQL.
@@ -166,5 +169,90 @@ func testSessionStore(t *testing.T, newDB pgtest.Open) {
 	}
 	if err := b.Delete(ctx, se.Hash); err != nil {
 		t.Fatalf("deleting it again: %v", err)
+	}
+}
+
+// failingSessions is a real session store whose reads fail with err once fail is set: a
+// database that stopped under the console.
+type failingSessions struct {
+	SessionStore
+	fail error
+}
+
+func (f *failingSessions) Get(ctx context.Context, hash string) (Session, error) {
+	if f.fail != nil {
+		return Session{}, f.fail
+	}
+	return f.SessionStore.Get(ctx, hash)
+}
+
+// TestSessionLookupFailureKeepsSession: when the session store cannot be read, a signed-in
+// page answers 503 with Retry-After (the database unreachable) or 500, keeps the session
+// cookie and does not send the browser to sign in; once the store answers again the same
+// cookie is signed in. A store that answers "no such session" still signs out.
+func TestSessionLookupFailureKeepsSession(t *testing.T) {
+	ctx := context.Background()
+	real, err := OpenSQLSessions(ctx, storetest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions := &failingSessions{SessionStore: real}
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := &Console{pages: pages, cfg: Config{Sessions: sessions, Idle: 10 * time.Minute, Absolute: time.Hour, Now: clock.Now, Log: discard()}}
+	id := newSecret()
+	now := clock.Now()
+	if err := real.Create(ctx, Session{Hash: hashID(id), Principal: identity.Principal{ID: "u1", Kind: identity.KindUser, Name: "u"},
+		CSRF: "c", Created: now, LastSeen: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	reached := 0
+	h := c.signedIn(func(w http.ResponseWriter, r *http.Request, rq *request) { reached++; w.WriteHeader(http.StatusOK) })
+	get := func(cookie string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", Prefix+"repositories", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	clearsCookie := func(w *httptest.ResponseRecorder) bool {
+		for _, ck := range w.Result().Cookies() {
+			if ck.Name == sessionCookie && ck.MaxAge < 0 {
+				return true
+			}
+		}
+		return false
+	}
+
+	if w := get(id); w.Code != http.StatusOK || reached != 1 {
+		t.Fatalf("signed-in page: %d (reached %d)", w.Code, reached)
+	}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+	}{
+		{"database unreachable", fmt.Errorf("read session: %w", &net.OpError{Op: "read", Net: "tcp", Err: net.ErrClosed}), http.StatusServiceUnavailable},
+		{"other failure", errors.New("disk on fire"), http.StatusInternalServerError},
+	} {
+		sessions.fail = tc.err
+		w := get(id)
+		if w.Code != tc.status || clearsCookie(w) || reached != 1 {
+			t.Errorf("%s: %d, cookie cleared %v, page reached %d times; want %d, the cookie kept", tc.name, w.Code, clearsCookie(w), reached, tc.status)
+		}
+		if tc.status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After", tc.name)
+		}
+	}
+	sessions.fail = nil
+	if w := get(id); w.Code != http.StatusOK || reached != 2 {
+		t.Fatalf("after the store came back: %d (reached %d)", w.Code, reached)
+	}
+	// An unknown session still signs the browser out.
+	if w := get("not-a-session"); w.Code != http.StatusSeeOther || !clearsCookie(w) {
+		t.Fatalf("unknown session: %d, cookie cleared %v", w.Code, clearsCookie(w))
 	}
 }
