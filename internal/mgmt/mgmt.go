@@ -63,11 +63,16 @@ func WriteErrorInner(w http.ResponseWriter, status int, code, inner, message str
 // should not carry the error's own text (it may name tables, files or hosts: log it).
 func WriteFailure(w http.ResponseWriter, err error, message string) {
 	if store.IsConnectionLost(err) {
-		w.Header().Set("Retry-After", "1")
-		WriteError(w, http.StatusServiceUnavailable, CodeInternal, "the metadata database is unreachable: retry shortly")
+		writeUnavailable(w)
 		return
 	}
 	WriteError(w, http.StatusInternalServerError, CodeInternal, message)
+}
+
+// writeUnavailable answers 503 with Retry-After: the metadata database cannot be reached.
+func writeUnavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	WriteError(w, http.StatusServiceUnavailable, CodeInternal, "the metadata database is unreachable: retry shortly")
 }
 
 // Protect authenticates a management bearer token, then runs h with the caller in the
@@ -81,13 +86,13 @@ func Protect(v authn.Verifier, h http.Handler) http.Handler {
 			return
 		}
 		claims, err := v.Verify(r.Context(), raw, token.AudienceManagement)
-		if err != nil && store.IsConnectionLost(err) {
-			// The token could not be checked (its principal is looked up in the database):
-			// not the caller's fault, and a 401 would send it to log in again.
-			WriteFailure(w, err, "")
-			return
-		}
 		if err != nil {
+			if store.IsConnectionLost(err) {
+				// The token could not be checked (its principal is looked up in the
+				// database): not the caller's fault, and a 401 would send it to log in again.
+				writeUnavailable(w)
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", error="invalid_token"`)
 			WriteError(w, http.StatusUnauthorized, CodeUnauthorized, "invalid token: "+err.Error())
 			return
