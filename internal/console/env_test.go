@@ -213,17 +213,29 @@ func (b *browser) text(sel string) string {
 // click that loads a new page, an element of the same id on the old page must not count.
 func (b *browser) waitText(sel, want string) string {
 	b.t.Helper()
-	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : ""; })()`, sel)
+	return b.waitEval(sel, fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? e.textContent : ""; })()`, sel), want)
+}
+
+// waitURL waits (bounded) until the page's address contains want: a form that loads a new
+// page (a GET form) has been followed, so what is read next is the new page's.
+func (b *browser) waitURL(want string) string {
+	b.t.Helper()
+	return b.waitEval("the address", "location.href", want)
+}
+
+// waitEval evaluates js until its string result contains want (at most 30 s).
+func (b *browser) waitEval(what, js, want string) string {
+	b.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
-		got = get(b, "read "+sel, chromedp.Evaluate[string](js))
+		got = get(b, "read "+what, chromedp.Evaluate[string](js))
 		if strings.Contains(got, want) {
 			return got
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.t.Fatalf("%s never showed %q (last: %q)", sel, want, got)
+	b.t.Fatalf("%s never showed %q (last: %q)", what, want, got)
 	return ""
 }
 
